@@ -1,0 +1,5 @@
+import sys
+
+from cofi.cli import main
+
+sys.exit(main())

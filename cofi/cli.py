@@ -1,0 +1,205 @@
+"""``python -m cofi <command>``: the steps the workflow's rules call, each with explicit inputs/outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# Nothing at run time may reach a hub: models and data are local paths only.
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def cmd_check_config(args) -> None:
+    from cofi.config import check_config, load_config
+
+    config = check_config(load_config(args.config))
+    log(f"{args.config}: OK (experiment {config['experiment']!r}, tasks {', '.join(config['tasks'])})")
+
+
+def cmd_make_data(args) -> None:
+    from cofi.data import write_jsonl
+    from cofi.world import WorldSpec, build_world
+
+    world = build_world(WorldSpec(**json.loads(args.world)))
+    for stem, records in world.items():
+        write_jsonl(Path(args.out_dir) / f"{stem}.jsonl", records)
+        log(f"wrote {len(records):>6} records to {Path(args.out_dir) / stem}.jsonl")
+
+
+def cmd_build_base(args) -> None:
+    """Tokenizer + small Llama, "aligned" on the versatility mixture, saved as a HF directory."""
+    import torch
+
+    from cofi.data import load_records
+    from cofi.modeling import build_llama, build_word_tokenizer, save_model
+    from cofi.train import TrainConfig, tokenize_dataset, train
+    from cofi.world import WorldSpec, vocabulary
+
+    _threads(args.threads)
+    base = json.loads(args.base)
+    tokenizer = build_word_tokenizer(vocabulary(WorldSpec(**json.loads(args.world))))
+    arch = {k: base[k] for k in ("layers", "hidden", "intermediate", "heads")} | {"max_len": args.max_len}
+    model = build_llama(len(tokenizer), arch, seed=base["seed"])
+    records = load_records(args.train)
+    examples = tokenize_dataset(records, tokenizer, args.template, True, args.max_len)
+    cfg = TrainConfig.from_dict({**base["train"], "seed": base["seed"], "max_len": args.max_len})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = train(model, examples, cfg, tokenizer.pad_token_id, out / "loss.csv", log=log)
+    model.to(torch.float32)
+    save_model(model, tokenizer, out)
+    log(f"saved the base model to {out} ({summary['seconds']:.0f}s of training)")
+
+
+def cmd_finetune(args) -> None:
+    from cofi.data import load_records
+    from cofi.methods import METHODS
+    from cofi.modeling import load_model, save_model
+    from cofi.train import TrainConfig, tokenize_dataset, train
+
+    _threads(args.threads)
+    params = json.loads(args.params)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    model = METHODS[args.method](model, params)
+    records = load_records(args.train)
+    examples = tokenize_dataset(records, tokenizer, args.template, args.mask_prompt, args.max_len)
+    cfg = TrainConfig.from_dict({**params, "seed": args.seed, "max_len": args.max_len, "mask_prompt": args.mask_prompt})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = train(model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=log)
+    save_model(model, tokenizer, out)
+    (out / "cofi_run.json").write_text(json.dumps({"method": args.method, "params": params, "seed": args.seed, **summary}, indent=2))
+    log(f"saved {args.method} model to {out}")
+
+
+def cmd_evaluate(args) -> None:
+    from cofi.data import read_jsonl
+    from cofi.evaluate import Suite, score_suite
+    from cofi.metrics import aggregate
+    from cofi.modeling import load_model
+
+    _threads(args.threads)
+    suites = json.loads(args.suites)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    model.eval()
+    results, items, predictions = {"spec": {}, "vers": {}}, {}, {}
+    for group in ("spec", "vers"):
+        for name, suite in suites[group].items():
+            suite = Suite(name=name, **suite)
+            records = read_jsonl(suite.path, multiple_choice=suite.type == "multiple_choice")[: args.max_items]
+            started = time.perf_counter()
+            scored = score_suite(model, tokenizer, records, suite, args.template, args.batch_size)
+            results[group][name], items[name], predictions[name] = scored["score"], len(records), scored["predictions"]
+            log(f"{group} {name}: {scored['score']:.1f} on {len(records)} items ({time.perf_counter() - started:.1f}s)")
+    labels = json.loads(args.labels)
+    scores = {"labels": labels, "model": args.model, **aggregate(results["spec"], results["vers"]), "items": items}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(scores, indent=2) + "\n")
+    if args.predictions:
+        Path(args.predictions).write_text(json.dumps(predictions, indent=1) + "\n")
+    log(f"Vers {scores['vers']:.1f}; Uni {', '.join(f'{t} {u:.1f}' for t, u in scores['uni'].items())}")
+
+
+def cmd_table(args) -> None:
+    from cofi.tables import write_tables
+
+    tidy = write_tables(args.scores, args.csv, args.md)
+    log(f"wrote {len(tidy)} rows to {args.csv} and {args.md}")
+
+
+def cmd_bench_report(args) -> None:
+    from cofi.bench import benchmark_report
+
+    print(benchmark_report(args.benchmarks), end="")
+
+
+def _model_args(p) -> None:
+    p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights dtype")
+    p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cofi", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config file (schema, meaning, data files, model)")
+    p.add_argument("config", help="YAML config file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("make-data", help="write the embedded synthetic world as JSONL files")
+    p.add_argument("--world", required=True, help="JSON of embedded.world settings")
+    p.add_argument("--out-dir", required=True, help="directory for <split>.jsonl files")
+    p.set_defaults(func=cmd_make_data)
+
+    p = sub.add_parser("build-base", help="build and align the embedded base model")
+    p.add_argument("--world", required=True, help="JSON of embedded.world settings (for the vocabulary)")
+    p.add_argument("--base", required=True, help="JSON of embedded.base settings (architecture, training)")
+    p.add_argument("--train", required=True, help="versatility training JSONL")
+    p.add_argument("--template", required=True, help="prompt format string")
+    p.add_argument("--max-len", type=int, required=True, help="tokens per example")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.set_defaults(func=cmd_build_base)
+
+    p = sub.add_parser("finetune", help="fine-tune a model on a speciality task with one method")
+    _model_args(p)
+    p.add_argument("--method", required=True, help="registered method name")
+    p.add_argument("--params", required=True, help="JSON of the method's hyperparameters")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--seed", type=int, default=0, help="seed for data order and initialisation")
+    p.add_argument("--max-len", type=int, required=True, help="tokens per example")
+    p.add_argument("--mask-prompt", action=argparse.BooleanOptionalAction, default=True, help="loss on responses only")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--curve", required=True, help="loss curve CSV")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="score a model on speciality and versatility suites")
+    _model_args(p)
+    p.add_argument("--suites", required=True, help='JSON {"spec": {name: suite}, "vers": {name: suite}}')
+    p.add_argument("--labels", required=True, help="JSON labels stored with the scores (method, task, seed)")
+    p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
+    p.add_argument("--max-items", type=int, default=None, help="score at most this many items per suite")
+    p.add_argument("--out", required=True, help="scores JSON")
+    p.add_argument("--predictions", help="optional JSON of per-item predictions")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("table", help="build the result tables from score files")
+    p.add_argument("scores", nargs="+", help="score JSON files")
+    p.add_argument("--csv", required=True, help="tidy CSV output")
+    p.add_argument("--md", required=True, help="Markdown output")
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("bench-report", help="per-rule times from Snakemake benchmark files")
+    p.add_argument("benchmarks", help="directory of benchmark TSV files (searched recursively)")
+    p.set_defaults(func=cmd_bench_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cofi.errors import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as error:  # bad data, config or model path: say what is wrong, no traceback
+        print(f"cofi {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,99 @@
+"""Models and tokenizers: load a user's causal LM directory, or build the embedded one.
+
+Every rule loads models through :func:`load_model`, so the embedded default and a user's
+checkpoint take the same code path (``AutoModelForCausalLM`` / ``AutoTokenizer`` on a local dir).
+"""
+
+from __future__ import annotations
+
+from cofi.errors import InputError
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelError(InputError):
+    """A model path that cannot serve as a causal LM; the message names the path."""
+
+
+def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer made with ``tokenizers``, wrapped for ``transformers``."""
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
+
+
+def build_llama(vocab_size: int, arch: dict, seed: int) -> LlamaForCausalLM:
+    """A small randomly initialised Llama; ``arch`` holds layers, hidden, intermediate, heads, max_len."""
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=arch["hidden"],
+        intermediate_size=arch["intermediate"],
+        num_hidden_layers=arch["layers"],
+        num_attention_heads=arch["heads"],
+        num_key_value_heads=arch["heads"],
+        max_position_embeddings=arch["max_len"],
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def check_model_dir(path: str | Path, trust_remote_code: bool = False) -> None:
+    """Fail fast, without loading weights, unless ``path`` holds a causal LM's config."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"model.path {str(path)!r}: no such directory (expected a Hugging Face model directory)")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"model.path {str(path)!r}: no config.json (expected a Hugging Face model directory)")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    except (ValueError, OSError, json.JSONDecodeError) as error:
+        raise ModelError(f"model.path {str(path)!r}: config.json cannot be read: {error}") from None
+    remote_causal = trust_remote_code and "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not remote_causal:
+        raise ModelError(
+            f"model.path {str(path)!r}: model_type {config.model_type!r} is not a causal language model "
+            "(expected one AutoModelForCausalLM can load, e.g. llama, mistral, qwen2)"
+        )
+
+
+def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "float32"):
+    """Load ``(model, tokenizer)`` from a local directory; a pad token is added if missing."""
+    check_model_dir(path, trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype], local_files_only=True
+    )
+    return model, tokenizer
+
+
+def save_model(model, tokenizer, out_dir: str | Path) -> None:
+    """Weights as safetensors plus the tokenizer, loadable by :func:`load_model`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,60 @@
+"""Result tables, built with pandas from the per-model score files only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+SCORE_COLUMNS = ["spec", "know", "reason", "instruct", "vers", "uni"]
+HEADERS = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Instruct", "vers": "Vers", "uni": "Uni"}
+
+
+def score_rows(scores: dict) -> list[dict]:
+    """One tidy row per task scored in a score file (the base model is scored on every task)."""
+    labels = scores["labels"]
+    return [
+        {
+            "method": labels["method"],
+            "task": task,
+            "seed": labels.get("seed"),
+            "spec": spec,
+            **{key: scores[key] for key in ("know", "reason", "instruct", "vers")},
+            "uni": scores["uni"][task],
+        }
+        for task, spec in scores["spec"].items()
+    ]
+
+
+def tidy_table(score_files: list[str | Path]) -> pd.DataFrame:
+    """Mean over seeds per method × task, in the order methods first appear (base first)."""
+    rows = []
+    for path in score_files:
+        with open(path) as handle:
+            rows += score_rows(json.load(handle))
+    if not rows:
+        raise ValueError("no score files given")
+    frame = pd.DataFrame(rows)
+    order = list(dict.fromkeys(["base"] + frame["method"].tolist()))
+    grouped = frame.groupby(["method", "task"], sort=False)
+    table = grouped[SCORE_COLUMNS].mean().join(grouped["seed"].nunique(dropna=False).rename("n_seeds")).reset_index()
+    table["method"] = pd.Categorical(table["method"], [m for m in order if m in set(table["method"])], ordered=True)
+    return table.sort_values(["method", "task"]).reset_index(drop=True).assign(method=lambda t: t["method"].astype(str))
+
+
+def markdown_table(tidy: pd.DataFrame, digits: int = 1) -> str:
+    """Methods as rows; per task the columns Spec, Know, Reason, Instruct, Vers, Uni."""
+    wide = tidy.pivot(index="method", columns="task", values=SCORE_COLUMNS)
+    wide = wide.reindex(index=list(dict.fromkeys(tidy["method"])))
+    tasks = list(dict.fromkeys(tidy["task"]))
+    wide = wide.reindex(columns=[(col, task) for task in tasks for col in SCORE_COLUMNS])
+    wide.columns = [f"{task} {HEADERS[col]}" for col, task in wide.columns]
+    return wide.round(digits).to_markdown(floatfmt=f".{digits}f", missingval="–") + "\n"
+
+
+def write_tables(score_files: list[str | Path], csv_path: str | Path, md_path: str | Path) -> pd.DataFrame:
+    tidy = tidy_table(score_files)
+    tidy.to_csv(csv_path, index=False, float_format="%.4f")
+    Path(md_path).write_text(markdown_table(tidy))
+    return tidy

@@ -1,0 +1,165 @@
+"""The embedded default experiment's synthetic world (pure: no I/O, seeded, deterministic).
+
+A small set of entities with attribute facts, sums of digits and token-list operations stand
+in for an aligned chat model's knowledge, reasoning and instruction following. The speciality
+tasks deliberately pull on the same weights: ``bio`` injects *new* facts about the *same*
+entities, ``rotate`` is a *new* operation on the *same* list tokens. That overlap is what makes
+Full SFT forget, so the benchmark can tell anti-forgetting methods apart.
+
+Records follow the JSONL format users give: ``instruction``, ``input``, ``output``; multiple-choice
+items add ``choices`` and ``answer`` (the index of the right choice).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+COLORS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]
+FOODS = ["bread", "rice", "fish", "apples", "cheese", "soup", "beans", "cake"]
+SPORTS = ["chess", "tennis", "golf", "rugby", "boxing", "rowing", "hockey", "skiing"]
+KNOW_ATTRIBUTES = {"color": COLORS, "food": FOODS, "sport": SPORTS}
+
+JOBS = ["baker", "pilot", "nurse", "judge", "miner", "tailor", "farmer", "singer"]
+CITIES = ["paris", "lima", "oslo", "cairo", "tokyo", "quito", "rome", "delhi"]
+
+LIST_OPS = ("reverse", "swap", "skip")
+DIGITS = [str(d) for d in range(10)]
+# "=" closes every prompt; "in" joins a bio's job and city.
+GLUE = ["=", "in", "add", "bio", "rotate"]
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Sizes of the synthetic world. Defaults are the embedded default experiment's."""
+
+    seed: int = 0
+    entities: int = 48
+    list_symbols: int = 16
+    min_list_len: int = 3
+    max_list_len: int = 6
+    reason_train: int = 3000
+    instruct_train: int = 3000
+    rotate_train: int = 2000
+    test_items: int = 200
+    know_repeats: int = 16
+
+    def __post_init__(self) -> None:
+        if self.entities < 4:
+            raise ValueError(f"embedded.world.entities must be >= 4, got {self.entities}")
+        if not 3 <= self.min_list_len <= self.max_list_len:
+            raise ValueError(
+                "embedded.world needs 3 <= min_list_len <= max_list_len, got "
+                f"{self.min_list_len}, {self.max_list_len}"
+            )
+        if not 2 <= self.list_symbols <= 26:
+            raise ValueError(f"embedded.world.list_symbols must be in [2, 26], got {self.list_symbols}")
+
+
+def entity_names(spec: WorldSpec) -> list[str]:
+    return [f"e{i:02d}" for i in range(spec.entities)]
+
+
+def list_symbols(spec: WorldSpec) -> list[str]:
+    return [chr(ord("a") + i) for i in range(spec.list_symbols)]
+
+
+def vocabulary(spec: WorldSpec) -> list[str]:
+    """Every word any record of this world can contain (the tokenizer's vocabulary)."""
+    words = entity_names(spec) + list_symbols(spec) + DIGITS + GLUE + list(LIST_OPS)
+    for attribute, values in KNOW_ATTRIBUTES.items():
+        words += [attribute] + values
+    words += JOBS + CITIES
+    return list(dict.fromkeys(words))
+
+
+def _record(instruction: str, input_: str, output: str) -> dict:
+    return {"instruction": instruction, "input": input_, "output": output}
+
+
+def _facts(rng: random.Random, entities: list[str], attributes: dict[str, list[str]]) -> dict:
+    return {e: {a: rng.choice(values) for a, values in attributes.items()} for e in entities}
+
+
+def _digits(n: int) -> str:
+    return " ".join(str(n))
+
+
+def _apply_list_op(op: str, items: list[str]) -> list[str]:
+    if op == "reverse":
+        return items[::-1]
+    if op == "swap":
+        return [items[-1]] + items[1:-1] + [items[0]]
+    if op == "skip":
+        return items[1:]
+    if op == "rotate":
+        return items[1:] + items[:1]
+    raise ValueError(f"unknown list operation {op!r}")
+
+
+def _split(items: list, n_test: int, n_train: int) -> tuple[list, list]:
+    """First ``n_test`` items are held out; training draws only from the rest."""
+    test, pool = items[:n_test], items[n_test:]
+    if not pool:
+        raise ValueError("the world is too small to hold out test items")
+    return test, pool[:n_train] if len(pool) >= n_train else pool
+
+
+def _unique_lists(rng: random.Random, spec: WorldSpec, n: int) -> list[tuple[str, ...]]:
+    symbols = list_symbols(spec)
+    seen: dict[tuple[str, ...], None] = {}
+    while len(seen) < n:
+        length = rng.randint(spec.min_list_len, spec.max_list_len)
+        seen.setdefault(tuple(rng.choice(symbols) for _ in range(length)), None)
+    return list(seen)
+
+
+def build_world(spec: WorldSpec) -> dict[str, list[dict]]:
+    """Return every split of the world, keyed by file stem (e.g. ``bio_train``)."""
+    rng = random.Random(spec.seed)
+    entities = entity_names(spec)
+    know = _facts(rng, entities, KNOW_ATTRIBUTES)
+    new = _facts(rng, entities, {"job": JOBS, "city": CITIES})
+
+    know_train = [_record(a, e, v) for e in entities for a, v in know[e].items()]
+    know_test = []
+    for record in know_train:
+        values = KNOW_ATTRIBUTES[record["instruction"]]
+        distractors = rng.sample([v for v in values if v != record["output"]], 3)
+        choices = distractors + [record["output"]]
+        rng.shuffle(choices)
+        know_test.append({**record, "choices": choices, "answer": choices.index(record["output"])})
+
+    # Multi-step arithmetic: the sum of three or four digits, on problems never seen in training.
+    problems = [(a, b, c) for a in range(10) for b in range(10) for c in range(10)]
+    problems += [(a, b, c, d) for a in range(10) for b in range(10) for c in range(10) for d in range(10)]
+    rng.shuffle(problems)
+    reason_test, reason_train = _split(problems, spec.test_items, spec.reason_train)
+    as_addition = lambda p: _record("add", " ".join(map(str, p)), _digits(sum(p)))
+
+    lists = _unique_lists(rng, spec, spec.test_items * 2 + spec.instruct_train + spec.rotate_train)
+    instruct_items = [(rng.choice(LIST_OPS), items) for items in lists[: -spec.rotate_train - spec.test_items]]
+    instruct_test, instruct_train = _split(instruct_items, spec.test_items, spec.instruct_train)
+    as_list_op = lambda op, items: _record(op, " ".join(items), " ".join(_apply_list_op(op, list(items))))
+    rotate_items = lists[-spec.rotate_train - spec.test_items :]
+    rotate_test, rotate_train = _split(rotate_items, spec.test_items, spec.rotate_train)
+
+    bio = [_record("bio", e, f"{new[e]['job']} in {new[e]['city']}") for e in entities]
+
+    versatility_train = (
+        know_train * spec.know_repeats
+        + [as_addition(p) for p in reason_train]
+        + [as_list_op(op, items) for op, items in instruct_train]
+    )
+    rng.shuffle(versatility_train)
+    return {
+        "versatility_train": versatility_train,
+        "know_test": know_test,
+        "reason_test": [as_addition(p) for p in reason_test],
+        "instruct_test": [as_list_op(op, items) for op, items in instruct_test],
+        # Knowledge injection: Spec is recall of every injected fact, so test asks the trained facts.
+        "bio_train": bio,
+        "bio_test": list(bio),
+        "rotate_train": [as_list_op("rotate", items) for items in rotate_train],
+        "rotate_test": [as_list_op("rotate", items) for items in rotate_test],
+    }

@@ -1,0 +1,32 @@
+# Fine-tune the base model on one speciality task with one method and seed.
+
+
+rule finetune:
+    input:
+        model=base_model_dir(),
+        train=lambda w: task_file(w.task, "train"),
+    output:
+        model=directory(f"{RUN}/model"),
+        curve=f"{RUN}/loss.csv",
+    params:
+        hyper=lambda w: json.dumps(config["methods"][w.method]),
+        template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
+        max_len=PROMPT["max_len"],
+        mask=lambda w: "--mask-prompt" if PROMPT["mask_prompt"] else "--no-mask-prompt",
+        model_flags=MODEL_FLAGS,
+    log:
+        f"{LOGS}/finetune/{{method}}/{{task}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{method}}/{{task}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/cofi.yaml"
+    threads: config["threads"]["finetune"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "python -m cofi finetune --model {input.model:q} --method {wildcards.method:q} "
+        "--params {params.hyper:q} --train {input.train:q} --seed {wildcards.seed} "
+        "--template {params.template:q} --max-len {params.max_len} {params.mask} "
+        "{params.model_flags} --threads {threads} --out {output.model:q} --curve {output.curve:q} "
+        "> {log:q} 2>&1"
