@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 from cofi import metrics
-from cofi.data import read_jsonl
+from cofi.data import DataError, read_jsonl
 from cofi.methods import METHODS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -93,7 +93,10 @@ def _check_suite(key: str, suite: dict, embedded_names: tuple, name: str, fields
                 )
             continue
         # Train files are always instruction data; test files follow the suite's type.
-        read_jsonl(path, multiple_choice=(field == "test" and kind == "multiple_choice"))
+        try:
+            read_jsonl(path, multiple_choice=(field == "test" and kind == "multiple_choice"))
+        except DataError as error:
+            raise ConfigError(f"config key {key}.{field}: {error}") from None
 
 
 def check_config(config: dict, check_files: bool = True) -> dict:

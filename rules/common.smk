@@ -1,11 +1,12 @@
 # Paths and parameters shared by the rules (no rules here).
 import json
+import os
 
 RESULTS = f"results/{config['experiment']}"
 DATA = f"{RESULTS}/data"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
-RUN = RESULTS + "/runs/{method}/{task}/seed{seed}"
+RUN = f"{RESULTS}/runs/{{method}}/{{task}}/seed{{seed}}"
 MAIN_TABLE = [f"{RESULTS}/tables/main.csv", f"{RESULTS}/tables/main.md"]
 EMBEDDED_SPLITS = [
     "versatility_train", "know_test", "reason_test", "instruct_test",

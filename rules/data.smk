@@ -6,7 +6,7 @@ rule make_data:
         expand(f"{DATA}/{{split}}.jsonl", split=EMBEDDED_SPLITS),
     params:
         world=lambda w: json.dumps(config["embedded"]["world"]),
-        out_dir=DATA,
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{LOGS}/make_data.log",
     benchmark:

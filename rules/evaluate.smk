@@ -18,7 +18,7 @@ rule evaluate_base:
     log:
         f"{LOGS}/evaluate/base.log",
     benchmark:
-        f"{BENCH}/evaluate/base.tsv"
+        f"{BENCH}/evaluate_base/base.tsv"
     conda:
         "../envs/cofi.yaml"
     threads: config["threads"]["evaluate"]
@@ -46,7 +46,7 @@ rule evaluate_run:
     log:
         f"{LOGS}/evaluate/{{method}}/{{task}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{method}}/{{task}}/seed{{seed}}.tsv"
+        f"{BENCH}/evaluate_run/{{method}}/{{task}}/seed{{seed}}.tsv"
     conda:
         "../envs/cofi.yaml"
     threads: config["threads"]["evaluate"]

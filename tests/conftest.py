@@ -1,0 +1,29 @@
+import pytest
+import torch
+
+from cofi.modeling import build_llama, build_word_tokenizer
+from cofi.world import WorldSpec, build_world, vocabulary
+
+TEMPLATE = "{instruction} {input} ="
+TINY_ARCH = {"layers": 2, "hidden": 32, "intermediate": 64, "heads": 4, "max_len": 32}
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    return WorldSpec(seed=3, entities=6, reason_train=50, instruct_train=50, rotate_train=30, test_items=10, know_repeats=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tiny_spec):
+    return build_world(tiny_spec)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_spec):
+    return build_word_tokenizer(vocabulary(tiny_spec))
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    torch.set_num_threads(1)
+    return build_llama(len(tokenizer), TINY_ARCH, seed=0).eval()

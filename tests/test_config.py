@@ -1,0 +1,96 @@
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cofi.config import ConfigError, check_config, load_config, load_schema, validate_schema
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def config():
+    return load_config(REPO / "config.yaml")
+
+
+def test_default_config_is_valid_and_complete(config):
+    checked = check_config(copy.deepcopy(config))
+    # Every key the schema defaults is spelled out in config.yaml, so users see all knobs there.
+    assert validate_schema(copy.deepcopy(config)) == checked
+    assert set(load_schema()["properties"]) == set(checked)
+
+
+def test_minimal_config_gets_the_defaults():
+    config = check_config({"experiment": "x", "tasks": {"bio": {"type": "generation", "metric": "rouge_l"}}})
+    assert config["methods"] == {"full": {"lr": 0.0005, "steps": 200, "batch_size": 32, "grad_accum": 1,
+                                          "warmup_ratio": 0.05, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 25}}
+    assert config["versatility"]["know"]["type"] == "multiple_choice"
+    assert config["model"] == {"path": None, "trust_remote_code": False, "dtype": "float32"}
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c, d: c["methods"]["full"].update(lr="fast"), r"config key methods\.full\.lr: 'fast' is not of type 'number'"),
+        (lambda c, d: c["methods"]["full"].update(steps=0), r"config key methods\.full\.steps: 0 is less than the minimum of 1"),
+        (lambda c, d: c["evaluation"].update(batch_size=-3), r"config key evaluation\.batch_size: -3 is less than"),
+        (lambda c, d: c.update(seeds=[]), r"config key seeds: \[\] should be non-empty"),
+        (lambda c, d: c.update(modle={}), r"config key \(top level\): Additional properties are not allowed \('modle'"),
+        (lambda c, d: c["model"].update(dtype="float8"), r"config key model\.dtype: 'float8' is not one of"),
+        (lambda c, d: c["tasks"]["bio"].update(type="essay"), r"config key tasks\.bio\.type: unknown task type 'essay'"),
+        (lambda c, d: c["tasks"]["bio"].update(metric="bleu"), r"config key tasks\.bio\.metric: unknown metric 'bleu'"),
+        (lambda c, d: c["versatility"]["know"].update(metric="exact_match"), r"versatility\.know\.metric: unknown metric"),
+        (lambda c, d: c["methods"].update(magic={}), r"config key methods\.magic: unknown method"),
+        (lambda c, d: c["tasks"].update(law={}), r"config key tasks\.law\.train: null means the embedded data"),
+        (lambda c, d: c["tasks"].update(law={"train": str(d / "no.jsonl"), "test": str(d / "no.jsonl")}), r"no\.jsonl: data file does not exist"),
+        (lambda c, d: c["tasks"].update(law={"train": write_jsonl(d / "t.jsonl", [GOOD_RECORD, {"input": "x"}]), "test": write_jsonl(d / "u.jsonl", [GOOD_RECORD])}),
+         r"t\.jsonl:2: missing field 'instruction'"),
+        (lambda c, d: c["versatility"]["know"].update(test=write_jsonl(d / "mc.jsonl", [GOOD_RECORD])), r"mc\.jsonl:1: multiple-choice item needs 'choices'"),
+        (lambda c, d: c["prompt"].update(template="{instruction} {question}"), r"config key prompt\.template: must be a format string"),
+        (lambda c, d: c["embedded"]["world"].update(min_list_len=5, max_list_len=4), r"embedded\.world\.min_list_len"),
+        (lambda c, d: c["embedded"]["base"].update(heads=3), r"embedded\.base\.heads: must divide"),
+        (lambda c, d: c["model"].update(path=str(d / "missing")), r"model\.path '.*missing': no such directory"),
+        (lambda c, d: (d / "empty").mkdir() or c["model"].update(path=str(d / "empty")), r"model\.path '.*empty': no config\.json"),
+    ],
+)
+def test_bad_config_names_the_key(config, tmp_path, edit, message):
+    edit(config, tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_model_that_is_not_a_causal_lm(config, tmp_path):
+    from transformers import ViTConfig
+
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    config["model"]["path"] = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"model_type 'vit' is not a causal language model"):
+        check_config(config)
+
+
+def test_check_config_command_exits_nonzero_with_the_message(config, tmp_path):
+    config["methods"]["full"]["lr"] = -1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "cofi", "check-config", str(path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "config key methods.full.lr: -1 is less than or equal to the minimum of 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreadable_config_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("experiment: [unclosed")
+    with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML"):
+        load_config(tmp_path / "c.yaml")

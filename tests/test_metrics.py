@@ -1,0 +1,43 @@
+import pytest
+
+from cofi import metrics
+
+
+def test_exact_match_ignores_case_and_spacing():
+    assert metrics.exact_match(" 1  2 ", "1 2") == 1.0
+    assert metrics.exact_match("Paris", "paris") == 1.0
+    assert metrics.exact_match("1 2", "1 3") == 0.0
+
+
+def test_rouge_l_is_lcs_f1():
+    # LCS("a b c", "a c") = 2: precision 2/3, recall 1, F1 = 0.8
+    assert metrics.rouge_l("a b c", "a c") == pytest.approx(0.8)
+    assert metrics.rouge_l("baker in paris", "baker in paris") == 1.0
+    assert metrics.rouge_l("", "baker") == 0.0
+
+
+def test_rouge_l_keeps_non_ascii_tokens():
+    assert metrics.rouge_l("金融 分析", "金融 分析") == 1.0
+    assert metrics.rouge_l("café", "cafe") == 0.0
+
+
+def test_corpus_score_is_a_percentage():
+    assert metrics.corpus_score("exact_match", ["a", "b", "c", "d"], ["a", "b", "x", "y"]) == 50.0
+    with pytest.raises(ValueError):
+        metrics.corpus_score("exact_match", ["a"], [])
+
+
+def test_accuracy():
+    assert metrics.accuracy([0, 1, 2], [0, 1, 0]) == pytest.approx(200 / 3)
+
+
+def test_aggregate_vers_and_uni():
+    scores = metrics.aggregate({"bio": 80.0, "rotate": 20.0}, {"know": 90.0, "reason": 60.0, "instruct": 30.0})
+    assert scores["vers"] == 60.0
+    assert scores["uni"] == {"bio": 70.0, "rotate": 40.0}
+    assert (scores["know"], scores["reason"], scores["instruct"]) == (90.0, 60.0, 30.0)
+
+
+def test_aggregate_needs_all_three_dimensions():
+    with pytest.raises(ValueError, match="instruct"):
+        metrics.aggregate({"bio": 1.0}, {"know": 1.0, "reason": 1.0})

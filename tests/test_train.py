@@ -1,0 +1,67 @@
+import copy
+
+import pandas as pd
+import torch
+
+from cofi.prompts import IGNORE_INDEX, encode_example
+from cofi.train import TrainConfig, tokenize_dataset, train
+
+from conftest import TEMPLATE
+
+
+def test_prompt_masking(tokenizer):
+    record = {"instruction": "rotate", "input": "a b c", "output": "b c a"}
+    masked = encode_example(tokenizer, record, TEMPLATE, mask_prompt=True, max_len=32)
+    ids = masked["input_ids"]
+    assert tokenizer.decode(ids) == "<s> rotate a b c = b c a </s>"
+    n_prompt = 6  # <s> rotate a b c =
+    assert masked["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert masked["labels"][n_prompt:] == ids[n_prompt:]
+    unmasked = encode_example(tokenizer, record, TEMPLATE, mask_prompt=False, max_len=32)
+    assert unmasked["labels"] == ids
+    cut = encode_example(tokenizer, record, TEMPLATE, mask_prompt=True, max_len=8)
+    assert len(cut["input_ids"]) == len(cut["labels"]) == 8
+
+
+def run(model, examples, tmp_path, name, **overrides):
+    cfg = TrainConfig(**{"lr": 1e-2, "steps": 3, "batch_size": 4, "warmup_ratio": 0.0, "seed": 1, **overrides})
+    train(model, examples, cfg, pad_id=0, curve_path=tmp_path / f"{name}.csv", log=lambda _: None)
+    return model
+
+
+def test_gradient_accumulation_matches_one_big_batch(tiny_model, tokenizer, tiny_world, tmp_path):
+    examples = tokenize_dataset(tiny_world["rotate_train"][:8], tokenizer, TEMPLATE, True, 32)
+    big = run(copy.deepcopy(tiny_model), examples, tmp_path, "big", batch_size=4, grad_accum=1)
+    accumulated = run(copy.deepcopy(tiny_model), examples, tmp_path, "acc", batch_size=2, grad_accum=2)
+    for (name, a), b in zip(big.named_parameters(), accumulated.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+    changed = [not torch.equal(a, b) for a, b in zip(big.parameters(), tiny_model.parameters())]
+    assert all(changed)
+
+
+def test_same_seed_same_weights(tiny_model, tokenizer, tiny_world, tmp_path):
+    examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    a = run(copy.deepcopy(tiny_model), examples, tmp_path, "a")
+    b = run(copy.deepcopy(tiny_model), examples, tmp_path, "b")
+    c = run(copy.deepcopy(tiny_model), examples, tmp_path, "c", seed=2)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters()))
+
+
+def test_training_lowers_the_loss_and_writes_a_curve(tiny_model, tokenizer, tiny_world, tmp_path):
+    examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    run(tiny_model, examples, tmp_path, "curve", steps=40, lr=3e-3, batch_size=8)
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert list(curve.columns) == ["step", "loss", "lr", "tokens", "seconds"]
+    assert curve["step"].tolist() == list(range(1, 41))
+    assert curve["loss"].iloc[-5:].mean() < 0.7 * curve["loss"].iloc[:5].mean()
+
+
+def test_only_parameters_that_require_grad_change(tiny_model, tokenizer, tiny_world, tmp_path):
+    examples = tokenize_dataset(tiny_world["rotate_train"][:8], tokenizer, TEMPLATE, True, 32)
+    before = copy.deepcopy(tiny_model)
+    for name, p in tiny_model.named_parameters():
+        p.requires_grad_("mlp" in name)
+    run(tiny_model, examples, tmp_path, "frozen")
+    for (name, a), b in zip(tiny_model.named_parameters(), before.parameters()):
+        assert torch.equal(a, b) != ("mlp" in name), name

@@ -1,0 +1,43 @@
+from cofi.world import LIST_OPS, WorldSpec, build_world, vocabulary
+
+
+def test_same_seed_gives_identical_data(tiny_spec):
+    assert build_world(tiny_spec) == build_world(tiny_spec)
+
+
+def test_other_seed_gives_other_data(tiny_spec):
+    other = WorldSpec(**{**tiny_spec.__dict__, "seed": tiny_spec.seed + 1})
+    assert build_world(other)["reason_test"] != build_world(tiny_spec)["reason_test"]
+
+
+def test_held_out_items_never_trained(tiny_world):
+    train_prompts = {(r["instruction"], r["input"]) for r in tiny_world["versatility_train"]}
+    for split in ("reason_test", "instruct_test"):
+        assert not {(r["instruction"], r["input"]) for r in tiny_world[split]} & train_prompts
+    rotate_train = {r["input"] for r in tiny_world["rotate_train"]}
+    assert not {r["input"] for r in tiny_world["rotate_test"]} & rotate_train
+
+
+def test_vocabulary_covers_every_record(tiny_spec, tiny_world):
+    words = set(vocabulary(tiny_spec))
+    for records in tiny_world.values():
+        for r in records:
+            text = " ".join([r["instruction"], r["input"], r["output"], *r.get("choices", [])])
+            assert set(text.split()) <= words
+
+
+def test_answers_are_correct(tiny_world):
+    for r in tiny_world["reason_test"]:
+        assert int(r["output"].replace(" ", "")) == sum(int(d) for d in r["input"].split())
+    for r in tiny_world["rotate_test"]:
+        items = r["input"].split()
+        assert r["output"].split() == items[1:] + items[:1]
+    for r in tiny_world["know_test"]:
+        assert r["choices"][r["answer"]] == r["output"] and len(set(r["choices"])) == 4
+
+
+def test_speciality_reuses_the_same_entities_and_tokens(tiny_world):
+    know_entities = {r["input"] for r in tiny_world["know_test"]}
+    assert {r["input"] for r in tiny_world["bio_train"]} == know_entities
+    instruct_tokens = {t for r in tiny_world["versatility_train"] if r["instruction"] in LIST_OPS for t in r["input"].split()}
+    assert {t for r in tiny_world["rotate_train"] for t in r["input"].split()} <= instruct_tokens
