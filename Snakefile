@@ -8,7 +8,11 @@ from cofi.errors import InputError
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A --configfile replaces the embedded default instead of being merged into it: merging would
+# keep the default's tasks and methods in every user experiment.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 try:

@@ -1,0 +1,87 @@
+"""End to end through Snakemake on a tiny config, in a copy of the workflow (results stay in tmp)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from transformers import AutoModelForCausalLM
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, workdir / name)
+    for name in ("rules", "workflow", "envs"):
+        shutil.copytree(REPO / name, workdir / name)
+    shutil.copy(REPO / "tests" / "tiny_config.yaml", workdir / "tiny.yaml")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def tiny_run(workflow_copy):
+    done = snakemake(workflow_copy, "--configfile", "tiny.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workflow_copy
+
+
+def test_table_from_a_real_run(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tiny/tables/main.csv")
+    assert table[["method", "task"]].values.tolist() == [["base", "bio"], ["base", "rotate"], ["full", "bio"], ["full", "rotate"]]
+    scores = table[["spec", "know", "reason", "instruct", "vers", "uni"]]
+    assert ((scores >= 0) & (scores <= 100)).all().all()
+    assert (table["vers"] - table[["know", "reason", "instruct"]].mean(axis=1)).abs().max() < 1e-3
+    assert (table["uni"] - (table["spec"] + table["vers"]) / 2).abs().max() < 1e-3
+    markdown = (tiny_run / "results/tiny/tables/main.md").read_text()
+    assert "bio Spec" in markdown and "| full" in markdown
+
+
+def test_outputs_are_real_hugging_face_models(tiny_run):
+    run = tiny_run / "results/tiny/runs/full/bio/seed0"
+    assert (run / "model" / "model.safetensors").is_file()
+    model = AutoModelForCausalLM.from_pretrained(run / "model")
+    assert model.config.num_hidden_layers == 2
+    curve = pd.read_csv(run / "loss.csv")
+    assert len(curve) == 10
+    log = (tiny_run / "results/tiny/logs/finetune/full/bio/seed0.log").read_text()
+    assert "step 10/10" in log
+    assert (tiny_run / "results/tiny/benchmarks/finetune/full/bio/seed0.tsv").is_file()
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    done = snakemake(tiny_run, "--configfile", "tiny.yaml")
+    assert done.returncode == 0
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_bad_config_stops_before_any_job(workflow_copy):
+    config = yaml.safe_load((workflow_copy / "tiny.yaml").read_text())
+    config["experiment"] = "broken"
+    config["tasks"]["bio"]["metric"] = "bleu"
+    (workflow_copy / "broken.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(workflow_copy, "--configfile", "broken.yaml")
+    assert done.returncode != 0
+    assert "config key tasks.bio.metric: unknown metric 'bleu'" in done.stdout + done.stderr
+    assert not (workflow_copy / "results/broken").exists()
+
+
+def test_lint_passes():
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Congratulations" in done.stdout + done.stderr
