@@ -22,6 +22,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.utils import logging as hf_logging
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -82,6 +83,7 @@ def check_model_dir(path: str | Path, trust_remote_code: bool = False) -> None:
 def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "float32"):
     """Load ``(model, tokenizer)`` from a local directory; a pad token is added if missing."""
     check_model_dir(path, trust_remote_code)
+    hf_logging.disable_progress_bar()  # per-shard bars would flood the rule logs
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

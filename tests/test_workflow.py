@@ -81,6 +81,37 @@ def test_bad_config_stops_before_any_job(workflow_copy):
     assert not (workflow_copy / "results/broken").exists()
 
 
+def test_a_configfile_replaces_the_default_config(workflow_copy):
+    config = yaml.safe_load((workflow_copy / "tiny.yaml").read_text())
+    config["experiment"] = "only-bio"
+    del config["tasks"]["rotate"]
+    (workflow_copy / "only_bio.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(workflow_copy, "--configfile", "only_bio.yaml", "--dry-run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    jobs = dict(line.split() for line in done.stdout.splitlines() if line.startswith(("finetune ", "evaluate_run ")))
+    assert jobs == {"finetune": "1", "evaluate_run": "1"}
+
+
+def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
+    """A user's checkpoint and data: no embedded data or base model is built, the rest runs as usual."""
+    data = tiny_run / "results/tiny/data"
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["experiment"] = "user"
+    config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
+    config["tasks"] = {"law": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
+    config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
+        ("know", {"type": "multiple_choice", "metric": "accuracy"}), ("reason", {}), ("instruct", {})]}
+    (tiny_run / "user.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tiny_run, "--configfile", "user.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rule build_base" not in done.stdout + done.stderr and not (tiny_run / "results/user/data").exists()
+    table = pd.read_csv(tiny_run / "results/user/tables/main.csv")
+    assert table[["method", "task"]].values.tolist() == [["base", "law"], ["full", "law"]]
+    tiny = pd.read_csv(tiny_run / "results/tiny/tables/main.csv")
+    # Same base model, same suites: the base row's versatility matches the embedded run's.
+    assert table.iloc[0]["vers"] == tiny.iloc[0]["vers"]
+
+
 def test_lint_passes():
     done = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
