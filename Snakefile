@@ -22,7 +22,9 @@ except InputError as error:
 
 
 wildcard_constraints:
-    method=r"[A-Za-z0-9_-]+",
+    run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    split=r"test|val",
+    depth=r"\d{1,2}",
     task=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     seed=r"\d+",
 
@@ -32,10 +34,13 @@ include: "rules/data.smk"
 include: "rules/base.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+include: "rules/search.smk"
 include: "rules/tables.smk"
 
 
 rule all:
     input:
         MAIN_TABLE,
+        # Requested here too so every task's search starts at once (not one after another).
+        expand(f"{RESULTS}/search/{{task}}/result.json", task=config["tasks"] if SEARCH_ON else []),
     default_target: True

@@ -115,10 +115,27 @@ def cmd_evaluate(args) -> None:
     log(f"Vers {scores['vers']:.1f}; Uni {', '.join(f'{t} {u:.1f}' for t, u in scores['uni'].items())}")
 
 
+def cmd_search_step(args) -> None:
+    from cofi.search_run import policy_from_json, search_step
+
+    payload = search_step(args.task, args.depth, policy_from_json(args.policy), args.n_layers, args.reference,
+                          args.split, args.previous, json.loads(args.candidates), args.out)
+    for node in payload["nodes"]:
+        log(f"depth {args.depth} {node['id']}: Spec {node['spec']:.1f} Vers {node['vers']:.1f} Uni {node['uni']:.1f} - {node['status']}: {node['reason']}")
+    log(f"next depth: {', '.join(c['id'] for c in payload['expand']) or 'nothing (search ends)'}")
+
+
+def cmd_search_report(args) -> None:
+    from cofi.search_run import search_report
+
+    result = search_report(args.task, args.depth_files, args.n_layers, args.out_dir)
+    log(f"{args.task}: selected {result['label']} ({result['selected']}) after training {len(result['trained'])} candidates")
+
+
 def cmd_table(args) -> None:
     from cofi.tables import write_tables
 
-    tidy = write_tables(args.scores, args.csv, args.md)
+    tidy = write_tables(args.scores, args.csv, args.md, searches=args.searches)
     log(f"wrote {len(tidy)} rows to {args.csv} and {args.md}")
 
 
@@ -183,9 +200,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help="build the result tables from score files")
     p.add_argument("scores", nargs="+", help="score JSON files")
+    p.add_argument("--searches", nargs="*", default=[], help="search result.json files: their picks become 'cofitune_coarse' rows")
     p.add_argument("--csv", required=True, help="tidy CSV output")
     p.add_argument("--md", required=True, help="Markdown output")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("search-step", help="one depth of the coarse search: score, select, expand")
+    p.add_argument("--task", required=True, help="speciality task")
+    p.add_argument("--depth", type=int, required=True, help="depth of this step (0 seeds the search)")
+    p.add_argument("--policy", required=True, help="JSON of the search policy")
+    p.add_argument("--n-layers", type=int, required=True, help="decoder layers of the model")
+    p.add_argument("--split", default="val", help="split the scores come from (recorded in the trace)")
+    p.add_argument("--reference", required=True, help="score file of the reference run (Full SFT)")
+    p.add_argument("--previous", help="the previous depth's file (depth >= 1)")
+    p.add_argument("--candidates", default="{}", help="JSON {candidate id: score file} of this depth")
+    p.add_argument("--out", required=True, help="this depth's JSON file")
+    p.set_defaults(func=cmd_search_step)
+
+    p = sub.add_parser("search-report", help="trace, table and tree figure of a finished search")
+    p.add_argument("depth_files", nargs="+", help="depth JSON files in order")
+    p.add_argument("--task", required=True, help="speciality task")
+    p.add_argument("--n-layers", type=int, required=True, help="decoder layers of the model")
+    p.add_argument("--out-dir", required=True, help="directory for result.json, trace.csv, table.md, tree.png/pdf")
+    p.set_defaults(func=cmd_search_report)
 
     p = sub.add_parser("bench-report", help="per-rule times from Snakemake benchmark files")
     p.add_argument("benchmarks", help="directory of benchmark TSV files (searched recursively)")

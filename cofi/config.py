@@ -17,6 +17,8 @@ import yaml
 from cofi import metrics
 from cofi.data import DataError, read_jsonl
 from cofi.methods import METHODS
+from cofi.regions import Region, RegionError, check_groups, check_region
+from cofi.search import EXPANSIONS, Policy, first_candidates
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 EMBEDDED_TASKS = ("bio", "rotate")
@@ -85,6 +87,8 @@ def _check_suite(key: str, suite: dict, embedded_names: tuple, name: str, fields
         )
     for field in fields:
         path = suite[field]
+        if path is None and field == "val" and name not in embedded_names:
+            continue  # user suites without validation data fall back to their test file
         if path is None:
             if name not in embedded_names:
                 raise ConfigError(
@@ -103,12 +107,15 @@ def check_config(config: dict, check_files: bool = True) -> dict:
     """Schema, then meaning: task types and metrics, methods, the template, data files and model."""
     validate_schema(config)
     for name, task in config["tasks"].items():
-        _check_suite(f"tasks.{name}", task, EMBEDDED_TASKS, name, ("train", "test") if check_files else ())
+        _check_suite(f"tasks.{name}", task, EMBEDDED_TASKS, name, ("train", "test", "val") if check_files else ())
     for name, suite in config["versatility"].items():
-        _check_suite(f"versatility.{name}", suite, EMBEDDED_SUITES, name, ("test",) if check_files else ())
-    for name in config["methods"]:
-        if name not in METHODS:
-            raise ConfigError(f"config key methods.{name}: unknown method (registered: {', '.join(sorted(METHODS))})")
+        _check_suite(f"versatility.{name}", suite, EMBEDDED_SUITES, name, ("test", "val") if check_files else ())
+    n_layers = None
+    if config["model"]["path"] is None:
+        n_layers = config["embedded"]["base"]["layers"]
+    elif check_files:
+        n_layers = _model_depth(config)
+    _check_regions(config, n_layers)
     try:
         config["prompt"]["template"].format(instruction="", input="")
     except (KeyError, IndexError, ValueError) as error:
@@ -121,14 +128,80 @@ def check_config(config: dict, check_files: bool = True) -> dict:
     base = config["embedded"]["base"]
     if base["hidden"] % base["heads"]:
         raise ConfigError("config key embedded.base.heads: must divide embedded.base.hidden")
-    if check_files and config["model"]["path"] is not None:
-        from cofi.modeling import ModelError, check_model_dir  # transformers is slow to import
-
-        try:
-            check_model_dir(config["model"]["path"], config["model"]["trust_remote_code"])
-        except ModelError as error:
-            raise ConfigError(str(error)) from None
     return config
+
+
+def model_depth(config: dict) -> int:
+    """Number of decoder layers of the configured model (the embedded one, or read from config.json)."""
+    if config["model"]["path"] is None:
+        return config["embedded"]["base"]["layers"]
+    return _model_depth(config)
+
+
+def _model_depth(config: dict) -> int:
+    from transformers import AutoConfig
+
+    from cofi.modeling import ModelError, check_model_dir  # transformers is slow to import
+
+    try:
+        check_model_dir(config["model"]["path"], config["model"]["trust_remote_code"])
+    except ModelError as error:
+        raise ConfigError(str(error)) from None
+    model_config = AutoConfig.from_pretrained(
+        config["model"]["path"], trust_remote_code=config["model"]["trust_remote_code"], local_files_only=True
+    )
+    return model_config.num_hidden_layers
+
+
+def _check_regions(config: dict, n_layers: int | None) -> None:
+    """Runs, module groups and the search policy; layer counts only where the depth is known."""
+    groups = config["module_groups"]
+    try:
+        check_groups(groups)
+    except RegionError as error:
+        raise ConfigError(f"config key module_groups: {error}") from None
+    for run, entry in config["methods"].items():
+        key = f"methods.{run}"
+        method = entry.get("method", run)
+        if method not in METHODS:
+            raise ConfigError(f"config key {key}: unknown method {method!r} (registered: {', '.join(sorted(METHODS))})")
+        region_keys = [k for k in ("range", "modules") if k in entry]
+        if method != "region":
+            if region_keys:
+                raise ConfigError(f"config key {key}.{region_keys[0]}: only the region method takes a layer range and modules")
+            continue
+        if len(region_keys) < 2:
+            raise ConfigError(f"config key {key}: the region method needs 'range' [a, b] and 'modules'")
+        try:
+            region = Region.make(*entry["range"], entry["modules"])
+            if n_layers is not None:
+                check_region(region, groups, n_layers)
+            elif unknown := [m for m in region.modules if m not in groups]:
+                raise RegionError(f"unknown module group(s) {unknown} (defined: {sorted(groups)})")
+        except RegionError as error:
+            raise ConfigError(f"config key {key}: {error}") from None
+    search = config["search"]
+    if not search["enabled"]:
+        return
+    for i, name in enumerate(search["schedule"]):
+        if name not in EXPANSIONS:
+            raise ConfigError(f"config key search.schedule[{i}]: unknown step {name!r} (known: {', '.join(EXPANSIONS)})")
+    unknown = [m for m in search["root_modules"] if m not in groups]
+    if unknown:
+        raise ConfigError(f"config key search.root_modules: unknown module group(s) {unknown} (defined: {sorted(groups)})")
+    if search["reference"] not in config["methods"]:
+        raise ConfigError(f"config key search.reference: {search['reference']!r} is not a run in methods (the search needs its Full SFT scores)")
+    if search["seed"] is not None and search["seed"] not in config["seeds"]:
+        raise ConfigError(f"config key search.seed: {search['seed']} is not one of seeds {config['seeds']}")
+    if n_layers is not None and not first_candidates(search_policy(config), n_layers):
+        raise ConfigError(f"config key search.min_layers: no first-depth candidate keeps {search['min_layers']} layers of {n_layers}")
+
+
+def search_policy(config: dict) -> Policy:
+    s = config["search"]
+    return Policy(mode=s["mode"], schedule=tuple(s["schedule"]), beam=s["beam"], criterion=s["criterion"],
+                  spec_floor=s["spec_floor"], margin=s["margin"], max_depth=s["max_depth"],
+                  min_layers=s["min_layers"], root_modules=tuple(s["root_modules"]))
 
 
 def load_config(path: str | Path) -> dict:

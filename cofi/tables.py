@@ -27,18 +27,38 @@ def score_rows(scores: dict) -> list[dict]:
     ]
 
 
-def tidy_table(score_files: list[str | Path]) -> pd.DataFrame:
-    """Mean over seeds per method × task, in the order methods first appear (base first)."""
+COARSE = "cofitune_coarse"
+
+
+def search_picks(search_files: list[str | Path]) -> dict[tuple[str, str], str]:
+    """(run, task) of each search's pick -> its region id."""
+    picks = {}
+    for path in search_files:
+        with open(path) as handle:
+            result = json.load(handle)
+        picks[(result["run"], result["task"])] = result["selected"]
+    return picks
+
+
+def tidy_table(score_files: list[str | Path], searches: list[str | Path] = ()) -> pd.DataFrame:
+    """Mean over seeds per method × task, in the order methods first appear (base first).
+
+    A search's pick is shown as the method ``cofitune_coarse``, its region id in ``detail``.
+    """
+    picks = search_picks(list(searches))
     rows = []
     for path in score_files:
         with open(path) as handle:
-            rows += score_rows(json.load(handle))
+            for row in score_rows(json.load(handle)):
+                region = picks.get((row["method"], row["task"]))
+                rows.append({**row, "method": COARSE if region else row["method"], "detail": region or ""})
     if not rows:
         raise ValueError("no score files given")
     frame = pd.DataFrame(rows)
     order = list(dict.fromkeys(["base"] + frame["method"].tolist()))
     grouped = frame.groupby(["method", "task"], sort=False)
-    table = grouped[SCORE_COLUMNS].mean().join(grouped["seed"].nunique(dropna=False).rename("n_seeds")).reset_index()
+    table = (grouped[SCORE_COLUMNS].mean().join(grouped["seed"].nunique(dropna=False).rename("n_seeds"))
+             .join(grouped["detail"].first()).reset_index())
     table["method"] = pd.Categorical(table["method"], [m for m in order if m in set(table["method"])], ordered=True)
     return table.sort_values(["method", "task"]).reset_index(drop=True).assign(method=lambda t: t["method"].astype(str))
 
@@ -50,11 +70,15 @@ def markdown_table(tidy: pd.DataFrame, digits: int = 1) -> str:
     tasks = list(dict.fromkeys(tidy["task"]))
     wide = wide.reindex(columns=[(col, task) for task in tasks for col in SCORE_COLUMNS])
     wide.columns = [f"{task} {HEADERS[col]}" for col, task in wide.columns]
-    return wide.round(digits).to_markdown(floatfmt=f".{digits}f", missingval="–") + "\n"
+    text = wide.round(digits).to_markdown(floatfmt=f".{digits}f", missingval="–") + "\n"
+    picks = tidy[tidy["detail"] != ""]
+    if len(picks):
+        text += "\n" + f"{COARSE}: " + "; ".join(f"{t} → {d}" for t, d in zip(picks["task"], picks["detail"])) + "\n"
+    return text
 
 
-def write_tables(score_files: list[str | Path], csv_path: str | Path, md_path: str | Path) -> pd.DataFrame:
-    tidy = tidy_table(score_files)
+def write_tables(score_files, csv_path, md_path, searches=()) -> pd.DataFrame:
+    tidy = tidy_table(score_files, searches)
     tidy.to_csv(csv_path, index=False, float_format="%.4f")
     Path(md_path).write_text(markdown_table(tidy))
     return tidy

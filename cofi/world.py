@@ -97,12 +97,12 @@ def _apply_list_op(op: str, items: list[str]) -> list[str]:
     raise ValueError(f"unknown list operation {op!r}")
 
 
-def _split(items: list, n_test: int, n_train: int) -> tuple[list, list]:
-    """First ``n_test`` items are held out; training draws only from the rest."""
-    test, pool = items[:n_test], items[n_test:]
+def _split(items: list, n_held_out: int, n_train: int) -> tuple[list, list, list]:
+    """Test, validation (``n_held_out`` each, disjoint) and training items, in that order."""
+    test, val, pool = items[:n_held_out], items[n_held_out : 2 * n_held_out], items[2 * n_held_out :]
     if not pool:
-        raise ValueError("the world is too small to hold out test items")
-    return test, pool[:n_train] if len(pool) >= n_train else pool
+        raise ValueError("the world is too small to hold out test and validation items")
+    return test, val, pool[:n_train]
 
 
 def _unique_lists(rng: random.Random, spec: WorldSpec, n: int) -> list[tuple[str, ...]]:
@@ -122,27 +122,30 @@ def build_world(spec: WorldSpec) -> dict[str, list[dict]]:
     new = _facts(rng, entities, {"job": JOBS, "city": CITIES})
 
     know_train = [_record(a, e, v) for e in entities for a, v in know[e].items()]
-    know_test = []
-    for record in know_train:
+
+    def multiple_choice(record: dict) -> dict:
         values = KNOW_ATTRIBUTES[record["instruction"]]
-        distractors = rng.sample([v for v in values if v != record["output"]], 3)
-        choices = distractors + [record["output"]]
+        choices = rng.sample([v for v in values if v != record["output"]], 3) + [record["output"]]
         rng.shuffle(choices)
-        know_test.append({**record, "choices": choices, "answer": choices.index(record["output"])})
+        return {**record, "choices": choices, "answer": choices.index(record["output"])}
+
+    # Knowledge is recall of trained facts: validation and test ask the same facts, other distractors.
+    know_test = [multiple_choice(r) for r in know_train]
+    know_val = [multiple_choice(r) for r in know_train]
 
     # Multi-step arithmetic: the sum of three or four digits, on problems never seen in training.
     problems = [(a, b, c) for a in range(10) for b in range(10) for c in range(10)]
     problems += [(a, b, c, d) for a in range(10) for b in range(10) for c in range(10) for d in range(10)]
     rng.shuffle(problems)
-    reason_test, reason_train = _split(problems, spec.test_items, spec.reason_train)
+    reason_test, reason_val, reason_train = _split(problems, spec.test_items, spec.reason_train)
     as_addition = lambda p: _record("add", " ".join(map(str, p)), _digits(sum(p)))
 
-    lists = _unique_lists(rng, spec, spec.test_items * 2 + spec.instruct_train + spec.rotate_train)
-    instruct_items = [(rng.choice(LIST_OPS), items) for items in lists[: -spec.rotate_train - spec.test_items]]
-    instruct_test, instruct_train = _split(instruct_items, spec.test_items, spec.instruct_train)
+    n_rotate = spec.rotate_train + 2 * spec.test_items
+    lists = _unique_lists(rng, spec, 4 * spec.test_items + spec.instruct_train + spec.rotate_train)
+    instruct_items = [(rng.choice(LIST_OPS), items) for items in lists[:-n_rotate]]
+    instruct_test, instruct_val, instruct_train = _split(instruct_items, spec.test_items, spec.instruct_train)
     as_list_op = lambda op, items: _record(op, " ".join(items), " ".join(_apply_list_op(op, list(items))))
-    rotate_items = lists[-spec.rotate_train - spec.test_items :]
-    rotate_test, rotate_train = _split(rotate_items, spec.test_items, spec.rotate_train)
+    rotate_test, rotate_val, rotate_train = _split(lists[-n_rotate:], spec.test_items, spec.rotate_train)
 
     bio = [_record("bio", e, f"{new[e]['job']} in {new[e]['city']}") for e in entities]
 
@@ -155,11 +158,16 @@ def build_world(spec: WorldSpec) -> dict[str, list[dict]]:
     return {
         "versatility_train": versatility_train,
         "know_test": know_test,
+        "know_val": know_val,
         "reason_test": [as_addition(p) for p in reason_test],
+        "reason_val": [as_addition(p) for p in reason_val],
         "instruct_test": [as_list_op(op, items) for op, items in instruct_test],
+        "instruct_val": [as_list_op(op, items) for op, items in instruct_val],
         # Knowledge injection: Spec is recall of every injected fact, so test asks the trained facts.
         "bio_train": bio,
+        "bio_val": list(bio),
         "bio_test": list(bio),
         "rotate_train": [as_list_op("rotate", items) for items in rotate_train],
+        "rotate_val": [as_list_op("rotate", items) for items in rotate_val],
         "rotate_test": [as_list_op("rotate", items) for items in rotate_test],
     }

@@ -2,18 +2,25 @@
 import json
 import os
 
+from cofi.config import model_depth, search_policy
+from cofi.methods import SEARCH_PREFIX, resolve_run
+
 RESULTS = f"results/{config['experiment']}"
 DATA = f"{RESULTS}/data"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
-RUN = f"{RESULTS}/runs/{{method}}/{{task}}/seed{{seed}}"
+RUN = f"{RESULTS}/runs/{{run}}/{{task}}/seed{{seed}}"
+SEARCH = f"{RESULTS}/search/{{task}}"
 MAIN_TABLE = [f"{RESULTS}/tables/main.csv", f"{RESULTS}/tables/main.md"]
 EMBEDDED_SPLITS = [
-    "versatility_train", "know_test", "reason_test", "instruct_test",
-    "bio_train", "bio_test", "rotate_train", "rotate_test",
+    "versatility_train", "know_test", "know_val", "reason_test", "reason_val", "instruct_test",
+    "instruct_val", "bio_train", "bio_val", "bio_test", "rotate_train", "rotate_val", "rotate_test",
 ]  # fmt: skip
 MODEL = config["model"]
 PROMPT = config["prompt"]
+SEARCH_ON = config["search"]["enabled"]
+SEARCH_SEED = config["search"]["seed"] if config["search"]["seed"] is not None else config["seeds"][0]
+N_LAYERS = model_depth(config)
 
 
 def base_model_dir():
@@ -22,32 +29,54 @@ def base_model_dir():
 
 
 def task_file(task, split):
-    return config["tasks"][task][split] or f"{DATA}/{task}_{split}.jsonl"
+    """train/test/val file of a task; a user task without val data is selected on its test file."""
+    entry = config["tasks"][task]
+    if entry[split] is not None:
+        return entry[split]
+    if split == "val" and entry["train"] is not None:
+        return entry["test"]
+    return f"{DATA}/{task}_{split}.jsonl"
 
 
-def suite_file(name):
-    return config["versatility"][name]["test"] or f"{DATA}/{name}_test.jsonl"
+def suite_file(name, split):
+    entry = config["versatility"][name]
+    if entry[split] is not None:
+        return entry[split]
+    if split == "val" and entry["test"] is not None:
+        return entry["test"]
+    return f"{DATA}/{name}_{split}.jsonl"
+
+
+def selection_split(task):
+    """What the search selects on: 'val', or 'test' where a user gave no validation data."""
+    files = [task_file(task, "val")] + [suite_file(n, "val") for n in config["versatility"]]
+    tests = [task_file(task, "test")] + [suite_file(n, "test") for n in config["versatility"]]
+    return "test" if any(f == t for f, t in zip(files, tests)) else "val"
 
 
 def suite_spec(path, suite):
     return {"path": path, "type": suite["type"], "metric": suite["metric"]}
 
 
-def eval_suites(tasks):
+def eval_suites(tasks, split):
     """JSON for `cofi evaluate`: Spec on the given tasks, Vers on every versatility suite."""
-    spec = {t: suite_spec(task_file(t, "test"), config["tasks"][t]) for t in tasks}
-    vers = {n: suite_spec(suite_file(n), s) for n, s in config["versatility"].items()}
+    spec = {t: suite_spec(task_file(t, split), config["tasks"][t]) for t in tasks}
+    vers = {n: suite_spec(suite_file(n, split), s) for n, s in config["versatility"].items()}
     return json.dumps({"spec": spec, "vers": vers})
 
 
-def eval_inputs(tasks):
-    return [task_file(t, "test") for t in tasks] + [suite_file(n) for n in config["versatility"]]
+def eval_inputs(tasks, split):
+    return [task_file(t, split) for t in tasks] + [suite_file(n, split) for n in config["versatility"]]
+
+
+def run_file(run, task, seed, name):
+    return f"{RESULTS}/runs/{run}/{task}/seed{seed}/{name}"
 
 
 def run_targets(filename):
     return expand(
         f"{RUN}/{filename}",
-        method=config["methods"],
+        run=config["methods"],
         task=config["tasks"],
         seed=config["seeds"],
     )

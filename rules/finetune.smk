@@ -1,4 +1,4 @@
-# Fine-tune the base model on one speciality task with one method and seed.
+# Fine-tune the base model on one speciality task: a configured run, or a search candidate.
 
 
 rule finetune:
@@ -9,15 +9,16 @@ rule finetune:
         model=directory(f"{RUN}/model"),
         curve=f"{RUN}/loss.csv",
     params:
-        hyper=lambda w: json.dumps(config["methods"][w.method]),
+        method=lambda w: resolve_run(config, w.run)[0],
+        hyper=lambda w: json.dumps(resolve_run(config, w.run)[1]),
         template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
         max_len=PROMPT["max_len"],
         mask=lambda w: "--mask-prompt" if PROMPT["mask_prompt"] else "--no-mask-prompt",
         model_flags=MODEL_FLAGS,
     log:
-        f"{LOGS}/finetune/{{method}}/{{task}}/seed{{seed}}.log",
+        f"{LOGS}/finetune/{{run}}/{{task}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCH}/finetune/{{method}}/{{task}}/seed{{seed}}.tsv"
+        f"{BENCH}/finetune/{{run}}/{{task}}/seed{{seed}}.tsv"
     conda:
         "../envs/cofi.yaml"
     threads: config["threads"]["finetune"]
@@ -25,7 +26,7 @@ rule finetune:
         mem_mb=4000,
         runtime=120,
     shell:
-        "python -m cofi finetune --model {input.model:q} --method {wildcards.method:q} "
+        "python -m cofi finetune --model {input.model:q} --method {params.method:q} "
         "--params {params.hyper:q} --train {input.train:q} --seed {wildcards.seed} "
         "--template {params.template:q} --max-len {params.max_len} {params.mask} "
         "{params.model_flags} --threads {threads} --out {output.model:q} --curve {output.curve:q} "

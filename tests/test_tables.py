@@ -25,7 +25,7 @@ def score_files(tmp_path):
 
 def test_tidy_table_means_over_seeds(score_files):
     tidy = tidy_table(score_files)
-    assert list(tidy.columns) == ["method", "task", "spec", "know", "reason", "instruct", "vers", "uni", "n_seeds"]
+    assert list(tidy.columns) == ["method", "task", "spec", "know", "reason", "instruct", "vers", "uni", "n_seeds", "detail"]
     assert tidy[["method", "task"]].values.tolist() == [["base", "bio"], ["base", "rotate"], ["full", "bio"], ["full", "rotate"]]
     full_bio = tidy.iloc[2]
     assert (full_bio.spec, full_bio.know, full_bio.vers, full_bio.n_seeds) == (95.0, 50.0, 60.0, 2)
@@ -42,4 +42,4 @@ def test_markdown_has_methods_as_rows_and_task_blocks(score_files, tmp_path):
     rows = [line.split("|")[1].strip() for line in text.splitlines()[2:]]
     assert rows == ["base", "full"]
     assert "95.0" in text and markdown_table(tidy) == text
-    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "method,task,spec,know,reason,instruct,vers,uni,n_seeds"
+    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "method,task,spec,know,reason,instruct,vers,uni,n_seeds,detail"

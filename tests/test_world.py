@@ -12,10 +12,11 @@ def test_other_seed_gives_other_data(tiny_spec):
 
 def test_held_out_items_never_trained(tiny_world):
     train_prompts = {(r["instruction"], r["input"]) for r in tiny_world["versatility_train"]}
-    for split in ("reason_test", "instruct_test"):
-        assert not {(r["instruction"], r["input"]) for r in tiny_world[split]} & train_prompts
-    rotate_train = {r["input"] for r in tiny_world["rotate_train"]}
-    assert not {r["input"] for r in tiny_world["rotate_test"]} & rotate_train
+    for skill in ("reason", "instruct"):
+        test, val = ({(r["instruction"], r["input"]) for r in tiny_world[f"{skill}_{s}"]} for s in ("test", "val"))
+        assert not test & train_prompts and not val & train_prompts and not test & val
+    rotate = {s: {r["input"] for r in tiny_world[f"rotate_{s}"]} for s in ("train", "val", "test")}
+    assert not rotate["test"] & rotate["train"] and not rotate["val"] & rotate["train"] and not rotate["test"] & rotate["val"]
 
 
 def test_vocabulary_covers_every_record(tiny_spec, tiny_world):
