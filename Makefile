@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run test bench
+.PHONY: setup run test bench bench-search bench-region
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -27,3 +27,19 @@ bench: setup
 	$(SNAKEMAKE) --config experiment=$$exp --quiet rules && \
 	echo "wall: $$(( $$(date +%s) - start )) s for results/$$exp" && \
 	PATH="$(BIN):$$PATH" python -m cofi bench-report results/$$exp/benchmarks
+
+# Tree search vs the exhaustive grid on the default: share of the grid trained, Uni gap of the picks.
+# The grid reuses every candidate the tree trained (runs are keyed by region id).
+bench-search: setup
+	$(SNAKEMAKE) search_all
+	mkdir -p results/bench-configs
+	PATH="$(BIN):$$PATH" python -c "import yaml; c = yaml.safe_load(open('config.yaml')); \
+	c['search']['mode'] = 'grid'; yaml.safe_dump(c, open('results/bench-configs/grid.yaml', 'w'))"
+	$(SNAKEMAKE) --configfile results/bench-configs/grid.yaml search_all
+	PATH="$(BIN):$$PATH" python -m cofi bench-search --tree results/default/search/tree --grid results/default/search/grid
+
+# Step time and memory of the (N/4, N/2] FFN region vs Full SFT, alternated in one run.
+bench-region: setup
+	$(SNAKEMAKE) results/default/base_model results/default/data/bio_train.jsonl
+	PATH="$(BIN):$$PATH" python -m cofi bench-region --model results/default/base_model \
+	  --train results/default/data/bio_train.jsonl --widths 512

@@ -42,5 +42,5 @@ rule all:
     input:
         MAIN_TABLE,
         # Requested here too so every task's search starts at once (not one after another).
-        expand(f"{RESULTS}/search/{{task}}/result.json", task=config["tasks"] if SEARCH_ON else []),
+        expand(f"{SEARCH}/result.json", task=config["tasks"] if SEARCH_ON else []),
     default_target: True

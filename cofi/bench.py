@@ -29,3 +29,99 @@ def benchmark_report(directory: str | Path) -> str:
         per_rule.round(1).to_markdown()
         + f"\n\nsum of job times: {jobs['seconds'].sum():.1f} s over {len(jobs)} jobs\n"
     )
+
+
+def search_efficiency(tree_dir: str | Path, grid_dir: str | Path) -> pd.DataFrame:
+    """Per task: share of the grid the tree search trained, and the Uni gap of its pick to the grid's best.
+
+    Both on the selection (validation) scores the searches used; a negative gap means the tree's
+    pick beats the grid's best (possible only through the tie rule or a smaller region).
+    """
+    import json
+
+    rows = []
+    for tree_result in sorted(Path(tree_dir).glob("*/result.json")):
+        task = tree_result.parent.name
+        grid_result = Path(grid_dir) / task / "result.json"
+        tree, grid = json.loads(tree_result.read_text()), json.loads(grid_result.read_text())
+        rows.append({
+            "task": task,
+            "tree_trained": len(tree["trained"]),
+            "grid_trained": len(grid["trained"]),
+            "share_trained_pct": 100 * len(set(tree["trained"]) & set(grid["trained"])) / len(grid["trained"]),
+            "tree_pick": tree["selected"], "tree_uni": tree["scores"]["uni"],
+            "grid_best": grid["selected"], "grid_uni": grid["scores"]["uni"],
+            "uni_gap": grid["scores"]["uni"] - tree["scores"]["uni"],
+        })
+    if not rows:
+        raise FileNotFoundError(f"{tree_dir}: no search results (run the tree and the grid search first)")
+    return pd.DataFrame(rows)
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure_training_step(model_dir: str, train_file: str, template: str, method: str, params: dict,
+                          steps: int, warmup: int, width: int | None, threads: int) -> dict:
+    """Seconds per optimizer step and memory of one method, measured with the real trainer.
+
+    ``width`` rebuilds the model at that hidden size (intermediate 2x, same depth and vocabulary,
+    random weights) so that training memory, not the Python runtime, dominates what is measured.
+    """
+    import tempfile
+
+    import torch
+
+    from cofi.data import load_records
+    from cofi.methods import METHODS
+    from cofi.modeling import build_llama, load_model
+    from cofi.train import TrainConfig, tokenize_dataset, train
+
+    torch.set_num_threads(threads)
+    model, tokenizer = load_model(model_dir)
+    if width:
+        c = model.config
+        arch = {"layers": c.num_hidden_layers, "hidden": width, "intermediate": 2 * width,
+                "heads": c.num_attention_heads, "max_len": c.max_position_embeddings}
+        model = build_llama(len(tokenizer), arch, seed=0)
+    n_params = sum(p.numel() for p in model.parameters())
+    METHODS[method](model, params)
+    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, model.config.max_position_embeddings)
+    cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
+    rss_setup = _rss_mb("VmRSS")
+    with tempfile.TemporaryDirectory() as tmp:
+        curve_path = Path(tmp) / "curve.csv"
+        train(model, examples, cfg, tokenizer.pad_token_id, curve_path, log=lambda _: None)
+        curve = pd.read_csv(curve_path)
+    timed = curve["seconds"].iloc[-1] - curve["seconds"].iloc[warmup - 1]
+    return {"method": method, "params_total": n_params,
+            "params_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "s_per_step": timed / steps, "rss_setup_mb": rss_setup, "peak_rss_mb": _rss_mb("VmHWM"),
+            "training_mb": _rss_mb("VmHWM") - rss_setup}
+
+
+def region_vs_full(model_dir: str, train_file: str, template: str, region: dict, steps: int, warmup: int,
+                   widths: list[int | None], repeats: int, threads: int) -> pd.DataFrame:
+    """Full SFT and a region, alternated in fresh processes (so peaks do not mix); medians per width."""
+    import json
+    import subprocess
+    import sys
+
+    rows = []
+    for width in widths:
+        for _ in range(repeats):
+            for method, params in (("full", {}), ("region", region)):
+                command = [sys.executable, "-m", "cofi", "bench-step", "--model", model_dir, "--train", train_file,
+                           "--template", template, "--method", method, "--params", json.dumps(params),
+                           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+                if width:
+                    command += ["--width", str(width)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                rows.append({"width": width or "default", **json.loads(done.stdout.strip().splitlines()[-1])})
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["width", "method"], sort=False).median(numeric_only=True).reset_index()

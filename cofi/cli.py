@@ -75,7 +75,8 @@ def cmd_finetune(args) -> None:
     _threads(args.threads)
     params = json.loads(args.params)
     model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
-    model = METHODS[args.method](model, params)
+    trainable = METHODS[args.method](model, params)
+    log(f"method {args.method}: {len(trainable)} parameter tensors train")
     records = load_records(args.train)
     examples = tokenize_dataset(records, tokenizer, args.template, args.mask_prompt, args.max_len)
     cfg = TrainConfig.from_dict({**params, "seed": args.seed, "max_len": args.max_len, "mask_prompt": args.mask_prompt})
@@ -143,6 +144,35 @@ def cmd_bench_report(args) -> None:
     from cofi.bench import benchmark_report
 
     print(benchmark_report(args.benchmarks), end="")
+
+
+def cmd_bench_step(args) -> None:
+    from cofi.bench import measure_training_step
+
+    result = measure_training_step(args.model, args.train, args.template, args.method, json.loads(args.params),
+                                   args.steps, args.warmup, args.width, args.threads)
+    print(json.dumps(result))
+
+
+def cmd_bench_region(args) -> None:
+    from cofi.bench import region_vs_full
+
+    region = {"range": args.range, "modules": args.modules, "groups": json.loads(args.groups)}
+    widths = [None] + args.widths
+    table = region_vs_full(args.model, args.train, args.template, region, args.steps, args.warmup, widths,
+                           args.repeats, args.threads)
+    print(table.round(4).to_markdown(index=False))
+    for width, rows in table.groupby("width", sort=False):
+        full, reg = rows.set_index("method").loc["full"], rows.set_index("method").loc["region"]
+        print(f"width {width}: region/full step time {reg.s_per_step / full.s_per_step:.2f}x, "
+              f"peak RSS {reg.peak_rss_mb / full.peak_rss_mb:.2f}x, training memory {reg.training_mb / full.training_mb:.2f}x")
+
+
+def cmd_bench_search(args) -> None:
+    from cofi.bench import search_efficiency
+
+    table = search_efficiency(args.tree, args.grid)
+    print(table.round(2).to_markdown(index=False))
 
 
 def _model_args(p) -> None:
@@ -223,6 +253,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-layers", type=int, required=True, help="decoder layers of the model")
     p.add_argument("--out-dir", required=True, help="directory for result.json, trace.csv, table.md, tree.png/pdf")
     p.set_defaults(func=cmd_search_report)
+
+    p = sub.add_parser("bench-step", help="(internal) time and memory of training steps, one method, JSON out")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--template", required=True, help="prompt format string")
+    p.add_argument("--method", required=True, help="registered method")
+    p.add_argument("--params", default="{}", help="JSON of method params")
+    p.add_argument("--steps", type=int, default=30, help="timed steps")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--width", type=int, default=None, help="rebuild the model at this hidden size (random weights)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=cmd_bench_step)
+
+    p = sub.add_parser("bench-region", help="step time and memory of a region vs Full SFT, side by side")
+    p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
+    p.add_argument("--range", nargs=2, default=["0.25", "0.5"], help="layer range a b (fractions)")
+    p.add_argument("--modules", nargs="+", default=["ffn"], help="module groups")
+    p.add_argument("--groups", default='{"mha": ["q_proj", "k_proj", "v_proj"], "ffn": ["up_proj", "down_proj"]}',
+                   help="JSON module groups")
+    p.add_argument("--widths", type=int, nargs="*", default=[512], help="also measure at these hidden sizes")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=3, help="alternating repeats (medians reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=cmd_bench_region)
+
+    p = sub.add_parser("bench-search", help="tree search vs grid: share trained and Uni gap")
+    p.add_argument("--tree", required=True, help="results/<exp>/search/tree")
+    p.add_argument("--grid", required=True, help="results/<exp>/search/grid")
+    p.set_defaults(func=cmd_bench_search)
 
     p = sub.add_parser("bench-report", help="per-rule times from Snakemake benchmark files")
     p.add_argument("benchmarks", help="directory of benchmark TSV files (searched recursively)")

@@ -127,16 +127,23 @@ def step(
             "value": criterion_value(s, policy.criterion), "region": c["region"],
         })
     eligible = [r for r in rows if r["spec"] >= floor]
-    ranked = sorted(eligible, key=lambda r: (-r["value"], _size(r["region"], n_layers), r["id"]))
-    kept = {r["id"] for r in ranked[: policy.beam]}
+    order = lambda r: (-r["value"], _size(r["region"], n_layers), r["id"])
+    if eligible:
+        kept = {r["id"] for r in sorted(eligible, key=order)[: policy.beam]}
+    else:
+        # Nobody reached the floor: keep the closest (highest Spec) as this depth's answer and stop
+        # here, since smaller regions would only learn less.
+        kept = {min(rows, key=lambda r: (-r["spec"], *order(r)))["id"]}
     result = StepResult()
     seen: set[str] = set()
     for r in sorted(rows, key=lambda r: r["id"]):
         parent_value = parent_values[r["parent"]]
-        if r["spec"] < floor:
-            r["status"], r["reason"] = "pruned", f"Spec {r['spec']:.1f} below floor {floor:.1f}"
-        elif r["id"] not in kept:
-            r["status"], r["reason"] = "pruned", f"outranked ({policy.criterion} {r['value']:.1f}; beam {policy.beam})"
+        if r["id"] not in kept:
+            r["status"] = "pruned"
+            r["reason"] = (f"Spec {r['spec']:.1f} below floor {floor:.1f}" if r["spec"] < floor
+                           else f"outranked ({policy.criterion} {r['value']:.1f}; beam {policy.beam})")
+        elif not eligible:
+            r["status"], r["reason"] = "kept", f"not expanded: no candidate reached the Spec floor {floor:.1f}; highest Spec kept"
         elif r["value"] <= parent_value + policy.margin:
             r["status"], r["reason"] = "kept", f"not expanded: {policy.criterion} {r['value']:.1f} does not beat parent {parent_value:.1f} by > {policy.margin}"
         elif depth >= policy.depth_limit:
@@ -145,7 +152,8 @@ def step(
             step_name = policy.schedule[depth]
             kids = [k for k in children(r["region"], step_name, n_layers, policy.min_layers) if k.id not in seen]
             r["status"] = "expanded" if kids else "kept"
-            r["reason"] = f"expanded by {step_name!r} into {len(kids)}" if kids else f"not expanded: {step_name!r} gives no child with >= {policy.min_layers} layers"
+            r["reason"] = (f"expanded by {step_name!r} into {len(kids)}" if kids
+                           else f"not expanded: {step_name!r} gives no child with >= {policy.min_layers} layers")
             for k in kids:
                 seen.add(k.id)
                 result.expand.append({"id": k.id, "parent": r["id"], "region": k})

@@ -10,7 +10,7 @@ DATA = f"{RESULTS}/data"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 RUN = f"{RESULTS}/runs/{{run}}/{{task}}/seed{{seed}}"
-SEARCH = f"{RESULTS}/search/{{task}}"
+SEARCH = f"{RESULTS}/search/{config['search']['mode']}/{{task}}"  # tree and grid side by side
 MAIN_TABLE = [f"{RESULTS}/tables/main.csv", f"{RESULTS}/tables/main.md"]
 EMBEDDED_SPLITS = [
     "versatility_train", "know_test", "know_val", "reason_test", "reason_val", "instruct_test",
@@ -80,6 +80,56 @@ def run_targets(filename):
         task=config["tasks"],
         seed=config["seeds"],
     )
+
+
+# Input functions of the search and table rules (they read checkpoint outputs).
+def expanded_ids(depth_file):
+    with open(depth_file) as handle:
+        return [c["id"] for c in json.load(handle)["expand"]]
+
+
+def candidate_scores(task, depth_file):
+    """{candidate id: its validation score file} for the candidates a depth file expands to."""
+    return {c: run_file(SEARCH_PREFIX + c, task, SEARCH_SEED, "val_scores.json") for c in expanded_ids(depth_file)}
+
+
+def search_step_inputs(w):
+    depth = int(w.depth)
+    reference = config["search"]["reference"]
+    inputs = {"reference": run_file(reference, w.task, SEARCH_SEED, "val_scores.json")}
+    if depth > 0:
+        previous = checkpoints.search_step.get(task=w.task, depth=depth - 1).output[0]
+        inputs["previous"] = previous
+        inputs["candidates"] = list(candidate_scores(w.task, previous).values())
+    return inputs
+
+
+def candidate_pairs(w, input):
+    return json.dumps(candidate_scores(w.task, input.previous) if "previous" in input.keys() else {})
+
+
+def search_depth_files(w):
+    """Walk the depths one checkpoint at a time until one expands nothing."""
+    files, depth = [], 0
+    while True:
+        path = checkpoints.search_step.get(task=w.task, depth=depth).output[0]
+        files.append(path)
+        if not expanded_ids(path):
+            return files
+        depth += 1
+
+
+def table_inputs(w):
+    """Score files of the base model and every run; with the search, each task's pick at every seed."""
+    inputs = {"scores": [f"{RESULTS}/scores/base.json"] + run_targets("test_scores.json"), "searches": []}
+    if SEARCH_ON:
+        for task in config["tasks"]:
+            result = checkpoints.search_result.get(task=task).output.result
+            with open(result) as handle:
+                run = json.load(handle)["run"]
+            inputs["searches"].append(result)
+            inputs["scores"] += [run_file(run, task, seed, "test_scores.json") for seed in config["seeds"]]
+    return inputs
 
 
 # One command line for both evaluation rules; every config value reaches the shell quoted.

@@ -2,24 +2,6 @@
 # Candidates are runs named region-<id>, so a wider beam or a deeper search reuses finished ones.
 
 
-def search_step_inputs(w):
-    depth = int(w.depth)
-    reference = config["search"]["reference"]
-    inputs = {"reference": run_file(reference, w.task, SEARCH_SEED, "val_scores.json")}
-    if depth > 0:
-        previous = checkpoints.search_step.get(task=w.task, depth=depth - 1).output[0]
-        with open(previous) as handle:
-            expand_ids = [c["id"] for c in json.load(handle)["expand"]]
-        inputs["previous"] = previous
-        inputs["candidates"] = [run_file(SEARCH_PREFIX + c, w.task, SEARCH_SEED, "val_scores.json") for c in expand_ids]
-    return inputs
-
-
-def candidate_pairs(w, input):
-    """JSON {candidate id: its score file}, from the run folder names."""
-    return json.dumps({path.split("/runs/")[1].split("/")[0][len(SEARCH_PREFIX):]: path for path in input.get("candidates", [])})
-
-
 checkpoint search_step:
     input:
         unpack(search_step_inputs),
@@ -48,18 +30,6 @@ checkpoint search_step:
         "--out {output:q} > {log:q} 2>&1"
 
 
-def search_depth_files(w):
-    """Walk the depths one checkpoint at a time until one expands nothing."""
-    files, depth = [], 0
-    while True:
-        path = checkpoints.search_step.get(task=w.task, depth=depth).output[0]
-        files.append(path)
-        with open(path) as handle:
-            if not json.load(handle)["expand"]:
-                return files
-        depth += 1
-
-
 checkpoint search_result:
     input:
         search_depth_files,
@@ -84,3 +54,9 @@ checkpoint search_result:
     shell:
         "python -m cofi search-report --task {wildcards.task:q} --n-layers {params.n_layers} "
         "--out-dir {params.out_dir:q} {input:q} > {log:q} 2>&1"
+
+
+rule search_all:
+    """Target: every task's search result (without rebuilding the tables)."""
+    input:
+        expand(f"{SEARCH}/result.json", task=config["tasks"] if SEARCH_ON else []),

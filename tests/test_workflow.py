@@ -1,5 +1,6 @@
 """End to end through Snakemake on a tiny config, in a copy of the workflow (results stay in tmp)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,7 +44,8 @@ def tiny_run(workflow_copy):
 
 def test_table_from_a_real_run(tiny_run):
     table = pd.read_csv(tiny_run / "results/tiny/tables/main.csv")
-    assert table[["method", "task"]].values.tolist() == [["base", "bio"], ["base", "rotate"], ["full", "bio"], ["full", "rotate"]]
+    assert table[["method", "task"]].values.tolist() == [
+        ["base", "bio"], ["base", "rotate"], ["full", "bio"], ["full", "rotate"], ["cofitune_coarse", "bio"], ["cofitune_coarse", "rotate"]]
     scores = table[["spec", "know", "reason", "instruct", "vers", "uni"]]
     assert ((scores >= 0) & (scores <= 100)).all().all()
     assert (table["vers"] - table[["know", "reason", "instruct"]].mean(axis=1)).abs().max() < 1e-3
@@ -56,12 +58,61 @@ def test_outputs_are_real_hugging_face_models(tiny_run):
     run = tiny_run / "results/tiny/runs/full/bio/seed0"
     assert (run / "model" / "model.safetensors").is_file()
     model = AutoModelForCausalLM.from_pretrained(run / "model")
-    assert model.config.num_hidden_layers == 2
+    assert model.config.num_hidden_layers == 4
     curve = pd.read_csv(run / "loss.csv")
     assert len(curve) == 10
     log = (tiny_run / "results/tiny/logs/finetune/full/bio/seed0.log").read_text()
     assert "step 10/10" in log
     assert (tiny_run / "results/tiny/benchmarks/finetune/full/bio/seed0.tsv").is_file()
+
+
+def finetuned_runs(output: str) -> set[str]:
+    """Runs that a Snakemake invocation fine-tuned, from its job listing."""
+    runs, in_finetune = set(), False
+    for line in output.splitlines():
+        if line.startswith(("rule ", "checkpoint ", "localrule ")):
+            in_finetune = line.startswith("rule finetune:")
+        elif in_finetune and line.strip().startswith("wildcards:"):
+            fields = dict(part.split("=") for part in line.split(":", 1)[1].strip().split(", "))
+            runs.add(f"{fields['run']}/{fields['task']}")
+    return runs
+
+
+def test_search_trace_and_pick(tiny_run):
+    search = tiny_run / "results/tiny/search/tree/bio"
+    trace = pd.read_csv(search / "trace.csv")
+    assert trace["depth"].tolist() == [0, 1, 1, 1, 2, 2]
+    assert trace["id"].tolist()[:4] == ["root", "r0-50_mha-ffn", "r25-75_mha-ffn", "r50-100_mha-ffn"]
+    depth1 = trace[trace["depth"] == 1]
+    best = depth1.sort_values(["value", "id"], ascending=[False, True]).iloc[0]
+    assert (depth1["status"] == "expanded").sum() == 1 and depth1.loc[depth1["status"] == "expanded", "id"].item() == best["id"]
+    assert set(trace[trace["depth"] == 2]["parent"]) == {best["id"]}
+    assert (trace["uni"] - (trace["spec"] + trace["vers"]) / 2).abs().max() < 0.02
+    result = json.loads((search / "result.json").read_text())
+    assert result["selection_split"] == "val" and len(result["trained"]) == 5
+    picked = trace[trace["selected"]]
+    assert picked["id"].item() == result["selected"] and picked["on_path"].item()
+    assert (search / "tree.png").stat().st_size > 10_000 and (search / "table.md").is_file()
+    table = pd.read_csv(tiny_run / "results/tiny/tables/main.csv")
+    assert table.set_index(["method", "task"]).loc[("cofitune_coarse", "bio"), "detail"] == result["selected"]
+    run = json.loads((tiny_run / f"results/tiny/runs/{result['run']}/bio/seed0/model/cofi_run.json").read_text())
+    assert run["method"] == "region"
+
+
+def test_widening_the_beam_trains_only_new_candidates(tiny_run):
+    before = {r: json.loads((tiny_run / f"results/tiny/search/tree/{r}/result.json").read_text())["trained"] for r in ("bio", "rotate")}
+    stamps = {p: p.stat().st_mtime_ns for p in (tiny_run / "results/tiny/runs").glob("*/*/seed0/model/model.safetensors")}
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["search"]["beam"] = 2
+    (tiny_run / "beam2.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tiny_run, "--configfile", "beam2.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = {r: json.loads((tiny_run / f"results/tiny/search/tree/{r}/result.json").read_text())["trained"] for r in ("bio", "rotate")}
+    new = {f"region-{c}/{task}" for task in after for c in set(after[task]) - set(before[task])}
+    assert new and finetuned_runs(done.stdout + done.stderr) == new
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished runs untouched
+    # Restore the beam-1 search so the other tests see the state they expect.
+    assert snakemake(tiny_run, "--configfile", "tiny.yaml").returncode == 0
 
 
 def test_second_run_has_nothing_to_do(tiny_run):

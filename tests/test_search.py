@@ -1,0 +1,120 @@
+import pytest
+
+from cofi.regions import Region
+from cofi.search import Policy, best_node, children, first_candidates, grid, step
+
+N = 8
+
+
+def region(lo, hi, *modules):
+    return Region.make(lo, hi, modules or ("mha", "ffn"))
+
+
+def test_paper_schedule_children():
+    root = region(0, 1)
+    assert [c.id for c in children(root, "halves", N, 1)] == ["r0-50_mha-ffn", "r25-75_mha-ffn", "r50-100_mha-ffn"]
+    assert [c.id for c in children(region(0.25, 0.75), "split", N, 1)] == ["r25-50_mha-ffn", "r50-75_mha-ffn"]
+    assert children(region(0.25, 0.5), "quarters", N, 1) == children(region(0.25, 0.5), "split", N, 1)
+    assert [c.id for c in children(region(0.25, 0.5), "modules", N, 1)] == ["r25-50_mha", "r25-50_ffn"]
+    assert children(region(0.25, 0.5, "ffn"), "modules", N, 1) == []
+
+
+def test_min_layers_drops_thin_ranges():
+    assert children(region(0.25, 0.5), "split", N, 2) == []  # eighths hold one layer of 8
+    assert len(children(region(0.25, 0.5), "split", N, 1)) == 2
+    with pytest.raises(ValueError, match="unknown schedule step 'thirds'"):
+        children(region(0, 1), "thirds", N, 1)
+
+
+def test_grid_is_seven_ranges_times_three_module_sets():
+    space = grid(("mha", "ffn"), N, 1)
+    assert len(space) == 21 and len({r.id for r in space}) == 21
+    assert {r.modules for r in space} == {("mha",), ("ffn",), ("mha", "ffn")}
+    assert len(grid(("mha", "ffn"), 4, 2)) == 9  # quarters of 4 layers hold one layer each
+
+
+def scores(spec, vers):
+    return {"spec": spec, "vers": vers, "uni": (spec + vers) / 2}
+
+
+def depth1(policy, table, reference_spec=100.0, root_value=50.0):
+    candidates = first_candidates(policy, N)
+    result = step(1, candidates, {c["id"]: table[c["id"]] for c in candidates}, {"root": root_value}, reference_spec, policy, N)
+    return {n["id"]: n for n in result.nodes}, result.expand
+
+
+TABLE = {"r0-50_mha-ffn": scores(95, 60), "r25-75_mha-ffn": scores(92, 70), "r50-100_mha-ffn": scores(80, 90)}
+
+
+def test_selection_by_uni_under_the_spec_floor():
+    nodes, expand = depth1(Policy(), TABLE)
+    # r50-100 has the best Uni (85) but Spec 80 < 0.9 x 100: pruned by the floor.
+    assert nodes["r50-100_mha-ffn"]["status"] == "pruned" and "below floor 90.0" in nodes["r50-100_mha-ffn"]["reason"]
+    assert nodes["r25-75_mha-ffn"]["status"] == "expanded"
+    assert nodes["r0-50_mha-ffn"]["status"] == "pruned" and "outranked" in nodes["r0-50_mha-ffn"]["reason"]
+    assert [(c["id"], c["parent"]) for c in expand] == [("r25-50_mha-ffn", "r25-75_mha-ffn"), ("r50-75_mha-ffn", "r25-75_mha-ffn")]
+
+
+def test_other_criteria():
+    nodes, _ = depth1(Policy(criterion="spec"), TABLE)
+    assert nodes["r0-50_mha-ffn"]["status"] == "expanded"  # max Spec, no floor
+    nodes, _ = depth1(Policy(criterion="vers", spec_floor=0.85), TABLE)
+    assert nodes["r25-75_mha-ffn"]["status"] == "expanded"  # r50-100 has more Vers but Spec 80 < 85
+
+
+def test_ties_go_to_the_smaller_region_then_the_id():
+    policy = Policy(mode="grid", root_modules=("mha", "ffn"))
+    table = {r.id: scores(95, 60) for r in grid(("mha", "ffn"), N, 1)}
+    nodes, expand = depth1(policy, table)
+    kept = [i for i, n in nodes.items() if n["status"] != "pruned"]
+    assert kept == ["r0-25_ffn"] and expand == []  # 2 layers x 1 group, first id among the smallest
+
+
+def test_beam_keeps_several_and_deduplicates_children():
+    nodes, expand = depth1(Policy(beam=2, spec_floor=0.0), TABLE)
+    assert {i for i, n in nodes.items() if n["status"] == "expanded"} == {"r50-100_mha-ffn", "r25-75_mha-ffn"}
+    # (1/4, 3/4] and (1/2, 1] both split into (1/2, 3/4]: it is trained once, for its first parent.
+    assert [(c["id"], c["parent"]) for c in expand] == [
+        ("r25-50_mha-ffn", "r25-75_mha-ffn"), ("r50-75_mha-ffn", "r25-75_mha-ffn"), ("r75-100_mha-ffn", "r50-100_mha-ffn")]
+
+
+def test_stop_when_no_child_beats_its_parent():
+    nodes, expand = depth1(Policy(), TABLE, root_value=90.0)
+    assert expand == [] and "does not beat parent 90.0" in nodes["r25-75_mha-ffn"]["reason"]
+    nodes, expand = depth1(Policy(margin=1.0), TABLE, root_value=80.5)
+    assert expand == [] and nodes["r25-75_mha-ffn"]["status"] == "kept"  # 81.0 beats 80.5 by only 0.5
+
+
+def test_depth_limit_and_whole_walk():
+    policy = Policy(max_depth=2)
+    nodes, expand = depth1(policy, TABLE)
+    table2 = {"r25-50_mha-ffn": scores(93, 75), "r50-75_mha-ffn": scores(90, 60)}
+    parent_values = {"r25-75_mha-ffn": 81.0, "root": 50.0}
+    result = step(2, expand, table2, parent_values, 100.0, policy, N)
+    by_id = {n["id"]: n for n in result.nodes}
+    assert result.expand == [] and "depth limit 2" in by_id["r25-50_mha-ffn"]["reason"]
+    pick = best_node(list(nodes.values()) + result.nodes, N)
+    assert pick["id"] == "r25-50_mha-ffn"  # Uni 84 beats its parent's 81
+
+
+def test_pick_is_the_parent_when_children_do_not_improve():
+    policy = Policy()
+    nodes, expand = depth1(policy, TABLE)
+    result = step(2, expand, {"r25-50_mha-ffn": scores(91, 60), "r50-75_mha-ffn": scores(95, 50)},
+                  {"r25-75_mha-ffn": 81.0, "root": 50.0}, 100.0, policy, N)
+    assert best_node(list(nodes.values()) + result.nodes, N)["id"] == "r25-75_mha-ffn"
+
+
+def test_first_candidates_grid_and_tree():
+    assert len(first_candidates(Policy(mode="grid"), N)) == 21
+    assert [c["id"] for c in first_candidates(Policy(), N)] == ["r0-50_mha-ffn", "r25-75_mha-ffn", "r50-100_mha-ffn"]
+    assert Policy(mode="grid").depth_limit == 1 and Policy().depth_limit == 3 and Policy(max_depth=2).depth_limit == 2
+
+
+def test_when_nobody_reaches_the_floor_the_highest_spec_is_kept_and_the_search_stops():
+    table = {"r0-50_mha-ffn": scores(50, 60), "r25-75_mha-ffn": scores(55, 90), "r50-100_mha-ffn": scores(40, 95)}
+    nodes, expand = depth1(Policy(), table)
+    assert expand == []
+    assert nodes["r25-75_mha-ffn"]["status"] == "kept" and "no candidate reached the Spec floor" in nodes["r25-75_mha-ffn"]["reason"]
+    assert [n["status"] for i, n in sorted(nodes.items()) if i != "r25-75_mha-ffn"] == ["pruned", "pruned"]
+    assert best_node(list(nodes.values()), N)["id"] == "r25-75_mha-ffn"
