@@ -35,7 +35,7 @@ bench-search: setup
 	mkdir -p results/bench-configs
 	PATH="$(BIN):$$PATH" python -c "import yaml; c = yaml.safe_load(open('config.yaml')); \
 	c['search']['mode'] = 'grid'; yaml.safe_dump(c, open('results/bench-configs/grid.yaml', 'w'))"
-	$(SNAKEMAKE) --configfile results/bench-configs/grid.yaml search_all
+	$(SNAKEMAKE) search_all --configfile results/bench-configs/grid.yaml
 	PATH="$(BIN):$$PATH" python -m cofi bench-search --tree results/default/search/tree --grid results/default/search/grid
 
 # Step time and memory of the (N/4, N/2] FFN region vs Full SFT, alternated in one run.

@@ -7,8 +7,8 @@ rule build_base:
     output:
         directory(f"{RESULTS}/base_model"),
     params:
-        world=lambda w: json.dumps(config["embedded"]["world"]),
-        base=lambda w: json.dumps(config["embedded"]["base"]),
+        world=lambda w: as_json(config["embedded"]["world"]),
+        base=lambda w: as_json(config["embedded"]["base"]),
         template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
         max_len=PROMPT["max_len"],
     log:

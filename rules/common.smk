@@ -23,6 +23,11 @@ SEARCH_SEED = config["search"]["seed"] if config["search"]["seed"] is not None e
 N_LAYERS = model_depth(config)
 
 
+def as_json(value):
+    """Canonical JSON for params: key order in a config file must never trigger a rerun."""
+    return json.dumps(value, sort_keys=True)
+
+
 def base_model_dir():
     """The user's checkpoint, or the embedded base model the build_base rule makes."""
     return MODEL["path"] or f"{RESULTS}/base_model"
@@ -62,7 +67,7 @@ def eval_suites(tasks, split):
     """JSON for `cofi evaluate`: Spec on the given tasks, Vers on every versatility suite."""
     spec = {t: suite_spec(task_file(t, split), config["tasks"][t]) for t in tasks}
     vers = {n: suite_spec(suite_file(n, split), s) for n, s in config["versatility"].items()}
-    return json.dumps({"spec": spec, "vers": vers})
+    return as_json({"spec": spec, "vers": vers})
 
 
 def eval_inputs(tasks, split):
@@ -105,7 +110,7 @@ def search_step_inputs(w):
 
 
 def candidate_pairs(w, input):
-    return json.dumps(candidate_scores(w.task, input.previous) if "previous" in input.keys() else {})
+    return as_json(candidate_scores(w.task, input.previous) if "previous" in input.keys() else {})
 
 
 def search_depth_files(w):

@@ -5,7 +5,7 @@ rule make_data:
     output:
         expand(f"{DATA}/{{split}}.jsonl", split=EMBEDDED_SPLITS),
     params:
-        world=lambda w: json.dumps(config["embedded"]["world"]),
+        world=lambda w: as_json(config["embedded"]["world"]),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{LOGS}/make_data.log",

@@ -10,7 +10,7 @@ rule evaluate_base:
         predictions=f"{RESULTS}/scores/base.predictions.json",
     params:
         suites=lambda w: eval_suites(config["tasks"], "test"),
-        labels=lambda w: json.dumps({"method": "base", "seed": None}),
+        labels=lambda w: as_json({"method": "base", "seed": None}),
         template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
         batch_size=config["evaluation"]["batch_size"],
         max_items=MAX_ITEMS,
@@ -38,7 +38,7 @@ rule evaluate_run:
         predictions=f"{RUN}/{{split}}_predictions.json",
     params:
         suites=lambda w: eval_suites([w.task], w.split),
-        labels=lambda w: json.dumps({"method": w.run, "task": w.task, "seed": int(w.seed), "split": w.split}),
+        labels=lambda w: as_json({"method": w.run, "task": w.task, "seed": int(w.seed), "split": w.split}),
         template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
         batch_size=config["evaluation"]["batch_size"],
         max_items=MAX_ITEMS,

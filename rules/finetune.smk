@@ -10,7 +10,7 @@ rule finetune:
         curve=f"{RUN}/loss.csv",
     params:
         method=lambda w: resolve_run(config, w.run)[0],
-        hyper=lambda w: json.dumps(resolve_run(config, w.run)[1]),
+        hyper=lambda w: as_json(resolve_run(config, w.run)[1]),
         template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
         max_len=PROMPT["max_len"],
         mask=lambda w: "--mask-prompt" if PROMPT["mask_prompt"] else "--no-mask-prompt",

@@ -8,7 +8,7 @@ checkpoint search_step:
     output:
         f"{SEARCH}/depth{{depth}}.json",
     params:
-        policy=lambda w: json.dumps(search_policy(config).__dict__),
+        policy=lambda w: as_json(search_policy(config).__dict__),
         n_layers=N_LAYERS,
         split=lambda w: selection_split(w.task),
         previous=lambda w, input: ["--previous", input.previous] if "previous" in input.keys() else [],
