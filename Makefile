@@ -19,7 +19,7 @@ run: setup
 	$(SNAKEMAKE)
 
 test: setup
-	PATH="$(BIN):$$PATH" python -m pytest -v
+	PATH="$(BIN):$$PATH" python -m pytest -v --durations=10
 
 # The default experiment from scratch under a fresh name, wall time, then per-rule times.
 bench: setup

@@ -136,7 +136,7 @@ def cmd_search_report(args) -> None:
 def cmd_table(args) -> None:
     from cofi.tables import write_tables
 
-    tidy = write_tables(args.scores, args.csv, args.md, searches=args.searches)
+    tidy = write_tables(args.files, args.csv, args.md)
     log(f"wrote {len(tidy)} rows to {args.csv} and {args.md}")
 
 
@@ -229,8 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("table", help="build the result tables from score files")
-    p.add_argument("scores", nargs="+", help="score JSON files")
-    p.add_argument("--searches", nargs="*", default=[], help="search result.json files: their picks become 'cofitune_coarse' rows")
+    p.add_argument("files", nargs="+", help="score JSON files, and search result.json files whose picks become 'cofitune_coarse' rows")
     p.add_argument("--csv", required=True, help="tidy CSV output")
     p.add_argument("--md", required=True, help="Markdown output")
     p.set_defaults(func=cmd_table)

@@ -30,28 +30,23 @@ def score_rows(scores: dict) -> list[dict]:
 COARSE = "cofitune_coarse"
 
 
-def search_picks(search_files: list[str | Path]) -> dict[tuple[str, str], str]:
-    """(run, task) of each search's pick -> its region id."""
-    picks = {}
-    for path in search_files:
-        with open(path) as handle:
-            result = json.load(handle)
-        picks[(result["run"], result["task"])] = result["selected"]
-    return picks
-
-
-def tidy_table(score_files: list[str | Path], searches: list[str | Path] = ()) -> pd.DataFrame:
+def tidy_table(files: list[str | Path]) -> pd.DataFrame:
     """Mean over seeds per method × task, in the order methods first appear (base first).
 
-    A search's pick is shown as the method ``cofitune_coarse``, its region id in ``detail``.
+    ``files`` are score files and search results (``result.json``, told apart by their
+    ``selected`` key): a search's pick is shown as the method ``cofitune_coarse``, its region id
+    in ``detail``.
     """
-    picks = search_picks(list(searches))
-    rows = []
-    for path in score_files:
+    loaded = []
+    for path in files:
         with open(path) as handle:
-            for row in score_rows(json.load(handle)):
-                region = picks.get((row["method"], row["task"]))
-                rows.append({**row, "method": COARSE if region else row["method"], "detail": region or ""})
+            loaded.append(json.load(handle))
+    picks = {(r["run"], r["task"]): r["selected"] for r in loaded if "selected" in r}
+    rows = []
+    for scores in (s for s in loaded if "selected" not in s):
+        for row in score_rows(scores):
+            region = picks.get((row["method"], row["task"]))
+            rows.append({**row, "method": COARSE if region else row["method"], "detail": region or ""})
     if not rows:
         raise ValueError("no score files given")
     frame = pd.DataFrame(rows)
@@ -77,8 +72,8 @@ def markdown_table(tidy: pd.DataFrame, digits: int = 1) -> str:
     return text
 
 
-def write_tables(score_files, csv_path, md_path, searches=()) -> pd.DataFrame:
-    tidy = tidy_table(score_files, searches)
+def write_tables(files, csv_path, md_path) -> pd.DataFrame:
+    tidy = tidy_table(files)
     tidy.to_csv(csv_path, index=False, float_format="%.4f")
     Path(md_path).write_text(markdown_table(tidy))
     return tidy

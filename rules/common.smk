@@ -125,15 +125,15 @@ def search_depth_files(w):
 
 
 def table_inputs(w):
-    """Score files of the base model and every run; with the search, each task's pick at every seed."""
-    inputs = {"scores": [f"{RESULTS}/scores/base.json"] + run_targets("test_scores.json"), "searches": []}
+    """Score files of the base model and every run; with the search, each task's result file and
+    its pick's score files at every seed (`cofi table` tells the two kinds apart by content)."""
+    inputs = [f"{RESULTS}/scores/base.json"] + run_targets("test_scores.json")
     if SEARCH_ON:
         for task in config["tasks"]:
             result = checkpoints.search_result.get(task=task).output.result
             with open(result) as handle:
                 run = json.load(handle)["run"]
-            inputs["searches"].append(result)
-            inputs["scores"] += [run_file(run, task, seed, "test_scores.json") for seed in config["seeds"]]
+            inputs += [result] + [run_file(run, task, seed, "test_scores.json") for seed in config["seeds"]]
     return inputs
 
 

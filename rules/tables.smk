@@ -3,12 +3,10 @@
 
 rule main_table:
     input:
-        unpack(table_inputs),
+        table_inputs,
     output:
         csv=MAIN_TABLE[0],
         md=MAIN_TABLE[1],
-    params:
-        searches=lambda w, input: ["--searches", *input.searches] if getattr(input, "searches", None) else [],
     log:
         f"{LOGS}/main_table.log",
     benchmark:
@@ -20,5 +18,5 @@ rule main_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi table {input.scores:q} {params.searches:q} --csv {output.csv:q} "
+        "python -m cofi table {input:q} --csv {output.csv:q} "
         "--md {output.md:q} > {log:q} 2>&1"

@@ -43,3 +43,15 @@ def test_markdown_has_methods_as_rows_and_task_blocks(score_files, tmp_path):
     assert rows == ["base", "full"]
     assert "95.0" in text and markdown_table(tidy) == text
     assert (tmp_path / "t.csv").read_text().splitlines()[0] == "method,task,spec,know,reason,instruct,vers,uni,n_seeds,detail"
+
+
+def test_search_picks_become_cofitune_coarse_rows(score_files, tmp_path):
+    pick = score_file(tmp_path / "pick.json", "region-r25-50_ffn", 0, {"bio": 80.0}, 90.0, 90.0, 90.0)
+    other = score_file(tmp_path / "other.json", "region-r0-50_ffn", 0, {"bio": 10.0}, 10.0, 10.0, 10.0)
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"task": "bio", "run": "region-r25-50_ffn", "selected": "r25-50_ffn"}))
+    tidy = tidy_table(score_files + [result, pick, other])
+    coarse = tidy[tidy["method"] == "cofitune_coarse"]
+    assert coarse[["task", "spec", "detail"]].values.tolist() == [["bio", 80.0, "r25-50_ffn"]]
+    assert "region-r0-50_ffn" in set(tidy["method"])  # not the pick: keeps its own name
+    assert "cofitune_coarse: bio → r25-50_ffn" in markdown_table(tidy)

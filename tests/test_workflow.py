@@ -71,7 +71,7 @@ def finetuned_runs(output: str) -> set[str]:
     runs, in_finetune = set(), False
     for line in output.splitlines():
         if line.startswith(("rule ", "checkpoint ", "localrule ")):
-            in_finetune = line.startswith("rule finetune:")
+            in_finetune = line.split()[-1] == "finetune:"
         elif in_finetune and line.strip().startswith("wildcards:"):
             fields = dict(part.split("=") for part in line.split(":", 1)[1].strip().split(", "))
             runs.add(f"{fields['run']}/{fields['task']}")
@@ -148,6 +148,7 @@ def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
     data = tiny_run / "results/tiny/data"
     config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     config["experiment"] = "user"
+    config["search"]["enabled"] = False
     config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
     config["tasks"] = {"law": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
     config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
