@@ -84,7 +84,8 @@ def cmd_finetune(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary = train(model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=log)
     save_model(model, tokenizer, out)
-    (out / "cofi_run.json").write_text(json.dumps({"method": args.method, "params": params, "seed": args.seed, **summary}, indent=2))
+    record = {"method": args.method, "params": params, "seed": args.seed, "trainable": trainable, **summary}
+    (out / "cofi_run.json").write_text(json.dumps(record, indent=2))
     log(f"saved {args.method} model to {out}")
 
 
@@ -184,6 +185,8 @@ def _model_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cofi.regions import DEFAULT_GROUPS
+
     parser = argparse.ArgumentParser(prog="cofi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -271,8 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
     p.add_argument("--range", nargs=2, default=["0.25", "0.5"], help="layer range a b (fractions)")
     p.add_argument("--modules", nargs="+", default=["ffn"], help="module groups")
-    p.add_argument("--groups", default='{"mha": ["q_proj", "k_proj", "v_proj"], "ffn": ["up_proj", "down_proj"]}',
-                   help="JSON module groups")
+    p.add_argument("--groups", default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
     p.add_argument("--widths", type=int, nargs="*", default=[512], help="also measure at these hidden sizes")
     p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")

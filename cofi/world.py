@@ -25,8 +25,8 @@ CITIES = ["paris", "lima", "oslo", "cairo", "tokyo", "quito", "rome", "delhi"]
 
 LIST_OPS = ("reverse", "swap", "skip")
 DIGITS = [str(d) for d in range(10)]
-# "=" closes every prompt; "in" joins a bio's job and city.
-GLUE = ["=", "in", "add", "bio", "rotate"]
+# "=" closes every prompt.
+GLUE = ["=", "add", "bio", "rotate"]
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,8 @@ def build_world(spec: WorldSpec) -> dict[str, list[dict]]:
     as_list_op = lambda op, items: _record(op, " ".join(items), " ".join(_apply_list_op(op, list(items))))
     rotate_test, rotate_val, rotate_train = _split(lists[-n_rotate:], spec.test_items, spec.rotate_train)
 
-    bio = [_record("bio", e, f"{new[e]['job']} in {new[e]['city']}") for e in entities]
+    # Just the two facts, so ROUGE-L gives half credit per recalled fact and none for a template word.
+    bio = [_record("bio", e, f"{new[e]['job']} {new[e]['city']}") for e in entities]
 
     versatility_train = (
         know_train * spec.know_repeats

@@ -96,7 +96,7 @@ def test_search_trace_and_pick(tiny_run):
     table = pd.read_csv(tiny_run / "results/tiny/tables/main.csv")
     assert table.set_index(["method", "task"]).loc[("cofitune_coarse", "bio"), "detail"] == result["selected"]
     run = json.loads((tiny_run / f"results/tiny/runs/{result['run']}/bio/seed0/model/cofi_run.json").read_text())
-    assert run["method"] == "region"
+    assert run["method"] == "region" and run["trainable"] and all(".layers." in n for n in run["trainable"])
 
 
 def test_widening_the_beam_trains_only_new_candidates(tiny_run):
