@@ -43,8 +43,6 @@ def cmd_make_data(args) -> None:
 
 def cmd_build_base(args) -> None:
     """Tokenizer + small Llama, "aligned" on the versatility mixture, saved as a HF directory."""
-    import torch
-
     from cofi.data import load_records
     from cofi.modeling import build_llama, build_word_tokenizer, save_model
     from cofi.train import TrainConfig, tokenize_dataset, train
@@ -61,7 +59,6 @@ def cmd_build_base(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = train(model, examples, cfg, tokenizer.pad_token_id, out / "loss.csv", log=log)
-    model.to(torch.float32)
     save_model(model, tokenizer, out)
     log(f"saved the base model to {out} ({summary['seconds']:.0f}s of training)")
 

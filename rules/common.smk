@@ -10,7 +10,8 @@ DATA = f"{RESULTS}/data"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 RUN = f"{RESULTS}/runs/{{run}}/{{task}}/seed{{seed}}"
-SEARCH = f"{RESULTS}/search/{config['search']['mode']}/{{task}}"  # tree and grid side by side
+SEARCH_MODE = config["search"]["mode"]
+SEARCH = f"{RESULTS}/search/{SEARCH_MODE}/{{task}}"  # tree and grid side by side
 MAIN_TABLE = [f"{RESULTS}/tables/main.csv", f"{RESULTS}/tables/main.md"]
 EMBEDDED_SPLITS = [
     "versatility_train", "know_test", "know_val", "reason_test", "reason_val", "instruct_test",

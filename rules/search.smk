@@ -14,9 +14,9 @@ checkpoint search_step:
         previous=lambda w, input: ["--previous", input.previous] if "previous" in input.keys() else [],
         candidates=candidate_pairs,
     log:
-        f"{LOGS}/search/{{task}}/depth{{depth}}.log",
+        f"{LOGS}/search/{SEARCH_MODE}/{{task}}/depth{{depth}}.log",
     benchmark:
-        f"{BENCH}/search_step/{{task}}/depth{{depth}}.tsv"
+        f"{BENCH}/search_step/{SEARCH_MODE}/{{task}}/depth{{depth}}.tsv"
     conda:
         "../envs/cofi.yaml"
     threads: 1
@@ -42,9 +42,9 @@ checkpoint search_result:
         n_layers=N_LAYERS,
         out_dir=lambda w, output: os.path.dirname(output.result),
     log:
-        f"{LOGS}/search/{{task}}/result.log",
+        f"{LOGS}/search/{SEARCH_MODE}/{{task}}/result.log",
     benchmark:
-        f"{BENCH}/search_result/{{task}}.tsv"
+        f"{BENCH}/search_result/{SEARCH_MODE}/{{task}}.tsv"
     conda:
         "../envs/cofi.yaml"
     threads: 1
