@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def finetuned_runs(output: str) -> set[str]:
     """Runs that a Snakemake invocation fine-tuned, from its job listing."""
     runs, in_finetune = set(), False
     for line in output.splitlines():
-        if line.startswith(("rule ", "checkpoint ", "localrule ")):
+        if re.match(r"^(local)?(rule|checkpoint) \w+:$", line):
             in_finetune = line.split()[-1] == "finetune:"
         elif in_finetune and line.strip().startswith("wildcards:"):
             fields = dict(part.split("=") for part in line.split(":", 1)[1].strip().split(", "))
