@@ -27,11 +27,13 @@ wildcard_constraints:
     depth=r"\d{1,2}",
     task=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     seed=r"\d+",
+    source=r"[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/base.smk"
+include: "rules/importance.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/search.smk"

@@ -90,7 +90,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
                 "heads": c.num_attention_heads, "max_len": c.max_position_embeddings}
         model = build_llama(len(tokenizer), arch, seed=0)
     n_params = sum(p.numel() for p in model.parameters())
-    METHODS[method](model, params)
+    METHODS[method].trainable(model, params)
     examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, model.config.max_position_embeddings)
     cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     rss_setup = _rss_mb("VmRSS")

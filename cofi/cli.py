@@ -63,27 +63,73 @@ def cmd_build_base(args) -> None:
     log(f"saved the base model to {out} ({summary['seconds']:.0f}s of training)")
 
 
+def soft_mask_for(model, trainable: list[str], params: dict, importance_path: str | None, seed: int):
+    from cofi.errors import InputError
+    from cofi.importance import load_importance
+    from cofi.softmask import SoftMask, default_target, mask_factors
+
+    if not importance_path:
+        raise InputError("this method applies a soft mask: give --importance")
+    importance = load_importance(importance_path, model.config)
+    mode = params["softmask"]
+    target = params.get("softmask_apply") or default_target(mode)
+    factors = mask_factors(model, trainable, importance, mode, seed)
+    if not factors:
+        raise InputError(f"soft mask: none of the {len(trainable)} trained parameters is a masked projection")
+    mean = float(sum(f.sum() for f in factors.values()) / sum(f.numel() for f in factors.values()))
+    log(f"soft mask mode {mode}, scaling the {target}: {len(factors)} parameter tensors, mean factor {mean:.3f}")
+    return SoftMask(model, factors, target)
+
+
 def cmd_finetune(args) -> None:
     from cofi.data import load_records
+    from cofi.errors import InputError
     from cofi.methods import METHODS
     from cofi.modeling import load_model, save_model
     from cofi.train import TrainConfig, tokenize_dataset, train
 
     _threads(args.threads)
     params = json.loads(args.params)
+    method = METHODS[args.method]
+    if method.region_from_search and not {"range", "modules"} <= set(params):
+        raise InputError(f"method {args.method!r} trains the coarse search's pick: --params needs its range and modules")
     model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
-    trainable = METHODS[args.method](model, params)
+    trainable = method.trainable(model, params)
     log(f"method {args.method}: {len(trainable)} parameter tensors train")
+    hooks = []
+    if method.soft_mask:
+        hooks.append(soft_mask_for(model, trainable, params, args.importance, args.seed))
     records = load_records(args.train)
     examples = tokenize_dataset(records, tokenizer, args.template, args.mask_prompt, args.max_len)
     cfg = TrainConfig.from_dict({**params, "seed": args.seed, "max_len": args.max_len, "mask_prompt": args.mask_prompt})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = train(model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=log)
+    summary = train(model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=log, hooks=hooks)
     save_model(model, tokenizer, out)
     record = {"method": args.method, "params": params, "seed": args.seed, "trainable": trainable, **summary}
     (out / "cofi_run.json").write_text(json.dumps(record, indent=2))
     log(f"saved {args.method} model to {out}")
+
+
+def cmd_importance(args) -> None:
+    from cofi.data import load_records
+    from cofi.importance import accumulate_importance, plot_importance, prompt_batches, save_importance
+    from cofi.modeling import load_model
+
+    _threads(args.threads)
+    options = json.loads(args.options)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    records = load_records(args.data)
+    batches = prompt_batches(records, tokenizer, args.template, options["batch_size"], options["batches"],
+                             args.max_len, options["seed"])
+    started = time.perf_counter()
+    raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"])
+    options |= {"data": args.data, "model": args.model, "template": args.template, "max_len": args.max_len}
+    importance = save_importance(args.out, raw, model.config, options)
+    plot_importance(importance, args.plot, title=f"unit importance from {Path(args.data).name}")
+    log(f"importance from {sum(len(b['input_ids']) for b in batches)} inputs in {time.perf_counter() - started:.1f}s; "
+        + ", ".join(f"{k} mean {v.mean():.3f}" for k, v in importance.items()))
+    log(f"wrote {args.out} and {args.plot}")
 
 
 def cmd_evaluate(args) -> None:
@@ -216,7 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-prompt", action=argparse.BooleanOptionalAction, default=True, help="loss on responses only")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--curve", required=True, help="loss curve CSV")
+    p.add_argument("--importance", help="unit importance .safetensors (soft-mask methods)")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("importance", help="estimate unit importance (heads, FFN units) for the soft masks")
+    _model_args(p)
+    p.add_argument("--data", required=True, help="JSONL whose inputs (instruction + input) are used, unlabeled")
+    p.add_argument("--options", required=True, help="JSON: dropout, batches, batch_size, signed, seed")
+    p.add_argument("--max-len", type=int, required=True, help="tokens per input")
+    p.add_argument("--out", required=True, help="output .safetensors")
+    p.add_argument("--plot", required=True, help="output heatmap (.png)")
+    p.set_defaults(func=cmd_importance)
 
     p = sub.add_parser("evaluate", help="score a model on speciality and versatility suites")
     _model_args(p)

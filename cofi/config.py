@@ -16,9 +16,10 @@ import yaml
 
 from cofi import metrics
 from cofi.data import DataError, read_jsonl
-from cofi.methods import METHODS
+from cofi.methods import METHODS, REQUIRED, TRAIN_KEYS
 from cofi.regions import Region, RegionError, check_groups, check_region
 from cofi.search import EXPANSIONS, Policy, first_candidates
+from cofi.softmask import TARGETS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 EMBEDDED_TASKS = ("bio", "rotate")
@@ -161,25 +162,8 @@ def _check_regions(config: dict, n_layers: int | None) -> None:
     except RegionError as error:
         raise ConfigError(f"config key module_groups: {error}") from None
     for run, entry in config["methods"].items():
-        key = f"methods.{run}"
-        method = entry.get("method", run)
-        if method not in METHODS:
-            raise ConfigError(f"config key {key}: unknown method {method!r} (registered: {', '.join(sorted(METHODS))})")
-        region_keys = [k for k in ("range", "modules") if k in entry]
-        if method != "region":
-            if region_keys:
-                raise ConfigError(f"config key {key}.{region_keys[0]}: only the region method takes a layer range and modules")
-            continue
-        if len(region_keys) < 2:
-            raise ConfigError(f"config key {key}: the region method needs 'range' [a, b] and 'modules'")
-        try:
-            region = Region.make(*entry["range"], entry["modules"])
-            if n_layers is not None:
-                check_region(region, groups, n_layers)
-            elif unknown := [m for m in region.modules if m not in groups]:
-                raise RegionError(f"unknown module group(s) {unknown} (defined: {sorted(groups)})")
-        except RegionError as error:
-            raise ConfigError(f"config key {key}: {error}") from None
+        _check_run(config, run, entry, n_layers)
+    _check_importance(config)
     search = config["search"]
     if not search["enabled"]:
         return
@@ -191,10 +175,64 @@ def _check_regions(config: dict, n_layers: int | None) -> None:
         raise ConfigError(f"config key search.root_modules: unknown module group(s) {unknown} (defined: {sorted(groups)})")
     if search["reference"] not in config["methods"]:
         raise ConfigError(f"config key search.reference: {search['reference']!r} is not a run in methods (the search needs its Full SFT scores)")
+    reference = config["methods"][search["reference"]]
+    if METHODS[reference.get("method", search["reference"])].region_from_search:
+        raise ConfigError(f"config key search.reference: {search['reference']!r} trains the search's own pick; name a Full SFT run")
     if search["seed"] is not None and search["seed"] not in config["seeds"]:
         raise ConfigError(f"config key search.seed: {search['seed']} is not one of seeds {config['seeds']}")
     if n_layers is not None and not first_candidates(search_policy(config), n_layers):
         raise ConfigError(f"config key search.min_layers: no first-depth candidate keeps {search['min_layers']} layers of {n_layers}")
+
+
+def _check_run(config: dict, run: str, entry: dict, n_layers: int | None) -> None:
+    """A run's method exists, takes the keys given, and has what it needs (region, search, mask mode)."""
+    key = f"methods.{run}"
+    name = entry.get("method", run)
+    if name not in METHODS:
+        raise ConfigError(f"config key {key}: unknown method {name!r} (registered: {', '.join(sorted(METHODS))})")
+    method = METHODS[name]
+    own = dict(method.keys)
+    for field in entry:
+        if field not in own and field not in TRAIN_KEYS and field != "method":
+            takers = sorted(m for m, spec in METHODS.items() if field in dict(spec.keys))
+            raise ConfigError(f"config key {key}.{field}: method {name!r} does not take it (only {', '.join(takers)})")
+    for field, default in own.items():
+        if default is REQUIRED and field not in entry:
+            raise ConfigError(f"config key {key}: method {name!r} needs {field!r}")
+    if method.region_from_search and not config["search"]["enabled"]:
+        raise ConfigError(f"config key {key}: method {name!r} trains the coarse search's pick; set search.enabled: true")
+    if "softmask" in own:
+        mode, apply = entry.get("softmask", own["softmask"]), entry.get("softmask_apply")
+        if mode in TARGETS and apply not in (None, mode):
+            raise ConfigError(f"config key {key}.softmask_apply: mode {mode!r} always scales the {mode}; "
+                              "softmask_apply chooses only for the shuffled and uniform controls")
+    if "range" in own:
+        try:
+            region = Region.make(*entry["range"], entry["modules"])
+            if n_layers is not None:
+                check_region(region, config["module_groups"], n_layers)
+            elif unknown := [m for m in region.modules if m not in config["module_groups"]]:
+                raise RegionError(f"unknown module group(s) {unknown} (defined: {sorted(config['module_groups'])})")
+        except RegionError as error:
+            raise ConfigError(f"config key {key}: {error}") from None
+
+
+def _check_importance(config: dict) -> None:
+    if not any(METHODS[entry.get("method", run)].soft_mask for run, entry in config["methods"].items()):
+        return
+    importance = config["importance"]
+    if importance["source"] != "versatility":
+        return
+    path = importance["versatility_data"]
+    if path is None:
+        if config["model"]["path"] is not None:
+            raise ConfigError("config key importance.versatility_data: null takes the embedded world's versatility "
+                              "mixture, which only fits the embedded model; give a JSONL path for your own model")
+        return
+    try:
+        read_jsonl(path)
+    except DataError as error:
+        raise ConfigError(f"config key importance.versatility_data: {error}") from None
 
 
 def search_policy(config: dict) -> Policy:

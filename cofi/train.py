@@ -89,11 +89,18 @@ def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
     return loss, int((targets != IGNORE_INDEX).sum())
 
 
-def train(model, examples: list[dict], cfg: TrainConfig, pad_id: int, curve_path: str | Path, log=print) -> dict:
-    """Train the parameters that require grad; write a loss curve CSV; return a summary."""
+def train(model, examples: list[dict], cfg: TrainConfig, pad_id: int, curve_path: str | Path, log=print,
+          hooks: tuple = ()) -> dict:
+    """Train the parameters that require grad; write a loss curve CSV; return a summary.
+
+    ``hooks`` (e.g. :class:`cofi.softmask.SoftMask`) get ``attach(optimizer)`` once and
+    ``after_backward()`` once per optimizer step, after accumulation and before clipping.
+    """
     torch.manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    for hook in hooks:
+        hook.attach(optimizer)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * cfg.steps), cfg.steps)
     stream = batch_stream(examples, cfg.batch_size, pad_id, cfg.seed)
     model.train()
@@ -111,6 +118,8 @@ def train(model, examples: list[dict], cfg: TrainConfig, pad_id: int, curve_path
                 loss_sum, _ = token_loss_sum(model, batch)
                 (loss_sum / n_tokens).backward()
                 total += loss_sum.item()
+            for hook in hooks:
+                hook.after_backward()
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             lr = scheduler.get_last_lr()[0]

@@ -3,7 +3,8 @@ import json
 import os
 
 from cofi.config import model_depth, search_policy
-from cofi.methods import SEARCH_PREFIX, resolve_run
+from cofi.methods import METHODS, SEARCH_PREFIX, method_of, resolve_run
+from cofi.regions import parse_region_id
 
 RESULTS = f"results/{config['experiment']}"
 DATA = f"{RESULTS}/data"
@@ -20,6 +21,7 @@ EMBEDDED_SPLITS = [
 MODEL = config["model"]
 PROMPT = config["prompt"]
 SEARCH_ON = config["search"]["enabled"]
+IMPORTANCE = config["importance"]
 SEARCH_SEED = config["search"]["seed"] if config["search"]["seed"] is not None else config["seeds"][0]
 N_LAYERS = model_depth(config)
 
@@ -75,14 +77,53 @@ def eval_inputs(tasks, split):
     return [task_file(t, split) for t in tasks] + [suite_file(n, split) for n in config["versatility"]]
 
 
+def importance_source(task):
+    """Importance is estimated per task on its own inputs, or once on the versatility set."""
+    return task if IMPORTANCE["source"] == "speciality" else "versatility"
+
+
+def importance_data(source):
+    if source != "versatility":
+        return task_file(source, "train")
+    return IMPORTANCE["versatility_data"] or f"{DATA}/versatility_train.jsonl"
+
+
+def search_pick(task):
+    """The region the task's finished coarse search selected (waits for the search)."""
+    with open(checkpoints.search_result.get(task=task).output.result) as handle:
+        return parse_region_id(json.load(handle)["selected"])
+
+
+def finetune_inputs(w):
+    """The base model and the task's data, and the importance where the method needs it.
+
+    A method that trains the search's pick waits for the search here, but takes the region as a
+    parameter, not result.json as an input: a wider search that keeps the pick retrains nothing.
+    """
+    inputs = {"model": base_model_dir(), "train": task_file(w.task, "train")}
+    method = METHODS[method_of(config, w.run)]
+    if method.region_from_search:
+        search_pick(w.task)
+    if method.soft_mask:
+        inputs["importance"] = f"{RESULTS}/importance/{importance_source(w.task)}.safetensors"
+    return inputs
+
+
+def finetune_params(w):
+    method, params = resolve_run(config, w.run)
+    if METHODS[method].region_from_search:
+        params |= search_pick(w.task).to_dict()
+    return as_json(params)
+
+
 def run_file(run, task, seed, name):
     return f"{RESULTS}/runs/{run}/{task}/seed{seed}/{name}"
 
 
-def run_targets(filename):
+def run_targets(filename, runs=None):
     return expand(
         f"{RUN}/{filename}",
-        run=config["methods"],
+        run=config["methods"] if runs is None else runs,
         task=config["tasks"],
         seed=config["seeds"],
     )
@@ -128,14 +169,15 @@ def search_depth_files(w):
 def table_inputs(w):
     """Score files of the base model and every run; with the search, each task's result file and
     its pick's score files at every seed (`cofi table` tells the two kinds apart by content)."""
-    inputs = [f"{RESULTS}/scores/base.json"] + run_targets("test_scores.json")
-    if SEARCH_ON:
+    first = [r for r in config["methods"] if r == config["search"]["reference"]]
+    inputs = [f"{RESULTS}/scores/base.json"] + run_targets("test_scores.json", first)
+    if SEARCH_ON:  # the coarse pick's rows go right after the reference they are measured against
         for task in config["tasks"]:
             result = checkpoints.search_result.get(task=task).output.result
             with open(result) as handle:
                 run = json.load(handle)["run"]
             inputs += [result] + [run_file(run, task, seed, "test_scores.json") for seed in config["seeds"]]
-    return inputs
+    return inputs + run_targets("test_scores.json", [r for r in config["methods"] if r not in first])
 
 
 # One command line for both evaluation rules; every config value reaches the shell quoted.

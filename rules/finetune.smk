@@ -3,18 +3,18 @@
 
 rule finetune:
     input:
-        model=base_model_dir(),
-        train=lambda w: task_file(w.task, "train"),
+        unpack(finetune_inputs),
     output:
         model=directory(f"{RUN}/model"),
         curve=f"{RUN}/loss.csv",
     params:
         method=lambda w: resolve_run(config, w.run)[0],
-        hyper=lambda w: as_json(resolve_run(config, w.run)[1]),
+        hyper=finetune_params,
         template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
         max_len=PROMPT["max_len"],
         mask=lambda w: "--mask-prompt" if PROMPT["mask_prompt"] else "--no-mask-prompt",
         model_flags=MODEL_FLAGS,
+        importance=lambda w, input: ["--importance", input.importance] if "importance" in input.keys() else [],
     log:
         f"{LOGS}/finetune/{{run}}/{{task}}/seed{{seed}}.log",
     benchmark:
@@ -29,5 +29,5 @@ rule finetune:
         "python -m cofi finetune --model {input.model:q} --method {params.method:q} "
         "--params {params.hyper:q} --train {input.train:q} --seed {wildcards.seed} "
         "--template {params.template:q} --max-len {params.max_len} {params.mask} "
-        "{params.model_flags} --threads {threads} --out {output.model:q} --curve {output.curve:q} "
+        "{params.model_flags} {params.importance:q} --threads {threads} --out {output.model:q} --curve {output.curve:q} "
         "> {log:q} 2>&1"

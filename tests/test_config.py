@@ -26,8 +26,10 @@ def test_default_config_is_valid_and_complete(config):
 
 def test_minimal_config_gets_the_defaults():
     config = check_config({"experiment": "x", "tasks": {"bio": {"type": "generation", "metric": "rouge_l"}}})
-    assert config["methods"] == {"full": {"lr": 0.0005, "steps": 200, "batch_size": 32, "grad_accum": 1,
-                                          "warmup_ratio": 0.05, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 25}}
+    assert config["methods"] == {"full": {}}
+    assert config["training"] == {"lr": 0.0005, "steps": 200, "batch_size": 32, "grad_accum": 1,
+                                  "warmup_ratio": 0.05, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 25}
+    assert config["importance"]["source"] == "speciality" and config["importance"]["dropout"] == 0.003
     assert config["versatility"]["know"]["type"] == "multiple_choice"
     assert config["model"] == {"path": None, "trust_remote_code": False, "dtype": "float32"}
 
@@ -67,8 +69,17 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0.3, 0.35], "modules": ["ffn"]}), r"methods\.reg: region r30-35_ffn: the range .* selects no layer of a 8-layer model"),
         (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0, 0.5], "modules": []}), r"methods\.reg: a region needs at least one module group"),
         (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0, 0.5], "modules": ["moe"]}), r"methods\.reg: region r0-50_moe: unknown module group\(s\) \['moe'\]"),
-        (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0, 0.5]}), r"methods\.reg: the region method needs 'range'"),
-        (lambda c, d: c["methods"]["full"].update(range=[0, 0.5]), r"methods\.full\.range: only the region method takes"),
+        (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0, 0.5]}), r"methods\.reg: method 'region' needs 'modules'"),
+        (lambda c, d: c["methods"]["full"].update(range=[0, 0.5]), r"methods\.full\.range: method 'full' does not take it \(only region\)"),
+        (lambda c, d: c["methods"]["full"].update(softmask="grad"), r"methods\.full\.softmask: method 'full' does not take it \(only cofitune, vsoftmask\)"),
+        (lambda c, d: c["methods"]["cofitune_grad"].update(softmask="hard"), r"methods\.cofitune_grad\.softmask: 'hard' is not one of"),
+        (lambda c, d: c["methods"]["cofitune_grad"].update(softmask_apply="update"), r"methods\.cofitune_grad\.softmask_apply: mode 'grad' always scales the grad"),
+        (lambda c, d: c["search"].update(enabled=False), r"methods\.cofitune_grad: method 'cofitune' trains the coarse search's pick; set search\.enabled: true"),
+        (lambda c, d: c["search"].update(reference="cofitune_grad"), r"search\.reference: 'cofitune_grad' trains the search's own pick"),
+        (lambda c, d: c["training"].update(lr=0), r"config key training\.lr: 0 is less than or equal to the minimum of 0"),
+        (lambda c, d: c["importance"].update(dropout=0), r"config key importance\.dropout: 0 is less than or equal to the minimum of 0"),
+        (lambda c, d: c["importance"].update(source="web"), r"config key importance\.source: 'web' is not one of"),
+        (lambda c, d: c["importance"].update(source="versatility", versatility_data=str(d / "none.jsonl")), r"importance\.versatility_data: .*none\.jsonl: data file does not exist"),
         (lambda c, d: c["module_groups"].update(ffn=[]), r"module_groups: module group 'ffn' is empty"),
         (lambda c, d: c["search"].update(schedule=["halves", "thirds"]), r"search\.schedule\[1\]: unknown step 'thirds'"),
         (lambda c, d: c["search"].update(root_modules=["mha", "moe"]), r"search\.root_modules: unknown module group"),
@@ -94,12 +105,12 @@ def test_model_that_is_not_a_causal_lm(config, tmp_path):
 
 
 def test_check_config_command_exits_nonzero_with_the_message(config, tmp_path):
-    config["methods"]["full"]["lr"] = -1
+    config["training"]["lr"] = -1
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     done = subprocess.run([sys.executable, "-m", "cofi", "check-config", str(path)], capture_output=True, text=True)
     assert done.returncode == 2
-    assert "config key methods.full.lr: -1 is less than or equal to the minimum of 0" in done.stderr
+    assert "config key training.lr: -1 is less than or equal to the minimum of 0" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -46,7 +46,8 @@ def tiny_run(workflow_copy):
 def test_table_from_a_real_run(tiny_run):
     table = pd.read_csv(tiny_run / "results/tiny/tables/main.csv")
     assert table[["method", "task"]].values.tolist() == [
-        ["base", "bio"], ["base", "rotate"], ["full", "bio"], ["full", "rotate"], ["cofitune_coarse", "bio"], ["cofitune_coarse", "rotate"]]
+        ["base", "bio"], ["base", "rotate"], ["full", "bio"], ["full", "rotate"], ["cofitune_coarse", "bio"],
+        ["cofitune_coarse", "rotate"], ["cofitune_update", "bio"], ["cofitune_update", "rotate"]]
     scores = table[["spec", "know", "reason", "instruct", "vers", "uni"]]
     assert ((scores >= 0) & (scores <= 100)).all().all()
     assert (table["vers"] - table[["know", "reason", "instruct"]].mean(axis=1)).abs().max() < 1e-3
@@ -100,7 +101,25 @@ def test_search_trace_and_pick(tiny_run):
     assert run["method"] == "region" and run["trainable"] and all(".layers." in n for n in run["trainable"])
 
 
+def test_soft_mask_run_trains_the_pick_with_importance_the_dag_built(tiny_run):
+    from cofi.importance import load_importance
+
+    result = json.loads((tiny_run / "results/tiny/search/tree/rotate/result.json").read_text())
+    run = json.loads((tiny_run / "results/tiny/runs/cofitune_update/rotate/seed0/model/cofi_run.json").read_text())
+    coarse = json.loads((tiny_run / f"results/tiny/runs/{result['run']}/rotate/seed0/model/cofi_run.json").read_text())
+    assert run["method"] == "cofitune" and run["trainable"] == coarse["trainable"]
+    assert run["params"]["softmask"] == "update" and run["params"]["range"] == coarse["params"]["range"]
+    importance = load_importance(tiny_run / "results/tiny/importance/rotate.safetensors")
+    assert importance["head"].shape == (4, 4) and (tiny_run / "results/tiny/importance/rotate.png").stat().st_size > 5_000
+    log = (tiny_run / "results/tiny/logs/finetune/cofitune_update/rotate/seed0.log").read_text()
+    assert "soft mask mode update, scaling the update" in log
+
+
 def test_widening_the_beam_trains_only_new_candidates(tiny_run):
+    def pick(task):
+        return json.loads((tiny_run / f"results/tiny/search/tree/{task}/result.json").read_text())["selected"]
+
+    picked_before = {task: pick(task) for task in ("bio", "rotate")}
     before = {r: json.loads((tiny_run / f"results/tiny/search/tree/{r}/result.json").read_text())["trained"] for r in ("bio", "rotate")}
     stamps = {p: p.stat().st_mtime_ns for p in (tiny_run / "results/tiny/runs").glob("*/*/seed0/model/model.safetensors")}
     config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
@@ -110,6 +129,8 @@ def test_widening_the_beam_trains_only_new_candidates(tiny_run):
     assert done.returncode == 0, done.stderr[-3000:]
     after = {r: json.loads((tiny_run / f"results/tiny/search/tree/{r}/result.json").read_text())["trained"] for r in ("bio", "rotate")}
     new = {f"region-{c}/{task}" for task in after for c in set(after[task]) - set(before[task])}
+    # CoFiTune retrains only where the wider search changed the pick.
+    new |= {f"cofitune_update/{task}" for task in after if picked_before[task] != pick(task)}
     assert new and finetuned_runs(done.stdout + done.stderr) == new
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished runs untouched
     # Restore the beam-1 search so the other tests see the state they expect.
@@ -150,6 +171,7 @@ def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
     config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     config["experiment"] = "user"
     config["search"]["enabled"] = False
+    config["methods"] = {"full": {}, "vsoftmask": {"softmask": "grad"}}  # its importance: from law's inputs
     config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
     config["tasks"] = {"law": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
     config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
@@ -159,7 +181,8 @@ def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rule build_base" not in done.stdout + done.stderr and not (tiny_run / "results/user/data").exists()
     table = pd.read_csv(tiny_run / "results/user/tables/main.csv")
-    assert table[["method", "task"]].values.tolist() == [["base", "law"], ["full", "law"]]
+    assert table[["method", "task"]].values.tolist() == [["base", "law"], ["full", "law"], ["vsoftmask", "law"]]
+    assert (tiny_run / "results/user/importance/law.safetensors").is_file()
     tiny = pd.read_csv(tiny_run / "results/tiny/tables/main.csv")
     # Same base model, same suites: the base row's versatility matches the embedded run's.
     assert table.iloc[0]["vers"] == tiny.iloc[0]["vers"]
