@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run test bench bench-search bench-region
+.PHONY: setup run test bench bench-search bench-region bench-softmask
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -15,7 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# Twice: after re-running chained checkpoints over existing results, Snakemake 9.27 can end
+# early with jobs left (README, "Known issues"); the second call finishes them or does nothing.
 run: setup
+	$(SNAKEMAKE)
 	$(SNAKEMAKE)
 
 test: setup
@@ -43,3 +46,9 @@ bench-region: setup
 	$(SNAKEMAKE) results/default/base_model results/default/data/bio_train.jsonl
 	PATH="$(BIN):$$PATH" python -m cofi bench-region --model results/default/base_model \
 	  --train results/default/data/bio_train.jsonl --widths 512
+
+# Soft-mask step overhead (gradient and update masks) vs the same region unmasked, in one run.
+bench-softmask: setup
+	$(SNAKEMAKE) results/default/base_model results/default/importance/bio.safetensors
+	PATH="$(BIN):$$PATH" python -m cofi bench-softmask --model results/default/base_model \
+	  --train results/default/data/bio_train.jsonl --importance results/default/importance/bio.safetensors

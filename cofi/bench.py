@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -125,3 +126,121 @@ def region_vs_full(model_dir: str, train_file: str, template: str, region: dict,
                 rows.append({"width": width or "default", **json.loads(done.stdout.strip().splitlines()[-1])})
     frame = pd.DataFrame(rows)
     return frame.groupby(["width", "method"], sort=False).median(numeric_only=True).reset_index()
+
+
+def softmask_overhead(model_dir: str, train_file: str, template: str, region: dict, importance_path: str,
+                      steps: int, warmup: int, repeats: int, threads: int) -> pd.DataFrame:
+    """Seconds per step of a region trained plain, with the gradient mask and with the update mask.
+
+    One process, variants alternated within each repeat (the order rotating from one repeat to the
+    next) so drifts in machine speed and allocator warm-up hit all of them alike; each variant
+    starts from a fresh copy of the same model. Median over repeats of the mean timed step.
+    """
+    import copy
+    import tempfile
+
+    import torch
+
+    from cofi.data import load_records
+    from cofi.importance import load_importance
+    from cofi.modeling import load_model
+    from cofi.regions import Region, freeze_outside
+    from cofi.softmask import SoftMask, mask_factors
+    from cofi.train import TrainConfig, tokenize_dataset, train
+
+    torch.set_num_threads(threads)
+    base, tokenizer = load_model(model_dir)
+    importance = load_importance(importance_path, base.config)
+    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
+    cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
+    rows, mask_op_seconds = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            variants = ("none", "grad", "update")
+            for variant in variants[repeat % 3:] + variants[:repeat % 3]:
+                model = copy.deepcopy(base)
+                names = freeze_outside(model, Region.make(*region["range"], region["modules"]), region["groups"])
+                hooks = [] if variant == "none" else [SoftMask(model, mask_factors(model, names, importance, variant, 0), variant)]
+                curve_path = Path(tmp) / f"{variant}{repeat}.csv"
+                train(model, examples, cfg, tokenizer.pad_token_id, curve_path, log=lambda _: None, hooks=hooks)
+                if hooks:
+                    mask_op_seconds.setdefault(variant, []).append(_time_mask_ops(hooks[0], model))
+                seconds = pd.read_csv(curve_path)["seconds"]  # cumulative, in ms resolution
+                rows.append({"mask": variant, "s_per_step": (seconds.iloc[-1] - seconds.iloc[warmup - 1]) / steps})
+    # Many short alternating runs and their median: robust to the odd slow stretch of the machine.
+    table = pd.DataFrame(rows).groupby("mask", sort=False)["s_per_step"].median().reset_index()
+    plain = table.loc[table["mask"] == "none", "s_per_step"].item()
+    table["vs_no_mask"] = table["s_per_step"] / plain
+    # The mask's own work per step, timed alone: steadier than a difference of two noisy step times.
+    table["mask_op_s"] = [0.0 if m == "none" else float(np.median(mask_op_seconds[m])) for m in table["mask"]]
+    table["plain_plus_op_vs_no_mask"] = (plain + table["mask_op_s"]) / plain
+    return table
+
+
+def _time_mask_ops(mask, model, calls: int = 200) -> float:
+    """Seconds per step of what a SoftMask adds: the gradient scaling, or remembering and rescaling the update."""
+    import time
+
+    import torch
+
+    for parameter, _ in mask.scaled:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    started = time.perf_counter()
+    for _ in range(calls):
+        if mask.target == "grad":
+            mask.after_backward()
+        else:
+            mask._remember(None, (), {})
+            mask._scale_update(None, (), {})
+    return (time.perf_counter() - started) / calls
+
+
+def mask_trajectory_gap(model_dir: str, train_file: str, template: str, region: dict, importance_path: str,
+                        steps: int, lr: float, threads: int) -> pd.DataFrame:
+    """How far each mask moves a region's weight change Δ from the unmasked run's, with and without clipping.
+
+    Same data order and start; ``gap`` = ‖Δ_mask − Δ_plain‖ / ‖Δ_plain‖. Under AdamW a per-row
+    gradient scale divides out of m/√v, so the gradient mask's gap is what the global-norm clipping
+    (and Adam's ε) let through; the update mask's cannot cancel.
+    """
+    import copy
+    import tempfile
+
+    import torch
+
+    from cofi.data import load_records
+    from cofi.importance import load_importance
+    from cofi.modeling import load_model
+    from cofi.regions import Region, freeze_outside
+    from cofi.softmask import SoftMask, mask_factors
+    from cofi.train import TrainConfig, tokenize_dataset, train
+
+    torch.set_num_threads(threads)
+    base, tokenizer = load_model(model_dir)
+    importance = load_importance(importance_path, base.config)
+    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
+    start = dict(base.named_parameters())
+
+    def weight_change(clip: float, mask: str | None) -> dict:
+        model = copy.deepcopy(base)
+        names = freeze_outside(model, Region.make(*region["range"], region["modules"]), region["groups"])
+        hooks = [SoftMask(model, mask_factors(model, names, importance, mask, 0), mask)] if mask else []
+        cfg = TrainConfig(lr=lr, steps=steps, batch_size=32, max_grad_norm=clip, log_every=10**9)
+        with tempfile.TemporaryDirectory() as tmp:
+            train(model, examples, cfg, tokenizer.pad_token_id, Path(tmp) / "curve.csv", log=lambda _: None, hooks=hooks)
+        trained = dict(model.named_parameters())
+        return {n: (trained[n] - start[n]).detach() for n in names}
+
+    def norm(tensors) -> float:
+        return float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+
+    rows = []
+    for clip in (1.0, 0.0):
+        plain = weight_change(clip, None)
+        for mask in ("grad", "update"):
+            masked = weight_change(clip, mask)
+            rows.append({"max_grad_norm": clip, "mask": mask, "norm_plain": norm(plain.values()),
+                         "norm_masked": norm(masked.values()),
+                         "gap": norm(masked[n] - plain[n] for n in plain) / norm(plain.values())})
+    return pd.DataFrame(rows)

@@ -212,6 +212,25 @@ def cmd_bench_region(args) -> None:
               f"peak RSS {reg.peak_rss_mb / full.peak_rss_mb:.2f}x, training memory {reg.training_mb / full.training_mb:.2f}x")
 
 
+def cmd_bench_softmask(args) -> None:
+    from cofi.bench import softmask_overhead
+
+    region = {"range": args.range, "modules": args.modules, "groups": json.loads(args.groups)}
+    table = softmask_overhead(args.model, args.train, args.template, region, args.importance, args.steps,
+                              args.warmup, args.repeats, args.threads)
+    print(table.round(4).to_markdown(index=False))
+    for row in table[table["mask"] != "none"].itertuples():
+        print(f"{row.mask} mask: {row.vs_no_mask:.3f}x the step time of the same region without mask "
+              f"(its own work, {1000 * row.mask_op_s:.2f} ms a step, is {row.plain_plus_op_vs_no_mask:.3f}x)")
+    if args.gap_steps:
+        from cofi.bench import mask_trajectory_gap
+
+        gaps = mask_trajectory_gap(args.model, args.train, args.template, region, args.importance,
+                                   args.gap_steps, args.gap_lr, args.threads)
+        print(f"\nweight change of each mask vs the unmasked run ({args.gap_steps} AdamW steps, lr {args.gap_lr}):")
+        print(gaps.round(3).to_markdown(index=False))
+
+
 def cmd_bench_search(args) -> None:
     from cofi.bench import search_efficiency
 
@@ -334,6 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="alternating repeats (medians reported)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.set_defaults(func=cmd_bench_region)
+
+    p = sub.add_parser("bench-softmask", help="soft-mask step overhead vs the same region without mask")
+    p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--importance", required=True, help="importance .safetensors for this model")
+    p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
+    p.add_argument("--range", nargs=2, default=["0.25", "0.75"], help="layer range a b (fractions)")
+    p.add_argument("--modules", nargs="+", default=["mha", "ffn"], help="module groups")
+    p.add_argument("--groups", default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per measurement (short: variants alternate often)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=30, help="alternating repeats, order rotating (median step reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--gap-steps", type=int, default=200, help="steps of the trajectory comparison (0: skip it)")
+    p.add_argument("--gap-lr", type=float, default=3e-4, help="learning rate of the trajectory comparison")
+    p.set_defaults(func=cmd_bench_softmask)
 
     p = sub.add_parser("bench-search", help="tree search vs grid: share trained and Uni gap")
     p.add_argument("--tree", required=True, help="results/<exp>/search/tree")

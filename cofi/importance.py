@@ -222,6 +222,7 @@ def plot_importance(importance: dict[str, torch.Tensor], path: str | Path, title
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(len(UNIT_KINDS), 1, figsize=(10, 2.2 * len(UNIT_KINDS)), constrained_layout=True)
     labels = {"head": "attention heads", "intermediate": "FFN intermediate units", "output": "FFN output units"}
@@ -229,6 +230,7 @@ def plot_importance(importance: dict[str, torch.Tensor], path: str | Path, title
         values = importance[kind].numpy()
         image = axis.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
         axis.set_title(f"{labels[kind]} ({values.shape[1]} per layer)", fontsize=10)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel("layer")
         axis.set_yticks(range(values.shape[0]), [str(i + 1) for i in range(values.shape[0])], fontsize=7)
         figure.colorbar(image, ax=axis, label="importance I")
