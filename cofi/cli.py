@@ -247,6 +247,7 @@ def _model_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cofi.methods import METHODS
     from cofi.regions import DEFAULT_GROUPS
 
     parser = argparse.ArgumentParser(prog="cofi", description=__doc__)
@@ -273,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="fine-tune a model on a speciality task with one method")
     _model_args(p)
-    p.add_argument("--method", required=True, help="registered method name")
+    p.add_argument("--method", required=True, choices=sorted(METHODS), metavar="METHOD",
+                   help="; ".join(f"{name}: {m.description}" for name, m in METHODS.items()))
     p.add_argument("--params", required=True, help="JSON of the method's hyperparameters")
     p.add_argument("--train", required=True, help="training JSONL")
     p.add_argument("--seed", type=int, default=0, help="seed for data order and initialisation")
