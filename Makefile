@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run test bench bench-search bench-region bench-softmask
+.PHONY: setup run test bench bench-search bench-region bench-softmask bench-sam
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -52,3 +52,9 @@ bench-softmask: setup
 	$(SNAKEMAKE) results/default/base_model results/default/importance/bio.safetensors
 	PATH="$(BIN):$$PATH" python -m cofi bench-softmask --model results/default/base_model \
 	  --train results/default/data/bio_train.jsonl --importance results/default/importance/bio.safetensors
+
+# SAM step time vs a plain AdamW step (Full SFT on the default model), alternated in one run.
+bench-sam: setup
+	$(SNAKEMAKE) results/default/base_model results/default/data/rotate_train.jsonl
+	PATH="$(BIN):$$PATH" python -m cofi bench-sam --model results/default/base_model \
+	  --train results/default/data/rotate_train.jsonl

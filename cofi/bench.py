@@ -79,7 +79,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
     import torch
 
     from cofi.data import load_records
-    from cofi.methods import METHODS
+    from cofi.methods import METHODS, Inputs
     from cofi.modeling import build_llama, load_model
     from cofi.train import TrainConfig, tokenize_dataset, train
 
@@ -91,7 +91,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
                 "heads": c.num_attention_heads, "max_len": c.max_position_embeddings}
         model = build_llama(len(tokenizer), arch, seed=0)
     n_params = sum(p.numel() for p in model.parameters())
-    METHODS[method].trainable(model, params)
+    model = METHODS[method].setup(model, params, Inputs(seed=0, tokenize=None, load_model=None)).model
     examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, model.config.max_position_embeddings)
     cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     rss_setup = _rss_mb("VmRSS")
@@ -244,3 +244,39 @@ def mask_trajectory_gap(model_dir: str, train_file: str, template: str, region: 
                          "norm_masked": norm(masked.values()),
                          "gap": norm(masked[n] - plain[n] for n in plain) / norm(plain.values())})
     return pd.DataFrame(rows)
+
+
+def sam_overhead(model_dir: str, train_file: str, template: str, rho: float, steps: int, warmup: int, repeats: int,
+                 threads: int) -> pd.DataFrame:
+    """Seconds per Full SFT step with plain AdamW and with SAM, alternated in one process.
+
+    Same model, data and batch; each repeat trains a fresh copy with each optimizer, the order
+    alternating, and the median over repeats of the mean timed step is reported with the ratio.
+    """
+    import copy
+    import tempfile
+
+    import torch
+
+    from cofi.data import load_records
+    from cofi.modeling import load_model
+    from cofi.train import TrainConfig, tokenize_dataset, train
+
+    torch.set_num_threads(threads)
+    base, tokenizer = load_model(model_dir)
+    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            variants = (0.0, rho) if repeat % 2 == 0 else (rho, 0.0)
+            for sam_rho in variants:
+                cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9,
+                                  sam_rho=sam_rho)
+                curve_path = Path(tmp) / f"{repeat}-{sam_rho}.csv"
+                train(copy.deepcopy(base), examples, cfg, tokenizer.pad_token_id, curve_path, log=lambda _: None)
+                seconds = pd.read_csv(curve_path)["seconds"]
+                rows.append({"optimizer": "SAM + AdamW" if sam_rho else "AdamW",
+                             "s_per_step": (seconds.iloc[-1] - seconds.iloc[warmup - 1]) / steps})
+    table = pd.DataFrame(rows).groupby("optimizer", sort=False)["s_per_step"].median().reset_index()
+    table["vs_adamw"] = table["s_per_step"] / table.loc[table["optimizer"] == "AdamW", "s_per_step"].item()
+    return table

@@ -63,52 +63,64 @@ def cmd_build_base(args) -> None:
     log(f"saved the base model to {out} ({summary['seconds']:.0f}s of training)")
 
 
-def soft_mask_for(model, trainable: list[str], params: dict, importance_path: str | None, seed: int):
-    from cofi.errors import InputError
-    from cofi.importance import load_importance
-    from cofi.softmask import SoftMask, default_target, mask_factors
-
-    if not importance_path:
-        raise InputError("this method applies a soft mask: give --importance")
-    importance = load_importance(importance_path, model.config)
-    mode = params["softmask"]
-    target = params.get("softmask_apply") or default_target(mode)
-    factors = mask_factors(model, trainable, importance, mode, seed)
-    if not factors:
-        raise InputError(f"soft mask: none of the {len(trainable)} trained parameters is a masked projection")
-    mean = float(sum(f.sum() for f in factors.values()) / sum(f.numel() for f in factors.values()))
-    log(f"soft mask mode {mode}, scaling the {target}: {len(factors)} parameter tensors, mean factor {mean:.3f}")
-    return SoftMask(model, factors, target)
-
-
 def cmd_finetune(args) -> None:
+    """One run: the method's setup (which parameters train, hooks, penalties, data mixture), then
+    the shared training loop; a method that does not train (Wise-FT) builds its weights instead."""
+    import torch
+
     from cofi.data import load_records
-    from cofi.errors import InputError
-    from cofi.methods import METHODS
+    from cofi.methods import METHODS, Inputs
     from cofi.modeling import load_model, save_model
     from cofi.train import TrainConfig, tokenize_dataset, train
 
     _threads(args.threads)
     params = json.loads(args.params)
     method = METHODS[args.method]
-    if method.region_from_search and not {"range", "modules"} <= set(params):
-        raise InputError(f"method {args.method!r} trains the coarse search's pick: --params needs its range and modules")
     model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
-    trainable = method.trainable(model, params)
-    log(f"method {args.method}: {len(trainable)} parameter tensors train")
-    hooks = []
-    if method.soft_mask:
-        hooks.append(soft_mask_for(model, trainable, params, args.importance, args.seed))
-    records = load_records(args.train)
-    examples = tokenize_dataset(records, tokenizer, args.template, args.mask_prompt, args.max_len)
-    cfg = TrainConfig.from_dict({**params, "seed": args.seed, "max_len": args.max_len, "mask_prompt": args.mask_prompt})
+    inputs = Inputs(
+        seed=args.seed,
+        tokenize=lambda records: tokenize_dataset(records, tokenizer, args.template, args.mask_prompt, args.max_len),
+        load_model=lambda path: load_model(path, args.trust_remote_code, args.dtype),
+        log=log, importance=args.importance, source_model=args.source_model, replay_data=args.replay_data,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = train(model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=log, hooks=hooks)
+    record = {"method": args.method, "params": params, "seed": args.seed}
+    if not method.trains:
+        started = time.perf_counter()
+        model = method.build(model, params, inputs)
+        Path(args.curve).write_text("step,loss,penalty,sam_loss,lr,tokens,seconds\n")  # no training, no curve
+        record |= {"trainable": [], "steps": 0, "seconds": time.perf_counter() - started}
+    else:
+        torch.manual_seed(args.seed)  # adapters and other new weights start from the run's seed
+        setup = method.setup(model, params, inputs)
+        log(f"method {args.method}: {len(setup.trainable)} parameter tensors train")
+        examples = inputs.tokenize(load_records(args.train))
+        cfg = TrainConfig.from_dict({**params, "seed": args.seed, "max_len": args.max_len, "mask_prompt": args.mask_prompt})
+        if cfg.sam_rho:
+            log(f"SAM with rho {cfg.sam_rho}: two forward/backward passes per step")
+        batches = setup.batches(examples, cfg.batch_size, tokenizer.pad_token_id, cfg.seed) if setup.batches else None
+        summary = train(setup.model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=log,
+                        hooks=setup.hooks, penalties=setup.penalties, batches=batches)
+        model = setup.finish(setup.model, out)
+        record |= {"trainable": setup.trainable, **summary}
     save_model(model, tokenizer, out)
-    record = {"method": args.method, "params": params, "seed": args.seed, "trainable": trainable, **summary}
     (out / "cofi_run.json").write_text(json.dumps(record, indent=2))
     log(f"saved {args.method} model to {out}")
+
+
+def cmd_methods(args) -> None:
+    """The registered methods, their own config keys and defaults, and the options every training method takes."""
+    from cofi.methods import METHODS
+
+    for name, method in METHODS.items():
+        print(f"{name}: {method.description}" + ("" if method.trains else " (no training)"))
+        for key, spec in method.keys.items():
+            sweep = " (a list gives a run per value)" if key in method.sweep else ""
+            print(f"    {key} = {json.dumps(spec.get('default'))}: {spec.get('description', '')}{sweep}")
+    print("\nEvery training method also takes the training keys (lr, steps, batch_size, grad_accum, warmup_ratio,\n"
+          "weight_decay, max_grad_norm, log_every), sam: {rho: R} (sharpness-aware minimisation) and\n"
+          "equal_compute: true (twice the steps: the compute of a SAM run).")
 
 
 def cmd_importance(args) -> None:
@@ -231,6 +243,15 @@ def cmd_bench_softmask(args) -> None:
         print(gaps.round(3).to_markdown(index=False))
 
 
+def cmd_bench_sam(args) -> None:
+    from cofi.bench import sam_overhead
+
+    table = sam_overhead(args.model, args.train, args.template, args.rho, args.steps, args.warmup, args.repeats, args.threads)
+    print(table.round(4).to_markdown(index=False))
+    sam = table.set_index("optimizer").loc["SAM + AdamW"]
+    print(f"a SAM step costs {sam.vs_adamw:.2f}x an AdamW step (Full SFT, batch 32, {args.threads} threads)")
+
+
 def cmd_bench_search(args) -> None:
     from cofi.bench import search_efficiency
 
@@ -284,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--curve", required=True, help="loss curve CSV")
     p.add_argument("--importance", help="unit importance .safetensors (soft-mask methods)")
+    p.add_argument("--source-model", help="fine-tuned model directory to interpolate toward (wiseft)")
+    p.add_argument("--replay-data", help="versatility training JSONL to mix in (replay)")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("methods", help="list the registered methods and their config keys")
+    p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("importance", help="estimate unit importance (heads, FFN units) for the soft masks")
     _model_args(p)
@@ -371,6 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-steps", type=int, default=200, help="steps of the trajectory comparison (0: skip it)")
     p.add_argument("--gap-lr", type=float, default=3e-4, help="learning rate of the trajectory comparison")
     p.set_defaults(func=cmd_bench_softmask)
+
+    p = sub.add_parser("bench-sam", help="SAM step time vs plain AdamW (Full SFT), side by side")
+    p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
+    p.add_argument("--rho", type=float, default=0.05, help="SAM radius")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=20, help="alternating repeats (median reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=cmd_bench_sam)
 
     p = sub.add_parser("bench-search", help="tree search vs grid: share trained and Uni gap")
     p.add_argument("--tree", required=True, help="results/<exp>/search/tree")

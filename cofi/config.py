@@ -16,10 +16,9 @@ import yaml
 
 from cofi import metrics
 from cofi.data import DataError, read_jsonl
-from cofi.methods import METHODS, REQUIRED, TRAIN_KEYS
-from cofi.regions import Region, RegionError, check_groups, check_region
+from cofi.methods import METHODS, RUN_KEYS, TRAIN_KEYS, CheckContext, MethodError, configured_runs, resolve_run
+from cofi.regions import RegionError, check_groups
 from cofi.search import EXPANSIONS, Policy, first_candidates
-from cofi.softmask import TARGETS
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 EMBEDDED_TASKS = ("bio", "rotate")
@@ -107,6 +106,9 @@ def _check_suite(key: str, suite: dict, embedded_names: tuple, name: str, fields
 def check_config(config: dict, check_files: bool = True) -> dict:
     """Schema, then meaning: task types and metrics, methods, the template, data files and model."""
     validate_schema(config)
+    base = config["embedded"]["base"]
+    if base["hidden"] % base["heads"]:
+        raise ConfigError("config key embedded.base.heads: must divide embedded.base.hidden")
     for name, task in config["tasks"].items():
         _check_suite(f"tasks.{name}", task, EMBEDDED_TASKS, name, ("train", "test", "val") if check_files else ())
     for name, suite in config["versatility"].items():
@@ -116,7 +118,7 @@ def check_config(config: dict, check_files: bool = True) -> dict:
         n_layers = config["embedded"]["base"]["layers"]
     elif check_files:
         n_layers = _model_depth(config)
-    _check_regions(config, n_layers)
+    _check_runs_and_search(config, n_layers)
     try:
         config["prompt"]["template"].format(instruction="", input="")
     except (KeyError, IndexError, ValueError) as error:
@@ -126,9 +128,6 @@ def check_config(config: dict, check_files: bool = True) -> dict:
     world = config["embedded"]["world"]
     if world["min_list_len"] > world["max_list_len"]:
         raise ConfigError("config key embedded.world.min_list_len: must not exceed embedded.world.max_list_len")
-    base = config["embedded"]["base"]
-    if base["hidden"] % base["heads"]:
-        raise ConfigError("config key embedded.base.heads: must divide embedded.base.hidden")
     return config
 
 
@@ -154,15 +153,16 @@ def _model_depth(config: dict) -> int:
     return model_config.num_hidden_layers
 
 
-def _check_regions(config: dict, n_layers: int | None) -> None:
-    """Runs, module groups and the search policy; layer counts only where the depth is known."""
+def _check_runs_and_search(config: dict, n_layers: int | None) -> None:
+    """Module groups, runs and the search policy; layer counts only where the depth is known."""
     groups = config["module_groups"]
     try:
         check_groups(groups)
     except RegionError as error:
         raise ConfigError(f"config key module_groups: {error}") from None
-    for run, entry in config["methods"].items():
-        _check_run(config, run, entry, n_layers)
+    projection_names = _projection_names_once(config)
+    _check_runs(config, n_layers, projection_names)
+    _check_group_projections(config, projection_names)
     _check_importance(config)
     search = config["search"]
     if not search["enabled"]:
@@ -176,49 +176,113 @@ def _check_regions(config: dict, n_layers: int | None) -> None:
     if search["reference"] not in config["methods"]:
         raise ConfigError(f"config key search.reference: {search['reference']!r} is not a run in methods (the search needs its Full SFT scores)")
     reference = config["methods"][search["reference"]]
-    if METHODS[reference.get("method", search["reference"])].region_from_search:
-        raise ConfigError(f"config key search.reference: {search['reference']!r} trains the search's own pick; name a Full SFT run")
+    reference_method = METHODS[reference.get("method", search["reference"])]
+    if "search_region" in reference_method.needs or not reference_method.trains:
+        raise ConfigError(f"config key search.reference: {search['reference']!r} trains the search's own pick or does "
+                          "not train; name a Full SFT run")
     if search["seed"] is not None and search["seed"] not in config["seeds"]:
         raise ConfigError(f"config key search.seed: {search['seed']} is not one of seeds {config['seeds']}")
     if n_layers is not None and not first_candidates(search_policy(config), n_layers):
         raise ConfigError(f"config key search.min_layers: no first-depth candidate keeps {search['min_layers']} layers of {n_layers}")
 
 
-def _check_run(config: dict, run: str, entry: dict, n_layers: int | None) -> None:
-    """A run's method exists, takes the keys given, and has what it needs (region, search, mask mode)."""
-    key = f"methods.{run}"
+def _check_group_projections(config: dict, projection_names) -> None:
+    """The module groups a search or a region run uses name projections the model has."""
+    used = set(config["search"]["root_modules"]) if config["search"]["enabled"] else set()
+    used |= {m for entry in config["methods"].values() if "range" in entry for m in entry.get("modules") or []}
+    used &= set(config["module_groups"])
+    if not used or (known := projection_names()) is None:
+        return
+    for group in sorted(used):
+        if missing := [p for p in config["module_groups"][group] if p not in known]:
+            raise ConfigError(f"config key module_groups.{group}: the model's decoder layers have no {missing} "
+                              f"(they have {', '.join(sorted(known))})")
+
+
+def _check_runs(config: dict, n_layers: int | None, projection_names) -> None:
+    """Each run's method exists and takes the keys given, with valid values; then the method's own checks."""
+    for run, entry in config["methods"].items():
+        _check_run_keys(f"methods.{run}", run, entry)
+    try:
+        runs = configured_runs(config)
+    except MethodError as error:
+        raise ConfigError(str(error)) from None
+    context = CheckContext(config, n_layers, runs, projection_names=projection_names)
+    for name, entry in runs.items():
+        method, params = resolve_run(config, name)
+        try:
+            METHODS[method].check(f"methods.{entry.get('sweep_of', name)}", params, context)
+        except MethodError as error:
+            raise ConfigError(str(error)) from None
+
+
+def _check_run_keys(key: str, run: str, entry: dict) -> None:
+    import jsonschema
+
     name = entry.get("method", run)
     if name not in METHODS:
         raise ConfigError(f"config key {key}: unknown method {name!r} (registered: {', '.join(sorted(METHODS))})")
     method = METHODS[name]
-    own = dict(method.keys)
-    for field in entry:
-        if field not in own and field not in TRAIN_KEYS and field != "method":
-            takers = sorted(m for m, spec in METHODS.items() if field in dict(spec.keys))
-            raise ConfigError(f"config key {key}.{field}: method {name!r} does not take it (only {', '.join(takers)})")
-    for field, default in own.items():
-        if default is REQUIRED and field not in entry:
-            raise ConfigError(f"config key {key}: method {name!r} needs {field!r}")
-    if method.region_from_search and not config["search"]["enabled"]:
-        raise ConfigError(f"config key {key}: method {name!r} trains the coarse search's pick; set search.enabled: true")
-    if "softmask" in own:
-        mode, apply = entry.get("softmask", own["softmask"]), entry.get("softmask_apply")
-        if mode in TARGETS and apply not in (None, mode):
-            raise ConfigError(f"config key {key}.softmask_apply: mode {mode!r} always scales the {mode}; "
-                              "softmask_apply chooses only for the shuffled and uniform controls")
-    if "range" in own:
+    for field, value in entry.items():
+        if field in RUN_KEYS:
+            continue  # the schema checked these
+        if field not in method.keys:
+            takers = sorted(m for m, spec in METHODS.items() if field in spec.keys)
+            where = f"only {', '.join(takers)}" if takers else f"{name!r} takes {', '.join(method.keys) or 'no keys of its own'}"
+            raise ConfigError(f"config key {key}.{field}: method {name!r} does not take it ({where})")
+        swept = field in method.sweep and isinstance(value, list)
+        if swept and not value:
+            raise ConfigError(f"config key {key}.{field}: an empty list (give one value, or a list of values)")
+        schema = {k: v for k, v in method.keys[field].items() if k not in ("default", "description")}
+        for item in value if swept else [value]:
+            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(item))
+            if error is not None:
+                raise ConfigError(f"config key {key}.{field}: {error.message}")
+    if not method.trains:
+        given = [k for k in (*TRAIN_KEYS, "sam", "equal_compute") if k in entry]
+        if given:
+            raise ConfigError(f"config key {key}.{given[0]}: method {name!r} does not train (set it on the run it builds on)")
+    if entry.get("sam") and entry.get("equal_compute"):
+        raise ConfigError(f"config key {key}.equal_compute: doubles a plain optimizer's steps to match SAM's two passes; "
+                          "this run uses SAM itself")
+
+
+def _projection_names_once(config: dict):
+    """A function giving the Linear module names in the model's decoder layers, computed on first use."""
+    cache = {}
+
+    def names() -> set[str] | None:
+        if "names" not in cache:
+            cache["names"] = _projection_names(config)
+        return cache["names"]
+
+    return names
+
+
+def _projection_names(config: dict) -> set[str] | None:
+    """From a weightless copy of the model (meta device): nothing is loaded or allocated."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from cofi.modeling import llama_config
+
+    path, remote = config["model"]["path"], config["model"]["trust_remote_code"]
+    if path is None:
+        base = config["embedded"]["base"]
+        model_config = llama_config(8, {**base, "max_len": config["prompt"]["max_len"]})
+    else:
         try:
-            region = Region.make(*entry["range"], entry["modules"])
-            if n_layers is not None:
-                check_region(region, config["module_groups"], n_layers)
-            elif unknown := [m for m in region.modules if m not in config["module_groups"]]:
-                raise RegionError(f"unknown module group(s) {unknown} (defined: {sorted(config['module_groups'])})")
-        except RegionError as error:
-            raise ConfigError(f"config key {key}: {error}") from None
+            model_config = AutoConfig.from_pretrained(path, trust_remote_code=remote, local_files_only=True)
+        except (OSError, ValueError):
+            return None  # the model path check reports this
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=remote)
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".layers." in name}
 
 
 def _check_importance(config: dict) -> None:
-    if not any(METHODS[entry.get("method", run)].soft_mask for run, entry in config["methods"].items()):
+    if not any("importance" in METHODS[entry.get("method", run)].needs for run, entry in config["methods"].items()):
         return
     importance = config["importance"]
     if importance["source"] != "versatility":

@@ -42,9 +42,9 @@ def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS)
 
 
-def build_llama(vocab_size: int, arch: dict, seed: int) -> LlamaForCausalLM:
-    """A small randomly initialised Llama; ``arch`` holds layers, hidden, intermediate, heads, max_len."""
-    config = LlamaConfig(
+def llama_config(vocab_size: int, arch: dict) -> LlamaConfig:
+    """The embedded model's architecture; ``arch`` holds layers, hidden, intermediate, heads, max_len."""
+    return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=arch["hidden"],
         intermediate_size=arch["intermediate"],
@@ -57,6 +57,11 @@ def build_llama(vocab_size: int, arch: dict, seed: int) -> LlamaForCausalLM:
         bos_token_id=1,
         eos_token_id=2,
     )
+
+
+def build_llama(vocab_size: int, arch: dict, seed: int) -> LlamaForCausalLM:
+    """A small randomly initialised Llama (see :func:`llama_config`)."""
+    config = llama_config(vocab_size, arch)
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 

@@ -126,3 +126,39 @@ class SoftMask:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+# Config keys of the soft-mask methods (cofitune, vsoftmask).
+SOFT_MASK_KEYS = {
+    "softmask": {"enum": list(MODES), "default": "grad",
+                 "description": "grad (the paper's), update, or the controls shuffled and uniform"},
+    "softmask_apply": {"enum": [*TARGETS, None], "default": None,
+                       "description": "what the shuffled/uniform controls scale (null: the update)"},
+}
+
+
+def check_soft_mask_keys(key: str, params: dict) -> None:
+    from cofi.methods.base import MethodError
+
+    mode, apply = params["softmask"], params["softmask_apply"]
+    if mode in TARGETS and apply not in (None, mode):
+        raise MethodError(f"config key {key}.softmask_apply: mode {mode!r} always scales the {mode}; "
+                          "softmask_apply chooses only for the shuffled and uniform controls")
+
+
+def soft_mask_hook(model, trainable: list[str], params: dict, inputs) -> SoftMask:
+    """The soft mask of a run: importance from ``inputs.importance``, mode and target from ``params``."""
+    from cofi.errors import InputError
+    from cofi.importance import load_importance
+
+    if not inputs.importance:
+        raise InputError("this method applies a soft mask: give --importance")
+    importance = load_importance(inputs.importance, model.config)
+    mode = params["softmask"]
+    target = params.get("softmask_apply") or default_target(mode)
+    factors = mask_factors(model, trainable, importance, mode, inputs.seed)
+    if not factors:
+        raise InputError(f"soft mask: none of the {len(trainable)} trained parameters is a masked projection")
+    mean = float(sum(f.sum() for f in factors.values()) / sum(f.numel() for f in factors.values()))
+    inputs.log(f"soft mask mode {mode}, scaling the {target}: {len(factors)} parameter tensors, mean factor {mean:.3f}")
+    return SoftMask(model, factors, target)

@@ -3,7 +3,7 @@ import json
 import os
 
 from cofi.config import model_depth, search_policy
-from cofi.methods import METHODS, SEARCH_PREFIX, method_of, resolve_run
+from cofi.methods import METHODS, SEARCH_PREFIX, configured_runs, method_of, resolve_run
 from cofi.regions import parse_region_id
 
 RESULTS = f"results/{config['experiment']}"
@@ -95,35 +95,49 @@ def search_pick(task):
 
 
 def finetune_inputs(w):
-    """The base model and the task's data, and the importance where the method needs it.
+    """The base model and the task's data, and whatever else the method needs.
 
     A method that trains the search's pick waits for the search here, but takes the region as a
     parameter, not result.json as an input: a wider search that keeps the pick retrains nothing.
     """
+    method, params = resolve_run(config, w.run)
     inputs = {"model": base_model_dir(), "train": task_file(w.task, "train")}
-    method = METHODS[method_of(config, w.run)]
-    if method.region_from_search:
+    needs = METHODS[method].needs
+    if "search_region" in needs:
         search_pick(w.task)
-    if method.soft_mask:
+    if "importance" in needs:
         inputs["importance"] = f"{RESULTS}/importance/{importance_source(w.task)}.safetensors"
+    if "source_model" in needs:
+        inputs["source_model"] = run_file(params["source"], w.task, w.seed, "model")
+    if "replay_data" in needs:
+        inputs["replay_data"] = params["data"] or f"{DATA}/versatility_train.jsonl"
     return inputs
 
 
 def finetune_params(w):
     method, params = resolve_run(config, w.run)
-    if METHODS[method].region_from_search:
+    if "search_region" in METHODS[method].needs:
         params |= search_pick(w.task).to_dict()
     return as_json(params)
+
+
+def finetune_extra_inputs(w, input):
+    """--importance / --source-model / --replay-data for the inputs the method needs (quoted by the rule)."""
+    flags = {"importance": "--importance", "source_model": "--source-model", "replay_data": "--replay-data"}
+    return [part for key, flag in flags.items() if key in input.keys() for part in (flag, input[key])]
 
 
 def run_file(run, task, seed, name):
     return f"{RESULTS}/runs/{run}/{task}/seed{seed}/{name}"
 
 
+RUNS = list(configured_runs(config))  # every configured run, sweep lists expanded
+
+
 def run_targets(filename, runs=None):
     return expand(
         f"{RUN}/{filename}",
-        run=config["methods"] if runs is None else runs,
+        run=RUNS if runs is None else runs,
         task=config["tasks"],
         seed=config["seeds"],
     )
@@ -169,7 +183,7 @@ def search_depth_files(w):
 def table_inputs(w):
     """Score files of the base model and every run; with the search, each task's result file and
     its pick's score files at every seed (`cofi table` tells the two kinds apart by content)."""
-    first = [r for r in config["methods"] if r == config["search"]["reference"]]
+    first = [r for r in RUNS if r == config["search"]["reference"]]
     inputs = [f"{RESULTS}/scores/base.json"] + run_targets("test_scores.json", first)
     if SEARCH_ON:  # the coarse pick's rows go right after the reference they are measured against
         for task in config["tasks"]:
@@ -177,7 +191,7 @@ def table_inputs(w):
             with open(result) as handle:
                 run = json.load(handle)["run"]
             inputs += [result] + [run_file(run, task, seed, "test_scores.json") for seed in config["seeds"]]
-    return inputs + run_targets("test_scores.json", [r for r in config["methods"] if r not in first])
+    return inputs + run_targets("test_scores.json", [r for r in RUNS if r not in first])
 
 
 # One command line for both evaluation rules; every config value reaches the shell quoted.

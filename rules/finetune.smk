@@ -14,7 +14,7 @@ rule finetune:
         max_len=PROMPT["max_len"],
         mask=lambda w: "--mask-prompt" if PROMPT["mask_prompt"] else "--no-mask-prompt",
         model_flags=MODEL_FLAGS,
-        importance=lambda w, input: ["--importance", input.importance] if "importance" in input.keys() else [],
+        extra=finetune_extra_inputs,
     log:
         f"{LOGS}/finetune/{{run}}/{{task}}/seed{{seed}}.log",
     benchmark:
@@ -29,5 +29,5 @@ rule finetune:
         "python -m cofi finetune --model {input.model:q} --method {params.method:q} "
         "--params {params.hyper:q} --train {input.train:q} --seed {wildcards.seed} "
         "--template {params.template:q} --max-len {params.max_len} {params.mask} "
-        "{params.model_flags} {params.importance:q} --threads {threads} --out {output.model:q} --curve {output.curve:q} "
+        "{params.model_flags} {params.extra:q} --threads {threads} --out {output.model:q} --curve {output.curve:q} "
         "> {log:q} 2>&1"

@@ -70,7 +70,7 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0, 0.5], "modules": []}), r"methods\.reg: a region needs at least one module group"),
         (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0, 0.5], "modules": ["moe"]}), r"methods\.reg: region r0-50_moe: unknown module group\(s\) \['moe'\]"),
         (lambda c, d: c["methods"].update(reg={"method": "region", "range": [0, 0.5]}), r"methods\.reg: method 'region' needs 'modules'"),
-        (lambda c, d: c["methods"]["full"].update(range=[0, 0.5]), r"methods\.full\.range: method 'full' does not take it \(only region\)"),
+        (lambda c, d: c["methods"]["full"].update(range=[0, 0.5]), r"methods\.full\.range: method 'full' does not take it \(only lora, region\)"),
         (lambda c, d: c["methods"]["full"].update(softmask="grad"), r"methods\.full\.softmask: method 'full' does not take it \(only cofitune, vsoftmask\)"),
         (lambda c, d: c["methods"]["cofitune_grad"].update(softmask="hard"), r"methods\.cofitune_grad\.softmask: 'hard' is not one of"),
         (lambda c, d: c["methods"]["cofitune_grad"].update(softmask_apply="update"), r"methods\.cofitune_grad\.softmask_apply: mode 'grad' always scales the grad"),
@@ -81,9 +81,10 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["importance"].update(source="web"), r"config key importance\.source: 'web' is not one of"),
         (lambda c, d: c["importance"].update(source="versatility", versatility_data=str(d / "none.jsonl")), r"importance\.versatility_data: .*none\.jsonl: data file does not exist"),
         (lambda c, d: c["module_groups"].update(ffn=[]), r"module_groups: module group 'ffn' is empty"),
+        (lambda c, d: c["module_groups"].update(ffn=["up_prj"]), r"module_groups\.ffn: the model's decoder layers have no \['up_prj'\]"),
         (lambda c, d: c["search"].update(schedule=["halves", "thirds"]), r"search\.schedule\[1\]: unknown step 'thirds'"),
         (lambda c, d: c["search"].update(root_modules=["mha", "moe"]), r"search\.root_modules: unknown module group"),
-        (lambda c, d: c["search"].update(reference="lora"), r"search\.reference: 'lora' is not a run in methods"),
+        (lambda c, d: c["search"].update(reference="fulll"), r"search\.reference: 'fulll' is not a run in methods"),
         (lambda c, d: c["search"].update(min_layers=5), r"search\.min_layers: no first-depth candidate keeps 5 layers of 8"),
         (lambda c, d: c["search"].update(criterion="loss"), r"search\.criterion: 'loss' is not one of"),
         (lambda c, d: (d / "empty").mkdir() or c["model"].update(path=str(d / "empty")), r"model\.path '.*empty': no config\.json"),
@@ -118,3 +119,68 @@ def test_unreadable_config_file(tmp_path):
     (tmp_path / "c.yaml").write_text("experiment: [unclosed")
     with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML"):
         load_config(tmp_path / "c.yaml")
+
+
+BASELINES = {
+    "full": {}, "full_sam": {"method": "full", "sam": {"rho": 0.05}}, "full_2x": {"method": "full", "equal_compute": True},
+    "lora": {}, "lora_q2": {"method": "lora", "range": [0.25, 0.5]}, "l1": {}, "l2": {}, "replay": {"fraction": 0.1},
+    "wiseft": {"alpha": [0.25, 0.5]},
+}
+
+
+@pytest.mark.parametrize(
+    "run, edit, message",
+    [
+        ("full_sam", {"sam": {"rho": 0}}, r"config key methods\.full_sam\.sam\.rho: 0 is less than or equal to the minimum of 0"),
+        ("full_sam", {"sam": {"rho": -1}}, r"config key methods\.full_sam\.sam\.rho: -1 is less than or equal to the minimum of 0"),
+        ("full_sam", {"sam": {"radius": 1}}, r"config key methods\.full_sam\.sam: Additional properties are not allowed \('radius'"),
+        ("wiseft", {"alpha": [0.5, 1.5]}, r"config key methods\.wiseft\.alpha: 1\.5 is greater than the maximum of 1"),
+        ("wiseft", {"alpha": -0.1}, r"config key methods\.wiseft\.alpha: -0\.1 is less than the minimum of 0"),
+        ("wiseft", {"alpha": []}, r"config key methods\.wiseft\.alpha: an empty list"),
+        ("wiseft", {"source": "fulll"}, r"config key methods\.wiseft\.source: 'fulll' is not a configured run"),
+        ("wiseft", {"source": "wiseft_alpha0.25"}, r"config key methods\.wiseft\.source: 'wiseft_alpha0.25' does not train"),
+        ("wiseft", {"sam": {"rho": 0.1}}, r"config key methods\.wiseft\.sam: method 'wiseft' does not train"),
+        ("wiseft", {"lr": 0.1}, r"config key methods\.wiseft\.lr: method 'wiseft' does not train"),
+        ("replay", {"fraction": 1.0}, r"config key methods\.replay\.fraction: 1\.0 is greater than or equal to the maximum of 1"),
+        ("replay", {"fraction": -0.2}, r"config key methods\.replay\.fraction: -0\.2 is less than the minimum of 0"),
+        ("replay", {"fraction": 0.01}, r"config key methods\.replay\.fraction: 0\.01 of batch_size 32 gives 0 replay examples"),
+        ("replay", {"data": "/nowhere/v.jsonl"}, r"config key methods\.replay\.data: /nowhere/v\.jsonl: data file does not exist"),
+        ("lora", {"rank": 0}, r"config key methods\.lora\.rank: 0 is less than the minimum of 1"),
+        ("lora", {"dropout": 1}, r"config key methods\.lora\.dropout: 1 is greater than or equal to the maximum of 1"),
+        ("lora_q2", {"range": [0.3, 0.35]}, r"config key methods\.lora_q2\.range: \(0\.3, 0\.35\] selects no layer of a 8-layer model"),
+        ("lora_q2", {"range": [0.5, 0.25]}, r"config key methods\.lora_q2\.range: layer range .* must satisfy 0 <= a < b <= 1"),
+        ("lora", {"target_modules": ["q_proj", "qkv"]}, r"config key methods\.lora\.target_modules: the model's decoder layers have no \['qkv'\]"),
+        ("l2", {"lambda": -1}, r"config key methods\.l2\.lambda: -1 is less than the minimum of 0"),
+        ("full_2x", {"sam": {"rho": 0.1}}, r"config key methods\.full_2x\.equal_compute: doubles a plain optimizer's steps"),
+        ("full", {"alpha": 0.5}, r"config key methods\.full\.alpha: method 'full' does not take it \(only lora, wiseft\)"),
+        ("wiseft", {"alpha": [0, 1]}, None),  # fine alone; with a run of a variant's name, not:
+        ("wiseft_alpha1", {"method": "full", "alpha_list": True}, r"methods\.wiseft_alpha1: the name is also a variant of run 'wiseft'"),
+    ],
+)
+def test_bad_baseline_settings_name_the_key(config, run, edit, message):
+    config["methods"] = copy.deepcopy(BASELINES)
+    if edit.pop("alpha_list", False):
+        config["methods"]["wiseft"]["alpha"] = [0, 1]
+    config["methods"].setdefault(run, {}).update(edit)
+    if message is None:
+        check_config(config)
+        return
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_replay_data_must_be_given_for_a_users_model(config, tmp_path):
+    from cofi.modeling import build_llama, build_word_tokenizer, save_model
+
+    save_model(build_llama(8, {"layers": 2, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 16}, 0),
+               build_word_tokenizer(["a", "b"]), tmp_path)
+    config["model"]["path"] = str(tmp_path)
+    config["search"]["enabled"] = False
+    config["methods"] = {"full": {}, "replay": {}}
+    with pytest.raises(ConfigError, match=r"config key methods\.replay\.data: null takes the embedded world's versatility mixture"):
+        check_config(config)
+
+
+def test_baselines_config_is_valid(config):
+    config["methods"] = copy.deepcopy(BASELINES) | {"cofitune_grad": {"method": "cofitune"}}
+    check_config(config)

@@ -192,3 +192,45 @@ def test_lint_passes():
     done = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Congratulations" in done.stdout + done.stderr
+
+
+def test_every_baseline_goes_through_the_same_rules(tiny_run):
+    """LoRA on a range, L1, L2, replay, Wise-FT (a list of alpha), SAM and its equal-compute control, on one task."""
+    data = tiny_run / "results/tiny/data"
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["experiment"] = "baselines"
+    config["search"]["enabled"] = False
+    config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
+    config["tasks"] = {"rotate": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
+    config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
+        ("know", {"type": "multiple_choice", "metric": "accuracy"}), ("reason", {}), ("instruct", {})]}
+    config["methods"] = {
+        "full": {},
+        "full_sam": {"method": "full", "sam": {"rho": 0.05}},
+        "full_2x": {"method": "full", "equal_compute": True},
+        "lora_top": {"method": "lora", "range": [0.5, 1.0], "rank": 2, "lr": 0.01},
+        "l1": {"lambda": 1e-4},
+        "l2": {"lambda": 0.1},
+        "replay": {"fraction": 0.25, "data": str(data / "versatility_train.jsonl")},
+        "wiseft": {"alpha": [0.0, 0.5, 1.0]},
+    }
+    (tiny_run / "baselines.yaml").write_text(yaml.safe_dump(config, sort_keys=False))  # rows in config order
+    done = snakemake(tiny_run, "--configfile", "baselines.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(tiny_run / "results/baselines/tables/main.csv").set_index("method")
+    assert list(table.index) == ["base", "full", "full_sam", "full_2x", "lora_top", "l1", "l2", "replay",
+                                 "wiseft_alpha0", "wiseft_alpha0.5", "wiseft_alpha1"]
+    scores = ["spec", "know", "reason", "instruct", "vers", "uni"]
+    # Wise-FT at alpha 0 is the base model and at 1 is Full SFT, weight for weight, hence score for score.
+    assert table.loc["wiseft_alpha0", scores].tolist() == table.loc["base", scores].tolist()
+    assert table.loc["wiseft_alpha1", scores].tolist() == table.loc["full", scores].tolist()
+    runs = tiny_run / "results/baselines/runs"
+    curve = lambda run: pd.read_csv(runs / f"{run}/rotate/seed0/loss.csv")
+    assert len(curve("full")) == 10 and len(curve("full_2x")) == 20 and curve("wiseft_alpha0.5").empty
+    assert curve("full_sam")["sam_loss"].notna().all() and curve("full")["sam_loss"].isna().all()
+    assert (curve("l2")["penalty"].iloc[1:] > 0).all()
+    assert (runs / "lora_top/rotate/seed0/model/adapter/adapter_model.safetensors").is_file()
+    lora = json.loads((runs / "lora_top/rotate/seed0/model/cofi_run.json").read_text())
+    assert lora["trainable"] and all(".layers.3." in n or ".layers.2." in n for n in lora["trainable"])
+    log = (tiny_run / "results/baselines/logs/finetune/replay/rotate/seed0.log").read_text()
+    assert "replay: 2 of every 8 examples" in log

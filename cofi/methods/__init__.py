@@ -1,0 +1,111 @@
+"""Fine-tuning methods, registered by name, and how a configured run resolves to (method, params).
+
+A configured run (``methods.<run>`` in the config) names a registered method (default: the run's
+own name), the method's own keys, the training keys it overrides (the rest come from the
+``training`` section) and the options every training method takes: ``sam`` (sharpness-aware
+minimisation, :mod:`cofi.sam`) and ``equal_compute`` (twice the steps: the compute of a SAM run).
+A method key the method lists in ``sweep`` may be a list: one run per value, named
+``<run>_<key><value>``. The coarse search's candidates are runs named ``region-<region id>``
+with the reference run's training keys.
+
+Adding a method: one module here (a :class:`~cofi.methods.base.Method` subclass) and one entry
+in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from cofi.methods.base import CheckContext, Inputs, Method, MethodError, Setup
+from cofi.methods.cofitune import CoFiTune
+from cofi.methods.full import Full
+from cofi.methods.lora import LoRA
+from cofi.methods.penalty import L1, L2
+from cofi.methods.region import RegionMethod
+from cofi.methods.replay import Replay
+from cofi.methods.vsoftmask import VSoftMask
+from cofi.methods.wiseft import WiseFT
+from cofi.regions import parse_region_id
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Full(), RegionMethod(), CoFiTune(), VSoftMask(), LoRA(), L1(), L2(), WiseFT(), Replay(),
+)}
+
+SEARCH_PREFIX = "region-"
+TRAIN_KEYS = ("lr", "steps", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "max_grad_norm", "log_every")
+OPTION_KEYS = ("sam", "equal_compute")  # any training method; validated by the config schema
+RUN_KEYS = ("method", *TRAIN_KEYS, *OPTION_KEYS)
+
+__all__ = ["METHODS", "SEARCH_PREFIX", "TRAIN_KEYS", "RUN_KEYS", "CheckContext", "Inputs", "Method", "MethodError",
+           "Setup", "configured_runs", "method_of", "resolve_run"]
+
+
+def _value_text(value) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def configured_runs(config: dict) -> dict[str, dict]:
+    """Every configured run with sweep lists expanded, in config order: {run name: entry}.
+
+    Each entry has ``method`` set; a variant also has ``sweep_of`` (the run it came from).
+    """
+    runs = {}
+
+    def add(name: str, entry: dict) -> None:
+        if name in runs:
+            first, second = (runs[name].get("sweep_of", name), entry.get("sweep_of", name))
+            raise MethodError(f"config key methods.{name}: the name is also a variant of run "
+                              f"{second if second != name else first!r}; rename one")
+        runs[name] = entry
+
+    for run, entry in config["methods"].items():
+        name = entry.get("method", run)
+        method = METHODS.get(name)
+        swept = [k for k in (method.sweep if method else ()) if isinstance(entry.get(k), list)]
+        if not swept:
+            add(run, {**entry, "method": name})
+            continue
+        for values in itertools.product(*(entry[k] for k in swept)):
+            suffix = "_".join(f"{k}{_value_text(v)}" for k, v in zip(swept, values))
+            add(f"{run}_{suffix}", {**entry, **dict(zip(swept, values)), "method": name, "sweep_of": run})
+    return runs
+
+
+def method_of(config: dict, run: str) -> str:
+    runs = configured_runs(config)
+    if run in runs:
+        return runs[run]["method"]
+    if run.startswith(SEARCH_PREFIX):
+        return "region"
+    raise KeyError(f"unknown run {run!r}: not in methods and not a search candidate")
+
+
+def resolve_run(config: dict, run: str) -> tuple[str, dict]:
+    """(method, params) of a configured run (or sweep variant) or of a search candidate ``region-<id>``.
+
+    Params hold every training key (the run's own, else the ``training`` section's), ``sam`` and
+    ``equal_compute`` where the run sets them (``steps`` already doubled for the latter), and the
+    method's keys (the run's own, else the method's defaults); region methods also get the
+    config's module groups.
+    """
+    runs = configured_runs(config)
+    if run in runs:
+        entry = runs[run]
+        name = entry["method"]
+        params = {k: entry.get(k, config["training"][k]) for k in TRAIN_KEYS}
+        # Options only when set, so adding them to cofi left the params (and finished runs) of others unchanged.
+        if entry.get("sam"):
+            params["sam"] = entry["sam"]
+        if entry.get("equal_compute"):
+            params |= {"equal_compute": True, "steps": 2 * params["steps"]}  # a SAM step costs two passes
+        params |= {k: entry.get(k, spec["default"]) for k, spec in METHODS[name].keys.items()}
+    elif run.startswith(SEARCH_PREFIX):
+        name = "region"
+        region = parse_region_id(run[len(SEARCH_PREFIX):])
+        reference = resolve_run(config, config["search"]["reference"])[1]
+        params = {k: reference[k] for k in (*TRAIN_KEYS, *OPTION_KEYS) if k in reference} | region.to_dict()
+    else:
+        raise KeyError(f"unknown run {run!r}: not in methods and not a search candidate")
+    if METHODS[name].uses_groups:
+        params["groups"] = config["module_groups"]
+    return name, params

@@ -1,0 +1,62 @@
+"""LoRA through ``peft``: low-rank adapters on the chosen projections, on every layer or on a layer range.
+
+The adapter is saved next to the model (``model/adapter/``, loadable with
+``PeftModel.from_pretrained``) and merged into the weights that are saved and evaluated, so LoRA
+runs go through the same evaluation as every other method.
+"""
+
+from cofi.methods.base import Method, MethodError, Setup
+from cofi.regions import Region, RegionError
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def lora_layers(params: dict, n_layers: int) -> list[int] | None:
+    """0-based layers to adapt (``range`` (a, b] as fractions of the depth), or None for all."""
+    if params["range"] is None:
+        return None
+    return Region.make(*params["range"], ["lora"]).layers(n_layers)
+
+
+class LoRA(Method):
+    name = "lora"
+    description = "LoRA (peft): low-rank adapters, merged for evaluation"
+    keys = {
+        "rank": {"type": "integer", "minimum": 1, "default": 8, "description": "adapter rank r"},
+        "alpha": {"type": "number", "exclusiveMinimum": 0, "default": 16, "description": "lora_alpha (scale alpha / r)"},
+        "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.0, "description": "lora_dropout"},
+        "target_modules": {"type": "array", "minItems": 1, "items": {"type": "string"}, "default": ALL_LINEAR,
+                           "description": "projection names inside the decoder layers"},
+        "range": {"type": ["array", "null"], "minItems": 2, "maxItems": 2, "items": {"type": "number"}, "default": None,
+                  "description": "layer range (a, b] as fractions of the depth (peft layers_to_transform); null: all layers"},
+    }
+
+    def check(self, key, params, context):
+        if params["range"] is not None:
+            try:
+                layers = lora_layers(params, context.n_layers or 1)
+            except RegionError as error:
+                raise MethodError(f"config key {key}.range: {error}") from None
+            if context.n_layers is not None and not layers:
+                a, b = params["range"]
+                raise MethodError(f"config key {key}.range: ({a}, {b}] selects no layer of a {context.n_layers}-layer model")
+        known = context.projection_names()
+        if known is not None and (unknown := sorted(set(params["target_modules"]) - known)):
+            raise MethodError(f"config key {key}.target_modules: the model's decoder layers have no {unknown} "
+                              f"(they have {', '.join(sorted(known))})")
+
+    def setup(self, model, params, inputs):
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=params["rank"], lora_alpha=params["alpha"], lora_dropout=params["dropout"],
+                            target_modules=list(params["target_modules"]),
+                            layers_to_transform=lora_layers(params, model.config.num_hidden_layers),
+                            task_type="CAUSAL_LM")
+        adapted = get_peft_model(model, config)
+        trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]
+
+        def finish(trained, out_dir):
+            trained.save_pretrained(out_dir / "adapter")  # adapter_config.json + adapter_model.safetensors
+            return trained.merge_and_unload()
+
+        return Setup(adapted, trainable, finish=finish)

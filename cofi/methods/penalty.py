@@ -1,0 +1,46 @@
+"""L1 and L2 toward the initial weights: Full SFT plus λ·Σ|w − w₀| (``l1``) or λ·Σ(w − w₀)² (``l2``).
+
+The sums run over every trained element and are added to the objective once per optimizer step
+(not once per micro-batch), so gradient accumulation does not scale them. λ is not normalised by
+the parameter count: a model ten times larger needs a smaller λ for the same pull.
+"""
+
+import torch
+
+from cofi.methods.base import Method, Setup, train_everything
+
+LAMBDA = {"type": "number", "minimum": 0, "description": "penalty weight λ"}
+
+
+class DistanceToInit:
+    """A callable penalty: λ times the L1 or squared L2 distance of the named parameters to their start."""
+
+    def __init__(self, model, names: list[str], power: int, weight: float):
+        parameters = dict(model.named_parameters())
+        self.pairs = [(parameters[n], parameters[n].detach().clone()) for n in names]
+        self.power, self.weight = power, weight
+
+    def __call__(self) -> torch.Tensor:
+        if self.power == 1:
+            total = sum((p - start).abs().sum() for p, start in self.pairs)
+        else:
+            total = sum((p - start).pow(2).sum() for p, start in self.pairs)
+        return self.weight * total
+
+
+class L1(Method):
+    name = "l1"
+    description = "Full SFT + λ·Σ|w − w₀| toward the initial weights"
+    keys = {"lambda": {**LAMBDA, "default": 1e-4}}
+    power = 1
+
+    def setup(self, model, params, inputs):
+        trainable = train_everything(model)
+        return Setup(model, trainable, penalties=[DistanceToInit(model, trainable, self.power, params["lambda"])])
+
+
+class L2(L1):
+    name = "l2"
+    description = "Full SFT + λ·Σ(w − w₀)² toward the initial weights"
+    keys = {"lambda": {**LAMBDA, "default": 0.1}}
+    power = 2

@@ -1,0 +1,67 @@
+"""Replay: every batch mixes versatility training examples into the speciality examples.
+
+Each (micro-)batch holds round(fraction × batch_size) replay examples and the rest from the task,
+so the step count and batch size, i.e. the budget, stay those of Full SFT. Replay examples come
+from ``data`` (default: the embedded world's versatility training mixture; a user's own model
+needs a JSONL path), a seeded sample of as many as the run can use.
+"""
+
+import random
+
+from cofi.methods.base import Method, MethodError, Setup, train_everything
+
+
+def replay_per_batch(fraction: float, batch_size: int) -> int:
+    return round(fraction * batch_size)
+
+
+class Replay(Method):
+    name = "replay"
+    description = "Full SFT with a fraction of each batch drawn from versatility training data"
+    keys = {
+        "fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.1,
+                     "description": "share of every batch taken from the replay data, in [0, 1)"},
+        "data": {"type": ["string", "null"], "default": None,
+                 "description": "versatility training JSONL (null: the embedded world's mixture)"},
+    }
+    needs = ("replay_data",)
+
+    def check(self, key, params, context):
+        n = replay_per_batch(params["fraction"], params["batch_size"])
+        if params["fraction"] > 0 and not 1 <= n < params["batch_size"]:
+            raise MethodError(f"config key {key}.fraction: {params['fraction']} of batch_size {params['batch_size']} "
+                              f"gives {n} replay examples per batch (need 1 to {params['batch_size'] - 1})")
+        if params["data"] is None:
+            if context.config["model"]["path"] is not None:
+                raise MethodError(f"config key {key}.data: null takes the embedded world's versatility mixture, "
+                                  "which only fits the embedded model; give a JSONL path for your own model")
+            return
+        from cofi.data import DataError, read_jsonl
+
+        try:
+            read_jsonl(params["data"])
+        except DataError as error:
+            raise MethodError(f"config key {key}.data: {error}") from None
+
+    def setup(self, model, params, inputs):
+        from cofi.data import read_jsonl
+        from cofi.train import collate, example_batches
+
+        n_replay = replay_per_batch(params["fraction"], params["batch_size"])
+        if n_replay == 0:
+            return Setup(model, train_everything(model))
+        records = read_jsonl(inputs.replay_data)
+        needed = params["steps"] * params["grad_accum"] * n_replay
+        if len(records) > needed:  # tokenise only what the run can use
+            records = random.Random(inputs.seed).sample(records, needed)
+        replay_examples = inputs.tokenize(records)
+        inputs.log(f"replay: {n_replay} of every {params['batch_size']} examples from {len(replay_examples)} "
+                   f"versatility examples ({inputs.replay_data})")
+
+        def batches(examples, batch_size, pad_id, seed):
+            task = example_batches(examples, batch_size - n_replay, seed)
+            replay = example_batches(replay_examples, n_replay, seed + 1)
+            while True:
+                yield collate(next(task) + next(replay), pad_id)
+
+        return Setup(model, train_everything(model), batches=batches)

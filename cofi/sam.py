@@ -1,0 +1,62 @@
+"""Sharpness-aware minimisation (Foret et al., 2021) as an option of the training loop.
+
+One SAM step, on one batch, is exactly two forward/backward passes:
+
+1. the gradient g of the objective at the weights w (every micro-batch of the step, so under
+   gradient accumulation g is the gradient of the whole accumulated batch: SAM's "m" is the
+   full batch, and accumulation changes nothing but memory);
+2. ascend to w + ε with ε = ρ · g / ‖g‖, ‖g‖ the global L2 norm over every trained parameter;
+3. the gradient at w + ε on the same micro-batches, then w is restored exactly (copied back, not
+   subtracted, so no rounding drifts the weights);
+4. the base optimizer steps with that second gradient (after soft masks and clipping, like any
+   gradient).
+
+Under ``torch.distributed`` data parallelism the gradients are already averaged over the
+processes when the norm is taken, so ‖g‖ and ε are global and the same on every process; a
+sharded setup where each process holds only part of g passes ``sharded=True`` and the squared
+norm is summed over the processes (the original release took it per shard).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class SAM:
+    """Perturb-and-restore around the base optimizer's step; the training loop calls
+    :meth:`ascend` after the first backward and :meth:`restore` after the second."""
+
+    def __init__(self, params, rho: float, sharded: bool = False, eps: float = 1e-12):
+        if rho <= 0:
+            raise ValueError(f"SAM needs rho > 0, got {rho}")
+        self.params = [p for p in params if p.requires_grad]
+        self.rho, self.sharded, self.eps = rho, sharded, eps
+        self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.last_grad_norm = float("nan")
+
+    @torch.no_grad()
+    def grad_norm(self) -> torch.Tensor:
+        squares = [p.grad.detach().float().pow(2).sum() for p in self.params if p.grad is not None]
+        total = torch.stack(squares).sum() if squares else torch.zeros(())
+        if self.sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(total)
+        return total.sqrt()
+
+    @torch.no_grad()
+    def ascend(self) -> None:
+        """w ← w + ρ·g/‖g‖ for every parameter with a gradient; remembers w."""
+        norm = self.grad_norm()
+        self.last_grad_norm = float(norm)
+        scale = self.rho / (norm + self.eps)
+        self._saved = []
+        for p in self.params:
+            if p.grad is None:
+                continue
+            self._saved.append((p, p.detach().clone()))
+            p.add_(p.grad * scale.to(p.dtype))
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for p, weights in self._saved:
+            p.copy_(weights)
+        self._saved = []

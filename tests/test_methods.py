@@ -1,0 +1,146 @@
+"""The method harness and the baselines: LoRA, L1/L2 toward the start, Wise-FT, replay; run resolution."""
+
+import copy
+
+import pytest
+import torch
+
+from cofi.methods import METHODS, Inputs, configured_runs, resolve_run
+from cofi.methods.penalty import DistanceToInit
+from cofi.methods.wiseft import interpolate
+from cofi.train import TrainConfig, tokenize_dataset, train
+
+from conftest import TEMPLATE
+
+TRAIN = {"lr": 1e-3, "steps": 4, "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.0, "weight_decay": 0.0,
+         "max_grad_norm": 1.0, "log_every": 100}
+
+
+def inputs_for(tokenizer, **paths):
+    return Inputs(seed=0, tokenize=lambda records: tokenize_dataset(records, tokenizer, TEMPLATE, True, 32),
+                  load_model=None, log=lambda _: None, **paths)
+
+
+def params_of(method: str, **own) -> dict:
+    return TRAIN | {k: spec["default"] for k, spec in METHODS[method].keys.items()} | own
+
+
+@pytest.fixture
+def examples(tokenizer, tiny_world):
+    return tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+
+
+def run_method(name, model, params, inputs, examples, tmp_path):
+    setup = METHODS[name].setup(model, params, inputs)
+    cfg = TrainConfig.from_dict(params)
+    batches = setup.batches(examples, cfg.batch_size, 0, cfg.seed) if setup.batches else None
+    train(setup.model, examples, cfg, 0, tmp_path / f"{name}.csv", log=lambda _: None, hooks=setup.hooks,
+          penalties=setup.penalties, batches=batches)
+    return setup
+
+
+def test_lora_on_a_layer_range_trains_only_adapters_there_and_merges(tiny_model, tokenizer, examples, tmp_path):
+    base = copy.deepcopy(tiny_model)
+    params = params_of("lora", rank=2, alpha=4, range=[0.5, 1], target_modules=["q_proj", "down_proj"], lr=1e-2)
+    setup = run_method("lora", tiny_model, params, inputs_for(tokenizer), examples, tmp_path)
+    assert sorted(setup.trainable) == sorted(
+        f"base_model.model.model.layers.1.{m}.lora_{ab}.default.weight"
+        for m in ("self_attn.q_proj", "mlp.down_proj") for ab in "AB")
+    probe = torch.tensor([[1, 5, 6, 7]])
+    adapted_logits = setup.model(input_ids=probe).logits
+    merged = setup.finish(setup.model, tmp_path)
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    torch.testing.assert_close(merged(input_ids=probe).logits, adapted_logits, atol=1e-5, rtol=1e-4)
+    changed = {n for (n, a), b in zip(merged.named_parameters(), base.parameters()) if not torch.equal(a, b)}
+    assert changed == {"model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"}
+
+
+def test_penalties_by_hand():
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0]]))
+    l1, l2 = DistanceToInit(model, ["weight"], 1, 0.5), DistanceToInit(model, ["weight"], 2, 0.5)
+    assert l1().item() == 0.0 and l2().item() == 0.0
+    with torch.no_grad():
+        model.weight.add_(torch.tensor([[0.5, -1.0]]))
+    assert l1().item() == pytest.approx(0.5 * 1.5) and l2().item() == pytest.approx(0.5 * 1.25)
+    l2().backward()
+    torch.testing.assert_close(model.weight.grad, torch.tensor([[0.5, -1.0]]))  # 2·λ·(w − w₀)
+
+
+def test_l2_penalty_joins_the_objective_once_per_step_and_pulls_toward_the_start(tiny_model, tokenizer, examples, tmp_path):
+    import pandas as pd
+
+    start = [p.detach().clone() for p in tiny_model.parameters()]
+
+    def distance(model):
+        return sum(((p - s) ** 2).sum().item() for p, s in zip(model.parameters(), start))
+
+    plain, pulled = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
+    run_method("full", plain, params_of("full", lr=1e-2, steps=6), inputs_for(tokenizer), examples, tmp_path)
+    run_method("l2", pulled, params_of("l2", lr=1e-2, steps=6, grad_accum=2, **{"lambda": 10.0}), inputs_for(tokenizer),
+               examples, tmp_path)
+    assert distance(pulled) < 0.5 * distance(plain)
+    curve = pd.read_csv(tmp_path / "l2.csv")
+    assert curve["penalty"].iloc[0] == 0 and (curve["penalty"].iloc[1:] > 0).all()
+
+
+def test_wiseft_interpolates_tensor_by_tensor(tiny_model):
+    source = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(1.0)
+    for alpha in (0.0, 0.25, 1.0):
+        mixed = interpolate(copy.deepcopy(tiny_model), source, alpha)
+        for (name, m), b, s in zip(mixed.named_parameters(), tiny_model.parameters(), source.parameters()):
+            torch.testing.assert_close(m, (1 - alpha) * b + alpha * s, msg=name)
+            if alpha in (0.0, 1.0):
+                assert torch.equal(m, b if alpha == 0 else s), name
+
+
+def test_wiseft_refuses_a_source_of_another_shape(tiny_model):
+    from cofi.methods import MethodError
+    from cofi.modeling import build_llama
+
+    other = build_llama(tiny_model.config.vocab_size, {"layers": 1, "hidden": 32, "intermediate": 64, "heads": 4, "max_len": 32}, 0)
+    with pytest.raises(MethodError, match="the source model's tensors differ"):
+        interpolate(tiny_model, other, 0.5)
+
+
+def test_replay_mixes_a_fixed_share_of_every_batch(tiny_model, tokenizer, tiny_world, tmp_path):
+    from cofi.data import write_jsonl
+
+    path = tmp_path / "versatility.jsonl"
+    write_jsonl(path, tiny_world["versatility_train"])
+    task = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    params = params_of("replay", fraction=0.25, batch_size=8, steps=5)
+    setup = METHODS["replay"].setup(tiny_model, params, inputs_for(tokenizer, replay_data=str(path)))
+    stream = setup.batches(task, 8, 0, 0)
+    rotate_id = tokenizer.convert_tokens_to_ids("rotate")
+    for _ in range(5):
+        batch = next(stream)
+        assert batch["input_ids"].shape[0] == 8
+        from_task = (batch["input_ids"][:, 1] == rotate_id).sum().item()  # prompts start with BOS, then the instruction
+        assert from_task == 6  # round(0.25 × 8) = 2 replay examples
+    again = METHODS["replay"].setup(copy.deepcopy(tiny_model), params, inputs_for(tokenizer, replay_data=str(path)))
+    assert torch.equal(next(again.batches(task, 8, 0, 0))["input_ids"], next(setup.batches(task, 8, 0, 0))["input_ids"])
+
+
+def test_sweeps_expand_into_one_run_per_value_and_options_resolve():
+    config = {"methods": {"full": {}, "full_sam": {"method": "full", "sam": {"rho": 0.1}},
+                          "full_2x": {"method": "full", "equal_compute": True}, "wiseft": {"alpha": [0.25, 0.5]}},
+              "training": TRAIN, "module_groups": {}, "search": {"reference": "full"}}
+    assert list(configured_runs(config)) == ["full", "full_sam", "full_2x", "wiseft_alpha0.25", "wiseft_alpha0.5"]
+    assert resolve_run(config, "wiseft_alpha0.25") == ("wiseft", {**TRAIN, "alpha": 0.25, "source": "full"})
+    assert resolve_run(config, "full")[1] == TRAIN  # options appear only where a run sets them
+    assert resolve_run(config, "full_sam")[1] == {**TRAIN, "sam": {"rho": 0.1}}
+    assert resolve_run(config, "full_2x")[1] == {**TRAIN, "steps": 8, "equal_compute": True}
+    assert TrainConfig.from_dict(resolve_run(config, "full_sam")[1]).sam_rho == 0.1
+
+
+def test_every_registered_method_describes_its_keys():
+    for name, method in METHODS.items():
+        assert method.name == name and method.description
+        for key, spec in method.keys.items():
+            assert "default" in spec and spec.get("description"), f"{name}.{key}"
+        assert set(method.sweep) <= set(method.keys)
