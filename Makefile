@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run test bench bench-search bench-region bench-softmask bench-sam
+.PHONY: setup run test tables report bench bench-search bench-region bench-softmask bench-sam
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -20,6 +20,15 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(SNAKEMAKE)
 	$(SNAKEMAKE)
+
+# Every table and figure again from the score files already there: no training, no evaluation.
+tables: setup
+	@start=$$(date +%s%N); $(SNAKEMAKE) tables --forcerun main_table result_plots sharpness_table --quiet rules && \
+	echo "tables and figures rebuilt in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
+
+# The HTML report (tables and figures with captions) of the default experiment.
+report: setup
+	$(SNAKEMAKE) --report results/default/report.html
 
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest -v --durations=10

@@ -8,6 +8,9 @@ from cofi.errors import InputError
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # A --configfile replaces the embedded default instead of being merged into it: merging would
 # keep the default's tasks and methods in every user experiment.
 if not workflow.overwrite_configfiles:
@@ -38,11 +41,18 @@ include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/search.smk"
 include: "rules/tables.smk"
+include: "rules/analysis.smk"
 
 
 rule all:
     input:
-        MAIN_TABLE,
+        TABLE_OUTPUTS,
         # Requested here too so every task's search starts at once (not one after another).
         expand(f"{SEARCH}/result.json", task=config["tasks"] if SEARCH_ON else []),
     default_target: True
+
+
+rule tables:
+    """Target: every table and figure, from the score files already there (`make tables` forces a rebuild)."""
+    input:
+        TABLE_OUTPUTS,

@@ -192,8 +192,74 @@ def cmd_search_report(args) -> None:
 def cmd_table(args) -> None:
     from cofi.tables import write_tables
 
-    tidy = write_tables(args.files, args.csv, args.md)
-    log(f"wrote {len(tidy)} rows to {args.csv} and {args.md}")
+    tidy = write_tables(args.files, args.out_dir, args.reference, json.loads(args.groups), args.digits, args.std, args.bold)
+    log(f"wrote {len(tidy)} rows (methods × tasks) to {args.out_dir}: main.csv/.md/.tex, normalised.md/.tex, seeds.csv")
+
+
+def cmd_plots(args) -> None:
+    from cofi.plots import write_plots
+
+    written = write_plots(args.table, args.out_dir, json.loads(args.collect))
+    log(f"wrote {len(written)} figures to {args.out_dir}")
+
+
+def cmd_landscape(args) -> None:
+    """Loss landscape of one model on a fixed speciality and a fixed versatility batch."""
+    from cofi.data import read_jsonl
+    from cofi.landscape import batch_loss, fixed_batches, landscape, plot_landscape
+    from cofi.modeling import load_model
+
+    _threads(args.threads)
+    options = json.loads(args.options)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    model.eval()
+    suites = json.loads(args.vers_suites)
+    vers_records = [read_jsonl(s["path"], multiple_choice=s["type"] == "multiple_choice") for s in suites.values()]
+    batches = fixed_batches(read_jsonl(args.task_data), vers_records, tokenizer, args.template, args.mask_prompt,
+                            args.max_len, options["batch_size"], options["data_seed"], tokenizer.pad_token_id)
+    started = time.perf_counter()
+    result = landscape(model, {name: batch_loss(batch) for name, batch in batches.items()}, options["span"],
+                       options["points_1d"], options["points_2d"], options["radius"], options["direction_seed"])
+    result = {**json.loads(args.labels), "model": args.model, "options": options, **result}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result) + "\n")
+    plot_landscape(result, f"{result['run']} on {result['task']} (seed {result['seed']})", args.plot)
+    for key, figures in result["sharpness"].items():
+        log(f"{key} batch: loss {result['centre'][key]:.4f} at the centre; "
+            + ", ".join(f"{name} {value:.4g}" for name, value in figures.items()))
+    log(f"{len(result['alphas_1d']) + len(result['alphas_2d']) ** 2} grid points in {time.perf_counter() - started:.1f}s")
+
+
+def cmd_sharpness(args) -> None:
+    """Sharpness figures of every landscape, the Vers drop of each model, and their rank correlations."""
+    from cofi.landscape import plot_curves, sharpness_table
+
+    landscapes, vers, base_vers = [], {}, {}
+    for path in args.files:
+        data = json.loads(Path(path).read_text())
+        if "sharpness" in data:
+            landscapes.append(data)
+        elif data["labels"]["method"] == "base":
+            base_vers = {task: data["vers"] for task in data["spec"]}
+        else:
+            for task in data["spec"]:
+                vers[(data["labels"]["method"], task)] = data["vers"]
+    for result in landscapes:
+        if result["run"] == "base":
+            vers[("base", result["task"])] = base_vers[result["task"]]
+    table, correlations = sharpness_table(landscapes, vers, base_vers)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "sharpness.csv", index=False, float_format="%.6g")
+    correlations.to_csv(out / "sharpness_correlation.csv", index=False, float_format="%.3f")
+    (out / "sharpness.md").write_text(
+        "Sharpness of each model's loss landscape (spec/vers: the fixed speciality/versatility batch) and its "
+        "Vers drop (base Vers − the model's, test split, same seed).\n\n" + table.round(4).to_markdown(index=False)
+        + "\n\nSpearman's rank correlation of each figure with the Vers drop, over the fine-tuned runs of a task:\n\n"
+        + correlations.round(3).to_markdown(index=False) + "\n")
+    for task in dict.fromkeys(r["task"] for r in landscapes):
+        plot_curves([r for r in landscapes if r["task"] == task], task, Path(args.plot_dir) / f"landscape_{task}")
+    log(f"sharpness of {len(table)} models; Spearman with the Vers drop:\n{correlations.round(3).to_string(index=False)}")
 
 
 def cmd_bench_report(args) -> None:
@@ -332,10 +398,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("table", help="build the result tables from score files")
-    p.add_argument("files", nargs="+", help="score JSON files, and search result.json files whose picks become 'cofitune_coarse' rows")
-    p.add_argument("--csv", required=True, help="tidy CSV output")
-    p.add_argument("--md", required=True, help="Markdown output")
+    p.add_argument("files", nargs="+", help="score JSON files (test, and validation for sweeps), and search result.json "
+                   "files whose picks become 'cofitune_coarse' rows")
+    p.add_argument("--out-dir", required=True, help="directory for main.csv/.md/.tex, normalised.md/.tex, seeds.csv")
+    p.add_argument("--reference", help="run the normalised view compares to (e.g. full)")
+    p.add_argument("--groups", default="{}", help='JSON {sweep: {variant run: "lr=0.001"}}: a tuned row per sweep')
+    p.add_argument("--digits", type=int, default=1, help="decimals shown")
+    p.add_argument("--std", action=argparse.BooleanOptionalAction, default=True, help="show ± std over seeds")
+    p.add_argument("--bold", action=argparse.BooleanOptionalAction, default=True, help="mark the best value per column")
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("plots", help="figures from the tidy table: Pareto (Spec vs Vers) per task, Uni per method")
+    p.add_argument("--table", required=True, help="tables/main.csv")
+    p.add_argument("--out-dir", required=True, help="directory for the figures (PNG and PDF)")
+    p.add_argument("--collect", default="{}", help='JSON {target: source}: other figures to copy in (search trees, heatmaps)')
+    p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("landscape", help="loss landscape of a model along filter-normalised random directions")
+    _model_args(p)
+    p.add_argument("--task-data", required=True, help="speciality JSONL (a seeded sample is the fixed batch)")
+    p.add_argument("--vers-suites", required=True, help='JSON {name: {"path", "type"}}: the fixed versatility batch')
+    p.add_argument("--options", required=True, help="JSON: span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed")
+    p.add_argument("--labels", required=True, help='JSON {"run", "task", "seed"} stored with the result')
+    p.add_argument("--max-len", type=int, required=True, help="tokens per example")
+    p.add_argument("--mask-prompt", action=argparse.BooleanOptionalAction, default=True, help="loss on responses only")
+    p.add_argument("--out", required=True, help="result JSON")
+    p.add_argument("--plot", required=True, help="figure path without suffix (PNG and PDF)")
+    p.set_defaults(func=cmd_landscape)
+
+    p = sub.add_parser("sharpness", help="sharpness table and rank correlation with the Vers drop")
+    p.add_argument("files", nargs="+", help="landscape JSON files and the score files of the same models (and base)")
+    p.add_argument("--out-dir", required=True, help="directory for sharpness.csv/.md and sharpness_correlation.csv")
+    p.add_argument("--plot-dir", required=True, help="directory for landscape_<task>.png/pdf (every run's 1-D curves)")
+    p.set_defaults(func=cmd_sharpness)
 
     p = sub.add_parser("search-step", help="one depth of the coarse search: score, select, expand")
     p.add_argument("--task", required=True, help="speciality task")

@@ -164,7 +164,13 @@ def _check_runs_and_search(config: dict, n_layers: int | None) -> None:
     _check_runs(config, n_layers, projection_names)
     _check_group_projections(config, projection_names)
     _check_importance(config)
-    search = config["search"]
+    _check_search(config, n_layers)
+    _check_table_reference(config)
+    _check_landscape(config)
+
+
+def _check_search(config: dict, n_layers: int | None) -> None:
+    search, groups = config["search"], config["module_groups"]
     if not search["enabled"]:
         return
     for i, name in enumerate(search["schedule"]):
@@ -176,6 +182,9 @@ def _check_runs_and_search(config: dict, n_layers: int | None) -> None:
     if search["reference"] not in config["methods"]:
         raise ConfigError(f"config key search.reference: {search['reference']!r} is not a run in methods (the search needs its Full SFT scores)")
     reference = config["methods"][search["reference"]]
+    if isinstance(reference.get("lr"), list):
+        raise ConfigError(f"config key search.reference: {search['reference']!r} is a learning-rate sweep; its candidates "
+                          "need one set of hyperparameters (name a run with one lr)")
     reference_method = METHODS[reference.get("method", search["reference"])]
     if "search_region" in reference_method.needs or not reference_method.trains:
         raise ConfigError(f"config key search.reference: {search['reference']!r} trains the search's own pick or does "
@@ -184,6 +193,37 @@ def _check_runs_and_search(config: dict, n_layers: int | None) -> None:
         raise ConfigError(f"config key search.seed: {search['seed']} is not one of seeds {config['seeds']}")
     if n_layers is not None and not first_candidates(search_policy(config), n_layers):
         raise ConfigError(f"config key search.min_layers: no first-depth candidate keeps {search['min_layers']} layers of {n_layers}")
+
+
+def _check_table_reference(config: dict) -> None:
+    """The run the normalised tables compare to: tables.reference, else the search's reference."""
+    reference = config["tables"]["reference"]
+    if reference is None:
+        return
+    runs = configured_runs(config)
+    if reference not in runs:
+        sweep = " (a sweep: name one of its runs, e.g. " + next((n for n, e in runs.items() if e.get("sweep_of") == reference), "") + ")"
+        raise ConfigError(f"config key tables.reference: {reference!r} is not a configured run"
+                          + (sweep if reference in config["methods"] else f" (runs: {', '.join(runs)})"))
+
+
+def _check_landscape(config: dict) -> None:
+    land = config["landscape"]
+    runs = configured_runs(config)
+    for i, run in enumerate(land["runs"]):
+        if run != "base" and run not in runs:
+            raise ConfigError(f"config key landscape.runs[{i}]: {run!r} is not base or a configured run (runs: {', '.join(runs)})")
+    for key in ("points_1d", "points_2d"):
+        if land[key] % 2 == 0:
+            raise ConfigError(f"config key landscape.{key}: {land[key]} is even; an odd count puts the centre on the grid")
+    if land["radius"] > land["span"]:
+        raise ConfigError(f"config key landscape.radius: {land['radius']} exceeds landscape.span {land['span']}")
+    if land["seed"] is not None and land["seed"] not in config["seeds"]:
+        raise ConfigError(f"config key landscape.seed: {land['seed']} is not one of seeds {config['seeds']}")
+
+
+def table_reference(config: dict) -> str:
+    return config["tables"]["reference"] or config["search"]["reference"]
 
 
 def _check_group_projections(config: dict, projection_names) -> None:
@@ -259,22 +299,22 @@ def _projection_names_once(config: dict):
     return names
 
 
+# The Linear modules of a LlamaForCausalLM decoder layer, i.e. of the embedded model (a test checks it).
+EMBEDDED_PROJECTIONS = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+
+
 def _projection_names(config: dict) -> set[str] | None:
-    """From a weightless copy of the model (meta device): nothing is loaded or allocated."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from cofi.modeling import llama_config
-
+    """A user's model: from a weightless copy (meta device), nothing loaded or allocated."""
     path, remote = config["model"]["path"], config["model"]["trust_remote_code"]
     if path is None:
-        base = config["embedded"]["base"]
-        model_config = llama_config(8, {**base, "max_len": config["prompt"]["max_len"]})
-    else:
-        try:
-            model_config = AutoConfig.from_pretrained(path, trust_remote_code=remote, local_files_only=True)
-        except (OSError, ValueError):
-            return None  # the model path check reports this
+        return set(EMBEDDED_PROJECTIONS)
+    import torch  # only for a user's model: reading the embedded default's config stays fast
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        model_config = AutoConfig.from_pretrained(path, trust_remote_code=remote, local_files_only=True)
+    except (OSError, ValueError):
+        return None  # the model path check reports this
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=remote)
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()

@@ -12,8 +12,6 @@ from cofi.errors import InputError
 import json
 from pathlib import Path
 
-import datasets
-
 
 class DataError(InputError):
     """Bad data: the message names the file, the line and what was expected."""
@@ -69,8 +67,10 @@ def read_jsonl(path: str | Path, *, multiple_choice: bool = False) -> list[dict]
     return records
 
 
-def load_records(path: str | Path, *, multiple_choice: bool = False) -> datasets.Dataset:
+def load_records(path: str | Path, *, multiple_choice: bool = False):
     """Validate ``path``, then load it with ``datasets`` (the same path a user's JSONL takes)."""
+    import datasets  # slow to import; reading a config only validates
+
     records = read_jsonl(path, multiple_choice=multiple_choice)
     # Validation normalised the records (input defaults to "", answer to an index); hand those to
     # datasets rather than re-reading the raw file, so both views agree.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rouge_score import rouge_scorer
+from functools import cache
 
 VERSATILITY_DIMENSIONS = ("know", "reason", "instruct")
 TASK_TYPES = {"generation": ("exact_match", "rouge_l"), "multiple_choice": ("accuracy",)}
@@ -25,12 +25,16 @@ class _WhitespaceTokenizer:
         return normalize(text).split()
 
 
-_ROUGE = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_WhitespaceTokenizer())
+@cache
+def _rouge():
+    from rouge_score import rouge_scorer  # pulls in nltk: only when a ROUGE score is asked for
+
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_WhitespaceTokenizer())
 
 
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F1 (longest common subsequence of tokens), via the ``rouge-score`` package."""
-    return _ROUGE.score(reference, prediction)["rougeL"].fmeasure
+    return _rouge().score(reference, prediction)["rougeL"].fmeasure
 
 
 GENERATION_METRICS = {"exact_match": exact_match, "rouge_l": rouge_l}

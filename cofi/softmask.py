@@ -18,9 +18,8 @@ import re
 import torch
 
 from cofi.importance import head_dim
+from cofi.methods.softmask_options import MODES, TARGETS
 
-MODES = ("grad", "update", "shuffled", "uniform")
-TARGETS = ("grad", "update")
 _PARAM = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:.+\.)?(q_proj|k_proj|v_proj|gate_proj|up_proj|down_proj)\.(weight|bias)$")
 
 
@@ -127,23 +126,6 @@ class SoftMask:
             handle.remove()
         self._handles = []
 
-
-# Config keys of the soft-mask methods (cofitune, vsoftmask).
-SOFT_MASK_KEYS = {
-    "softmask": {"enum": list(MODES), "default": "grad",
-                 "description": "grad (the paper's), update, or the controls shuffled and uniform"},
-    "softmask_apply": {"enum": [*TARGETS, None], "default": None,
-                       "description": "what the shuffled/uniform controls scale (null: the update)"},
-}
-
-
-def check_soft_mask_keys(key: str, params: dict) -> None:
-    from cofi.methods.base import MethodError
-
-    mode, apply = params["softmask"], params["softmask_apply"]
-    if mode in TARGETS and apply not in (None, mode):
-        raise MethodError(f"config key {key}.softmask_apply: mode {mode!r} always scales the {mode}; "
-                          "softmask_apply chooses only for the shuffled and uniform controls")
 
 
 def soft_mask_hook(model, trainable: list[str], params: dict, inputs) -> SoftMask:

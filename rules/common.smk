@@ -2,8 +2,8 @@
 import json
 import os
 
-from cofi.config import model_depth, search_policy
-from cofi.methods import METHODS, SEARCH_PREFIX, configured_runs, method_of, resolve_run
+from cofi.config import model_depth, search_policy, table_reference
+from cofi.methods import METHODS, SEARCH_PREFIX, configured_runs, method_of, resolve_run, sweep_groups
 from cofi.regions import parse_region_id
 
 RESULTS = f"results/{config['experiment']}"
@@ -13,7 +13,9 @@ BENCH = f"{RESULTS}/benchmarks"
 RUN = f"{RESULTS}/runs/{{run}}/{{task}}/seed{{seed}}"
 SEARCH_MODE = config["search"]["mode"]
 SEARCH = f"{RESULTS}/search/{SEARCH_MODE}/{{task}}"  # tree and grid side by side
-MAIN_TABLE = [f"{RESULTS}/tables/main.csv", f"{RESULTS}/tables/main.md"]
+TABLES = f"{RESULTS}/tables"
+PLOTS = f"{RESULTS}/plots"
+MAIN_TABLE = [f"{TABLES}/main.csv", f"{TABLES}/main.md"]
 EMBEDDED_SPLITS = [
     "versatility_train", "know_test", "know_val", "reason_test", "reason_val", "instruct_test",
     "instruct_val", "bio_train", "bio_val", "bio_test", "rotate_train", "rotate_val", "rotate_test",
@@ -132,6 +134,7 @@ def run_file(run, task, seed, name):
 
 
 RUNS = list(configured_runs(config))  # every configured run, sweep lists expanded
+SWEEPS = sweep_groups(config)  # {swept run: {variant: "lr=0.001"}}
 
 
 def run_targets(filename, runs=None):
@@ -191,7 +194,9 @@ def table_inputs(w):
             with open(result) as handle:
                 run = json.load(handle)["run"]
             inputs += [result] + [run_file(run, task, seed, "test_scores.json") for seed in config["seeds"]]
-    return inputs + run_targets("test_scores.json", [r for r in RUNS if r not in first])
+    inputs += run_targets("test_scores.json", [r for r in RUNS if r not in first])
+    # Sweeps: the validation scores their tuned rows are chosen on.
+    return inputs + run_targets("val_scores.json", [v for variants in SWEEPS.values() for v in variants])
 
 
 # One command line for both evaluation rules; every config value reaches the shell quoted.
@@ -203,3 +208,39 @@ EVALUATE_CMD = (
 )
 MODEL_FLAGS = f"--dtype {MODEL['dtype']}" + (" --trust-remote-code" if MODEL["trust_remote_code"] else "")
 MAX_ITEMS = "" if config["evaluation"]["max_items"] is None else f"--max-items {int(config['evaluation']['max_items'])}"
+
+
+# Landscapes: which models, at which seed, and the score files their Vers drop comes from.
+LANDSCAPE = config["landscape"]
+LANDSCAPE_SEED = LANDSCAPE["seed"] if LANDSCAPE["seed"] is not None else config["seeds"][0]
+
+
+def landscape_model(w):
+    return base_model_dir() if w.run == "base" else run_file(w.run, w.task, LANDSCAPE_SEED, "model")
+
+
+def landscape_scores():
+    runs = [r for r in LANDSCAPE["runs"] if r != "base"]
+    return [f"{RESULTS}/scores/base.json"] + [
+        run_file(r, t, LANDSCAPE_SEED, "test_scores.json") for t in config["tasks"] for r in runs
+    ]
+
+
+# Figures made elsewhere, copied next to the result plots: {copy: original}.
+SOFT_MASK_USED = any("importance" in METHODS[e["method"]].needs for e in configured_runs(config).values())
+COLLECTED = {f"{PLOTS}/search_tree_{t}.png": f"{RESULTS}/search/{SEARCH_MODE}/{t}/tree.png" for t in config["tasks"] if SEARCH_ON}
+COLLECTED |= {
+    f"{PLOTS}/importance_{s}.png": f"{RESULTS}/importance/{s}.png"
+    for s in sorted({importance_source(t) for t in config["tasks"]})
+    if SOFT_MASK_USED
+}
+# Everything the `tables` target rebuilds from the score files (no training, no evaluation).
+TABLE_OUTPUTS = [
+    *(f"{TABLES}/{name}" for name in ("main.csv", "main.md", "main.tex", "normalised.md", "normalised.tex", "seeds.csv")),
+    *(f"{PLOTS}/uni.{ext}" for ext in ("png", "pdf")),
+    *(f"{PLOTS}/pareto_{t}.{ext}" for t in config["tasks"] for ext in ("png", "pdf")),
+    *COLLECTED,
+]
+if LANDSCAPE["runs"]:
+    TABLE_OUTPUTS += [f"{TABLES}/sharpness.csv", f"{TABLES}/sharpness.md", f"{TABLES}/sharpness_correlation.csv"]
+

@@ -85,6 +85,12 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["search"].update(schedule=["halves", "thirds"]), r"search\.schedule\[1\]: unknown step 'thirds'"),
         (lambda c, d: c["search"].update(root_modules=["mha", "moe"]), r"search\.root_modules: unknown module group"),
         (lambda c, d: c["search"].update(reference="fulll"), r"search\.reference: 'fulll' is not a run in methods"),
+        (lambda c, d: c["landscape"].update(runs=["base", "ful"]), r"landscape\.runs\[1\]: 'ful' is not base or a configured run"),
+        (lambda c, d: c["landscape"].update(points_2d=10), r"landscape\.points_2d: 10 is even"),
+        (lambda c, d: c["landscape"].update(radius=0.6), r"landscape\.radius: 0\.6 exceeds landscape\.span 0\.5"),
+        (lambda c, d: c["tables"].update(reference="sft"), r"tables\.reference: 'sft' is not a configured run \(a sweep: name one of its runs, e\.g\. sft_lr0\.0001\)"),
+        (lambda c, d: c["methods"].pop("wiseft") and c["methods"]["full"].update(lr=[0.1, 0.2]), r"search\.reference: 'full' is a learning-rate sweep"),
+        (lambda c, d: c["methods"]["full"].update(lr=[0.1, -0.2]), r"methods\.full\.lr\.1: -0\.2 is less than or equal to the minimum of 0"),
         (lambda c, d: c["search"].update(min_layers=5), r"search\.min_layers: no first-depth candidate keeps 5 layers of 8"),
         (lambda c, d: c["search"].update(criterion="loss"), r"search\.criterion: 'loss' is not one of"),
         (lambda c, d: (d / "empty").mkdir() or c["model"].update(path=str(d / "empty")), r"model\.path '.*empty': no config\.json"),
@@ -159,6 +165,7 @@ BASELINES = {
 )
 def test_bad_baseline_settings_name_the_key(config, run, edit, message):
     config["methods"] = copy.deepcopy(BASELINES)
+    config["landscape"]["runs"] = ["base", "full"]
     if edit.pop("alpha_list", False):
         config["methods"]["wiseft"]["alpha"] = [0, 1]
     config["methods"].setdefault(run, {}).update(edit)
@@ -177,10 +184,34 @@ def test_replay_data_must_be_given_for_a_users_model(config, tmp_path):
     config["model"]["path"] = str(tmp_path)
     config["search"]["enabled"] = False
     config["methods"] = {"full": {}, "replay": {}}
+    config["landscape"]["runs"] = []
     with pytest.raises(ConfigError, match=r"config key methods\.replay\.data: null takes the embedded world's versatility mixture"):
         check_config(config)
 
 
 def test_baselines_config_is_valid(config):
     config["methods"] = copy.deepcopy(BASELINES) | {"cofitune_grad": {"method": "cofitune"}}
+    config["landscape"]["runs"] = ["base", "full_sam", "wiseft_alpha0.5"]
     check_config(config)
+
+
+def test_embedded_projection_names_are_those_of_the_built_model():
+    import torch
+
+    from cofi.config import EMBEDDED_PROJECTIONS, _projection_names
+    from cofi.modeling import build_llama
+
+    model = build_llama(16, {"layers": 2, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 8}, 0)
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n}
+    assert names == EMBEDDED_PROJECTIONS
+
+
+def test_a_users_model_is_read_on_the_meta_device(tmp_path):
+    from transformers import Qwen2Config
+
+    from cofi.config import _projection_names
+
+    Qwen2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                vocab_size=32).save_pretrained(tmp_path)
+    names = _projection_names({"model": {"path": str(tmp_path), "trust_remote_code": False}})
+    assert names == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

@@ -1,13 +1,15 @@
 import json
 
+import pandas as pd
 import pytest
 
-from cofi.tables import markdown_table, tidy_table, write_tables
+from cofi.tables import latex_table, markdown_table, read_score_files, tidy_table, write_tables
 
 
-def score_file(path, method, seed, spec, know, reason, instruct):
+def score_file(path, method, seed, spec, know, reason, instruct, split=None):
     vers = (know + reason + instruct) / 3
-    data = {"labels": {"method": method, "seed": seed}, "spec": spec, "know": know, "reason": reason,
+    labels = {"method": method, "seed": seed} | ({"split": split} if split else {})
+    data = {"labels": labels, "spec": spec, "know": know, "reason": reason,
             "instruct": instruct, "vers": vers, "uni": {t: (s + vers) / 2 for t, s in spec.items()}}
     path.write_text(json.dumps(data))
     return path
@@ -20,29 +22,63 @@ def score_files(tmp_path):
         score_file(tmp_path / "base.json", "base", None, {"bio": 0.0, "rotate": 3.0}, 100.0, 90.0, 80.0),
         score_file(tmp_path / "full0.json", "full", 0, {"bio": 100.0}, 60.0, 70.0, 80.0),
         score_file(tmp_path / "rot.json", "full", 0, {"rotate": 50.0}, 90.0, 90.0, 30.0),
+        score_file(tmp_path / "l2_0.json", "l2", 0, {"bio": 80.0}, 80.0, 80.0, 80.0),
+        score_file(tmp_path / "l2_1.json", "l2", 1, {"bio": 60.0}, 90.0, 60.0, 90.0),
     ]
 
 
-def test_tidy_table_means_over_seeds(score_files):
-    tidy = tidy_table(score_files)
-    assert list(tidy.columns) == ["method", "task", "spec", "know", "reason", "instruct", "vers", "uni", "n_seeds", "detail"]
-    assert tidy[["method", "task"]].values.tolist() == [["base", "bio"], ["base", "rotate"], ["full", "bio"], ["full", "rotate"]]
-    full_bio = tidy.iloc[2]
-    assert (full_bio.spec, full_bio.know, full_bio.vers, full_bio.n_seeds) == (95.0, 50.0, 60.0, 2)
-    assert full_bio.uni == pytest.approx((95.0 + 60.0) / 2)
-    assert tidy.iloc[0].uni == pytest.approx(45.0)
+def test_means_stds_and_seed_counts(score_files):
+    tidy = tidy_table(score_files, reference="full").set_index(["method", "task"])
+    assert list(tidy.index) == [("base", "bio"), ("base", "rotate"), ("full", "bio"), ("full", "rotate"), ("l2", "bio")]
+    full = tidy.loc[("full", "bio")]
+    assert (full.spec, full.know, full.vers, full.n_seeds) == (95.0, 50.0, 60.0, 2)
+    assert full.uni == pytest.approx((95.0 + 60.0) / 2)
+    assert full.spec_std == pytest.approx(pd.Series([90.0, 100.0]).std())  # sample std over seeds
+    assert pd.isna(tidy.loc[("full", "rotate"), "spec_std"]) and tidy.loc[("full", "rotate"), "n_seeds"] == 1
+    assert tidy.loc[("base", "bio"), "uni"] == pytest.approx(45.0)
 
 
-def test_markdown_has_methods_as_rows_and_task_blocks(score_files, tmp_path):
-    tidy = write_tables(score_files, tmp_path / "t.csv", tmp_path / "t.md")
-    text = (tmp_path / "t.md").read_text()
-    header = text.splitlines()[0]
-    assert [c.strip() for c in header.strip("|").split("|")][:4] == ["method", "bio Spec", "bio Know", "bio Reason"]
-    assert "rotate Uni" in header
-    rows = [line.split("|")[1].strip() for line in text.splitlines()[2:]]
-    assert rows == ["base", "full"]
-    assert "95.0" in text and markdown_table(tidy) == text
-    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "method,task,spec,know,reason,instruct,vers,uni,n_seeds,detail"
+def test_normalised_view(score_files):
+    tidy = tidy_table(score_files, reference="full").set_index(["method", "task"])
+    l2, full, base = tidy.loc[("l2", "bio")], tidy.loc[("full", "bio")], tidy.loc[("base", "bio")]
+    assert l2.spec_pct_ref == pytest.approx(100 * 70.0 / 95.0)
+    assert l2.vers_pct_base == pytest.approx(100 * 80.0 / 90.0)
+    assert l2.vers_change_pct == pytest.approx(100 * (80.0 - 60.0) / 60.0)
+    assert (full.spec_pct_ref, full.vers_change_pct, base.vers_pct_base) == (100.0, 0.0, 100.0)
+    assert base.spec_pct_ref == 0.0
+
+
+def test_markdown_marks_the_best_fine_tuned_value_per_column_with_std(score_files, tmp_path):
+    write_tables(score_files, tmp_path, reference="full")
+    text = (tmp_path / "main.md").read_text()
+    assert text.startswith("Test scores, mean ± std over seeds 0, 1; best per column in bold")
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:4] == ["method", "bio Spec", "bio Know", "bio Reason"] and "rotate Uni" in header
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]] for line in lines[2:]}
+    assert list(rows) == ["base", "full", "l2"]
+    assert rows["full"][0] == "**95.0 ± 7.1**"  # Spec: full beats l2 (70.0)
+    assert rows["l2"][4] == "**80.0 ± 0.0**"  # Vers: l2 (80) beats full (60); base (90) is not a contender
+    assert rows["base"][4] == "90.0" and rows["full"][6] == "**50.0**"  # one seed: no ± ; alone on rotate: best
+    normalised = (tmp_path / "normalised.md").read_text()
+    assert "bio Spec % ref" in normalised and "**+33.3**" in normalised  # l2's Vers change against full
+
+
+def test_tuned_row_picks_on_validation_and_shows_test_scores(score_files, tmp_path):
+    files = list(score_files)
+    for seed in (0, 1):  # lr 0.001 is better on validation; lr 0.01 would be better on test
+        files.append(score_file(tmp_path / f"a{seed}.json", "sft_lr0.001", seed, {"bio": 50.0}, 50.0, 50.0, 50.0))
+        files.append(score_file(tmp_path / f"b{seed}.json", "sft_lr0.01", seed, {"bio": 90.0}, 90.0, 90.0, 90.0))
+        files.append(score_file(tmp_path / f"av{seed}.json", "sft_lr0.001", seed, {"bio": 80.0}, 80.0, 80.0, 80.0, "val"))
+        files.append(score_file(tmp_path / f"bv{seed}.json", "sft_lr0.01", seed, {"bio": 70.0}, 70.0, 70.0, 70.0, "val"))
+    groups = {"sft": {"sft_lr0.001": "lr=0.001", "sft_lr0.01": "lr=0.01"}}
+    tidy = tidy_table(files, reference="full", groups=groups)
+    assert list(dict.fromkeys(tidy["method"])) == ["base", "full", "l2", "sft_lr0.001", "sft_lr0.01", "sft_tuned"]
+    tuned = tidy.set_index("method").loc["sft_tuned"]
+    assert (tuned.spec, tuned.detail, tuned.n_seeds) == (50.0, "lr=0.001", 2)
+    assert "sft_tuned (chosen on validation): bio → lr=0.001" in markdown_table(tidy)
+    with pytest.raises(ValueError, match="no validation scores"):
+        tidy_table([f for f in files if "bv" not in f.name], reference="full", groups=groups)
 
 
 def test_search_picks_become_cofitune_coarse_rows(score_files, tmp_path):
@@ -50,8 +86,27 @@ def test_search_picks_become_cofitune_coarse_rows(score_files, tmp_path):
     other = score_file(tmp_path / "other.json", "region-r0-50_ffn", 0, {"bio": 10.0}, 10.0, 10.0, 10.0)
     result = tmp_path / "result.json"
     result.write_text(json.dumps({"task": "bio", "run": "region-r25-50_ffn", "selected": "r25-50_ffn"}))
-    tidy = tidy_table(score_files + [result, pick, other])
+    tidy = tidy_table(score_files + [result, pick, other], reference="full")
     coarse = tidy[tidy["method"] == "cofitune_coarse"]
     assert coarse[["task", "spec", "detail"]].values.tolist() == [["bio", 80.0, "r25-50_ffn"]]
+    assert list(dict.fromkeys(tidy["method"]))[:3] == ["base", "full", "cofitune_coarse"]
     assert "region-r0-50_ffn" in set(tidy["method"])  # not the pick: keeps its own name
-    assert "cofitune_coarse: bio → r25-50_ffn" in markdown_table(tidy)
+    assert "cofitune_coarse (region): bio → r25-50_ffn" in markdown_table(tidy)
+
+
+def test_latex_is_booktabs_with_escaped_names_and_bold_best(score_files):
+    tidy = tidy_table(score_files, reference="full")
+    tex = latex_table(tidy, caption="Scores ± std, 50% of it")
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"\multicolumn{6}{c}{bio}" in tex and r"\textbf{95.0 $\pm$ 7.1}" in tex
+    assert r"\caption{Scores $\pm$ std, 50\% of it}" in tex
+
+
+def test_csv_is_tidy_with_per_seed_file(score_files, tmp_path):
+    write_tables(score_files, tmp_path, reference="full")
+    main = pd.read_csv(tmp_path / "main.csv")
+    assert list(main.columns[:8]) == ["method", "task", "spec", "know", "reason", "instruct", "vers", "uni"]
+    assert {"spec_std", "n_seeds", "detail", "spec_pct_ref", "vers_pct_base", "vers_change_pct"} <= set(main.columns)
+    seeds = pd.read_csv(tmp_path / "seeds.csv")
+    assert len(seeds) == len(read_score_files(score_files)) == 7
+    assert (tmp_path / "main.tex").is_file() and (tmp_path / "normalised.tex").is_file()

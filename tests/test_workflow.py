@@ -137,6 +137,44 @@ def test_widening_the_beam_trains_only_new_candidates(tiny_run):
     assert snakemake(tiny_run, "--configfile", "tiny.yaml").returncode == 0
 
 
+def test_tables_figures_and_landscapes(tiny_run):
+    tables, plots = tiny_run / "results/tiny/tables", tiny_run / "results/tiny/plots"
+    for name in ("main.md", "main.tex", "normalised.md", "normalised.tex", "seeds.csv", "sharpness.md", "sharpness_correlation.csv"):
+        assert (tables / name).stat().st_size > 100, name
+    assert r"\toprule" in (tables / "main.tex").read_text() and "Spec % ref" in (tables / "normalised.md").read_text()
+    for name in ("uni", "pareto_bio", "pareto_rotate", "landscape_bio"):
+        assert (plots / f"{name}.png").stat().st_size > 10_000 and (plots / f"{name}.pdf").is_file(), name
+    assert {"search_tree_bio.png", "importance_rotate.png"} <= {p.name for p in plots.iterdir()}
+    sharpness = pd.read_csv(tables / "sharpness.csv")
+    assert sorted(zip(sharpness["run"], sharpness["task"])) == [("base", "bio"), ("base", "rotate"), ("full", "bio"), ("full", "rotate")]
+    landscape = json.loads((tiny_run / "results/tiny/landscape/bio/full.json").read_text())
+    scores = json.loads((tiny_run / "results/tiny/runs/full/bio/seed0/test_scores.json").read_text())
+    assert sharpness.set_index(["run", "task"]).loc[("full", "bio"), "vers"] == pytest.approx(scores["vers"], abs=1e-3)
+    assert len(landscape["loss_1d"]["spec"]) == 5 and len(landscape["loss_2d"]["vers"]) == 3
+
+
+def test_table_options_rebuild_only_tables_and_figures(tiny_run):
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["tables"] = {"digits": 3, "show_std": False}
+    (tiny_run / "digits.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    dry = snakemake(tiny_run, "--configfile", "digits.yaml", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    jobs = {line.split()[0] for line in dry.stdout.splitlines() if re.match(r"^\w+\s+\d+$", line) and not line.startswith("total")}
+    assert jobs == {"main_table", "result_plots", "all"}
+    try:
+        assert snakemake(tiny_run, "--configfile", "digits.yaml").returncode == 0
+        assert re.search(r"\| full +\| +(\*\*)?\d+\.\d{3}(\*\*)? ", (tiny_run / "results/tiny/tables/main.md").read_text())
+    finally:
+        assert snakemake(tiny_run, "--configfile", "tiny.yaml").returncode == 0  # back to the tiny config's tables
+
+
+def test_html_report(tiny_run):
+    done = snakemake(tiny_run, "--configfile", "tiny.yaml", "--report", "report.html")
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (tiny_run / "report.html").read_text()
+    assert len(html) > 100_000 and "main.csv" in html and "pareto_bio.png" in html and "landscape" in html.lower()
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     done = snakemake(tiny_run, "--configfile", "tiny.yaml")
     assert done.returncode == 0
@@ -162,7 +200,9 @@ def test_a_configfile_replaces_the_default_config(workflow_copy):
     done = snakemake(workflow_copy, "--configfile", "only_bio.yaml", "--dry-run")
     assert done.returncode == 0, done.stderr[-2000:]
     jobs = dict(line.split() for line in done.stdout.splitlines() if line.startswith(("finetune ", "evaluate_run ")))
-    assert jobs == {"finetune": "1", "evaluate_run": "1"}
+    # Full SFT on bio only: validation scores for the search's root, test scores for the sharpness table
+    # (a dry run stops at the search's first checkpoint, so nothing behind it is listed).
+    assert jobs == {"finetune": "1", "evaluate_run": "2"}
 
 
 def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
@@ -219,11 +259,17 @@ def test_every_baseline_goes_through_the_same_rules(tiny_run):
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(tiny_run / "results/baselines/tables/main.csv").set_index("method")
     assert list(table.index) == ["base", "full", "full_sam", "full_2x", "lora_top", "l1", "l2", "replay",
-                                 "wiseft_alpha0", "wiseft_alpha0.5", "wiseft_alpha1"]
+                                 "wiseft_alpha0", "wiseft_alpha0.5", "wiseft_alpha1", "wiseft_tuned"]
     scores = ["spec", "know", "reason", "instruct", "vers", "uni"]
     # Wise-FT at alpha 0 is the base model and at 1 is Full SFT, weight for weight, hence score for score.
     assert table.loc["wiseft_alpha0", scores].tolist() == table.loc["base", scores].tolist()
     assert table.loc["wiseft_alpha1", scores].tolist() == table.loc["full", scores].tolist()
+    # The tuned row repeats the test scores of the alpha with the best validation Uni.
+    val_uni = {a: json.loads((tiny_run / f"results/baselines/runs/wiseft_alpha{a}/rotate/seed0/val_scores.json").read_text())["uni"]["rotate"]
+               for a in ("0", "0.5", "1")}
+    best = max(val_uni, key=lambda a: (val_uni[a], -list(val_uni).index(a)))
+    assert table.loc["wiseft_tuned", "detail"] == f"alpha={best}"
+    assert table.loc["wiseft_tuned", scores].tolist() == table.loc[f"wiseft_alpha{best}", scores].tolist()
     runs = tiny_run / "results/baselines/runs"
     curve = lambda run: pd.read_csv(runs / f"{run}/rotate/seed0/loss.csv")
     assert len(curve("full")) == 10 and len(curve("full_2x")) == 20 and curve("wiseft_alpha0.5").empty

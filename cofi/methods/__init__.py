@@ -4,8 +4,9 @@ A configured run (``methods.<run>`` in the config) names a registered method (de
 own name), the method's own keys, the training keys it overrides (the rest come from the
 ``training`` section) and the options every training method takes: ``sam`` (sharpness-aware
 minimisation, :mod:`cofi.sam`) and ``equal_compute`` (twice the steps: the compute of a SAM run).
-A method key the method lists in ``sweep`` may be a list: one run per value, named
-``<run>_<key><value>``. The coarse search's candidates are runs named ``region-<region id>``
+A method key the method lists in ``sweep``, and the learning rate of any training method, may be
+a list: one run per value, named ``<run>_<key><value>`` (the tables add a ``<run>_tuned`` row
+that picks the value on the validation split). The coarse search's candidates are runs named ``region-<region id>``
 with the reference run's training keys.
 
 Adding a method: one module here (a :class:`~cofi.methods.base.Method` subclass) and one entry
@@ -37,7 +38,7 @@ OPTION_KEYS = ("sam", "equal_compute")  # any training method; validated by the 
 RUN_KEYS = ("method", *TRAIN_KEYS, *OPTION_KEYS)
 
 __all__ = ["METHODS", "SEARCH_PREFIX", "TRAIN_KEYS", "RUN_KEYS", "CheckContext", "Inputs", "Method", "MethodError",
-           "Setup", "configured_runs", "method_of", "resolve_run"]
+           "Setup", "configured_runs", "method_of", "resolve_run", "sweep_groups"]
 
 
 def _value_text(value) -> str:
@@ -61,14 +62,25 @@ def configured_runs(config: dict) -> dict[str, dict]:
     for run, entry in config["methods"].items():
         name = entry.get("method", run)
         method = METHODS.get(name)
-        swept = [k for k in (method.sweep if method else ()) if isinstance(entry.get(k), list)]
+        sweepable = (*method.sweep, *(("lr",) if method.trains else ())) if method else ()
+        swept = [k for k in sweepable if isinstance(entry.get(k), list)]
         if not swept:
             add(run, {**entry, "method": name})
             continue
         for values in itertools.product(*(entry[k] for k in swept)):
             suffix = "_".join(f"{k}{_value_text(v)}" for k, v in zip(swept, values))
-            add(f"{run}_{suffix}", {**entry, **dict(zip(swept, values)), "method": name, "sweep_of": run})
+            label = ", ".join(f"{k}={_value_text(v)}" for k, v in zip(swept, values))
+            add(f"{run}_{suffix}", {**entry, **dict(zip(swept, values)), "method": name, "sweep_of": run, "sweep_label": label})
     return runs
+
+
+def sweep_groups(config: dict) -> dict[str, dict[str, str]]:
+    """{swept run: {variant run: "key=value"}}, for the tables' tuned rows."""
+    groups: dict[str, dict[str, str]] = {}
+    for name, entry in configured_runs(config).items():
+        if "sweep_of" in entry:
+            groups.setdefault(entry["sweep_of"], {})[name] = entry["sweep_label"]
+    return groups
 
 
 def method_of(config: dict, run: str) -> str:
@@ -92,7 +104,7 @@ def resolve_run(config: dict, run: str) -> tuple[str, dict]:
     if run in runs:
         entry = runs[run]
         name = entry["method"]
-        params = {k: entry.get(k, config["training"][k]) for k in TRAIN_KEYS}
+        params = {k: entry.get(k, config["training"][k]) for k in TRAIN_KEYS}  # sweeps: already one value
         # Options only when set, so adding them to cofi left the params (and finished runs) of others unchanged.
         if entry.get("sam"):
             params["sam"] = entry["sam"]

@@ -2,7 +2,7 @@
 
 from cofi.methods.base import Method, MethodError, Setup
 from cofi.regions import Region, freeze_outside
-from cofi.softmask import SOFT_MASK_KEYS, check_soft_mask_keys, soft_mask_hook
+from cofi.methods.softmask_options import SOFT_MASK_KEYS, check_soft_mask_keys
 
 
 class CoFiTune(Method):
@@ -18,6 +18,8 @@ class CoFiTune(Method):
         check_soft_mask_keys(key, params)
 
     def setup(self, model, params, inputs):
+        from cofi.softmask import soft_mask_hook
+
         if not {"range", "modules"} <= set(params):
             raise MethodError(f"method {self.name!r} trains the coarse search's pick: its params need range and modules")
         trainable = freeze_outside(model, Region.make(*params["range"], params["modules"]), params["groups"])

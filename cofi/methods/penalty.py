@@ -5,8 +5,6 @@ The sums run over every trained element and are added to the objective once per 
 the parameter count: a model ten times larger needs a smaller λ for the same pull.
 """
 
-import torch
-
 from cofi.methods.base import Method, Setup, train_everything
 
 LAMBDA = {"type": "number", "minimum": 0, "description": "penalty weight λ"}
@@ -20,7 +18,7 @@ class DistanceToInit:
         self.pairs = [(parameters[n], parameters[n].detach().clone()) for n in names]
         self.power, self.weight = power, weight
 
-    def __call__(self) -> torch.Tensor:
+    def __call__(self):
         if self.power == 1:
             total = sum((p - start).abs().sum() for p, start in self.pairs)
         else:

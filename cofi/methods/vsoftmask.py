@@ -1,7 +1,7 @@
 """V-SoftMask: everything trains, with the soft mask on every layer and module."""
 
 from cofi.methods.base import Method, Setup, train_everything
-from cofi.softmask import SOFT_MASK_KEYS, check_soft_mask_keys, soft_mask_hook
+from cofi.methods.softmask_options import SOFT_MASK_KEYS, check_soft_mask_keys
 
 
 class VSoftMask(Method):
@@ -14,5 +14,7 @@ class VSoftMask(Method):
         check_soft_mask_keys(key, params)
 
     def setup(self, model, params, inputs):
+        from cofi.softmask import soft_mask_hook
+
         trainable = train_everything(model)
         return Setup(model, trainable, hooks=[soft_mask_hook(model, trainable, params, inputs)])

@@ -5,13 +5,13 @@ w = (1 − α)·w_base + α·w_source, tensor by tensor (α = 0 is the base mode
 that trains (default ``full``), taken at the same task and seed.
 """
 
-import torch
-
 from cofi.methods.base import Method, MethodError
 
 
 def interpolate(base, source, alpha: float):
     """Write (1 − α)·base + α·source into ``base``'s floating-point tensors; returns ``base``."""
+    import torch
+
     base_state, source_state = base.state_dict(), source.state_dict()
     if base_state.keys() != source_state.keys():
         differ = sorted(set(base_state) ^ set(source_state))[:5]

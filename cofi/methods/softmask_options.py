@@ -1,0 +1,23 @@
+"""The config keys the soft-mask methods (``cofitune``, ``vsoftmask``) share, and their check.
+
+Kept apart from :mod:`cofi.softmask` (the torch side) so that reading a config never imports torch.
+"""
+
+from cofi.methods.base import MethodError
+
+MODES = ("grad", "update", "shuffled", "uniform")
+TARGETS = ("grad", "update")
+
+SOFT_MASK_KEYS = {
+    "softmask": {"enum": list(MODES), "default": "grad",
+                 "description": "grad (the paper's), update, or the controls shuffled and uniform"},
+    "softmask_apply": {"enum": [*TARGETS, None], "default": None,
+                       "description": "what the shuffled/uniform controls scale (null: the update)"},
+}
+
+
+def check_soft_mask_keys(key: str, params: dict) -> None:
+    mode, apply = params["softmask"], params["softmask_apply"]
+    if mode in TARGETS and apply not in (None, mode):
+        raise MethodError(f"config key {key}.softmask_apply: mode {mode!r} always scales the {mode}; "
+                          "softmask_apply chooses only for the shuffled and uniform controls")
