@@ -33,10 +33,11 @@ report: setup
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest -v --durations=10
 
-# The default experiment from scratch under a fresh name, wall time, then per-rule times.
+# The default experiment (or CONFIG=file) from scratch under a fresh name: wall time, then per-rule times.
 bench: setup
 	@exp=bench-$$(date +%Y%m%d-%H%M%S); start=$$(date +%s); \
-	$(SNAKEMAKE) --config experiment=$$exp --quiet rules && \
+	$(SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules && \
+	$(SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules && \
 	echo "wall: $$(( $$(date +%s) - start )) s for results/$$exp" && \
 	PATH="$(BIN):$$PATH" python -m cofi bench-report results/$$exp/benchmarks
 

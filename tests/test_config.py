@@ -215,3 +215,8 @@ def test_a_users_model_is_read_on_the_meta_device(tmp_path):
                 vocab_size=32).save_pretrained(tmp_path)
     names = _projection_names({"model": {"path": str(tmp_path), "trust_remote_code": False}})
     assert names == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    check_config(load_config(path))
