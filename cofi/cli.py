@@ -192,7 +192,9 @@ def cmd_search_report(args) -> None:
 def cmd_table(args) -> None:
     from cofi.tables import write_tables
 
-    tidy = write_tables(args.files, args.out_dir, args.reference, json.loads(args.groups), args.digits, args.std, args.bold)
+    expect = json.loads(args.expect) if args.expect else None
+    tidy = write_tables(args.files, args.out_dir, args.reference, json.loads(args.groups), args.digits, args.std,
+                        args.bold, expect)
     log(f"wrote {len(tidy)} rows (methods × tasks) to {args.out_dir}: main.csv/.md/.tex, normalised.md/.tex, seeds.csv")
 
 
@@ -406,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=int, default=1, help="decimals shown")
     p.add_argument("--std", action=argparse.BooleanOptionalAction, default=True, help="show ± std over seeds")
     p.add_argument("--bold", action=argparse.BooleanOptionalAction, default=True, help="mark the best value per column")
+    p.add_argument("--expect", help='JSON {"runs", "sweeps", "tasks", "seeds", "searched"}: refuse a partial table')
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("plots", help="figures from the tidy table: Pareto (Spec vs Vers) per task, Uni per method")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cofi.errors import InputError
+
 SCORE_COLUMNS = ["spec", "know", "reason", "instruct", "vers", "uni"]
 NORMALISED_COLUMNS = ["spec_pct_ref", "vers_pct_base", "vers_change_pct", "uni"]
 HEADERS = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Instruct", "vers": "Vers", "uni": "Uni",
@@ -61,6 +63,26 @@ def read_score_files(files: list[str | Path]) -> pd.DataFrame:
     if not rows:
         raise ValueError("no score files given")
     return pd.DataFrame(rows)
+
+
+def check_complete(per_seed: pd.DataFrame, expect: dict) -> None:
+    """Refuse to build a partial table: every expected run has test scores for every task and seed
+    (sweep variants also validation scores), the base model is there, and each searched task has
+    its coarse pick. ``expect``: {"runs", "sweeps", "tasks", "seeds", "searched"} from the config."""
+    # The base model is scored once (no seed); seeds may come back from pandas as floats (0.0 == 0).
+    have = {(m, t, None if m == BASE else s, sp)
+            for m, t, s, sp in zip(per_seed["method"], per_seed["task"], per_seed["seed"], per_seed["split"])}
+    wanted = [(BASE, t, None, "test") for t in expect["tasks"]]
+    wanted += [(r, t, s, "test") for r in expect["runs"] for t in expect["tasks"] for s in expect["seeds"]]
+    wanted += [(r, t, s, "val") for r in expect["sweeps"] for t in expect["tasks"] for s in expect["seeds"]]
+    wanted += [(COARSE, t, s, "test") for t in expect["searched"] for s in expect["seeds"]]
+    missing = [w for w in wanted if w not in have]
+    if missing:
+        shown = "; ".join(f"{m} {t}" + (f" seed {s}" if s is not None else "") + f" ({sp})" for m, t, s, sp in missing[:6])
+        raise InputError(f"the table would be partial: no score file for {shown}"
+                         + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+                         + ". If Snakemake started this job before the search it waits for was re-evaluated, "
+                           "run snakemake again (README, Known issues).")
 
 
 def add_tuned_rows(per_seed: pd.DataFrame, groups: dict[str, dict[str, str]]) -> pd.DataFrame:
@@ -192,12 +214,16 @@ def latex_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, digits: 
 
 
 def write_tables(files, out_dir: str | Path, reference: str | None = None, groups: dict | None = None,
-                 digits: int = 1, show_std: bool = True, bold_best: bool = True) -> pd.DataFrame:
-    """main.{csv,md,tex}, normalised.{md,tex} and seeds.csv in ``out_dir``; returns the tidy table."""
+                 digits: int = 1, show_std: bool = True, bold_best: bool = True, expect: dict | None = None) -> pd.DataFrame:
+    """main.{csv,md,tex}, normalised.{md,tex} and seeds.csv in ``out_dir``; returns the tidy table.
+    With ``expect`` (see :func:`check_complete`), a partial set of score files is an error."""
     groups = groups or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    per_seed = add_tuned_rows(read_score_files(files), groups)
+    per_seed = read_score_files(files)
+    if expect is not None:
+        check_complete(per_seed, expect)
+    per_seed = add_tuned_rows(per_seed, groups)
     tidy = summarise(per_seed, reference, groups)
     seeds = sorted({int(s) for s in per_seed.loc[per_seed["split"] == "test", "seed"].dropna()})
     spread = (f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1

@@ -110,3 +110,15 @@ def test_csv_is_tidy_with_per_seed_file(score_files, tmp_path):
     seeds = pd.read_csv(tmp_path / "seeds.csv")
     assert len(seeds) == len(read_score_files(score_files)) == 7
     assert (tmp_path / "main.tex").is_file() and (tmp_path / "normalised.tex").is_file()
+
+
+def test_a_partial_set_of_score_files_is_refused(score_files, tmp_path):
+    from cofi.errors import InputError
+
+    expect = {"runs": ["full", "l2"], "sweeps": [], "tasks": ["bio"], "seeds": [0, 1], "searched": []}
+    write_tables(score_files, tmp_path, reference="full", expect=expect)  # complete: fine
+    with pytest.raises(InputError, match=r"partial: no score file for l2 bio seed 1 \(test\)"):
+        write_tables([f for f in score_files if f.name != "l2_1.json"], tmp_path, reference="full", expect=expect)
+    with pytest.raises(InputError, match=r"no score file for base bio \(test\); cofitune_coarse bio seed 0"):
+        write_tables([f for f in score_files if f.name != "base.json"], tmp_path, reference="full",
+                     expect={**expect, "searched": ["bio"]})
