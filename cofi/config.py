@@ -196,12 +196,14 @@ def _check_search(config: dict, n_layers: int | None) -> None:
 
 
 def _check_table_reference(config: dict) -> None:
-    """The run the normalised tables compare to: tables.reference, else the search's reference."""
+    """The row the normalised tables compare to: tables.reference (a run, or a sweep's tuned row), else
+    the search's reference."""
     reference = config["tables"]["reference"]
     if reference is None:
         return
     runs = configured_runs(config)
-    if reference not in runs:
+    tuned_rows = {f"{entry['sweep_of']}_tuned" for entry in runs.values() if "sweep_of" in entry}
+    if reference not in runs and reference not in tuned_rows:
         sweep = " (a sweep: name one of its runs, e.g. " + next((n for n, e in runs.items() if e.get("sweep_of") == reference), "") + ")"
         raise ConfigError(f"config key tables.reference: {reference!r} is not a configured run"
                           + (sweep if reference in config["methods"] else f" (runs: {', '.join(runs)})"))

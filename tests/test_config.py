@@ -189,6 +189,11 @@ def test_replay_data_must_be_given_for_a_users_model(config, tmp_path):
         check_config(config)
 
 
+def test_a_tuned_row_can_be_the_table_reference(config):
+    config["tables"]["reference"] = "sft_tuned"
+    check_config(config)
+
+
 def test_baselines_config_is_valid(config):
     config["methods"] = copy.deepcopy(BASELINES) | {"cofitune_grad": {"method": "cofitune"}}
     config["landscape"]["runs"] = ["base", "full_sam", "wiseft_alpha0.5"]
