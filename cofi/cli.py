@@ -234,33 +234,9 @@ def cmd_landscape(args) -> None:
 
 def cmd_sharpness(args) -> None:
     """Sharpness figures of every landscape, the Vers drop of each model, and their rank correlations."""
-    from cofi.landscape import plot_curves, sharpness_table
+    from cofi.landscape import write_sharpness
 
-    landscapes, vers, base_vers = [], {}, {}
-    for path in args.files:
-        data = json.loads(Path(path).read_text())
-        if "sharpness" in data:
-            landscapes.append(data)
-        elif data["labels"]["method"] == "base":
-            base_vers = {task: data["vers"] for task in data["spec"]}
-        else:
-            for task in data["spec"]:
-                vers[(data["labels"]["method"], task)] = data["vers"]
-    for result in landscapes:
-        if result["run"] == "base":
-            vers[("base", result["task"])] = base_vers[result["task"]]
-    table, correlations = sharpness_table(landscapes, vers, base_vers)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "sharpness.csv", index=False, float_format="%.6g")
-    correlations.to_csv(out / "sharpness_correlation.csv", index=False, float_format="%.3f")
-    (out / "sharpness.md").write_text(
-        "Sharpness of each model's loss landscape (spec/vers: the fixed speciality/versatility batch) and its "
-        "Vers drop (base Vers − the model's, test split, same seed).\n\n" + table.round(4).to_markdown(index=False)
-        + "\n\nSpearman's rank correlation of each figure with the Vers drop, over the fine-tuned runs of a task:\n\n"
-        + correlations.round(3).to_markdown(index=False) + "\n")
-    for task in dict.fromkeys(r["task"] for r in landscapes):
-        plot_curves([r for r in landscapes if r["task"] == task], task, Path(args.plot_dir) / f"landscape_{task}")
+    table, correlations = write_sharpness(args.files, args.out_dir, args.plot_dir)
     log(f"sharpness of {len(table)} models; Spearman with the Vers drop:\n{correlations.round(3).to_string(index=False)}")
 
 

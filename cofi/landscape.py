@@ -224,3 +224,39 @@ def plot_curves(landscapes: list[dict], task: str, stem) -> None:
     for suffix in (".png", ".pdf"):
         figure.savefig(f"{stem}{suffix}", dpi=120)
     plt.close(figure)
+
+
+def write_sharpness(files, out_dir, plot_dir):
+    """From landscape JSON files and the score files of the same models (and the base model's):
+    ``sharpness.csv``/``.md`` and ``sharpness_correlation.csv`` in ``out_dir``, every model's 1-D curves
+    per task in ``plot_dir``. Returns (table, correlations)."""
+    import json
+    from pathlib import Path
+
+    landscapes, vers, base_vers = [], {}, {}
+    for path in files:
+        data = json.loads(Path(path).read_text())
+        if "sharpness" in data:
+            landscapes.append(data)
+        elif data["labels"]["method"] == "base":
+            base_vers = {task: data["vers"] for task in data["spec"]}
+        else:
+            for task in data["spec"]:
+                vers[(data["labels"]["method"], task)] = data["vers"]
+    for result in landscapes:
+        if result["run"] == "base":
+            vers[("base", result["task"])] = base_vers[result["task"]]
+    table, correlations = sharpness_table(landscapes, vers, base_vers)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "sharpness.csv", index=False, float_format="%.6g")
+    correlations.to_csv(out / "sharpness_correlation.csv", index=False, float_format="%.3f")
+    (out / "sharpness.md").write_text(
+        "Sharpness of each model's loss landscape (spec/vers: the fixed speciality/versatility batch) and its "
+        "Vers drop (base Vers − the model's, test split, same seed).\n\n" + table.round(4).to_markdown(index=False)
+        + "\n\nSpearman's rank correlation of each figure with the Vers drop, over the fine-tuned runs of a task:\n\n"
+        + correlations.round(3).to_markdown(index=False) + "\n")
+    Path(plot_dir).mkdir(parents=True, exist_ok=True)
+    for task in dict.fromkeys(r["task"] for r in landscapes):
+        plot_curves([r for r in landscapes if r["task"] == task], task, Path(plot_dir) / f"landscape_{task}")
+    return table, correlations

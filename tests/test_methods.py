@@ -139,8 +139,11 @@ def test_sweeps_expand_into_one_run_per_value_and_options_resolve():
 
 
 def test_every_registered_method_describes_its_keys():
+    from cofi.methods.base import NEEDS
+
     for name, method in METHODS.items():
         assert method.name == name and method.description
+        assert set(method.needs) <= set(NEEDS), f"{name} needs an input the workflow does not provide"
         for key, spec in method.keys.items():
             assert "default" in spec and spec.get("description"), f"{name}.{key}"
         assert set(method.sweep) <= set(method.keys)

@@ -6,8 +6,8 @@ own name), the method's own keys, the training keys it overrides (the rest come 
 minimisation, :mod:`cofi.sam`) and ``equal_compute`` (twice the steps: the compute of a SAM run).
 A method key the method lists in ``sweep``, and the learning rate of any training method, may be
 a list: one run per value, named ``<run>_<key><value>`` (the tables add a ``<run>_tuned`` row
-that picks the value on the validation split). The coarse search's candidates are runs named ``region-<region id>``
-with the reference run's training keys.
+that picks the value on the validation split). The coarse search's candidates are runs named
+``region-<region id>`` with the reference run's training keys.
 
 Adding a method: one module here (a :class:`~cofi.methods.base.Method` subclass) and one entry
 in :data:`METHODS`.
