@@ -41,6 +41,21 @@ def pareto_front(points: pd.DataFrame, x: str = "spec", y: str = "vers") -> pd.D
     return points.loc[keep].sort_values(x)
 
 
+def label_heights(points: pd.DataFrame, x: str = "spec", y: str = "vers", width: float = 14.0,
+                  height: float = 2.6) -> list[float]:
+    """Label heights (data units) that keep labels of nearby points from overlapping: each label
+    starts at its point and moves down past any earlier label it would cover."""
+    placed: list[tuple[float, float]] = []
+    heights = [0.0] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: (-points[y].iloc[i], points[x].iloc[i])):
+        px, label_y = points[x].iloc[i], points[y].iloc[i]
+        while any(abs(px - qx) < width and abs(label_y - qy) < height for qx, qy in placed):
+            label_y -= height
+        placed.append((px, label_y))
+        heights[i] = label_y
+    return heights
+
+
 def plot_pareto(tidy: pd.DataFrame, task: str, stem: Path) -> list[Path]:
     """Spec (x) against Vers (y) for every method on one task; the base model as a star, the front as a line."""
     plt = _pyplot()
@@ -54,7 +69,9 @@ def plot_pareto(tidy: pd.DataFrame, task: str, stem: Path) -> list[Path]:
                       yerr=0 if pd.isna(row.vers_std) else row.vers_std, fmt="*" if is_base else "o",
                       ms=14 if is_base else 6, color="black" if is_base else ("tab:red" if row.method in set(front["method"]) else "tab:blue"),
                       ecolor="0.75", elinewidth=0.8, zorder=2)
-        axis.annotate(row.method, (row.spec, row.vers), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    for (x, y), label_y, name in zip(rows[["spec", "vers"]].values, label_heights(rows), rows["method"]):
+        axis.annotate(name, (x, y), xytext=(x + 1.2, label_y), fontsize=7,
+                      arrowprops={"arrowstyle": "-", "color": "0.7", "lw": 0.5} if abs(label_y - y) > 1.5 else None)
     axis.set_xlabel(f"Spec ({task})")
     axis.set_ylabel("Vers (mean of Know, Reason, Instruct)")
     axis.set_title(f"{task}: speciality vs versatility (base model ★; mean ± std over seeds)")

@@ -22,3 +22,13 @@ def test_figures_from_the_table(tmp_path):
     names = {p.name for p in written}
     assert names == {"uni.png", "uni.pdf", "pareto_bio.png", "pareto_bio.pdf", "search_tree_bio.png"}
     assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".pdf")
+
+
+def test_labels_of_nearby_points_do_not_overlap():
+    from cofi.plots import label_heights
+
+    points = pd.DataFrame({"spec": [10.0, 11.0, 12.0, 80.0], "vers": [90.0, 90.5, 89.8, 90.0]})
+    heights = label_heights(points)
+    near = sorted(heights[:3])
+    assert all(b - a >= 2.6 - 1e-9 for a, b in zip(near, near[1:]))  # the cluster is spread out
+    assert heights[3] == 90.0  # a label far away stays at its point
