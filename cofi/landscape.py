@@ -154,7 +154,7 @@ def plot_landscape(result: dict, title: str, stem) -> None:
         levels = np.geomspace(max(surface.min(), 1e-4), surface.max(), 15)
         contour = axis.contourf(result["alphas_2d"], result["alphas_2d"], surface.T, levels=levels,
                                 norm=matplotlib.colors.LogNorm(), cmap="viridis")
-        figure.colorbar(contour, ax=axis, label="loss")
+        figure.colorbar(contour, ax=axis, label="loss", format="%.3g")
         axis.plot([0], [0], "r+", ms=10)
         axis.set_title(f"{key} batch")
         axis.set_xlabel("α")
