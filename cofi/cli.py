@@ -234,7 +234,7 @@ def cmd_landscape(args) -> None:
 
 def cmd_sharpness(args) -> None:
     """Sharpness figures of every landscape, the Vers drop of each model, and their rank correlations."""
-    from cofi.landscape import write_sharpness
+    from cofi.sharpness import write_sharpness
 
     table, correlations = write_sharpness(args.files, args.out_dir, args.plot_dir)
     log(f"sharpness of {len(table)} models; Spearman with the Vers drop:\n{correlations.round(3).to_string(index=False)}")

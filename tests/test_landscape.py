@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cofi.landscape import batch_loss, filter_normalised_direction, landscape, sharpness_table, spearman
+from cofi.landscape import batch_loss, filter_normalised_direction, landscape
+from cofi.sharpness import sharpness_table, spearman
 from cofi.train import collate, tokenize_dataset
 
 from conftest import TEMPLATE
