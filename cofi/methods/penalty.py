@@ -30,6 +30,7 @@ class L1(Method):
     name = "l1"
     description = "Full SFT + λ·Σ|w − w₀| toward the initial weights"
     keys = {"lambda": {**LAMBDA, "default": 1e-4}}
+    sweep = ("lambda",)
     power = 1
 
     def setup(self, model, params, inputs):
