@@ -139,6 +139,8 @@ BASELINES = {
     [
         ("full_sam", {"sam": {"rho": 0}}, r"config key methods\.full_sam\.sam\.rho: 0 is less than or equal to the minimum of 0"),
         ("full_sam", {"sam": {"rho": -1}}, r"config key methods\.full_sam\.sam\.rho: -1 is less than or equal to the minimum of 0"),
+        ("full_sam", {"sam": {"rho": [0.05, 0]}}, r"config key methods\.full_sam\.sam\.rho\.1: 0 is less than or equal to the minimum of 0"),
+        ("full_sam", {"sam": {"rho": [0.05, 0.2]}}, None),
         ("full_sam", {"sam": {"radius": 1}}, r"config key methods\.full_sam\.sam: Additional properties are not allowed \('radius'"),
         ("wiseft", {"alpha": [0.5, 1.5]}, r"config key methods\.wiseft\.alpha: 1\.5 is greater than the maximum of 1"),
         ("wiseft", {"alpha": -0.1}, r"config key methods\.wiseft\.alpha: -0\.1 is less than the minimum of 0"),

@@ -138,6 +138,19 @@ def test_sweeps_expand_into_one_run_per_value_and_options_resolve():
     assert TrainConfig.from_dict(resolve_run(config, "full_sam")[1]).sam_rho == 0.1
 
 
+def test_lr_and_sam_rho_lists_are_sweeps_too():
+    config = {"methods": {"sam": {"method": "full", "sam": {"rho": [0.01, 0.05]}, "lr": [1e-4, 3e-4]},
+                          "l2": {"lambda": [0.1, 1.0]}},
+              "training": TRAIN, "module_groups": {}, "search": {"reference": "full"}}
+    runs = configured_runs(config)
+    assert list(runs) == ["sam_lr0.0001_rho0.01", "sam_lr0.0001_rho0.05", "sam_lr0.0003_rho0.01", "sam_lr0.0003_rho0.05",
+                          "l2_lambda0.1", "l2_lambda1"]
+    assert resolve_run(config, "sam_lr0.0003_rho0.05")[1] == {**TRAIN, "lr": 3e-4, "sam": {"rho": 0.05}}
+    assert runs["sam_lr0.0001_rho0.01"]["sweep_label"] == "lr=0.0001, rho=0.01"
+    assert config["methods"]["sam"]["sam"]["rho"] == [0.01, 0.05]  # the config itself is left alone
+    assert TrainConfig.from_dict(resolve_run(config, "sam_lr0.0001_rho0.05")[1]).sam_rho == 0.05
+
+
 def test_every_registered_method_describes_its_keys():
     from cofi.methods.base import NEEDS
 

@@ -4,8 +4,8 @@ A configured run (``methods.<run>`` in the config) names a registered method (de
 own name), the method's own keys, the training keys it overrides (the rest come from the
 ``training`` section) and the options every training method takes: ``sam`` (sharpness-aware
 minimisation, :mod:`cofi.sam`) and ``equal_compute`` (twice the steps: the compute of a SAM run).
-A method key the method lists in ``sweep``, and the learning rate of any training method, may be
-a list: one run per value, named ``<run>_<key><value>`` (the tables add a ``<run>_tuned`` row
+A method key the method lists in ``sweep``, and the learning rate and SAM's ``rho`` of any training
+method, may be a list: one run per value, named ``<run>_<key><value>`` (the tables add a ``<run>_tuned`` row
 that picks the value on the validation split). The coarse search's candidates are runs named
 ``region-<region id>`` with the reference run's training keys.
 
@@ -62,16 +62,40 @@ def configured_runs(config: dict) -> dict[str, dict]:
     for run, entry in config["methods"].items():
         name = entry.get("method", run)
         method = METHODS.get(name)
-        sweepable = (*method.sweep, *(("lr",) if method.trains else ())) if method else ()
-        swept = [k for k in sweepable if isinstance(entry.get(k), list)]
+        swept = [path for path in _sweepable(method) if isinstance(_get(entry, path), list)]
         if not swept:
             add(run, {**entry, "method": name})
             continue
-        for values in itertools.product(*(entry[k] for k in swept)):
-            suffix = "_".join(f"{k}{_value_text(v)}" for k, v in zip(swept, values))
-            label = ", ".join(f"{k}={_value_text(v)}" for k, v in zip(swept, values))
-            add(f"{run}_{suffix}", {**entry, **dict(zip(swept, values)), "method": name, "sweep_of": run, "sweep_label": label})
+        for values in itertools.product(*(_get(entry, path) for path in swept)):
+            variant = {**entry, "method": name, "sweep_of": run}
+            for path, value in zip(swept, values):
+                variant = _set(variant, path, value)
+            suffix = "_".join(f"{path[-1]}{_value_text(v)}" for path, v in zip(swept, values))
+            variant["sweep_label"] = ", ".join(f"{path[-1]}={_value_text(v)}" for path, v in zip(swept, values))
+            add(f"{run}_{suffix}", variant)
     return runs
+
+
+def _sweepable(method: Method | None) -> list[tuple[str, ...]]:
+    """Key paths whose list value is a sweep: the method's own, and lr and SAM's rho of training methods."""
+    if method is None:
+        return []
+    return [(k,) for k in method.sweep] + ([("lr",), ("sam", "rho")] if method.trains else [])
+
+
+def _get(entry: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(entry, dict) or key not in entry:
+            return None
+        entry = entry[key]
+    return entry
+
+
+def _set(entry: dict, path: tuple[str, ...], value) -> dict:
+    """A copy of ``entry`` with the value at ``path`` replaced (nested dicts copied, not shared)."""
+    if len(path) == 1:
+        return {**entry, path[0]: value}
+    return {**entry, path[0]: _set(entry[path[0]], path[1:], value)}
 
 
 def sweep_groups(config: dict) -> dict[str, dict[str, str]]:
