@@ -65,48 +65,67 @@ def cmd_build_base(args) -> None:
 
 def cmd_finetune(args) -> None:
     """One run: the method's setup (which parameters train, hooks, penalties, data mixture), then
-    the shared training loop; a method that does not train (Wise-FT) builds its weights instead."""
+    the shared training loop; a method that does not train (Wise-FT) builds its weights instead.
+    Under ``torchrun`` every process trains its share of each batch and the first one writes."""
     import torch
 
+    from cofi import checkpoint, distributed
     from cofi.data import load_records
     from cofi.methods import METHODS, Inputs
-    from cofi.modeling import load_model, save_model
+    from cofi.modeling import load_model, resolve_device, save_model
     from cofi.train import TrainConfig, tokenize_dataset, train
 
     _threads(args.threads)
     params = json.loads(args.params)
     method = METHODS[args.method]
-    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    device = resolve_device(args.device)
+    distributed.init(device)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype, str(device))
     inputs = Inputs(
         seed=args.seed,
         tokenize=lambda records: tokenize_dataset(records, tokenizer, args.template, args.mask_prompt, args.max_len),
-        load_model=lambda path: load_model(path, args.trust_remote_code, args.dtype),
-        log=log, importance=args.importance, source_model=args.source_model, replay_data=args.replay_data,
+        load_model=lambda path: load_model(path, args.trust_remote_code, args.dtype, str(device)),
+        log=log if distributed.is_main() else lambda _: None, importance=args.importance,
+        source_model=args.source_model, replay_data=args.replay_data,
     )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     record = {"method": args.method, "params": params, "seed": args.seed}
     if not method.trains:
         started = time.perf_counter()
         model = method.build(model, params, inputs)
-        Path(args.curve).write_text("step,loss,penalty,sam_loss,lr,tokens,seconds\n")  # no training, no curve
+        if distributed.is_main():
+            Path(args.curve).write_text("step,loss,penalty,sam_loss,lr,tokens,seconds\n")  # no training, no curve
         record |= {"trainable": [], "steps": 0, "seconds": time.perf_counter() - started}
     else:
         torch.manual_seed(args.seed)  # adapters and other new weights start from the run's seed
         setup = method.setup(model, params, inputs)
-        log(f"method {args.method}: {len(setup.trainable)} parameter tensors train")
+        inputs.log(f"method {args.method}: {len(setup.trainable)} parameter tensors train on {device}")
         examples = inputs.tokenize(load_records(args.train))
-        cfg = TrainConfig.from_dict({**params, "seed": args.seed, "max_len": args.max_len, "mask_prompt": args.mask_prompt})
+        cfg = TrainConfig.from_dict({**params, "seed": args.seed, "max_len": args.max_len, "mask_prompt": args.mask_prompt,
+                                     "precision": args.precision, "gradient_checkpointing": args.gradient_checkpointing,
+                                     "checkpoint_every": args.checkpoint_every})
         if cfg.sam_rho:
-            log(f"SAM with rho {cfg.sam_rho}: two forward/backward passes per step")
+            inputs.log(f"SAM with rho {cfg.sam_rho}: two forward/backward passes per step")
         batches = setup.batches(examples, cfg.batch_size, tokenizer.pad_token_id, cfg.seed) if setup.batches else None
-        summary = train(setup.model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=log,
-                        hooks=setup.hooks, penalties=setup.penalties, batches=batches)
-        model = setup.finish(setup.model, out)
-        record |= {"trainable": setup.trainable, **summary}
-    save_model(model, tokenizer, out)
-    (out / "cofi_run.json").write_text(json.dumps(record, indent=2))
-    log(f"saved {args.method} model to {out}")
+        # A checkpoint resumes only into the same run: same base model, data, method and params.
+        settings = {"model": str(args.model), "train_data": str(args.train), "method": args.method, "params": params,
+                    "importance": args.importance, "source_model": args.source_model, "replay_data": args.replay_data}
+        summary = train(setup.model, examples, cfg, tokenizer.pad_token_id, Path(args.curve), log=inputs.log,
+                        hooks=setup.hooks, penalties=setup.penalties, batches=batches,
+                        checkpoint_dir=args.checkpoint_dir, settings=settings)
+        if distributed.is_main():
+            out.mkdir(parents=True, exist_ok=True)
+            model = setup.finish(setup.model, out)
+        record |= {"trainable": setup.trainable, **summary, "processes": distributed.world_size(), "device": str(device),
+                   "precision": cfg.precision}
+    if distributed.is_main():
+        save_model(model, tokenizer, out)
+        (out / "cofi_run.json").write_text(json.dumps(record, indent=2))
+        if args.checkpoint_dir:
+            checkpoint.remove(args.checkpoint_dir)  # the outputs are complete: the checkpoints have served
+        log(f"saved {args.method} model to {out}")
+    distributed.barrier()
+    distributed.finish()
 
 
 def cmd_methods(args) -> None:
@@ -130,7 +149,7 @@ def cmd_importance(args) -> None:
 
     _threads(args.threads)
     options = json.loads(args.options)
-    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype, args.device)
     records = load_records(args.data)
     batches = prompt_batches(records, tokenizer, args.template, options["batch_size"], options["batches"],
                              args.max_len, options["seed"])
@@ -152,7 +171,7 @@ def cmd_evaluate(args) -> None:
 
     _threads(args.threads)
     suites = json.loads(args.suites)
-    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype, args.device)
     model.eval()
     results, items, predictions = {"spec": {}, "vers": {}}, {}, {}
     for group in ("spec", "vers"):
@@ -213,7 +232,7 @@ def cmd_landscape(args) -> None:
 
     _threads(args.threads)
     options = json.loads(args.options)
-    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype)
+    model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype, args.device)
     model.eval()
     suites = json.loads(args.vers_suites)
     vers_records = [read_jsonl(s["path"], multiple_choice=s["type"] == "multiple_choice") for s in suites.values()]
@@ -303,12 +322,27 @@ def cmd_bench_search(args) -> None:
     print(table.round(2).to_markdown(index=False))
 
 
+def cmd_gpu_check(args) -> None:
+    from cofi.gpu_check import run
+
+    result = run(args.work_dir, args.steps, args.warmup, args.batch_size, args.seq_len, args.gradient_checkpointing,
+                 args.peak_tflops, args.eval_items, args.layers)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    mfu = f"{100 * result['mfu']:.1f} %" if result["mfu"] is not None else "unknown peak (give --peak-tflops)"
+    log(f"{result['gpu']}: {result['parameters'] / 1e9:.2f} B parameters, batch {result['batch_size']} x "
+        f"{result['seq_len']} tokens: {result['s_per_step']:.3f} s/step, {result['tokens_per_s']:,.0f} tokens/s, "
+        f"{result['model_tflops_per_s']:.0f} model TFLOP/s, MFU {mfu}; peak memory "
+        f"{result['peak_gpu_memory_gb']:.1f} GiB; evaluation of {result['eval_items']} items {result['evaluate_job_s']:.1f} s")
+
+
 def _model_args(p) -> None:
     p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights dtype")
     p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (auto: the GPU if one is visible)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--importance", help="unit importance .safetensors (soft-mask methods)")
     p.add_argument("--source-model", help="fine-tuned model directory to interpolate toward (wiseft)")
     p.add_argument("--replay-data", help="versatility training JSONL to mix in (replay)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision; bf16/fp16 keep float32 copies of the trained weights")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="resumable checkpoint every N steps (0: none)")
+    p.add_argument("--checkpoint-dir", help="where checkpoints go and are resumed from (removed when the run is done)")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("methods", help="list the registered methods and their config keys")
@@ -471,6 +510,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-steps", type=int, default=200, help="steps of the trajectory comparison (0: skip it)")
     p.add_argument("--gap-lr", type=float, default=3e-4, help="learning rate of the trajectory comparison")
     p.set_defaults(func=cmd_bench_softmask)
+
+    p = sub.add_parser("gpu-check", help="a random 1B-class Llama fine-tuned on one GPU by the finetune command: tokens/s, MFU")
+    p.add_argument("--work-dir", required=True, help="scratch directory (model, data, outputs; several GB)")
+    p.add_argument("--out", required=True, help="result JSON")
+    p.add_argument("--steps", type=int, default=40, help="optimizer steps")
+    p.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per step")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence")
+    p.add_argument("--layers", type=int, default=None, help="decoder layers (default 22: 1.1 B parameters, TinyLlama's shape)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: known GPUs)")
+    p.add_argument("--eval-items", type=int, default=256, help="items per evaluation suite")
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("bench-sam", help="SAM step time vs plain AdamW (Full SFT), side by side")
     p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")

@@ -119,6 +119,11 @@ def check_config(config: dict, check_files: bool = True) -> dict:
     elif check_files:
         n_layers = _model_depth(config)
     _check_runs_and_search(config, n_layers)
+    if config["compute"]["precision"] == "fp16":
+        with_sam = sorted(name for name, entry in configured_runs(config).items() if (entry.get("sam") or {}).get("rho"))
+        if with_sam:
+            raise ConfigError(f"config key compute.precision: fp16 cannot train runs with SAM ({', '.join(with_sam)}): "
+                              "the loss scaler and SAM's ascent do not mix; use bf16")
     try:
         config["prompt"]["template"].format(instruction="", input="")
     except (KeyError, IndexError, ValueError) as error:

@@ -39,6 +39,7 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_toke
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
+        ids, mask = ids.to(model.device), mask.to(model.device)
         generated = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -68,7 +69,8 @@ def choice_loglikelihoods(model, tokenizer, prompts: list[str], choices: list[li
         for row, (_, p, c) in enumerate(chunk):
             ids[row, : len(p) + len(c)] = torch.tensor(p + c)
             mask[row, : len(p) + len(c)] = 1
-        logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for row, (item, p, c) in enumerate(chunk):
             positions = torch.arange(len(p) - 1, len(p) + len(c) - 1)
             scores[item].append(logprobs[row, positions, torch.tensor(c)].sum().item())

@@ -82,7 +82,8 @@ def virtual_masks(model, dropout: float):
     """Attach mask hooks (and dropout on attention probabilities and MLP outputs); yields the masks."""
     config = model.config
     shapes = unit_shapes(config)
-    masks = {kind: torch.ones(shape, requires_grad=True) for kind, shape in shapes.items()}
+    device = next(model.parameters()).device
+    masks = {kind: torch.ones(shape, device=device, requires_grad=True) for kind, shape in shapes.items()}
     width = head_dim(config)
     handles, saved_dropout = [], []
 
@@ -133,16 +134,17 @@ def accumulate_importance(model, batches, dropout: float, signed: bool = False, 
     try:
         with virtual_masks(model, dropout) as masks:
             for batch in batches:
-                inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+                device = next(model.parameters()).device
+                inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
                 first = F.log_softmax(model(**inputs).logits.float(), dim=-1)
                 second = F.log_softmax(model(**inputs).logits.float(), dim=-1)
                 # KL(first ‖ second) per token, summed over the real (unpadded) tokens.
                 per_token = F.kl_div(second, first, log_target=True, reduction="none").sum(-1)
-                real = batch["attention_mask"].bool()
+                real = inputs["attention_mask"].bool()
                 loss = KL_WEIGHT * per_token[real].sum()
                 loss.backward()
                 for kind, mask in masks.items():
-                    grad = mask.grad.detach().double()
+                    grad = mask.grad.detach().double().cpu()
                     total[kind] += grad if signed else grad.abs()
                     mask.grad = None
                 tokens += int(real.sum())

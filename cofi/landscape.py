@@ -31,6 +31,7 @@ def filter_normalised_direction(model: torch.nn.Module, seed: int) -> dict[str, 
         if parameter.dim() < 2:
             direction[name] = torch.zeros_like(draw)
             continue
+        draw = draw.to(parameter.device)  # drawn on the CPU: the same direction on any device
         weights = parameter.detach().float()
         dims = tuple(range(1, parameter.dim()))
         scale = weights.norm(dim=dims, keepdim=True) / draw.norm(dim=dims, keepdim=True).clamp_min(1e-12)

@@ -85,15 +85,38 @@ def check_model_dir(path: str | Path, trust_remote_code: bool = False) -> None:
         )
 
 
-def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "float32"):
-    """Load ``(model, tokenizer)`` from a local directory; a pad token is added if missing."""
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: this process's GPU if one is visible (under ``torchrun``, the one of its local
+    rank), else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given, checked to exist."""
+    import os
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r}: no CUDA device is visible here (torch.cuda.is_available() is False)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type != "cpu":
+        raise InputError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "float32", device: str = "cpu"):
+    """Load ``(model, tokenizer)`` from a local directory onto ``device`` (see :func:`resolve_device`);
+    a pad token is added if missing."""
     check_model_dir(path, trust_remote_code)
+    device = resolve_device(device)
     hf_logging.disable_progress_bar()  # per-shard bars would flood the rule logs
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(
-        path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype], local_files_only=True
+        path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype], local_files_only=True,
+        device_map=None if device.type == "cpu" else {"": device},  # straight onto the GPU, no CPU copy
     )
     return model, tokenizer
 

@@ -80,7 +80,7 @@ def mask_factors(model, names: list[str], importance: dict[str, torch.Tensor], m
 def _rows(factor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if factor.numel() != like.shape[0]:
         raise ValueError(f"soft mask has {factor.numel()} rows, the parameter {tuple(like.shape)}")
-    return factor.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
+    return factor.to(device=like.device, dtype=like.dtype).view(-1, *[1] * (like.dim() - 1))
 
 
 class SoftMask:

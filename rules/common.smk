@@ -1,6 +1,7 @@
 # Paths and parameters shared by the rules (no rules here).
 import json
 import os
+import shlex
 
 from cofi.config import model_depth, search_policy, table_reference
 from cofi.methods import METHODS, SEARCH_PREFIX, configured_runs, method_of, resolve_run, sweep_groups
@@ -206,7 +207,34 @@ EVALUATE_CMD = (
     "{params.max_items} --threads {threads} {params.model_flags} "
     "--out {output.scores:q} --predictions {output.predictions:q} > {log:q} 2>&1"
 )
-MODEL_FLAGS = f"--dtype {MODEL['dtype']}" + (" --trust-remote-code" if MODEL["trust_remote_code"] else "")
+COMPUTE = config["compute"]
+# Flags of every job that loads a model. Non-default compute settings only, so a config that
+# leaves them alone keeps its jobs' params (and finished results) as they were.
+MODEL_FLAGS = (
+    f"--dtype {MODEL['dtype']}"
+    + (" --trust-remote-code" if MODEL["trust_remote_code"] else "")
+    + (f" --device {shlex.quote(COMPUTE['device'])}" if COMPUTE["device"] != "auto" else "")
+)
+
+
+def finetune_flags(w):
+    """MODEL_FLAGS plus the training-only compute settings and the run's checkpoint directory."""
+    flags = MODEL_FLAGS
+    if COMPUTE["precision"] != "fp32":
+        flags += f" --precision {COMPUTE['precision']}"
+    if COMPUTE["gradient_checkpointing"]:
+        flags += " --gradient-checkpointing"
+    if COMPUTE["checkpoint_every"]:
+        # Beside the outputs, not among them: a failed job's outputs are deleted, its checkpoints kept.
+        directory = RUN.format(run=w.run, task=w.task, seed=w.seed) + "/checkpoints"
+        flags += f" --checkpoint-every {int(COMPUTE['checkpoint_every'])} --checkpoint-dir {shlex.quote(directory)}"
+    return flags
+
+
+def launcher(w, resources):
+    """torchrun, one process per GPU, where a job asks for several GPUs (`gpu` resource); else python."""
+    gpus = int(resources.get("gpu", 0) or 0)
+    return f"torchrun --standalone --nproc-per-node {gpus}" if gpus > 1 else "python"
 MAX_ITEMS = "" if config["evaluation"]["max_items"] is None else f"--max-items {int(config['evaluation']['max_items'])}"
 
 

@@ -13,7 +13,8 @@ rule finetune:
         template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
         max_len=PROMPT["max_len"],
         mask=lambda w: "--mask-prompt" if PROMPT["mask_prompt"] else "--no-mask-prompt",
-        model_flags=MODEL_FLAGS,
+        model_flags=finetune_flags,
+        launcher=launcher,
         extra=finetune_extra_inputs,
     log:
         f"{LOGS}/finetune/{{run}}/{{task}}/seed{{seed}}.log",
@@ -26,7 +27,7 @@ rule finetune:
         mem_mb=4000,
         runtime=120,
     shell:
-        "python -m cofi finetune --model {input.model:q} --method {params.method:q} "
+        "{params.launcher} -m cofi finetune --model {input.model:q} --method {params.method:q} "
         "--params {params.hyper:q} --train {input.train:q} --seed {wildcards.seed} "
         "--template {params.template:q} --max-len {params.max_len} {params.mask} "
         "{params.model_flags} {params.extra:q} --threads {threads} --out {output.model:q} --curve {output.curve:q} "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
@@ -280,3 +281,71 @@ def test_every_baseline_goes_through_the_same_rules(tiny_run):
     assert lora["trainable"] and all(".layers.3." in n or ".layers.2." in n for n in lora["trainable"])
     log = (tiny_run / "results/baselines/logs/finetune/replay/rotate/seed0.log").read_text()
     assert "replay: 2 of every 8 examples" in log
+
+
+def _finetune_pids(workdir: Path) -> list[int]:
+    """Processes running `cofi finetune` inside ``workdir`` (read from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(entry / "cwd")
+        except (OSError, ValueError):
+            continue
+        if b"finetune" in command and b"cofi" in command and cwd == str(workdir):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_finetune_job_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL mid-run (as a preemption does), rerun the workflow: the same weights and scores."""
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    workdir = tmp_path / "resume"
+    workdir.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, workdir / name)
+    for name in ("rules", "workflow", "envs"):
+        shutil.copytree(REPO / name, workdir / name)
+    config = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
+    config["methods"] = {"full": {"steps": 400}}
+    config["search"] = {"enabled": False}
+    config["compute"] = {"checkpoint_every": 40}
+    (workdir / "resume.yaml").write_text(yaml.safe_dump(config))
+    run = "results/tiny/runs/full/bio/seed0"
+    target = [f"{run}/test_scores.json", "--configfile", "resume.yaml"]  # --configfile takes several values: last
+
+    done = snakemake(workdir, *target)
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole_weights = load_file(workdir / run / "model" / "model.safetensors")
+    whole_scores = json.loads((workdir / run / "test_scores.json").read_text())
+    assert not (workdir / run / "checkpoints").exists()  # removed once the run's outputs were written
+    shutil.rmtree(workdir / run)
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    background = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *target], cwd=workdir, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((workdir / run / "checkpoints").glob("step-*")):
+        assert background.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
+        time.sleep(0.01)
+    killed = _finetune_pids(workdir)
+    assert killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    assert background.wait(timeout=120) != 0  # the workflow saw its job die
+    assert not (workdir / run / "model").exists() and list((workdir / run / "checkpoints").glob("step-*"))
+
+    again = snakemake(workdir, *target)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (workdir / "results/tiny/logs/finetune/full/bio/seed0.log").read_text()
+    assert "resuming from" in log
+    resumed_weights = load_file(workdir / run / "model" / "model.safetensors")
+    assert resumed_weights.keys() == whole_weights.keys()
+    for name, tensor in whole_weights.items():
+        assert torch.equal(resumed_weights[name], tensor), name
+    resumed_scores = json.loads((workdir / run / "test_scores.json").read_text())
+    assert {k: v for k, v in resumed_scores.items() if k != "model"} == {k: v for k, v in whole_scores.items() if k != "model"}
