@@ -32,6 +32,29 @@ def test_minimal_config_gets_the_defaults():
     assert config["importance"]["source"] == "speciality" and config["importance"]["dropout"] == 0.003
     assert config["versatility"]["know"]["type"] == "multiple_choice"
     assert config["model"] == {"path": None, "trust_remote_code": False, "dtype": "float32"}
+    assert config["compute"] == {"device": "auto", "precision": "fp32", "gradient_checkpointing": False, "checkpoint_every": 0}
+
+
+@pytest.mark.parametrize(
+    "compute, message",
+    [
+        ({"device": "tpu"}, r"config key compute\.device: 'tpu' does not match"),
+        ({"precision": "fp8"}, r"config key compute\.precision: 'fp8' is not one of"),
+        ({"checkpoint_every": -1}, r"config key compute\.checkpoint_every: -1 is less than the minimum of 0"),
+    ],
+)
+def test_bad_compute_settings_name_the_key(compute, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config({"experiment": "x", "tasks": {"bio": {}}, "compute": compute})
+
+
+def test_fp16_is_refused_for_runs_with_sam():
+    config = {"experiment": "x", "tasks": {"bio": {}}, "compute": {"precision": "fp16"},
+              "methods": {"full": {}, "full_sam": {"method": "full", "sam": {"rho": 0.05}}}}
+    with pytest.raises(ConfigError, match=r"compute\.precision: fp16 cannot train runs with SAM \(full_sam\)"):
+        check_config(config)
+    config["compute"]["precision"] = "bf16"
+    check_config(config)
 
 
 def write_jsonl(path, records):
