@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run test tables report bench bench-search bench-region bench-softmask bench-sam
+.PHONY: setup run test tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -68,3 +68,7 @@ bench-sam: setup
 	$(SNAKEMAKE) results/default/base_model results/default/data/rotate_train.jsonl
 	PATH="$(BIN):$$PATH" python -m cofi bench-sam --model results/default/base_model \
 	  --train results/default/data/rotate_train.jsonl
+
+# GPU machines only: a random 1.1B Llama fine-tuned by the finetune command on one GPU (tokens/s, MFU).
+gpu-check: setup
+	PATH="$(BIN):$$PATH" python -m cofi gpu-check --work-dir results/gpu-check --out results/gpu-check/gpu_check.json

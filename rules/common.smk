@@ -226,7 +226,7 @@ def finetune_flags(w):
         flags += " --gradient-checkpointing"
     if COMPUTE["checkpoint_every"]:
         # Beside the outputs, not among them: a failed job's outputs are deleted, its checkpoints kept.
-        directory = RUN.format(run=w.run, task=w.task, seed=w.seed) + "/checkpoints"
+        directory = os.path.join(RUN.format(run=w.run, task=w.task, seed=w.seed), "checkpoints")
         flags += f" --checkpoint-every {int(COMPUTE['checkpoint_every'])} --checkpoint-dir {shlex.quote(directory)}"
     return flags
 

@@ -250,3 +250,15 @@ def test_a_users_model_is_read_on_the_meta_device(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     check_config(load_config(path))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    from cofi.config import validate_schema
+
+    config = load_config(path)
+    if (config.get("model") or {}).get("path"):  # a template for the user's model and data: no files here
+        validate_schema(config)
+        assert config["compute"]["precision"] in ("bf16", "fp16")
+    else:
+        check_config(config)
