@@ -322,6 +322,39 @@ def cmd_bench_search(args) -> None:
     print(table.round(2).to_markdown(index=False))
 
 
+def cmd_lm_eval(args) -> None:
+    """lm-eval harness tasks on a checkpoint, written in the score format of ``evaluate``."""
+    from importlib.metadata import version
+
+    from cofi import lm_eval_bridge
+    from cofi.metrics import aggregate
+
+    _threads(args.threads)
+    mapping = lm_eval_bridge.parse_mapping(args.tasks)
+    started = time.perf_counter()
+    from cofi.modeling import check_model_dir, resolve_device
+
+    check_model_dir(args.model, args.trust_remote_code)
+    device = str(resolve_device(args.device))
+    results = lm_eval_bridge.run(args.model, mapping, args.include_path, args.dtype, device, args.batch_size,
+                                 args.limit, args.trust_remote_code)
+    spec, vers = lm_eval_bridge.scores_from_results(results, mapping)
+    scores = {"labels": json.loads(args.labels), "model": args.model, **aggregate(spec, vers),
+              "items": {task: result.get("sample_len") for task, result in results.items()},
+              "evaluator": f"lm-eval {version('lm_eval')}", "harness_tasks": mapping, "harness_results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(scores, indent=2, default=str) + "\n")
+    log(f"lm-eval in {time.perf_counter() - started:.1f}s: Spec {spec}; Know {vers['know']:.1f}, "
+        f"Reason {vers['reason']:.1f}, Instruct {vers['instruct']:.1f}; wrote {args.out}")
+
+
+def cmd_lm_eval_task(args) -> None:
+    from cofi.lm_eval_bridge import write_local_task
+
+    path = write_local_task(args.out_dir, args.name, args.data, args.type, args.template, args.max_gen_toks)
+    log(f"wrote {path}; run it with: python -m cofi lm-eval --include-path {args.out_dir} ...")
+
+
 def cmd_gpu_check(args) -> None:
     from cofi.gpu_check import run
 
@@ -342,7 +375,7 @@ def _model_args(p) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights dtype")
     p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (auto: the GPU if one is visible)")
+    p.add_argument("--device", default="auto", help="auto (the GPU if one is visible, else the CPU), cpu, cuda or cuda:N")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -510,6 +543,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-steps", type=int, default=200, help="steps of the trajectory comparison (0: skip it)")
     p.add_argument("--gap-lr", type=float, default=3e-4, help="learning rate of the trajectory comparison")
     p.set_defaults(func=cmd_bench_softmask)
+
+    p = sub.add_parser("lm-eval", help="(optional, needs lm-eval) harness tasks on a checkpoint, as a cofi score file")
+    p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights dtype")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--tasks", required=True,
+                   help='JSON {"spec": {task: [harness task, ...]}, "vers": {"know": [...], "reason": [...], "instruct": [...]}}; '
+                        'an entry may be {"task": name, "metric": "acc_norm,none"}')
+    p.add_argument("--include-path", help="directory of extra task YAMLs (e.g. from lm-eval-task)")
+    p.add_argument("--labels", default="{}", help="JSON labels stored with the scores (method, task, seed)")
+    p.add_argument("--batch-size", type=int, default=32, help="harness batch size")
+    p.add_argument("--limit", type=int, default=None, help="at most this many items per task")
+    p.add_argument("--out", required=True, help="scores JSON (the format of evaluate)")
+    p.set_defaults(func=cmd_lm_eval)
+
+    p = sub.add_parser("lm-eval-task", help="write an lm-eval task YAML over one of cofi's JSONL suites")
+    p.add_argument("--name", required=True, help="task name")
+    p.add_argument("--data", required=True, help="JSONL suite")
+    p.add_argument("--type", required=True, choices=["generation", "multiple_choice"], help="suite type")
+    p.add_argument("--template", required=True, help="cofi prompt template ({instruction}, {input})")
+    p.add_argument("--max-gen-toks", type=int, default=64, help="generation length (generation suites)")
+    p.add_argument("--out-dir", required=True, help="directory for <name>.yaml")
+    p.set_defaults(func=cmd_lm_eval_task)
 
     p = sub.add_parser("gpu-check", help="a random 1B-class Llama fine-tuned on one GPU by the finetune command: tokens/s, MFU")
     p.add_argument("--work-dir", required=True, help="scratch directory (model, data, outputs; several GB)")

@@ -1,0 +1,131 @@
+"""Optional evaluator: EleutherAI's ``lm-eval`` harness on a checkpoint, written as a cofi score file.
+
+Where ``lm_eval`` is installed, ``python -m cofi lm-eval`` runs harness tasks (MMLU, GSM8K,
+IFEval, … — the harness fetches their data, so a machine without the Hugging Face hub needs them
+in its local cache) or local tasks made from cofi's JSONL suites (:func:`write_local_task`), and
+maps them onto the score format of ``python -m cofi evaluate``: each speciality task and each
+versatility dimension is the mean, in percent, of its harness tasks' chosen metric. The result
+goes into the same tables as every other score file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cofi.errors import InputError
+
+# Result keys that are bookkeeping, not metrics.
+NOT_METRICS = {"name", "alias", "sample_len", "samples"}
+
+
+class LmEvalError(InputError):
+    """lm-eval missing, or a task mapping it cannot serve; the message says which."""
+
+
+def jinja_template(template: str) -> str:
+    """cofi's prompt template (``{instruction}``, ``{input}``) as the harness's Jinja ``doc_to_text``."""
+    if "{{" in template or "}}" in template or "{%" in template:
+        raise LmEvalError(f"prompt template {template!r}: literal braces cannot be carried into an lm-eval task")
+    return template.replace("{instruction}", "{{instruction}}").replace("{input}", "{{input}}")
+
+
+def write_local_task(directory: str | Path, name: str, path: str | Path, task_type: str, template: str,
+                     max_gen_toks: int = 64) -> Path:
+    """An lm-eval task YAML over one of cofi's JSONL suites, scored as cofi scores it.
+
+    Multiple choice: accuracy by summed log-likelihood of each choice. Generation: greedy, cut at
+    EOS, exact match after stripping. Run the model with ``add_bos_token=True`` to match cofi's
+    prompts (BOS + template).
+    """
+    import yaml
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    task = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(Path(path).resolve())}},
+        "test_split": "test",
+        "doc_to_text": jinja_template(template),
+    }
+    if task_type == "multiple_choice":
+        task |= {"output_type": "multiple_choice", "doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
+                 "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+    elif task_type == "generation":
+        task |= {"output_type": "generate_until", "doc_to_target": "{{output}}",
+                 "generation_kwargs": {"until": ["</s>"], "do_sample": False, "max_gen_toks": max_gen_toks},
+                 "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
+                 "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+                                  "ignore_case": True}]}
+    else:
+        raise LmEvalError(f"suite {name!r}: type {task_type!r} (expected generation or multiple_choice)")
+    out = directory / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(task, sort_keys=False))
+    return out
+
+
+def parse_mapping(text: str) -> dict[str, dict[str, list[dict]]]:
+    """``{"spec": {task: [harness task, ...]}, "vers": {"know": [...], "reason": [...], "instruct": [...]}}``;
+    an entry is a task name or ``{"task": name, "metric": "acc_norm,none"}``."""
+    from cofi.metrics import VERSATILITY_DIMENSIONS
+
+    mapping = json.loads(text)
+    if not isinstance(mapping, dict) or set(mapping) - {"spec", "vers"}:
+        raise LmEvalError('--tasks: expected {"spec": {...}, "vers": {...}}')
+    missing = [d for d in VERSATILITY_DIMENSIONS if d not in mapping.get("vers", {})]
+    if missing:
+        raise LmEvalError(f"--tasks: vers needs harness tasks for {missing}")
+    parsed = {}
+    for group in ("spec", "vers"):
+        parsed[group] = {}
+        for name, entries in mapping.get(group, {}).items():
+            entries = entries if isinstance(entries, list) else [entries]
+            if not entries:
+                raise LmEvalError(f"--tasks: {group}.{name} names no harness task")
+            parsed[group][name] = [e if isinstance(e, dict) else {"task": e, "metric": None} for e in entries]
+    return parsed
+
+
+def primary_metric(result: dict, task: str, metric: str | None) -> float:
+    """The chosen metric of one task's results, or its only/first non-stderr metric."""
+    if metric is not None:
+        if metric not in result:
+            raise LmEvalError(f"lm-eval task {task!r} has no metric {metric!r} (it has {sorted(k for k in result if k not in NOT_METRICS)})")
+        return float(result[metric])
+    candidates = [k for k, v in result.items() if k not in NOT_METRICS and "_stderr" not in k and isinstance(v, (int, float))]
+    if not candidates:
+        raise LmEvalError(f"lm-eval task {task!r} reported no metric")
+    return float(result[candidates[0]])
+
+
+def scores_from_results(results: dict, mapping: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Spec and versatility scores in percent from ``simple_evaluate(...)["results"]``."""
+    out = {}
+    for group, names in mapping.items():
+        out[group] = {}
+        for name, entries in names.items():
+            values = []
+            for entry in entries:
+                if entry["task"] not in results:
+                    raise LmEvalError(f"lm-eval returned no results for task {entry['task']!r}")
+                values.append(primary_metric(results[entry["task"]], entry["task"], entry["metric"]))
+            out[group][name] = 100.0 * sum(values) / len(values)
+    return out["spec"], out["vers"]
+
+
+def run(model_dir: str, mapping: dict, include_path: str | None, dtype: str, device: str, batch_size: int,
+        limit: int | None, trust_remote_code: bool = False) -> dict:
+    """Run the harness on ``model_dir``; returns its raw ``results`` dict."""
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise LmEvalError("lm-eval is not installed (pip install 'cofi[lm-eval]')") from None
+    tasks = sorted({e["task"] for names in mapping.values() for entries in names.values() for e in entries})
+    model_args = {"pretrained": str(model_dir), "dtype": dtype, "device": device, "add_bos_token": True,
+                  "trust_remote_code": trust_remote_code}
+    output = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=tasks, batch_size=batch_size, limit=limit,
+                                     task_manager=TaskManager(include_path=include_path) if include_path else None,
+                                     log_samples=False)
+    return output["results"]

@@ -1,0 +1,81 @@
+"""The optional lm-eval evaluator: cofi's own suites as local harness tasks score as cofi scores them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cofi.lm_eval_bridge import LmEvalError, jinja_template, parse_mapping, scores_from_results
+from cofi.modeling import build_llama, save_model
+from cofi.train import TrainConfig, tokenize_dataset, train
+
+from conftest import TEMPLATE, TINY_ARCH
+
+REPO = Path(__file__).resolve().parent.parent
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def cofi(*args, cwd):
+    env = {**os.environ, **OFFLINE, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "cofi", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_mapping_and_metric_choice():
+    mapping = parse_mapping('{"spec": {"fin": ["a", "b"]}, "vers": {"know": "mmlu", "reason": ["gsm8k"],'
+                            ' "instruct": [{"task": "ifeval", "metric": "prompt_level_strict_acc,none"}]}}')
+    results = {"a": {"alias": "a", "acc,none": 0.5, "acc_stderr,none": 0.1}, "b": {"acc,none": 1.0},
+               "mmlu": {"acc,none": 0.25}, "gsm8k": {"exact_match,strict-match": 0.125},
+               "ifeval": {"inst_level_strict_acc,none": 0.9, "prompt_level_strict_acc,none": 0.75}}
+    spec, vers = scores_from_results(results, mapping)
+    assert spec == {"fin": 75.0} and vers == {"know": 25.0, "reason": 12.5, "instruct": 75.0}
+    with pytest.raises(LmEvalError, match=r"vers needs harness tasks for \['reason', 'instruct'\]"):
+        parse_mapping('{"vers": {"know": ["mmlu"]}}')
+    with pytest.raises(LmEvalError, match="has no metric 'acc_norm,none'"):
+        scores_from_results(results, parse_mapping('{"vers": {"know": [{"task": "mmlu", "metric": "acc_norm,none"}], '
+                                                   '"reason": ["gsm8k"], "instruct": ["ifeval"]}}'))
+    assert jinja_template("Q: {instruction} {input} A:") == "Q: {{instruction}} {{input}} A:"
+
+
+def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world):
+    pytest.importorskip("lm_eval", reason="lm-eval is an optional extra (make setup installs it)")
+    # Memorise the test items for a while, so generation scores are far from 0 and from 100.
+    model = build_llama(len(tokenizer), TINY_ARCH, seed=0)
+    records = [r for split in ("rotate_test", "know_test", "reason_test", "instruct_test") for r in tiny_world[split]]
+    train(model, tokenize_dataset(records, tokenizer, TEMPLATE, True, 32),
+          TrainConfig(lr=3e-3, steps=60, batch_size=16, log_every=1000), 0, tmp_path / "loss.csv", log=lambda _: None)
+    save_model(model, tokenizer, tmp_path / "model")
+    suites = {"rotate": ("rotate_test", "generation"), "know": ("know_test", "multiple_choice"),
+              "reason": ("reason_test", "generation"), "instruct": ("instruct_test", "generation")}
+    for name, (split, kind) in suites.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in tiny_world[split]))
+        cofi("lm-eval-task", "--name", f"cofi_{name}", "--data", str(path), "--type", kind, "--template", TEMPLATE,
+             "--max-gen-toks", "8", "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path)
+    spec_suite = {"rotate": {"path": str(tmp_path / "rotate.jsonl"), "type": "generation", "metric": "exact_match"}}
+    vers_suites = {name: {"path": str(tmp_path / f"{name}.jsonl"), "type": kind,
+                          "metric": "accuracy" if kind == "multiple_choice" else "exact_match"}
+                   for name, (_, kind) in suites.items() if name != "rotate"}
+    cofi("evaluate", "--model", str(tmp_path / "model"), "--template", TEMPLATE, "--suites",
+         json.dumps({"spec": spec_suite, "vers": vers_suites}), "--labels", '{"method": "base", "seed": null}',
+         "--device", "cpu", "--out", str(tmp_path / "cofi.json"), cwd=tmp_path)
+    mapping = {"spec": {"rotate": ["cofi_rotate"]},
+               "vers": {name: [f"cofi_{name}"] for name in ("know", "reason", "instruct")}}
+    cofi("lm-eval", "--model", str(tmp_path / "model"), "--tasks", json.dumps(mapping), "--include-path",
+         str(tmp_path / "tasks"), "--labels", '{"method": "base", "seed": null}', "--device", "cpu",
+         "--out", str(tmp_path / "harness.json"), cwd=tmp_path)
+    ours, harness = json.loads((tmp_path / "cofi.json").read_text()), json.loads((tmp_path / "harness.json").read_text())
+    assert set(ours) <= set(harness)  # the same score format, plus the harness's own record
+    assert harness["evaluator"].startswith("lm-eval ")
+    # Multiple choice by log-likelihood: item for item the same choices, so the same accuracy.
+    assert harness["know"] == pytest.approx(ours["know"])
+    for key in ("reason", "instruct"):  # greedy generation, cut at EOS, exact match
+        assert harness[key] == pytest.approx(ours[key])
+    assert harness["spec"]["rotate"] == pytest.approx(ours["spec"]["rotate"])
+    generated = [ours["spec"]["rotate"], ours["reason"], ours["instruct"]]
+    assert any(0 < score < 100 for score in generated), generated  # a comparison that can fail
+    assert harness["uni"]["rotate"] == pytest.approx((harness["spec"]["rotate"] + harness["vers"]) / 2)
