@@ -28,6 +28,8 @@ def launched() -> bool:
 def init(device: torch.device) -> None:
     """Join the process group (NCCL on GPUs, gloo on CPUs) if launched with several processes."""
     if launched() and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's communicator uses the current device: this process's own
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
