@@ -22,6 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
+pytest.importorskip("snakemake_executor_plugin_slurm", reason="needs the SLURM executor plugin: pip install -e '.[slurm]'")
 DAEMONS = ("munged", "slurmctld", "slurmd")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
@@ -212,7 +213,6 @@ def runs(slurm_cluster, tmp_path_factory):
     Both in fresh copies of the workflow. Jobs inherit this environment (sbatch --export=ALL): the
     venv's bin first in PATH, PYTHONPATH if set, so every job runs this Python and this cofi.
     """
-    pytest.importorskip("snakemake_executor_plugin_slurm", reason="the SLURM executor plugin: pip install -e '.[slurm]'")
     venv_bin = str(Path(sys.executable).parent)
     env = {**slurm_cluster.env, "PATH": os.pathsep.join([str(slurm_cluster.bin), venv_bin, os.environ["PATH"]])}
     local_dir = _copy_workflow(tmp_path_factory.mktemp("local") / "wf")
