@@ -236,7 +236,7 @@ def runs(slurm_cluster, tmp_path_factory):
                     cancelled = (job, comment)
                     break
             else:
-                time.sleep(0.2)
+                time.sleep(0.5)
         slurm_rc = _finish(slurm, timeout=max(1, deadline - time.time()))
         slurm_seconds = time.time() - start
         local_rc = _finish(local, timeout=600)
