@@ -192,9 +192,9 @@ def _copy_workflow(workdir: Path) -> Path:
 
 def _snakemake(workdir: Path, env: dict, *args: str) -> subprocess.Popen:
     """Snakemake in the background, its output to workdir/snakemake.out."""
-    out = open(workdir / "snakemake.out", "w")
-    return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
-                            stdout=out, stderr=subprocess.STDOUT, text=True)
+    with open(workdir / "snakemake.out", "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(process: subprocess.Popen, timeout: float) -> int:
