@@ -12,7 +12,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,lm-eval]'
+	$(BIN)/pip install --quiet -e '.[test,lm-eval,slurm]'
 	touch $@
 
 # Twice: after re-running chained checkpoints over existing results, Snakemake 9.27 can end
