@@ -328,14 +328,13 @@ def cmd_lm_eval(args) -> None:
 
     from cofi import lm_eval_bridge
     from cofi.metrics import aggregate
+    from cofi.modeling import check_model_dir, resolve_device
 
     _threads(args.threads)
     mapping = lm_eval_bridge.parse_mapping(args.tasks)
-    started = time.perf_counter()
-    from cofi.modeling import check_model_dir, resolve_device
-
-    check_model_dir(args.model, args.trust_remote_code)
+    check_model_dir(args.model, args.trust_remote_code)  # bad input stops before the harness loads anything
     device = str(resolve_device(args.device))
+    started = time.perf_counter()
     results = lm_eval_bridge.run(args.model, mapping, args.include_path, args.dtype, device, args.batch_size,
                                  args.limit, args.trust_remote_code)
     spec, vers = lm_eval_bridge.scores_from_results(results, mapping)
