@@ -12,7 +12,7 @@ from cofi.lm_eval_bridge import LmEvalError, jinja_template, parse_mapping, scor
 from cofi.modeling import build_llama, save_model
 from cofi.train import TrainConfig, tokenize_dataset, train
 
-from conftest import TEMPLATE, TINY_ARCH
+from conftest import TEMPLATE, TINY_ARCH, skip_or_fail
 
 REPO = Path(__file__).resolve().parent.parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -42,7 +42,10 @@ def test_mapping_and_metric_choice():
 
 
 def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world):
-    pytest.importorskip("lm_eval", reason="lm-eval is an optional extra (make setup installs it)")
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        skip_or_fail("lm-eval is not installed (an optional extra; make setup installs it)")
     # Memorise the test items for a while, so generation scores are far from 0 and from 100.
     model = build_llama(len(tokenizer), TINY_ARCH, seed=0)
     records = [r for split in ("rotate_test", "know_test", "reason_test", "instruct_test") for r in tiny_world[split]]
