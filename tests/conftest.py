@@ -1,4 +1,6 @@
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +9,18 @@ from cofi.modeling import build_llama, build_word_tokenizer
 from cofi.world import WorldSpec, build_world, vocabulary
 
 TEMPLATE = "{instruction} {input} ="
+REPO = Path(__file__).resolve().parent.parent
+
+
+def copy_workflow(workdir: Path) -> Path:
+    """The workflow (Snakefile, config, rules, profiles, envs) and the tiny config as tiny.yaml, in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, workdir / name)
+    for name in ("rules", "workflow", "envs"):
+        shutil.copytree(REPO / name, workdir / name)
+    shutil.copy(REPO / "tests" / "tiny_config.yaml", workdir / "tiny.yaml")
+    return workdir
 
 
 def skip_or_fail(reason: str):

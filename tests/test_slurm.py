@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import skip_or_fail
+from conftest import copy_workflow, skip_or_fail
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
@@ -188,16 +188,6 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
                 _stop(pid)
 
 
-def _copy_workflow(workdir: Path) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, workdir / name)
-    for name in ("rules", "workflow", "envs"):
-        shutil.copytree(REPO / name, workdir / name)
-    shutil.copy(REPO / "tests" / "tiny_config.yaml", workdir / "tiny.yaml")
-    return workdir
-
-
 def _snakemake(workdir: Path, env: dict, *args: str) -> subprocess.Popen:
     """Snakemake in the background, its output to workdir/snakemake.out."""
     with open(workdir / "snakemake.out", "w") as out:
@@ -223,8 +213,8 @@ def runs(slurm_cluster, tmp_path_factory):
     """
     venv_bin = str(Path(sys.executable).parent)
     env = {**slurm_cluster.env, "PATH": os.pathsep.join([str(slurm_cluster.bin), venv_bin, os.environ["PATH"]])}
-    local_dir = _copy_workflow(tmp_path_factory.mktemp("local") / "wf")
-    slurm_dir = _copy_workflow(tmp_path_factory.mktemp("slurm_run") / "wf")
+    local_dir = copy_workflow(tmp_path_factory.mktemp("local") / "wf")
+    slurm_dir = copy_workflow(tmp_path_factory.mktemp("slurm_run") / "wf")
     start = time.time()
     slurm = _snakemake(slurm_dir, env, "--workflow-profile", "workflow/profiles/slurm-cpu", "--configfile", "tiny.yaml")
     local = _snakemake(local_dir, {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ["PATH"]])},
@@ -329,7 +319,7 @@ def test_gpu_profile_and_site_layer_reach_sbatch(runs, tmp_path):
 
     This node has no GPU, so SLURM refuses the GPU job: its sbatch call is in Snakemake's error.
     """
-    workdir = _copy_workflow(tmp_path / "wf")
+    workdir = copy_workflow(tmp_path / "wf")
     (workdir / "site.yaml").write_text("default-resources:\n  slurm_partition: debug\nslurm-status-command: squeue\n")
     env = {**runs["cluster"].env, "COFI_GPU_MODEL": "a100",
            "PATH": os.pathsep.join([str(runs["cluster"].bin), str(Path(sys.executable).parent), os.environ["PATH"]])}

@@ -14,6 +14,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
+from conftest import copy_workflow
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +30,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, workdir / name)
-    for name in ("rules", "workflow", "envs"):
-        shutil.copytree(REPO / name, workdir / name)
-    shutil.copy(REPO / "tests" / "tiny_config.yaml", workdir / "tiny.yaml")
-    return workdir
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
 
 
 @pytest.fixture(scope="module")
@@ -304,13 +300,8 @@ def test_a_killed_finetune_job_resumes_to_the_uninterrupted_result(tmp_path):
 
     from safetensors.torch import load_file
 
-    workdir = tmp_path / "resume"
-    workdir.mkdir()
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, workdir / name)
-    for name in ("rules", "workflow", "envs"):
-        shutil.copytree(REPO / name, workdir / name)
-    config = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
+    workdir = copy_workflow(tmp_path / "resume")
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["methods"] = {"full": {"steps": 400}}
     config["search"] = {"enabled": False}
     config["compute"] = {"checkpoint_every": 40}
