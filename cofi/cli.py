@@ -368,13 +368,18 @@ def cmd_gpu_check(args) -> None:
         f"{result['peak_gpu_memory_gb']:.1f} GiB; evaluation of {result['eval_items']} items {result['evaluate_job_s']:.1f} s")
 
 
-def _model_args(p) -> None:
+def _model_load_args(p) -> None:
+    """How a command loads a model: directory, remote code, dtype, device, threads."""
     p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights dtype")
-    p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads)")
     p.add_argument("--device", default="auto", help="auto (the GPU if one is visible, else the CPU), cpu, cuda or cuda:N")
+
+
+def _model_args(p) -> None:
+    _model_load_args(p)
+    p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -544,11 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_softmask)
 
     p = sub.add_parser("lm-eval", help="(optional, needs lm-eval) harness tasks on a checkpoint, as a cofi score file")
-    p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights dtype")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    _model_load_args(p)
     p.add_argument("--tasks", required=True,
                    help='JSON {"spec": {task: [harness task, ...]}, "vers": {"know": [...], "reason": [...], "instruct": [...]}}; '
                         'an entry may be {"task": name, "metric": "acc_norm,none"}')

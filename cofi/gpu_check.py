@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 import subprocess
 import sys
 import time
@@ -56,11 +57,15 @@ def write_model(out_dir: Path, arch: dict, seed: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _random_words(rng: random.Random, vocab: int, k: int) -> str:
+    return " ".join(f"w{rng.randrange(vocab - 4)}" for _ in range(k))
+
+
 def write_data(path: Path, n: int, seq_len: int, vocab: int, seed: int) -> None:
     """Records whose prompt is short and whose response runs past ``seq_len``: every example is cut
     to exactly ``seq_len`` tokens, so each step processes batch × seq_len tokens."""
     rng = random.Random(seed)
-    words = lambda k: " ".join(f"w{rng.randrange(vocab - 4)}" for _ in range(k))  # noqa: E731
+    words = partial(_random_words, rng, vocab)
     with open(path, "w") as handle:
         for _ in range(n):
             handle.write(json.dumps({"instruction": words(1), "input": words(15), "output": words(seq_len)}) + "\n")
@@ -68,7 +73,7 @@ def write_data(path: Path, n: int, seq_len: int, vocab: int, seed: int) -> None:
 
 def write_suites(directory: Path, n: int, vocab: int, seed: int) -> dict:
     rng = random.Random(seed)
-    words = lambda k: " ".join(f"w{rng.randrange(vocab - 4)}" for _ in range(k))  # noqa: E731
+    words = partial(_random_words, rng, vocab)
     generation, choice = directory / "gen.jsonl", directory / "mc.jsonl"
     generation.write_text("".join(json.dumps({"instruction": words(1), "input": words(24), "output": words(16)}) + "\n"
                                   for _ in range(n)))

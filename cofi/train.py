@@ -117,10 +117,8 @@ def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
 class _Step:
     """One optimizer step's gradient computation: autocast, loss scaling, and the sum over processes."""
 
-    def __init__(self, model, params, cfg: TrainConfig, penalties):
-        self.model, self.params, self.penalties = model, params, penalties
-        device = next(model.parameters()).device
-        self.device = device
+    def __init__(self, model, params, cfg: TrainConfig, penalties, device: torch.device):
+        self.model, self.params, self.penalties, self.device = model, params, penalties, device
         self.autocast_dtype = PRECISIONS[cfg.precision]
         self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
 
@@ -201,7 +199,7 @@ def train(model, examples: list[dict], cfg: TrainConfig, pad_id: int, curve_path
         hook.attach(optimizer)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup_ratio * cfg.steps), cfg.steps)
     stream = batches if batches is not None else batch_stream(examples, cfg.batch_size, pad_id, cfg.seed)
-    computer = _Step(model, params, cfg, penalties)
+    computer = _Step(model, params, cfg, penalties, device)
 
     settings = {**(settings or {}), "train": {k: v for k, v in asdict(cfg).items() if k not in ("log_every", "checkpoint_every")},
                 "processes": distributed.world_size()}
