@@ -2,7 +2,7 @@
 # Config, validation, includes and targets only; the logic lives in the cofi package.
 from snakemake.utils import min_version
 
-from cofi.config import check_config
+from cofi.config import check_config, load_config
 from cofi.errors import InputError
 
 min_version("9.0")
@@ -19,6 +19,8 @@ if not workflow.overwrite_configfiles:
 
 
 try:
+    for path in workflow.configfiles:
+        load_config(path)  # what Snakemake's own loader lets pass: duplicate keys
     check_config(config)  # fills defaults; bad keys, data files or model path stop here
 except InputError as error:
     raise SystemExit(f"cofi: {error}")

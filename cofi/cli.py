@@ -14,6 +14,17 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 
 
+def json_arg(text: str):
+    """argparse type of the flags that carry JSON: bad JSON is a usage error naming the flag."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error.msg} at column {error.colno}): {text!r}") from None
+
+
+json_arg.__name__ = "JSON"  # argparse names the type in its message
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -35,7 +46,7 @@ def cmd_make_data(args) -> None:
     from cofi.data import write_jsonl
     from cofi.world import WorldSpec, build_world
 
-    world = build_world(WorldSpec(**json.loads(args.world)))
+    world = build_world(WorldSpec(**args.world))
     for stem, records in world.items():
         write_jsonl(Path(args.out_dir) / f"{stem}.jsonl", records)
         log(f"wrote {len(records):>6} records to {Path(args.out_dir) / stem}.jsonl")
@@ -49,8 +60,8 @@ def cmd_build_base(args) -> None:
     from cofi.world import WorldSpec, vocabulary
 
     _threads(args.threads)
-    base = json.loads(args.base)
-    tokenizer = build_word_tokenizer(vocabulary(WorldSpec(**json.loads(args.world))))
+    base = args.base
+    tokenizer = build_word_tokenizer(vocabulary(WorldSpec(**args.world)))
     arch = {k: base[k] for k in ("layers", "hidden", "intermediate", "heads")} | {"max_len": args.max_len}
     model = build_llama(len(tokenizer), arch, seed=base["seed"])
     records = load_records(args.train)
@@ -76,7 +87,7 @@ def cmd_finetune(args) -> None:
     from cofi.train import TrainConfig, tokenize_dataset, train
 
     _threads(args.threads)
-    params = json.loads(args.params)
+    params = args.params
     method = METHODS[args.method]
     device = resolve_device(args.device)
     distributed.init(device)
@@ -148,7 +159,7 @@ def cmd_importance(args) -> None:
     from cofi.modeling import load_model
 
     _threads(args.threads)
-    options = json.loads(args.options)
+    options = args.options
     model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype, args.device)
     records = load_records(args.data)
     batches = prompt_batches(records, tokenizer, args.template, options["batch_size"], options["batches"],
@@ -170,7 +181,7 @@ def cmd_evaluate(args) -> None:
     from cofi.modeling import load_model
 
     _threads(args.threads)
-    suites = json.loads(args.suites)
+    suites = args.suites
     model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype, args.device)
     model.eval()
     results, items, predictions = {"spec": {}, "vers": {}}, {}, {}
@@ -182,7 +193,7 @@ def cmd_evaluate(args) -> None:
             scored = score_suite(model, tokenizer, records, suite, args.template, args.batch_size)
             results[group][name], items[name], predictions[name] = scored["score"], len(records), scored["predictions"]
             log(f"{group} {name}: {scored['score']:.1f} on {len(records)} items ({time.perf_counter() - started:.1f}s)")
-    labels = json.loads(args.labels)
+    labels = args.labels
     scores = {"labels": labels, "model": args.model, **aggregate(results["spec"], results["vers"]), "items": items}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(scores, indent=2) + "\n")
@@ -192,10 +203,10 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_search_step(args) -> None:
-    from cofi.search_run import policy_from_json, search_step
+    from cofi.search_run import policy_from_dict, search_step
 
-    payload = search_step(args.task, args.depth, policy_from_json(args.policy), args.n_layers, args.reference,
-                          args.split, args.previous, json.loads(args.candidates), args.out)
+    payload = search_step(args.task, args.depth, policy_from_dict(args.policy), args.n_layers, args.reference,
+                          args.split, args.previous, args.candidates, args.out)
     for node in payload["nodes"]:
         log(f"depth {args.depth} {node['id']}: Spec {node['spec']:.1f} Vers {node['vers']:.1f} Uni {node['uni']:.1f} - {node['status']}: {node['reason']}")
     log(f"next depth: {', '.join(c['id'] for c in payload['expand']) or 'nothing (search ends)'}")
@@ -211,8 +222,8 @@ def cmd_search_report(args) -> None:
 def cmd_table(args) -> None:
     from cofi.tables import write_tables
 
-    expect = json.loads(args.expect) if args.expect else None
-    tidy = write_tables(args.files, args.out_dir, args.reference, json.loads(args.groups), args.digits, args.std,
+    expect = args.expect
+    tidy = write_tables(args.files, args.out_dir, args.reference, args.groups, args.digits, args.std,
                         args.bold, expect)
     log(f"wrote {len(tidy)} rows (methods × tasks) to {args.out_dir}: main.csv/.md/.tex, normalised.md/.tex, seeds.csv")
 
@@ -220,7 +231,7 @@ def cmd_table(args) -> None:
 def cmd_plots(args) -> None:
     from cofi.plots import write_plots
 
-    written = write_plots(args.table, args.out_dir, json.loads(args.collect))
+    written = write_plots(args.table, args.out_dir, args.collect)
     log(f"wrote {len(written)} figures to {args.out_dir}")
 
 
@@ -231,17 +242,17 @@ def cmd_landscape(args) -> None:
     from cofi.modeling import load_model
 
     _threads(args.threads)
-    options = json.loads(args.options)
+    options = args.options
     model, tokenizer = load_model(args.model, args.trust_remote_code, args.dtype, args.device)
     model.eval()
-    suites = json.loads(args.vers_suites)
+    suites = args.vers_suites
     vers_records = [read_jsonl(s["path"], multiple_choice=s["type"] == "multiple_choice") for s in suites.values()]
     batches = fixed_batches(read_jsonl(args.task_data), vers_records, tokenizer, args.template, args.mask_prompt,
                             args.max_len, options["batch_size"], options["data_seed"], tokenizer.pad_token_id)
     started = time.perf_counter()
     result = landscape(model, {name: batch_loss(batch) for name, batch in batches.items()}, options["span"],
                        options["points_1d"], options["points_2d"], options["radius"], options["direction_seed"])
-    result = {**json.loads(args.labels), "model": args.model, "options": options, **result}
+    result = {**args.labels, "model": args.model, "options": options, **result}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result) + "\n")
     plot_landscape(result, f"{result['run']} on {result['task']} (seed {result['seed']})", args.plot)
@@ -268,7 +279,7 @@ def cmd_bench_report(args) -> None:
 def cmd_bench_step(args) -> None:
     from cofi.bench import measure_training_step
 
-    result = measure_training_step(args.model, args.train, args.template, args.method, json.loads(args.params),
+    result = measure_training_step(args.model, args.train, args.template, args.method, args.params,
                                    args.steps, args.warmup, args.width, args.threads)
     print(json.dumps(result))
 
@@ -276,7 +287,7 @@ def cmd_bench_step(args) -> None:
 def cmd_bench_region(args) -> None:
     from cofi.bench import region_vs_full
 
-    region = {"range": args.range, "modules": args.modules, "groups": json.loads(args.groups)}
+    region = {"range": args.range, "modules": args.modules, "groups": args.groups}
     widths = [None] + args.widths
     table = region_vs_full(args.model, args.train, args.template, region, args.steps, args.warmup, widths,
                            args.repeats, args.threads)
@@ -290,7 +301,7 @@ def cmd_bench_region(args) -> None:
 def cmd_bench_softmask(args) -> None:
     from cofi.bench import softmask_overhead
 
-    region = {"range": args.range, "modules": args.modules, "groups": json.loads(args.groups)}
+    region = {"range": args.range, "modules": args.modules, "groups": args.groups}
     table = softmask_overhead(args.model, args.train, args.template, region, args.importance, args.steps,
                               args.warmup, args.repeats, args.threads)
     print(table.round(4).to_markdown(index=False))
@@ -338,7 +349,7 @@ def cmd_lm_eval(args) -> None:
     results = lm_eval_bridge.run(args.model, mapping, args.include_path, args.dtype, device, args.batch_size,
                                  args.limit, args.trust_remote_code)
     spec, vers = lm_eval_bridge.scores_from_results(results, mapping)
-    scores = {"labels": json.loads(args.labels), "model": args.model, **aggregate(spec, vers),
+    scores = {"labels": args.labels, "model": args.model, **aggregate(spec, vers),
               "items": {task: result.get("sample_len") for task, result in results.items()},
               "evaluator": f"lm-eval {version('lm_eval')}", "harness_tasks": mapping, "harness_results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -394,13 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("make-data", help="write the embedded synthetic world as JSONL files")
-    p.add_argument("--world", required=True, help="JSON of embedded.world settings")
+    p.add_argument("--world", type=json_arg, required=True, help="JSON of embedded.world settings")
     p.add_argument("--out-dir", required=True, help="directory for <split>.jsonl files")
     p.set_defaults(func=cmd_make_data)
 
     p = sub.add_parser("build-base", help="build and align the embedded base model")
-    p.add_argument("--world", required=True, help="JSON of embedded.world settings (for the vocabulary)")
-    p.add_argument("--base", required=True, help="JSON of embedded.base settings (architecture, training)")
+    p.add_argument("--world", type=json_arg, required=True, help="JSON of embedded.world settings (for the vocabulary)")
+    p.add_argument("--base", type=json_arg, required=True, help="JSON of embedded.base settings (architecture, training)")
     p.add_argument("--train", required=True, help="versatility training JSONL")
     p.add_argument("--template", required=True, help="prompt format string")
     p.add_argument("--max-len", type=int, required=True, help="tokens per example")
@@ -412,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.add_argument("--method", required=True, choices=sorted(METHODS), metavar="METHOD",
                    help="; ".join(f"{name}: {m.description}" for name, m in METHODS.items()))
-    p.add_argument("--params", required=True, help="JSON of the method's hyperparameters")
+    p.add_argument("--params", type=json_arg, required=True, help="JSON of the method's hyperparameters")
     p.add_argument("--train", required=True, help="training JSONL")
     p.add_argument("--seed", type=int, default=0, help="seed for data order and initialisation")
     p.add_argument("--max-len", type=int, required=True, help="tokens per example")
@@ -435,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("importance", help="estimate unit importance (heads, FFN units) for the soft masks")
     _model_args(p)
     p.add_argument("--data", required=True, help="JSONL whose inputs (instruction + input) are used, unlabeled")
-    p.add_argument("--options", required=True, help="JSON: dropout, batches, batch_size, signed, seed")
+    p.add_argument("--options", type=json_arg, required=True, help="JSON: dropout, batches, batch_size, signed, seed")
     p.add_argument("--max-len", type=int, required=True, help="tokens per input")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--plot", required=True, help="output heatmap (.png)")
@@ -443,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a model on speciality and versatility suites")
     _model_args(p)
-    p.add_argument("--suites", required=True, help='JSON {"spec": {name: suite}, "vers": {name: suite}}')
-    p.add_argument("--labels", required=True, help="JSON labels stored with the scores (method, task, seed)")
+    p.add_argument("--suites", type=json_arg, required=True, help='JSON {"spec": {name: suite}, "vers": {name: suite}}')
+    p.add_argument("--labels", type=json_arg, required=True, help="JSON labels stored with the scores (method, task, seed)")
     p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
     p.add_argument("--max-items", type=int, default=None, help="score at most this many items per suite")
     p.add_argument("--out", required=True, help="scores JSON")
@@ -456,25 +467,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "files whose picks become 'cofitune_coarse' rows")
     p.add_argument("--out-dir", required=True, help="directory for main.csv/.md/.tex, normalised.md/.tex, seeds.csv")
     p.add_argument("--reference", help="run the normalised view compares to (e.g. full)")
-    p.add_argument("--groups", default="{}", help='JSON {sweep: {variant run: "lr=0.001"}}: a tuned row per sweep')
+    p.add_argument("--groups", type=json_arg, default="{}", help='JSON {sweep: {variant run: "lr=0.001"}}: a tuned row per sweep')
     p.add_argument("--digits", type=int, default=1, help="decimals shown")
     p.add_argument("--std", action=argparse.BooleanOptionalAction, default=True, help="show ± std over seeds")
     p.add_argument("--bold", action=argparse.BooleanOptionalAction, default=True, help="mark the best value per column")
-    p.add_argument("--expect", help='JSON {"runs", "sweeps", "tasks", "seeds", "searched"}: refuse a partial table')
+    p.add_argument("--expect", type=json_arg, help='JSON {"runs", "sweeps", "tasks", "seeds", "searched"}: refuse a partial table')
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("plots", help="figures from the tidy table: Pareto (Spec vs Vers) per task, Uni per method")
     p.add_argument("--table", required=True, help="tables/main.csv")
     p.add_argument("--out-dir", required=True, help="directory for the figures (PNG and PDF)")
-    p.add_argument("--collect", default="{}", help='JSON {target: source}: other figures to copy in (search trees, heatmaps)')
+    p.add_argument("--collect", type=json_arg, default="{}", help='JSON {target: source}: other figures to copy in (search trees, heatmaps)')
     p.set_defaults(func=cmd_plots)
 
     p = sub.add_parser("landscape", help="loss landscape of a model along filter-normalised random directions")
     _model_args(p)
     p.add_argument("--task-data", required=True, help="speciality JSONL (a seeded sample is the fixed batch)")
-    p.add_argument("--vers-suites", required=True, help='JSON {name: {"path", "type"}}: the fixed versatility batch')
-    p.add_argument("--options", required=True, help="JSON: span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed")
-    p.add_argument("--labels", required=True, help='JSON {"run", "task", "seed"} stored with the result')
+    p.add_argument("--vers-suites", type=json_arg, required=True, help='JSON {name: {"path", "type"}}: the fixed versatility batch')
+    p.add_argument("--options", type=json_arg, required=True, help="JSON: span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed")
+    p.add_argument("--labels", type=json_arg, required=True, help='JSON {"run", "task", "seed"} stored with the result')
     p.add_argument("--max-len", type=int, required=True, help="tokens per example")
     p.add_argument("--mask-prompt", action=argparse.BooleanOptionalAction, default=True, help="loss on responses only")
     p.add_argument("--out", required=True, help="result JSON")
@@ -490,12 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search-step", help="one depth of the coarse search: score, select, expand")
     p.add_argument("--task", required=True, help="speciality task")
     p.add_argument("--depth", type=int, required=True, help="depth of this step (0 seeds the search)")
-    p.add_argument("--policy", required=True, help="JSON of the search policy")
+    p.add_argument("--policy", type=json_arg, required=True, help="JSON of the search policy")
     p.add_argument("--n-layers", type=int, required=True, help="decoder layers of the model")
     p.add_argument("--split", default="val", help="split the scores come from (recorded in the trace)")
     p.add_argument("--reference", required=True, help="score file of the reference run (Full SFT)")
     p.add_argument("--previous", help="the previous depth's file (depth >= 1)")
-    p.add_argument("--candidates", default="{}", help="JSON {candidate id: score file} of this depth")
+    p.add_argument("--candidates", type=json_arg, default="{}", help="JSON {candidate id: score file} of this depth")
     p.add_argument("--out", required=True, help="this depth's JSON file")
     p.set_defaults(func=cmd_search_step)
 
@@ -511,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, help="training JSONL")
     p.add_argument("--template", required=True, help="prompt format string")
     p.add_argument("--method", required=True, help="registered method")
-    p.add_argument("--params", default="{}", help="JSON of method params")
+    p.add_argument("--params", type=json_arg, default="{}", help="JSON of method params")
     p.add_argument("--steps", type=int, default=30, help="timed steps")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--width", type=int, default=None, help="rebuild the model at this hidden size (random weights)")
@@ -524,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
     p.add_argument("--range", nargs=2, default=["0.25", "0.5"], help="layer range a b (fractions)")
     p.add_argument("--modules", nargs="+", default=["ffn"], help="module groups")
-    p.add_argument("--groups", default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
+    p.add_argument("--groups", type=json_arg, default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
     p.add_argument("--widths", type=int, nargs="*", default=[512], help="also measure at these hidden sizes")
     p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
@@ -539,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
     p.add_argument("--range", nargs=2, default=["0.25", "0.75"], help="layer range a b (fractions)")
     p.add_argument("--modules", nargs="+", default=["mha", "ffn"], help="module groups")
-    p.add_argument("--groups", default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
+    p.add_argument("--groups", type=json_arg, default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
     p.add_argument("--steps", type=int, default=12, help="timed steps per measurement (short: variants alternate often)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--repeats", type=int, default=30, help="alternating repeats, order rotating (median step reported)")
@@ -554,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='JSON {"spec": {task: [harness task, ...]}, "vers": {"know": [...], "reason": [...], "instruct": [...]}}; '
                         'an entry may be {"task": name, "metric": "acc_norm,none"}')
     p.add_argument("--include-path", help="directory of extra task YAMLs (e.g. from lm-eval-task)")
-    p.add_argument("--labels", default="{}", help="JSON labels stored with the scores (method, task, seed)")
+    p.add_argument("--labels", type=json_arg, default="{}", help="JSON labels stored with the scores (method, task, seed)")
     p.add_argument("--batch-size", type=int, default=32, help="harness batch size")
     p.add_argument("--limit", type=int, default=None, help="at most this many items per task")
     p.add_argument("--out", required=True, help="scores JSON (the format of evaluate)")

@@ -9,20 +9,20 @@ from __future__ import annotations
 from cofi.errors import InputError
 
 import copy
+import os
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from cofi import metrics
+from cofi import metrics, world
 from cofi.data import DataError, read_jsonl
-from cofi.methods import METHODS, RUN_KEYS, TRAIN_KEYS, CheckContext, MethodError, configured_runs, resolve_run
+from cofi.methods import (METHODS, RUN_KEYS, TRAIN_KEYS, CheckContext, MethodError, configured_runs, resolve_run,
+                          tuned_row)
 from cofi.regions import RegionError, check_groups
 from cofi.search import EXPANSIONS, Policy, first_candidates
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-EMBEDDED_TASKS = ("bio", "rotate")
-EMBEDDED_SUITES = metrics.VERSATILITY_DIMENSIONS
 
 
 class ConfigError(InputError):
@@ -64,19 +64,60 @@ def fill_defaults(instance, schema: dict, root: dict | None = None):
     return instance
 
 
+def expand_user_paths(instance, schema: dict, root: dict | None = None):
+    """``~`` at the start of every value the schema marks ``format: path`` becomes the home directory (in place)."""
+    root = root or schema
+    schema = _resolve(schema, root)
+    if not isinstance(instance, dict):
+        return instance
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties")
+    for key, value in instance.items():
+        sub = properties.get(key, extra if isinstance(extra, dict) else None)
+        if sub is None:
+            continue
+        sub = _resolve(sub, root)
+        if sub.get("format") == "path" and isinstance(value, str):
+            instance[key] = os.path.expanduser(value)
+        else:
+            expand_user_paths(value, sub, root)
+    return instance
+
+
 def validate_schema(config: dict, schema: dict | None = None) -> dict:
     """Fill defaults and validate against the JSON schema; raise :class:`ConfigError` on the first error."""
     schema = schema or load_schema()
     fill_defaults(config, schema)
+    expand_user_paths(config, schema)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
         key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ConfigError(f"config key {key}: {error.message}")
+        raise ConfigError(f"config key {key}: {schema_message(error)}")
     return config
 
 
-def _check_suite(key: str, suite: dict, embedded_names: tuple, name: str, fields: tuple) -> None:
+def schema_message(error) -> str:
+    """jsonschema's message, with a hint where YAML read a number as a string (``3e-4``: no dot, no sign)."""
+    text = error.message
+    if error.validator == "type" and isinstance(error.instance, str):
+        try:
+            float(error.instance)
+        except ValueError:
+            return text
+        mantissa, _, exponent = error.instance.lower().partition("e")
+        if not exponent:
+            return text + " (a quoted number is a string: write it without quotes)"
+        # YAML 1.1 (PyYAML) takes an exponent as a float only with a dot and a signed exponent.
+        mantissa += "" if "." in mantissa else ".0"
+        exponent = exponent if exponent[0] in "+-" else f"+{exponent}"
+        text += f" (YAML reads {error.instance} as a string: write {mantissa}e{exponent})"
+    return text
+
+
+def _check_suite(key: str, suite: dict, embedded: dict[str, str], name: str, fields: tuple) -> list[dict] | None:
+    """Type and metric; an embedded suite's type is the one its data has; the files a suite names are valid.
+    Returns the records of the suite's training file, where it names one."""
     kind, metric = suite["type"], suite["metric"]
     if kind not in metrics.TASK_TYPES:
         raise ConfigError(f"config key {key}.type: unknown task type {kind!r} (expected one of {sorted(metrics.TASK_TYPES)})")
@@ -85,22 +126,30 @@ def _check_suite(key: str, suite: dict, embedded_names: tuple, name: str, fields
             f"config key {key}.metric: unknown metric {metric!r} for type {kind!r} "
             f"(expected one of {list(metrics.TASK_TYPES[kind])})"
         )
+    paths = ("train", "test", "val") if "train" in suite else ("test", "val")
+    if name in embedded and kind != embedded[name] and any(suite[f] is None for f in paths if f != "val"):
+        raise ConfigError(f"config key {key}.type: the embedded {name} data is {embedded[name]}, not {kind} "
+                          f"(set type: {embedded[name]}, or give your own data paths)")
+    train = None
     for field in fields:
         path = suite[field]
-        if path is None and field == "val" and name not in embedded_names:
+        if path is None and field == "val" and name not in embedded:
             continue  # user suites without validation data fall back to their test file
         if path is None:
-            if name not in embedded_names:
+            if name not in embedded:
                 raise ConfigError(
                     f"config key {key}.{field}: null means the embedded data, but the embedded world has no "
-                    f"{name!r} (it has {', '.join(embedded_names)}); give a JSONL path"
+                    f"{name!r} (it has {', '.join(embedded)}); give a JSONL path"
                 )
             continue
         # Train files are always instruction data; test files follow the suite's type.
         try:
-            read_jsonl(path, multiple_choice=(field == "test" and kind == "multiple_choice"))
+            records = read_jsonl(path, multiple_choice=(field == "test" and kind == "multiple_choice"))
         except DataError as error:
             raise ConfigError(f"config key {key}.{field}: {error}") from None
+        if field == "train":
+            train = records
+    return train if "train" in fields and suite.get("train") else None
 
 
 def check_config(config: dict, check_files: bool = True) -> dict:
@@ -109,10 +158,12 @@ def check_config(config: dict, check_files: bool = True) -> dict:
     base = config["embedded"]["base"]
     if base["hidden"] % base["heads"]:
         raise ConfigError("config key embedded.base.heads: must divide embedded.base.hidden")
+    train_records = {}
     for name, task in config["tasks"].items():
-        _check_suite(f"tasks.{name}", task, EMBEDDED_TASKS, name, ("train", "test", "val") if check_files else ())
+        train_records[name] = _check_suite(f"tasks.{name}", task, world.TASK_TYPES, name,
+                                           ("train", "test", "val") if check_files else ())
     for name, suite in config["versatility"].items():
-        _check_suite(f"versatility.{name}", suite, EMBEDDED_SUITES, name, ("test", "val") if check_files else ())
+        _check_suite(f"versatility.{name}", suite, world.SUITE_TYPES, name, ("test", "val") if check_files else ())
     n_layers = None
     if config["model"]["path"] is None:
         n_layers = config["embedded"]["base"]["layers"]
@@ -130,10 +181,53 @@ def check_config(config: dict, check_files: bool = True) -> dict:
         raise ConfigError(
             f"config key prompt.template: must be a format string using only {{instruction}} and {{input}} ({error!r})"
         ) from None
-    world = config["embedded"]["world"]
-    if world["min_list_len"] > world["max_list_len"]:
-        raise ConfigError("config key embedded.world.min_list_len: must not exceed embedded.world.max_list_len")
+    _check_world(config)
+    if check_files:
+        _check_max_len(config, train_records)
     return config
+
+
+def _check_world(config: dict) -> None:
+    """The embedded world can be built (only where some data or the base model comes from it)."""
+    try:
+        world.WorldSpec(**config["embedded"]["world"])
+    except ValueError as error:
+        raise ConfigError(f"config key {error}") from None
+
+
+def _check_max_len(config: dict, train_records: dict[str, list[dict] | None]) -> None:
+    """Every task's training data (and the embedded base model's mixture) has an example whose response
+    starts within ``prompt.max_len`` tokens; else training would find nothing to learn, after the base
+    model was built."""
+    from cofi.prompts import render_prompt
+
+    prompt = config["prompt"]
+    if not prompt["mask_prompt"]:
+        return  # the prompt's own tokens are labels as well
+    data = {task: records for task, records in train_records.items() if records is not None}
+    embedded = [task for task, records in train_records.items() if records is None]
+    if embedded or config["model"]["path"] is None:
+        built = world.build_world(world.WorldSpec(**config["embedded"]["world"]))
+        data |= {task: built[f"{task}_train"] for task in embedded}
+        if config["model"]["path"] is None:
+            data["the embedded base model's mixture"] = built["versatility_train"]
+    if config["model"]["path"] is None:
+        # The embedded tokenizer (cofi.modeling.build_word_tokenizer) makes one token per word, after BOS.
+        lengths = lambda prompts: [1 + len(p.split()) for p in prompts]  # noqa: E731
+    else:
+        from transformers import AutoTokenizer
+
+        from cofi.prompts import prompt_lengths
+
+        tokenizer = AutoTokenizer.from_pretrained(config["model"]["path"], local_files_only=True,
+                                                  trust_remote_code=config["model"]["trust_remote_code"])
+        lengths = lambda prompts: prompt_lengths(tokenizer, prompts)  # noqa: E731
+    for name, records in data.items():
+        shortest = min(lengths([render_prompt(r, prompt["template"]) for r in records]))
+        if shortest >= prompt["max_len"]:
+            raise ConfigError(f"config key prompt.max_len: {prompt['max_len']} is too short: no training example of "
+                              f"{name} keeps a response token (its shortest prompt takes {shortest} tokens); raise "
+                              f"prompt.max_len above {shortest}")
 
 
 def model_depth(config: dict) -> int:
@@ -168,7 +262,7 @@ def _check_runs_and_search(config: dict, n_layers: int | None) -> None:
     projection_names = _projection_names_once(config)
     _check_runs(config, n_layers, projection_names)
     _check_group_projections(config, projection_names)
-    _check_importance(config)
+    _check_importance(config, projection_names)
     _check_search(config, n_layers)
     _check_table_reference(config)
     _check_landscape(config)
@@ -207,7 +301,7 @@ def _check_table_reference(config: dict) -> None:
     if reference is None:
         return
     runs = configured_runs(config)
-    tuned_rows = {f"{entry['sweep_of']}_tuned" for entry in runs.values() if "sweep_of" in entry}
+    tuned_rows = {tuned_row(entry["sweep_of"]) for entry in runs.values() if "sweep_of" in entry}
     if reference not in runs and reference not in tuned_rows:
         sweep = " (a sweep: name one of its runs, e.g. " + next((n for n, e in runs.items() if e.get("sweep_of") == reference), "") + ")"
         raise ConfigError(f"config key tables.reference: {reference!r} is not a configured run"
@@ -270,7 +364,7 @@ def _check_run_keys(key: str, run: str, entry: dict) -> None:
     if name not in METHODS:
         raise ConfigError(f"config key {key}: unknown method {name!r} (registered: {', '.join(sorted(METHODS))})")
     method = METHODS[name]
-    for field, value in entry.items():
+    for field, value in list(entry.items()):
         if field in RUN_KEYS:
             continue  # the schema checked these
         if field not in method.keys:
@@ -281,10 +375,12 @@ def _check_run_keys(key: str, run: str, entry: dict) -> None:
         if swept and not value:
             raise ConfigError(f"config key {key}.{field}: an empty list (give one value, or a list of values)")
         schema = {k: v for k, v in method.keys[field].items() if k not in ("default", "description")}
+        if schema.get("format") == "path" and isinstance(value, str):
+            entry[field] = value = os.path.expanduser(value)
         for item in value if swept else [value]:
             error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(item))
             if error is not None:
-                raise ConfigError(f"config key {key}.{field}: {error.message}")
+                raise ConfigError(f"config key {key}.{field}: {schema_message(error)}")
     if not method.trains:
         given = [k for k in (*TRAIN_KEYS, "sam", "equal_compute") if k in entry]
         if given:
@@ -310,8 +406,13 @@ def _projection_names_once(config: dict):
 EMBEDDED_PROJECTIONS = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
 
 
+LLAMA_LAYOUT = ("the Llama-family layout: decoder layers at *.layers.N, with self_attn.{q,k,v,o}_proj and "
+                "mlp.{gate,up,down}_proj")
+
+
 def _projection_names(config: dict) -> set[str] | None:
-    """A user's model: from a weightless copy (meta device), nothing loaded or allocated."""
+    """A user's model: from a weightless copy (meta device), nothing loaded or allocated. Refuses a model
+    whose decoder layers are not where regions, importance and soft masks look for them."""
     path, remote = config["model"]["path"], config["model"]["trust_remote_code"]
     if path is None:
         return set(EMBEDDED_PROJECTIONS)
@@ -324,13 +425,20 @@ def _projection_names(config: dict) -> set[str] | None:
         return None  # the model path check reports this
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=remote)
-    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and ".layers." in name}
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and ".layers." in name}
+    if not names:
+        stacks = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)]
+        where = f"at {stacks[0]}.0, {stacks[0]}.1, …" if stacks else "in no module list"
+        raise ConfigError(f"model.path {path!r}: cofi needs {LLAMA_LAYOUT}; {type(model).__name__} keeps its "
+                          f"decoder layers {where}")
+    return names
 
 
-def _check_importance(config: dict) -> None:
+def _check_importance(config: dict, projection_names) -> None:
     if not any("importance" in METHODS[entry.get("method", run)].needs for run, entry in config["methods"].items()):
         return
+    projection_names()  # importance hooks the decoder layers: refuses a model without the Llama layout
     importance = config["importance"]
     if importance["source"] != "versatility":
         return
@@ -353,13 +461,39 @@ def search_policy(config: dict) -> Policy:
                   min_layers=s["min_layers"], root_modules=tuple(s["root_modules"]))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of repeated keys silently (a second ``training:`` drops the first); refuse them."""
+
+    def construct_mapping(self, node, deep=False):
+        first_lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key == "<<":  # a merge key may repeat
+                continue
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise ConfigError(f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first at line "
+                                  f"{first_lines[key]}); a repeated key would silently replace the first")
+            first_lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path) -> dict:
+    """A config file (YAML or JSON) as a dict; duplicate keys, bad YAML and non-mappings are refused."""
     path = Path(path)
     try:
-        with path.open() as handle:
-            config = yaml.safe_load(handle)
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: byte {error.start} is not valid UTF-8 (expected a UTF-8 YAML file)") from None
+    try:
+        loader = _StrictLoader(text)
+        loader.name = str(path)
+        try:
+            config = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(config, dict):

@@ -70,7 +70,10 @@ def parse_mapping(text: str) -> dict[str, dict[str, list[dict]]]:
     an entry is a task name or ``{"task": name, "metric": "acc_norm,none"}``."""
     from cofi.metrics import VERSATILITY_DIMENSIONS
 
-    mapping = json.loads(text)
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LmEvalError(f"--tasks: not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(mapping, dict) or set(mapping) - {"spec", "vers"}:
         raise LmEvalError('--tasks: expected {"spec": {...}, "vers": {...}}')
     missing = [d for d in VERSATILITY_DIMENSIONS if d not in mapping.get("vers", {})]

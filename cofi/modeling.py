@@ -66,8 +66,36 @@ def build_llama(vocab_size: int, arch: dict, seed: int) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
+# Files a Hugging Face model directory holds its weights in (each may be sharded under an index) and its tokenizer in.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def _check_weights_and_tokenizer(path: Path) -> None:
+    """Weights (whole, or every shard an index names) and a tokenizer are there; nothing is read but the index."""
+    for name in WEIGHT_FILES:
+        if (path / name).is_file():
+            break
+        index = path / f"{name}.index.json"
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, AttributeError) as error:
+                raise ModelError(f"model.path {str(path)!r}: {index.name} cannot be read ({error!r})") from None
+            if missing := [shard for shard in shards if not (path / shard).is_file()]:
+                raise ModelError(f"model.path {str(path)!r}: {index.name} names {len(missing)} shard(s) that are "
+                                 f"missing: {', '.join(missing[:3])}")
+            break
+    else:
+        raise ModelError(f"model.path {str(path)!r}: no weights (expected model.safetensors, a "
+                         "model.safetensors.index.json and its shards, or pytorch_model.bin)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(f"model.path {str(path)!r}: no tokenizer (expected tokenizer.json, tokenizer.model or "
+                         "vocab.json beside config.json; write it with tokenizer.save_pretrained)")
+
+
 def check_model_dir(path: str | Path, trust_remote_code: bool = False) -> None:
-    """Fail fast, without loading weights, unless ``path`` holds a causal LM's config."""
+    """Fail fast, without loading weights, unless ``path`` holds a causal LM's config, weights and tokenizer."""
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"model.path {str(path)!r}: no such directory (expected a Hugging Face model directory)")
@@ -83,6 +111,7 @@ def check_model_dir(path: str | Path, trust_remote_code: bool = False) -> None:
             f"model.path {str(path)!r}: model_type {config.model_type!r} is not a causal language model "
             "(expected one AutoModelForCausalLM can load, e.g. llama, mistral, qwen2)"
         )
+    _check_weights_and_tokenizer(path)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

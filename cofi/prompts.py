@@ -15,6 +15,12 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
 
 
+def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
+    """Token counts of :func:`encode_prompt` for many prompts at once (one batched tokenizer call)."""
+    bos = 0 if tokenizer.bos_token_id is None else 1
+    return [bos + len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
 def encode_response(tokenizer, response: str, eos: bool = True) -> list[int]:
     ids = tokenizer.encode(response, add_special_tokens=False)
     return ids + ([tokenizer.eos_token_id] if eos else [])

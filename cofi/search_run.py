@@ -13,8 +13,8 @@ from cofi.search import Policy, best_node, first_candidates, step
 TRACE_COLUMNS = ["depth", "id", "parent", "label", "layers", "modules", "spec", "vers", "uni", "value", "status", "reason"]
 
 
-def policy_from_json(text: str) -> Policy:
-    values = json.loads(text)
+def policy_from_dict(values: dict) -> Policy:
+    values = dict(values)
     for key in ("schedule", "root_modules"):
         values[key] = tuple(values[key])
     return Policy(**values)

@@ -21,13 +21,12 @@ from pathlib import Path
 import pandas as pd
 
 from cofi.errors import InputError
+from cofi.methods import BASE_ROW as BASE, COARSE_ROW as COARSE, tuned_row
 
 SCORE_COLUMNS = ["spec", "know", "reason", "instruct", "vers", "uni"]
 NORMALISED_COLUMNS = ["spec_pct_ref", "vers_pct_base", "vers_change_pct", "uni"]
 HEADERS = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Instruct", "vers": "Vers", "uni": "Uni",
            "spec_pct_ref": "Spec % ref", "vers_pct_base": "Vers % base", "vers_change_pct": "ΔVers % ref"}
-COARSE = "cofitune_coarse"
-BASE = "base"
 
 
 def score_rows(scores: dict) -> list[dict]:
@@ -98,7 +97,7 @@ def add_tuned_rows(per_seed: pd.DataFrame, groups: dict[str, dict[str, str]]) ->
                 raise ValueError(f"tuned row of {group!r} on {task!r}: no validation scores for {missing}")
             best = max(variants, key=lambda v: (means[v], -list(variants).index(v)))
             chosen = per_seed[(per_seed["method"] == best) & (per_seed["task"] == task) & (per_seed["split"] == "test")]
-            added.append(chosen.assign(method=f"{group}_tuned", detail=variants[best]))
+            added.append(chosen.assign(method=tuned_row(group), detail=variants[best]))
     return pd.concat([per_seed, *added], ignore_index=True) if added else per_seed
 
 
@@ -106,7 +105,7 @@ def row_order(methods: list[str], reference: str | None, groups: dict[str, dict[
     """Base, the reference, the coarse pick, then as given; a tuned row right after its group's variants."""
     order = [m for m in dict.fromkeys([BASE, reference, COARSE] + methods) if m in methods]
     for group, variants in groups.items():
-        tuned = f"{group}_tuned"
+        tuned = tuned_row(group)
         if tuned in order:
             order.remove(tuned)
             last = max(order.index(v) for v in variants if v in order)

@@ -24,6 +24,9 @@ JOBS = ["baker", "pilot", "nurse", "judge", "miner", "tailor", "farmer", "singer
 CITIES = ["paris", "lima", "oslo", "cairo", "tokyo", "quito", "rome", "delhi"]
 
 LIST_OPS = ("reverse", "swap", "skip")
+# What each embedded task and versatility suite is, i.e. the only type its data can be scored as.
+TASK_TYPES = {"bio": "generation", "rotate": "generation"}
+SUITE_TYPES = {"know": "multiple_choice", "reason": "generation", "instruct": "generation"}
 DIGITS = [str(d) for d in range(10)]
 # "=" closes every prompt.
 GLUE = ["=", "add", "bio", "rotate"]
@@ -45,15 +48,33 @@ class WorldSpec:
     know_repeats: int = 16
 
     def __post_init__(self) -> None:
+        """Refuse a world that cannot be built; messages name the ``embedded.world`` key to change."""
         if self.entities < 4:
-            raise ValueError(f"embedded.world.entities must be >= 4, got {self.entities}")
+            raise ValueError(f"embedded.world.entities: must be >= 4, got {self.entities}")
         if not 3 <= self.min_list_len <= self.max_list_len:
-            raise ValueError(
-                "embedded.world needs 3 <= min_list_len <= max_list_len, got "
-                f"{self.min_list_len}, {self.max_list_len}"
-            )
+            raise ValueError(f"embedded.world.min_list_len: must be >= 3 and not exceed max_list_len, got "
+                             f"{self.min_list_len} and {self.max_list_len}")
         if not 2 <= self.list_symbols <= 26:
-            raise ValueError(f"embedded.world.list_symbols must be in [2, 26], got {self.list_symbols}")
+            raise ValueError(f"embedded.world.list_symbols: must be in [2, 26], got {self.list_symbols}")
+        needed, possible = self.lists_needed, self.lists_possible
+        n_problems = len(_addition_problems())
+        if needed > possible:
+            raise ValueError(
+                f"embedded.world.max_list_len: {self.list_symbols} list_symbols in lists of {self.min_list_len} to "
+                f"{self.max_list_len} make {possible:,} distinct lists, but the world needs {needed:,} (4 × test_items "
+                "+ instruct_train + rotate_train); raise list_symbols or max_list_len, or lower those counts")
+        if 2 * self.test_items >= n_problems:
+            raise ValueError(f"embedded.world.test_items: {self.test_items} test and as many validation sums leave no "
+                             f"training sums of the {n_problems:,} there are; lower test_items")
+
+    @property
+    def lists_needed(self) -> int:
+        """Distinct lists the instruct and rotate splits take (every list is used once)."""
+        return 4 * self.test_items + self.instruct_train + self.rotate_train
+
+    @property
+    def lists_possible(self) -> int:
+        return sum(self.list_symbols ** n for n in range(self.min_list_len, self.max_list_len + 1))
 
 
 def entity_names(spec: WorldSpec) -> list[str]:
@@ -105,6 +126,12 @@ def _split(items: list, n_held_out: int, n_train: int) -> tuple[list, list, list
     return test, val, pool[:n_train]
 
 
+def _addition_problems() -> list[tuple[int, ...]]:
+    """Every sum of three or four digits, in a fixed order."""
+    problems = [(a, b, c) for a in range(10) for b in range(10) for c in range(10)]
+    return problems + [(a, b, c, d) for a in range(10) for b in range(10) for c in range(10) for d in range(10)]
+
+
 def _unique_lists(rng: random.Random, spec: WorldSpec, n: int) -> list[tuple[str, ...]]:
     symbols = list_symbols(spec)
     seen: dict[tuple[str, ...], None] = {}
@@ -134,8 +161,7 @@ def build_world(spec: WorldSpec) -> dict[str, list[dict]]:
     know_val = [multiple_choice(r) for r in know_train]
 
     # Multi-step arithmetic: the sum of three or four digits, on problems never seen in training.
-    problems = [(a, b, c) for a in range(10) for b in range(10) for c in range(10)]
-    problems += [(a, b, c, d) for a in range(10) for b in range(10) for c in range(10) for d in range(10)]
+    problems = _addition_problems()
     rng.shuffle(problems)
     reason_test, reason_val, reason_train = _split(problems, spec.test_items, spec.reason_train)
     as_addition = lambda p: _record("add", " ".join(map(str, p)), _digits(sum(p)))

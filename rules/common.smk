@@ -97,14 +97,16 @@ def search_pick(task):
         return parse_region_id(json.load(handle)["selected"])
 
 
-def finetune_inputs(w):
-    """The base model and the task's data, and whatever else the method needs.
+def method_inputs(w):
+    """Whatever a run's method needs besides the base model and the task's data.
 
     A method that trains the search's pick waits for the search here, but takes the region as a
     parameter, not result.json as an input: a wider search that keeps the pick retrains nothing.
+    The wait stays apart from the rule's named inputs so that, while the search is pending (a dry
+    run), the job keeps them and its command can still be formatted.
     """
     method, params = resolve_run(config, w.run)
-    inputs = {"model": base_model_dir(), "train": task_file(w.task, "train")}
+    inputs = {}
     needs = METHODS[method].needs
     if "search_region" in needs:
         search_pick(w.task)

@@ -3,7 +3,9 @@
 
 rule finetune:
     input:
-        unpack(finetune_inputs),
+        unpack(method_inputs),
+        model=base_model_dir(),
+        train=lambda w: task_file(w.task, "train"),
     output:
         model=directory(f"{RUN}/model"),
         curve=f"{RUN}/loss.csv",

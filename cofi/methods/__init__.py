@@ -33,12 +33,22 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 SEARCH_PREFIX = "region-"
+# Table rows the workflow makes itself; no configured run may take their names.
+BASE_ROW = "base"  # the base model, scored once
+COARSE_ROW = "cofitune_coarse"  # the coarse search's pick, trained at every seed
+RESERVED_ROWS = {BASE_ROW: "the base model's row", COARSE_ROW: "the coarse search's pick"}
+
+
+def tuned_row(sweep: str) -> str:
+    """The row of a sweep's value chosen on validation."""
+    return f"{sweep}_tuned"
+
 TRAIN_KEYS = ("lr", "steps", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "max_grad_norm", "log_every")
 OPTION_KEYS = ("sam", "equal_compute")  # any training method; validated by the config schema
 RUN_KEYS = ("method", *TRAIN_KEYS, *OPTION_KEYS)
 
-__all__ = ["METHODS", "SEARCH_PREFIX", "TRAIN_KEYS", "RUN_KEYS", "CheckContext", "Inputs", "Method", "MethodError",
-           "Setup", "configured_runs", "method_of", "resolve_run", "sweep_groups"]
+__all__ = ["BASE_ROW", "COARSE_ROW", "METHODS", "SEARCH_PREFIX", "TRAIN_KEYS", "RUN_KEYS", "CheckContext", "Inputs",
+           "Method", "MethodError", "Setup", "configured_runs", "method_of", "resolve_run", "sweep_groups", "tuned_row"]
 
 
 def _value_text(value) -> str:
@@ -59,13 +69,23 @@ def configured_runs(config: dict) -> dict[str, dict]:
                               f"{second if second != name else first!r}; rename one")
         runs[name] = entry
 
+    sweeps = {}
     for run, entry in config["methods"].items():
+        if run in RESERVED_ROWS:
+            raise MethodError(f"config key methods.{run}: the name is reserved ({RESERVED_ROWS[run]} in the tables); "
+                              "rename the run")
         name = entry.get("method", run)
         method = METHODS.get(name)
         swept = [path for path in _sweepable(method) if isinstance(_get(entry, path), list)]
         if not swept:
             add(run, {**entry, "method": name})
             continue
+        sweeps[tuned_row(run)] = run
+        for path in swept:
+            values = _get(entry, path)
+            if repeated := [v for i, v in enumerate(values) if v in values[:i]]:
+                raise MethodError(f"config key methods.{run}.{'.'.join(path)}: the value {_value_text(repeated[0])} is "
+                                  "listed twice (each value is one run)")
         for values in itertools.product(*(_get(entry, path) for path in swept)):
             variant = {**entry, "method": name, "sweep_of": run}
             for path, value in zip(swept, values):
@@ -73,6 +93,9 @@ def configured_runs(config: dict) -> dict[str, dict]:
             suffix = "_".join(f"{path[-1]}{_value_text(v)}" for path, v in zip(swept, values))
             variant["sweep_label"] = ", ".join(f"{path[-1]}={_value_text(v)}" for path, v in zip(swept, values))
             add(f"{run}_{suffix}", variant)
+    if clash := next((name for name in runs if name in sweeps), None):
+        raise MethodError(f"config key methods.{clash}: the name is the tuned row of the sweep {sweeps[clash]!r} "
+                          "(the value chosen on validation); rename the run")
     return runs
 
 

@@ -21,7 +21,7 @@ class Replay(Method):
     keys = {
         "fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.1,
                      "description": "share of every batch taken from the replay data, in [0, 1)"},
-        "data": {"type": ["string", "null"], "default": None,
+        "data": {"type": ["string", "null"], "format": "path", "default": None,
                  "description": "versatility training JSONL (null: the embedded world's mixture)"},
     }
     needs = ("replay_data",)

@@ -1,0 +1,324 @@
+"""Bad input a newcomer gives stops at start-up with the key or file:line and what was expected (issue 11)."""
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, skip_or_fail
+from cofi.config import ConfigError, check_config, load_config
+from cofi.data import DataError, read_jsonl
+
+
+@pytest.fixture
+def config():
+    return load_config(REPO / "config.yaml")
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+# --- 1. `snakemake -n` on every shipped config that runs offline ------------------------------------------------
+
+def offline_configs() -> list[str]:
+    """config.yaml (no --configfile), the shipped configs that need no user model, and the tests' tiny config."""
+    shipped = [p for p in sorted((REPO / "configs").glob("*.yaml"))
+               if not ((yaml.safe_load(p.read_text()).get("model") or {}).get("path"))]
+    return ["config.yaml", *(f"configs/{p.name}" for p in shipped), "tiny.yaml"]
+
+
+@pytest.fixture(scope="module")
+def dry_run_copy(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("dry"))
+    shutil.copytree(REPO / "configs", workdir / "configs")
+    return workdir
+
+
+@pytest.mark.parametrize("profile", [None, "workflow/profiles/slurm"], ids=["local", "slurm-profile"])
+@pytest.mark.parametrize("configfile", offline_configs())
+def test_dry_run_of_every_offline_config_succeeds(dry_run_copy, configfile, profile):
+    if profile:
+        try:
+            import snakemake_executor_plugin_slurm  # noqa: F401
+        except ImportError:
+            skip_or_fail("the SLURM executor plugin is not installed (pip install -e '.[slurm]')")
+    args = ["-n"] + ([] if configfile == "config.yaml" else ["--configfile", configfile])
+    args += ["--workflow-profile", profile] if profile else []
+    for extra in ([], ["-p"], ["--quiet", "rules"]):
+        started = time.perf_counter()
+        done = snakemake(dry_run_copy, *args, *extra)
+        assert done.returncode == 0, (extra, done.stdout[-2000:] + done.stderr[-3000:])
+        assert time.perf_counter() - started < 60  # a few seconds here; generous for a loaded machine
+    assert not (dry_run_copy / "results").exists()
+
+
+# --- 2. run names that clash with generated rows ----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        ({"sft": {"method": "full", "lr": [0.001, 0.003]}, "sft_tuned": {"method": "full"}},
+         r"config key methods\.sft_tuned: the name is the tuned row of the sweep 'sft'"),
+        ({"cofitune_coarse": {"method": "full"}},
+         r"config key methods\.cofitune_coarse: the name is reserved \(the coarse search's pick"),
+        ({"base": {"method": "full"}}, r"config key methods\.base: the name is reserved \(the base model's row"),
+        ({"wiseft": {"alpha": [0.25, 0.5]}, "wiseft_tuned": {"method": "full"}},
+         r"config key methods\.wiseft_tuned: the name is the tuned row of the sweep 'wiseft'"),
+    ],
+)
+def test_run_names_that_clash_with_generated_rows_are_refused(config, runs, message):
+    config["methods"] = {"full": {}, **runs}
+    config["landscape"]["runs"] = []
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+# --- 3. data files that are not UTF-8 ---------------------------------------------------------------------------
+
+GOOD = {"instruction": "a", "input": "b", "output": "c"}
+
+
+@pytest.mark.parametrize("encoding, line, offset", [("latin-1", 2, 99), ("utf-16", 1, 0)])
+def test_a_data_file_that_is_not_utf8_names_line_and_byte(tmp_path, encoding, line, offset):
+    path = tmp_path / "data.jsonl"
+    text = json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "output": "café"}, ensure_ascii=False) + "\n"
+    path.write_bytes(text.encode(encoding))
+    with pytest.raises(DataError, match=rf"data\.jsonl:{line}: byte {offset} .*expected UTF-8"):
+        read_jsonl(path)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes((json.dumps(GOOD) + "\n").encode("utf-8-sig"))
+    assert read_jsonl(path) == [GOOD]
+
+
+def test_a_config_naming_a_latin1_file_stops_with_the_message(config, tmp_path):
+    bad = tmp_path / "law.jsonl"
+    bad.write_bytes((json.dumps({**GOOD, "output": "é"}, ensure_ascii=False) + "\n").encode("latin-1"))
+    config["tasks"]["law"] = {"train": str(bad), "test": str(bad)}
+    with pytest.raises(ConfigError, match=r"config key tasks\.law\.train: .*law\.jsonl:1: byte \d+ .*expected UTF-8"):
+        check_config(config)
+
+
+# --- 4. duplicate keys ------------------------------------------------------------------------------------------
+
+def test_duplicate_keys_in_a_config_file_are_refused_with_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("experiment: x\ntraining:\n  lr: 0.001\ntasks:\n  bio: {}\ntraining:\n  steps: 5\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml:6: duplicate key 'training' \(first at line 2\)"):
+        load_config(path)
+
+
+def test_duplicate_nested_keys_in_a_config_file_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("experiment: x\ntasks: {bio: {}}\nmethods:\n  lora: {rank: 8}\n  full: {}\n  lora: {rank: 4}\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml:6: duplicate key 'lora' \(first at line 4\)"):
+        load_config(path)
+
+
+def test_snakemake_refuses_a_configfile_with_duplicate_keys(dry_run_copy):
+    text = (dry_run_copy / "tiny.yaml").read_text() + "training: {lr: 0.5}\n"
+    (dry_run_copy / "dup.yaml").write_text(text)
+    done = snakemake(dry_run_copy, "-n", "--configfile", "dup.yaml")
+    assert done.returncode != 0
+    assert re.search(r"dup\.yaml:\d+: duplicate key 'training' \(first at line \d+\)", done.stdout + done.stderr)
+
+
+def test_duplicate_keys_in_a_jsonl_record_are_refused(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + '{"instruction": "a", "output": "b", "output": "c"}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl:2: duplicate key 'output' in one JSON object"):
+        read_jsonl(path)
+
+
+# --- 5. multiple-choice items need no output --------------------------------------------------------------------
+
+def test_a_multiple_choice_item_needs_no_output(tmp_path):
+    path = tmp_path / "mc.jsonl"
+    path.write_text(json.dumps({"instruction": "capital of France", "choices": ["Rome", "Paris"], "answer": 1}) + "\n")
+    (record,) = read_jsonl(path, multiple_choice=True)
+    assert record["output"] == "Paris" and record["answer"] == 1 and record["input"] == ""
+
+
+def test_a_multiple_choice_output_that_contradicts_the_answer_is_refused(tmp_path):
+    path = tmp_path / "mc.jsonl"
+    path.write_text(json.dumps({"instruction": "q", "choices": ["x", "y"], "answer": 1, "output": "x"}) + "\n")
+    with pytest.raises(DataError, match=r"mc\.jsonl:1: 'output' 'x' is not the answer's choice 'y'"):
+        read_jsonl(path, multiple_choice=True)
+
+
+# --- 6. an embedded world that cannot be built ------------------------------------------------------------------
+
+@pytest.mark.parametrize("world", [{"max_list_len": 3}, {"list_symbols": 4}, {"test_items": 6000}])
+def test_an_impossible_embedded_world_is_refused_at_start_up(config, world):
+    config["embedded"]["world"].update(world)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"config key embedded\.world\.\w+: .*(change|raise|lower)"):
+        check_config(config)
+    assert time.perf_counter() - started < 10
+
+
+def test_make_data_itself_refuses_an_impossible_world():
+    import signal
+
+    from cofi.world import WorldSpec, build_world
+
+    def give_up(*_):
+        raise TimeoutError("building the world did not stop")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(20)  # before the fix this looped forever
+    try:
+        with pytest.raises(ValueError, match="distinct lists"):
+            build_world(WorldSpec(max_list_len=3))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# --- 7. a model directory without weights or tokenizer ----------------------------------------------------------
+
+def _tiny_llama_dir(path: Path, weights: bool = True, tokenizer: bool = True) -> Path:
+    from cofi.modeling import build_llama, build_word_tokenizer
+
+    model = build_llama(8, {"layers": 2, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 16}, 0)
+    model.config.save_pretrained(path)
+    if weights:
+        model.save_pretrained(path)
+    if tokenizer:
+        build_word_tokenizer(["a", "b"]).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("weights, tokenizer, message", [
+    (False, True, r"model\.path '.*': no weights \(expected model\.safetensors"),
+    (True, False, r"model\.path '.*': no tokenizer \(expected tokenizer\.json"),
+])
+def test_a_model_directory_needs_weights_and_a_tokenizer(config, tmp_path, weights, tokenizer, message):
+    config["model"]["path"] = str(_tiny_llama_dir(tmp_path, weights, tokenizer))
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def test_a_sharded_checkpoint_missing_a_shard_is_refused(config, tmp_path):
+    path = _tiny_llama_dir(tmp_path, weights=False)
+    (path / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}}))
+    config["model"]["path"] = str(path)
+    with pytest.raises(ConfigError, match=r"index\.json names 1 shard\(s\) that are missing: model-00002-of-00002\.safetensors"):
+        check_config(config)
+
+
+# --- 8. embedded tasks and suites with a type their data cannot serve -------------------------------------------
+
+@pytest.mark.parametrize("section, name, kind, expected", [
+    ("tasks", "bio", "multiple_choice", "generation"),
+    ("versatility", "know", "generation", "multiple_choice"),
+    ("versatility", "reason", "multiple_choice", "generation"),
+])
+def test_embedded_data_refuses_a_type_it_cannot_serve(config, section, name, kind, expected):
+    config[section][name]["type"] = kind
+    config[section][name]["metric"] = "accuracy" if kind == "multiple_choice" else "exact_match"
+    with pytest.raises(ConfigError, match=rf"config key {section}\.{name}\.type: the embedded {name} data is {expected}"):
+        check_config(config)
+
+
+# --- 9. weak messages -------------------------------------------------------------------------------------------
+
+def test_an_unquoted_exponent_gets_a_hint(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("experiment: x\ntasks: {bio: {}}\ntraining:\n  lr: 3e-4\n")
+    with pytest.raises(ConfigError, match=r"config key training\.lr: '3e-4' is not of type 'number' .*write 3\.0e-4"):
+        check_config(load_config(path))
+
+
+def test_a_model_without_llama_layout_says_so(config, tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from cofi.modeling import build_word_tokenizer
+
+    GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=8, n_positions=16)).save_pretrained(tmp_path)
+    build_word_tokenizer(["a", "b"]).save_pretrained(tmp_path)
+    config["model"]["path"] = str(tmp_path)
+    config["methods"] = {"full": {}}
+    config["landscape"]["runs"] = []
+    with pytest.raises(ConfigError, match=r"model\.path '.*': .*Llama-family layout.*transformer\.h\.0"):
+        check_config(config)
+
+
+def test_a_duplicated_sweep_value_is_called_a_duplicate(config):
+    config["methods"]["sft"]["lr"] = [0.001, 0.0010]
+    with pytest.raises(ConfigError, match=r"config key methods\.sft\.lr: the value 0\.001 is listed twice"):
+        check_config(config)
+
+
+def test_a_home_relative_path_is_expanded(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "law.jsonl").write_text(json.dumps(GOOD) + "\n")
+    config["tasks"]["law"] = {"train": "~/law.jsonl", "test": "~/law.jsonl"}
+    checked = check_config(config)
+    assert checked["tasks"]["law"]["train"] == str(tmp_path / "law.jsonl")
+
+
+@pytest.mark.parametrize("max_len", [2, 4])
+def test_a_max_len_too_short_for_any_response_is_refused(config, max_len):
+    config["prompt"]["max_len"] = max_len
+    with pytest.raises(ConfigError, match=r"config key prompt\.max_len: .*no training example of \w+ keeps a response token"):
+        check_config(config)
+
+
+def test_a_max_len_too_short_for_a_users_data_is_refused(config, tmp_path):
+    data = tmp_path / "law.jsonl"
+    data.write_text(json.dumps({"instruction": "a b a b a b", "output": "a"}) + "\n")
+    config["model"]["path"] = str(_tiny_llama_dir(tmp_path / "model"))
+    config["tasks"] = {"law": {"train": str(data), "test": str(data)}}
+    config["versatility"] = {n: {"test": str(data)} for n in ("reason", "instruct")} | {
+        "know": {"test": str(tmp_path / "mc.jsonl"), "type": "multiple_choice", "metric": "accuracy"}}
+    (tmp_path / "mc.jsonl").write_text(json.dumps({"instruction": "a", "choices": ["a", "b"], "answer": 0}) + "\n")
+    config["methods"], config["search"]["enabled"], config["landscape"]["runs"] = {"full": {}}, False, []
+    config["prompt"]["max_len"] = 6
+    with pytest.raises(ConfigError, match=r"config key prompt\.max_len: 6 .*no training example of law keeps a response token"):
+        check_config(config)
+    config["prompt"]["max_len"] = 9
+    check_config(config)
+
+
+@pytest.mark.parametrize("flag", ["--params", "--world"])
+def test_an_internal_command_names_the_flag_that_is_not_json(flag, capsys):
+    from cofi.cli import build_parser
+
+    argv = {"--params": ["finetune", "--model", "m", "--template", "t", "--method", "full", "--params", "{lr: 1}",
+                         "--train", "t.jsonl", "--max-len", "8", "--out", "o", "--curve", "c.csv"],
+            "--world": ["make-data", "--world", "{seed: 0}", "--out-dir", "d"]}[flag]
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2
+    assert f"argument {flag}: not valid JSON" in capsys.readouterr().err
+
+
+def test_readme_status_is_current():
+    status = next(line for line in (REPO / "README.md").read_text().split("\n\n") if line.startswith("Status:"))
+    assert "SLURM" in status and not re.search(r"(SLURM|multi-process)[^.]*come next", status)
+
+
+
+def test_the_max_len_check_counts_the_embedded_tokenizers_tokens(tiny_world, tokenizer):
+    """The start-up check counts one token per word after BOS; the real embedded tokenizer agrees."""
+    from cofi.prompts import encode_prompt, prompt_lengths, render_prompt
+
+    prompts = [render_prompt(r, "{instruction} {input} =") for split in ("bio_train", "rotate_train")
+               for r in tiny_world[split]]
+    assert [1 + len(p.split()) for p in prompts] == prompt_lengths(tokenizer, prompts)
+    assert prompt_lengths(tokenizer, prompts) == [len(encode_prompt(tokenizer, p)) for p in prompts]
