@@ -39,7 +39,7 @@ bench: setup
 	$(SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules && \
 	$(SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules && \
 	echo "wall: $$(( $$(date +%s) - start )) s for results/$$exp" && \
-	PATH="$(BIN):$$PATH" python -m cofi bench-report results/$$exp/benchmarks
+	PATH="$(BIN):$$PATH" python -m cofi.tools bench-report results/$$exp/benchmarks
 
 # Tree search vs the exhaustive grid on the default: share of the grid trained, Uni gap of the picks.
 # The grid reuses every candidate the tree trained (runs are keyed by region id).
@@ -49,26 +49,26 @@ bench-search: setup
 	PATH="$(BIN):$$PATH" python -c "import yaml; c = yaml.safe_load(open('config.yaml')); \
 	c['search']['mode'] = 'grid'; yaml.safe_dump(c, open('results/bench-configs/grid.yaml', 'w'))"
 	$(SNAKEMAKE) search_all --configfile results/bench-configs/grid.yaml
-	PATH="$(BIN):$$PATH" python -m cofi bench-search --tree results/default/search/tree --grid results/default/search/grid
+	PATH="$(BIN):$$PATH" python -m cofi.tools bench-search --tree results/default/search/tree --grid results/default/search/grid
 
 # Step time and memory of the (N/4, N/2] FFN region vs Full SFT, alternated in one run.
 bench-region: setup
 	$(SNAKEMAKE) results/default/base_model results/default/data/bio_train.jsonl
-	PATH="$(BIN):$$PATH" python -m cofi bench-region --model results/default/base_model \
+	PATH="$(BIN):$$PATH" python -m cofi.tools bench-region --model results/default/base_model \
 	  --train results/default/data/bio_train.jsonl --widths 512
 
 # Soft-mask step overhead (gradient and update masks) vs the same region unmasked, in one run.
 bench-softmask: setup
 	$(SNAKEMAKE) results/default/base_model results/default/importance/bio.safetensors
-	PATH="$(BIN):$$PATH" python -m cofi bench-softmask --model results/default/base_model \
+	PATH="$(BIN):$$PATH" python -m cofi.tools bench-softmask --model results/default/base_model \
 	  --train results/default/data/bio_train.jsonl --importance results/default/importance/bio.safetensors
 
 # SAM step time vs a plain AdamW step (Full SFT on the default model), alternated in one run.
 bench-sam: setup
 	$(SNAKEMAKE) results/default/base_model results/default/data/rotate_train.jsonl
-	PATH="$(BIN):$$PATH" python -m cofi bench-sam --model results/default/base_model \
+	PATH="$(BIN):$$PATH" python -m cofi.tools bench-sam --model results/default/base_model \
 	  --train results/default/data/rotate_train.jsonl
 
 # GPU machines only: a random 1.1B Llama fine-tuned by the finetune command on one GPU (tokens/s, MFU).
 gpu-check: setup
-	PATH="$(BIN):$$PATH" python -m cofi gpu-check --work-dir results/gpu-check --out results/gpu-check/gpu_check.json
+	PATH="$(BIN):$$PATH" python -m cofi.tools gpu-check --work-dir results/gpu-check --out results/gpu-check/gpu_check.json

@@ -2,7 +2,7 @@
 # Config, validation, includes and targets only; the logic lives in the cofi package.
 from snakemake.utils import min_version
 
-from cofi.config import check_config, load_config
+from cofi.config import checked_experiment, load_config
 from cofi.errors import InputError
 
 min_version("9.0")
@@ -12,7 +12,7 @@ report: "workflow/report/workflow.rst"
 
 
 # A --configfile replaces the embedded default instead of being merged into it: merging would
-# keep the default's tasks and methods in every user experiment.
+# keep the default's tasks and runs in every user experiment.
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
@@ -21,7 +21,8 @@ if not workflow.overwrite_configfiles:
 try:
     for path in workflow.configfiles:
         load_config(path)  # what Snakemake's own loader lets pass: duplicate keys
-    check_config(config)  # fills defaults; bad keys, data files or model path stop here
+    # Fills the defaults; bad keys, data files or model path stop here. Every rule reads EXPERIMENT.
+    EXPERIMENT = checked_experiment(config)
 except InputError as error:
     raise SystemExit(f"cofi: {error}")
 
@@ -50,7 +51,7 @@ rule all:
     input:
         TABLE_OUTPUTS,
         # Requested here too so every task's search starts at once (not one after another).
-        expand(f"{SEARCH}/result.json", task=config["tasks"] if SEARCH_ON else []),
+        rules.search_all.input,
     default_target: True
 
 

@@ -79,9 +79,11 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
     import torch
 
     from cofi.data import load_records
+    from cofi.experiment import Run
     from cofi.methods import METHODS, Inputs
     from cofi.modeling import build_llama, load_model
-    from cofi.train import TrainConfig, tokenize_dataset, train
+    from cofi.settings import TrainSettings
+    from cofi.train import tokenize_dataset, train
 
     torch.set_num_threads(threads)
     model, tokenizer = load_model(model_dir)
@@ -91,13 +93,14 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
                 "heads": c.num_attention_heads, "max_len": c.max_position_embeddings}
         model = build_llama(len(tokenizer), arch, seed=0)
     n_params = sum(p.numel() for p in model.parameters())
-    model = METHODS[method].setup(model, params, Inputs(seed=0, tokenize=None, load_model=None)).model
+    settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
+    run = Run(name=method, method=method, params=params, train=settings)
+    model = METHODS[method].setup(model, run, Inputs(seed=0, tokenize=None, load_model=None)).model
     examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, model.config.max_position_embeddings)
-    cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     rss_setup = _rss_mb("VmRSS")
     with tempfile.TemporaryDirectory() as tmp:
         curve_path = Path(tmp) / "curve.csv"
-        train(model, examples, cfg, tokenizer.pad_token_id, curve_path, log=lambda _: None)
+        train(model, examples, settings, 0, tokenizer.pad_token_id, curve_path, log=lambda _: None)
         curve = pd.read_csv(curve_path)
     timed = curve["seconds"].iloc[-1] - curve["seconds"].iloc[warmup - 1]
     return {"method": method, "params_total": n_params,
@@ -117,7 +120,7 @@ def region_vs_full(model_dir: str, train_file: str, template: str, region: dict,
     for width in widths:
         for _ in range(repeats):
             for method, params in (("full", {}), ("region", region)):
-                command = [sys.executable, "-m", "cofi", "bench-step", "--model", model_dir, "--train", train_file,
+                command = [sys.executable, "-m", "cofi.tools", "bench-step", "--model", model_dir, "--train", train_file,
                            "--template", template, "--method", method, "--params", json.dumps(params),
                            "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
                 if width:
@@ -145,14 +148,15 @@ def softmask_overhead(model_dir: str, train_file: str, template: str, region: di
     from cofi.importance import load_importance
     from cofi.modeling import load_model
     from cofi.regions import Region, freeze_outside
+    from cofi.settings import TrainSettings
     from cofi.softmask import SoftMask, mask_factors
-    from cofi.train import TrainConfig, tokenize_dataset, train
+    from cofi.train import tokenize_dataset, train
 
     torch.set_num_threads(threads)
     base, tokenizer = load_model(model_dir)
     importance = load_importance(importance_path, base.config)
     examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
-    cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
+    settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     rows, mask_op_seconds = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(repeats):
@@ -162,7 +166,8 @@ def softmask_overhead(model_dir: str, train_file: str, template: str, region: di
                 names = freeze_outside(model, Region.make(*region["range"], region["modules"]), region["groups"])
                 hooks = [] if variant == "none" else [SoftMask(model, mask_factors(model, names, importance, variant, 0), variant)]
                 curve_path = Path(tmp) / f"{variant}{repeat}.csv"
-                train(model, examples, cfg, tokenizer.pad_token_id, curve_path, log=lambda _: None, hooks=hooks)
+                train(model, examples, settings, 0, tokenizer.pad_token_id, curve_path, log=lambda _: None,
+                      extensions=hooks)
                 if hooks:
                     mask_op_seconds.setdefault(variant, []).append(_time_mask_ops(hooks[0], model))
                 seconds = pd.read_csv(curve_path)["seconds"]  # cumulative, in ms resolution
@@ -213,8 +218,9 @@ def mask_trajectory_gap(model_dir: str, train_file: str, template: str, region: 
     from cofi.importance import load_importance
     from cofi.modeling import load_model
     from cofi.regions import Region, freeze_outside
+    from cofi.settings import TrainSettings
     from cofi.softmask import SoftMask, mask_factors
-    from cofi.train import TrainConfig, tokenize_dataset, train
+    from cofi.train import tokenize_dataset, train
 
     torch.set_num_threads(threads)
     base, tokenizer = load_model(model_dir)
@@ -226,9 +232,10 @@ def mask_trajectory_gap(model_dir: str, train_file: str, template: str, region: 
         model = copy.deepcopy(base)
         names = freeze_outside(model, Region.make(*region["range"], region["modules"]), region["groups"])
         hooks = [SoftMask(model, mask_factors(model, names, importance, mask, 0), mask)] if mask else []
-        cfg = TrainConfig(lr=lr, steps=steps, batch_size=32, max_grad_norm=clip, log_every=10**9)
+        settings = TrainSettings(lr=lr, steps=steps, batch_size=32, max_grad_norm=clip, log_every=10**9)
         with tempfile.TemporaryDirectory() as tmp:
-            train(model, examples, cfg, tokenizer.pad_token_id, Path(tmp) / "curve.csv", log=lambda _: None, hooks=hooks)
+            train(model, examples, settings, 0, tokenizer.pad_token_id, Path(tmp) / "curve.csv", log=lambda _: None,
+                  extensions=hooks)
         trained = dict(model.named_parameters())
         return {n: (trained[n] - start[n]).detach() for n in names}
 
@@ -260,20 +267,22 @@ def sam_overhead(model_dir: str, train_file: str, template: str, rho: float, ste
 
     from cofi.data import load_records
     from cofi.modeling import load_model
-    from cofi.train import TrainConfig, tokenize_dataset, train
+    from cofi.sam import SAM
+    from cofi.settings import TrainSettings
+    from cofi.train import tokenize_dataset, train
 
     torch.set_num_threads(threads)
     base, tokenizer = load_model(model_dir)
     examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
+    settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(repeats):
             variants = (0.0, rho) if repeat % 2 == 0 else (rho, 0.0)
             for sam_rho in variants:
-                cfg = TrainConfig(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9,
-                                  sam_rho=sam_rho)
                 curve_path = Path(tmp) / f"{repeat}-{sam_rho}.csv"
-                train(copy.deepcopy(base), examples, cfg, tokenizer.pad_token_id, curve_path, log=lambda _: None)
+                train(copy.deepcopy(base), examples, settings, 0, tokenizer.pad_token_id, curve_path, log=lambda _: None,
+                      extensions=[SAM(sam_rho)] if sam_rho else [])
                 seconds = pd.read_csv(curve_path)["seconds"]
                 rows.append({"optimizer": "SAM + AdamW" if sam_rho else "AdamW",
                              "s_per_step": (seconds.iloc[-1] - seconds.iloc[warmup - 1]) / steps})

@@ -3,7 +3,7 @@
 A checkpoint is a directory ``step-<N>`` holding ``trained.safetensors`` (the weights of the
 trained parameters only: the frozen rest is rebuilt from the base model), ``state.pt`` (optimizer,
 scheduler and loss-scaler state, RNG states, the loss curve so far, the time spent) and
-``settings.json`` (what the run was; a checkpoint of other settings is never resumed). It is
+``settings.json`` (the run's identity: what it was; a checkpoint of another identity is never resumed). It is
 written under a temporary name and renamed when complete, so a job killed mid-write leaves the
 previous checkpoint intact; older checkpoints are removed once a newer one is in place.
 
@@ -24,8 +24,8 @@ from safetensors.torch import load_file, save_file
 PATTERN = re.compile(r"^step-(\d+)$")
 
 
-def latest(directory: str | Path, settings: dict) -> Path | None:
-    """The newest complete checkpoint written with the same ``settings``, or None."""
+def latest(directory: str | Path, identity: dict) -> Path | None:
+    """The newest complete checkpoint written with the same ``identity``, or None."""
     directory = Path(directory)
     if not directory.is_dir():
         return None
@@ -35,12 +35,12 @@ def latest(directory: str | Path, settings: dict) -> Path | None:
         if (match := PATTERN.match(path.name)) and (path / "settings.json").is_file()
     )
     for _, path in reversed(found):
-        if json.loads((path / "settings.json").read_text()) == json.loads(json.dumps(settings)):
+        if json.loads((path / "settings.json").read_text()) == json.loads(json.dumps(identity)):
             return path
     return None
 
 
-def save(directory: str | Path, step: int, settings: dict, named_params: list[tuple[str, torch.Tensor]],
+def save(directory: str | Path, step: int, identity: dict, named_params: list[tuple[str, torch.Tensor]],
          state: dict) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def save(directory: str | Path, step: int, settings: dict, named_params: list[tu
     partial.mkdir()
     save_file({name: p.detach().to("cpu").contiguous() for name, p in named_params}, partial / "trained.safetensors")
     torch.save({**state, "step": step}, partial / "state.pt")
-    (partial / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True))  # last: marks it complete
+    (partial / "settings.json").write_text(json.dumps(identity, indent=1, sort_keys=True))  # last: marks it complete
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     for path in directory.iterdir():  # older ones, now superseded

@@ -1,23 +1,11 @@
-"""Evaluation: batched greedy generation (exact match, ROUGE-L) and multiple choice by log-likelihood."""
+"""Evaluation's torch side: batched greedy generation and the log-likelihood of each choice
+(:mod:`cofi.tasks` turns them into scores)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from cofi import metrics
-from cofi.prompts import encode_prompt, encode_response, render_prompt
-
-
-@dataclass(frozen=True)
-class Suite:
-    """One evaluation set: a JSONL file with its task type and metric."""
-
-    name: str
-    path: str
-    type: str  # "generation" or "multiple_choice"
-    metric: str  # "exact_match" / "rouge_l" for generation, "accuracy" for multiple choice
+from cofi.prompts import encode_prompt, encode_response
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,20 +63,3 @@ def choice_loglikelihoods(model, tokenizer, prompts: list[str], choices: list[li
             positions = torch.arange(len(p) - 1, len(p) + len(c) - 1)
             scores[item].append(logprobs[row, positions, torch.tensor(c)].sum().item())
     return scores
-
-
-def score_suite(model, tokenizer, records: list[dict], suite: Suite, template: str, batch_size: int) -> dict:
-    """Score one suite; returns the score (0-100) and per-item predictions for inspection."""
-    prompts = [render_prompt(r, template) for r in records]
-    if suite.type == "multiple_choice":
-        loglik = choice_loglikelihoods(model, tokenizer, prompts, [r["choices"] for r in records], batch_size)
-        predicted = [max(range(len(s)), key=s.__getitem__) for s in loglik]
-        return {
-            "score": metrics.accuracy(predicted, [r["answer"] for r in records]),
-            "predictions": [r["choices"][p] for r, p in zip(records, predicted)],
-        }
-    references = [r["output"] for r in records]
-    # Room for the longest reference plus EOS; longer answers cannot match anyway.
-    max_new = max(len(encode_response(tokenizer, ref)) for ref in references) + 1
-    predictions = generate(model, tokenizer, prompts, batch_size, max_new)
-    return {"score": metrics.corpus_score(suite.metric, predictions, references), "predictions": predictions}

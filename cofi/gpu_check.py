@@ -39,16 +39,12 @@ def flops_per_token(arch: dict, seq_len: int) -> float:
 def write_model(out_dir: Path, arch: dict, seed: int) -> int:
     """Random weights in bfloat16 and a word-level tokenizer; returns the parameter count."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    from cofi.modeling import build_word_tokenizer
+    from cofi.modeling import build_word_tokenizer, llama_config
 
     tokenizer = build_word_tokenizer([f"w{i}" for i in range(arch["vocab"] - 4)])
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=arch["hidden"], intermediate_size=arch["intermediate"],
-        num_hidden_layers=arch["layers"], num_attention_heads=arch["heads"], num_key_value_heads=arch["kv_heads"],
-        max_position_embeddings=4096, tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-    )
+    config = llama_config(len(tokenizer), {**arch, "max_len": 4096})
     torch.manual_seed(seed)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -107,13 +103,17 @@ def run(work_dir: str | Path, steps: int, warmup: int, batch_size: int, seq_len:
     n_params = write_model(work / "base", arch, seed=0)
     write_data(work / "train.jsonl", n=batch_size * 4, seq_len=seq_len, vocab=arch["vocab"], seed=0)
     build_s = time.perf_counter() - started
-    params = {"lr": 1e-4, "steps": steps, "batch_size": batch_size, "warmup_ratio": 0.1, "log_every": max(1, steps // 5)}
-    command = [sys.executable, "-m", "cofi", "finetune", "--model", str(work / "base"), "--method", "full",
-               "--params", json.dumps(params), "--train", str(work / "train.jsonl"), "--seed", "0",
-               "--template", "{instruction} {input} :", "--max-len", str(seq_len), "--dtype", "bfloat16",
-               "--device", "cuda", "--precision", "bf16", "--out", str(work / "tuned"), "--curve", str(work / "loss.csv")]
-    if gradient_checkpointing:
-        command.append("--gradient-checkpointing")
+    from cofi.experiment import Run
+    from cofi.settings import TrainSettings
+
+    settings = TrainSettings(lr=1e-4, steps=steps, batch_size=batch_size, warmup_ratio=0.1, log_every=max(1, steps // 5))
+    prompt = {"template": "{instruction} {input} :", "mask_prompt": True, "max_len": seq_len}
+    compute = {"precision": "bf16", "gradient_checkpointing": gradient_checkpointing}
+    command = [sys.executable, "-m", "cofi", "finetune", "--model", str(work / "base"),
+               "--run-spec", json.dumps(Run(name="gpu-check", method="full", train=settings).spec()),
+               "--train", str(work / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt),
+               "--compute", json.dumps(compute), "--dtype", "bfloat16", "--device", "cuda",
+               "--out", str(work / "tuned"), "--curve", str(work / "loss.csv")]
     started = time.perf_counter()
     subprocess.run(command, check=True)
     job_s = time.perf_counter() - started

@@ -220,11 +220,11 @@ def load_importance(path: str | Path, config=None, raw: bool = False) -> dict[st
 
 def plot_importance(importance: dict[str, torch.Tensor], path: str | Path, title: str = "") -> None:
     """One heatmap per unit kind (layers × units)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    from cofi.io import pyplot, save_figure
+
+    plt = pyplot()
 
     figure, axes = plt.subplots(len(UNIT_KINDS), 1, figsize=(10, 2.2 * len(UNIT_KINDS)), constrained_layout=True)
     labels = {"head": "attention heads", "intermediate": "FFN intermediate units", "output": "FFN output units"}
@@ -239,5 +239,5 @@ def plot_importance(importance: dict[str, torch.Tensor], path: str | Path, title
     axes[-1].set_xlabel("unit")
     if title:
         figure.suptitle(title)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    path = Path(path)
+    save_figure(figure, path.with_suffix(""), dpi=120, suffixes=(path.suffix,))

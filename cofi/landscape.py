@@ -138,9 +138,9 @@ def plot_landscape(result: dict, title: str, stem) -> None:
     """1-D curves (speciality and versatility batch) and 2-D contours, PNG and PDF."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from cofi.io import pyplot, save_figure
 
+    plt = pyplot()
     keys = list(result["loss_1d"])
     figure, axes = plt.subplots(1, 1 + len(keys), figsize=(4.6 * (1 + len(keys)), 4))
     for key in keys:
@@ -162,7 +162,5 @@ def plot_landscape(result: dict, title: str, stem) -> None:
         axis.set_ylabel("β")
     figure.suptitle(title)
     figure.tight_layout()
-    for suffix in (".png", ".pdf"):
-        figure.savefig(f"{stem}{suffix}", dpi=120)
-    plt.close(figure)
+    save_figure(figure, stem, dpi=120)
 

@@ -49,17 +49,11 @@ def write_local_task(directory: str | Path, name: str, path: str | Path, task_ty
         "test_split": "test",
         "doc_to_text": jinja_template(template),
     }
-    if task_type == "multiple_choice":
-        task |= {"output_type": "multiple_choice", "doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
-                 "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
-    elif task_type == "generation":
-        task |= {"output_type": "generate_until", "doc_to_target": "{{output}}",
-                 "generation_kwargs": {"until": ["</s>"], "do_sample": False, "max_gen_toks": max_gen_toks},
-                 "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
-                 "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                                  "ignore_case": True}]}
-    else:
-        raise LmEvalError(f"suite {name!r}: type {task_type!r} (expected generation or multiple_choice)")
+    from cofi.tasks import TASK_TYPES
+
+    if task_type not in TASK_TYPES:
+        raise LmEvalError(f"suite {name!r}: type {task_type!r} (expected one of {', '.join(TASK_TYPES)})")
+    task |= TASK_TYPES[task_type].lm_eval_fields(max_gen_toks)
     out = directory / f"{name}.yaml"
     out.write_text(yaml.safe_dump(task, sort_keys=False))
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cache
 
 VERSATILITY_DIMENSIONS = ("know", "reason", "instruct")
-TASK_TYPES = {"generation": ("exact_match", "rouge_l"), "multiple_choice": ("accuracy",)}
 
 
 def normalize(text: str) -> str:

@@ -43,14 +43,14 @@ def build_word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
 
 
 def llama_config(vocab_size: int, arch: dict) -> LlamaConfig:
-    """The embedded model's architecture; ``arch`` holds layers, hidden, intermediate, heads, max_len."""
+    """A Llama of ``arch``: layers, hidden, intermediate, heads, max_len, and kv_heads (default: heads)."""
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=arch["hidden"],
         intermediate_size=arch["intermediate"],
         num_hidden_layers=arch["layers"],
         num_attention_heads=arch["heads"],
-        num_key_value_heads=arch["heads"],
+        num_key_value_heads=arch.get("kv_heads", arch["heads"]),
         max_position_embeddings=arch["max_len"],
         tie_word_embeddings=False,
         pad_token_id=0,
@@ -112,6 +112,33 @@ def check_model_dir(path: str | Path, trust_remote_code: bool = False) -> None:
             "(expected one AutoModelForCausalLM can load, e.g. llama, mistral, qwen2)"
         )
     _check_weights_and_tokenizer(path)
+
+
+LLAMA_LAYOUT = ("the Llama-family layout: decoder layers at *.layers.N, with self_attn.{q,k,v,o}_proj and "
+                "mlp.{gate,up,down}_proj")
+
+
+def model_depth(path: str | Path, trust_remote_code: bool = False) -> int:
+    """Decoder layers of the model in ``path``, from its config.json (after :func:`check_model_dir`)."""
+    check_model_dir(path, trust_remote_code)
+    return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True).num_hidden_layers
+
+
+def decoder_projections(path: str | Path, trust_remote_code: bool = False) -> set[str]:
+    """Names of the Linear modules in the decoder layers (q_proj, ...), read from a weightless copy of the
+    model (meta device: nothing loaded or allocated). A model whose decoder layers are not where regions,
+    importance and soft masks look for them is refused."""
+    model_config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and ".layers." in name}
+    if not names:
+        stacks = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)]
+        where = f"at {stacks[0]}.0, {stacks[0]}.1, …" if stacks else "in no module list"
+        raise ModelError(f"model.path {str(path)!r}: cofi needs {LLAMA_LAYOUT}; {type(model).__name__} keeps its "
+                         f"decoder layers {where}")
+    return names
 
 
 def resolve_device(name: str = "auto") -> torch.device:

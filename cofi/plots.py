@@ -10,25 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cofi.tables import BASE
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(figure, stem: Path) -> list[Path]:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for path in paths:
-        figure.savefig(path, dpi=150)
-    _pyplot().close(figure)
-    return paths
+from cofi.experiment import BASE_ROW as BASE
+from cofi.io import pyplot, save_figure
 
 
 def pareto_front(points: pd.DataFrame, x: str = "spec", y: str = "vers") -> pd.DataFrame:
@@ -58,7 +41,7 @@ def label_heights(points: pd.DataFrame, x: str = "spec", y: str = "vers", width:
 
 def plot_pareto(tidy: pd.DataFrame, task: str, stem: Path) -> list[Path]:
     """Spec (x) against Vers (y) for every method on one task; the base model as a star, the front as a line."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = tidy[tidy["task"] == task].reset_index(drop=True)
     figure, axis = plt.subplots(figsize=(7.5, 6))
     front = pareto_front(rows)
@@ -80,12 +63,12 @@ def plot_pareto(tidy: pd.DataFrame, task: str, stem: Path) -> list[Path]:
     axis.grid(alpha=0.3)
     axis.legend(loc="lower left", fontsize=8)
     figure.tight_layout()
-    return _save(figure, stem)
+    return save_figure(figure, stem)
 
 
 def plot_uni(tidy: pd.DataFrame, stem: Path) -> list[Path]:
     """Uni per method, one panel per task, with the base model's and the reference's levels marked."""
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(dict.fromkeys(tidy["task"]))
     methods = list(dict.fromkeys(tidy["method"]))
     figure, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks) + 1.5, 0.28 * len(methods) + 1.5),
@@ -102,7 +85,7 @@ def plot_uni(tidy: pd.DataFrame, stem: Path) -> list[Path]:
     axes[0][0].set_yticks(range(len(methods)), methods, fontsize=8)
     axes[0][0].invert_yaxis()
     figure.tight_layout()
-    return _save(figure, stem)
+    return save_figure(figure, stem)
 
 
 def write_plots(table_csv: str | Path, out_dir: str | Path, collect: dict[str, str] | None = None) -> list[Path]:

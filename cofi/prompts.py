@@ -5,6 +5,16 @@ from __future__ import annotations
 IGNORE_INDEX = -100  # label value the loss skips (prompt tokens when masking, padding)
 
 
+def check_template(template: str) -> None:
+    """A format string using only ``{instruction}`` and ``{input}``."""
+    from cofi.errors import InputError
+
+    try:
+        template.format(instruction="", input="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise InputError(f"must be a format string using only {{instruction}} and {{input}} ({error!r})") from None
+
+
 def render_prompt(record: dict, template: str) -> str:
     return template.format(instruction=record["instruction"], input=record.get("input", ""))
 

@@ -19,6 +19,16 @@ GROUP_NAME = re.compile(r"^[a-z][a-z0-9]*$")
 _ID = re.compile(r"^r(\d+(?:p\d+)?)-(\d+(?:p\d+)?)_([a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*)$")
 
 
+# A weight or bias of a projection in decoder layer N: ``...layers.N.[...].<projection>.(weight|bias)``.
+LAYER_PARAMETER = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:.+\.)?([A-Za-z0-9_]+)\.(?:weight|bias)$")
+
+
+def layer_projection(name: str) -> tuple[int, str] | None:
+    """(layer index, projection name) of a decoder-layer parameter name, or None."""
+    match = LAYER_PARAMETER.search(name)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
 class RegionError(InputError):
     """A region that cannot be trained; the message names what is wrong."""
 
@@ -104,13 +114,9 @@ def trainable_names(param_names: list[str], region: Region, groups: dict[str, li
     check_region(region, groups, n_layers)
     layers = set(region.layers(n_layers))
     projections = {p for m in region.modules for p in groups[m]}
-    pattern = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:.+\.)?([A-Za-z0-9_]+)\.(?:weight|bias)$")
-    selected = []
-    for name in param_names:
-        match = pattern.search(name)
-        if match and int(match.group(1)) in layers and match.group(2) in projections:
-            selected.append(name)
-    missing = projections - {pattern.search(n).group(2) for n in selected}
+    selected = [name for name in param_names
+                if (found := layer_projection(name)) and found[0] in layers and found[1] in projections]
+    missing = projections - {layer_projection(n)[1] for n in selected}
     if missing:
         raise RegionError(f"region {region.id}: the model has no parameters for projection(s) {sorted(missing)}")
     return selected

@@ -21,18 +21,33 @@ from __future__ import annotations
 
 import torch
 
+from cofi.methods.base import Extension
 
-class SAM:
-    """Perturb-and-restore around the base optimizer's step; the training loop calls
-    :meth:`ascend` after the first backward and :meth:`restore` after the second."""
 
-    def __init__(self, params, rho: float, sharded: bool = False, eps: float = 1e-12):
+class SAM(Extension):
+    """A training-step extension: the step's gradients are taken again at w + ε (:meth:`gradients`);
+    :meth:`ascend` and :meth:`restore` are its two halves."""
+
+    def __init__(self, rho: float, params=None, sharded: bool = False, eps: float = 1e-12):
         if rho <= 0:
             raise ValueError(f"SAM needs rho > 0, got {rho}")
-        self.params = [p for p in params if p.requires_grad]
+        self.params = [p for p in params if p.requires_grad] if params is not None else []
         self.rho, self.sharded, self.eps = rho, sharded, eps
         self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.last_grad_norm = float("nan")
+
+    def attach(self, optimizer) -> None:
+        if not self.params:  # what the optimizer trains, in its order
+            self.params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+
+    def gradients(self, compute, zero_grad) -> dict:
+        """The first pass's fields, with the loss at w + ε as ``sam_loss``; the gradients are the second pass's."""
+        first = compute()
+        self.ascend()
+        zero_grad()
+        second = compute()
+        self.restore()
+        return {**first, "sam_loss": second["loss"]}
 
     @torch.no_grad()
     def grad_norm(self) -> torch.Tensor:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Literal
 
 from cofi.regions import Region
+from cofi.settings import setting
 
 CRITERIA = ("uni", "vers", "spec")
 HALVES = [(Fraction(0), Fraction(1, 2)), (Fraction(1, 4), Fraction(3, 4)), (Fraction(1, 2), Fraction(1))]
@@ -22,15 +24,18 @@ QUARTERS = [(Fraction(i, 4), Fraction(i + 1, 4)) for i in range(4)]
 
 @dataclass(frozen=True)
 class Policy:
-    mode: str = "tree"  # "tree" or "grid"
-    schedule: tuple[str, ...] = ("halves", "split", "modules")
-    beam: int = 1
-    criterion: str = "uni"
-    spec_floor: float = 0.9  # fraction of the reference (Full SFT) Spec a child must reach
-    margin: float = 0.0  # a child must beat its parent's criterion by more than this to be expanded
-    max_depth: int | None = None  # None: the schedule's length
-    min_layers: int = 1
-    root_modules: tuple[str, ...] = ("mha", "ffn")
+    """The search's settings (the config's ``search`` section, less enabled/reference/seed)."""
+
+    mode: Literal["tree", "grid"] = setting("tree", "tree (the paper's walk, generalised) or grid (all 21 candidates)")
+    schedule: tuple[str, ...] = setting(("halves", "split", "modules"),
+                                        "expansion per depth: halves, split (alias quarters), modules", minItems=1)
+    beam: int = setting(1, "candidates kept per depth (1: the paper's greedy walk)", minimum=1)
+    criterion: Literal["uni", "vers", "spec"] = setting("uni", "what a candidate is ranked by (uni and vers under the Spec floor)")
+    spec_floor: float = setting(0.9, "fraction of the reference run's validation Spec a candidate must reach", minimum=0, maximum=1)
+    margin: float = setting(0.0, "a child is expanded only if it beats its parent by more than this; negative tolerates a loss")
+    max_depth: int | None = setting(None, "stop after this depth (null: the schedule's length)", minimum=1)
+    min_layers: int = setting(1, "a candidate range keeps at least this many layers", minimum=1)
+    root_modules: tuple[str, ...] = setting(("mha", "ffn"), "module groups of the root (both, as the paper)", minItems=1)
 
     @property
     def depth_limit(self) -> int:
@@ -41,7 +46,7 @@ class Policy:
 
 def _halves(region: Region) -> list[Region]:
     """(a, (a+b)/2], ((3a+b)/4, (a+3b)/4], ((a+b)/2, b]: the paper's three half-depth ranges of the root."""
-    lo, hi, w = region.lo, region.hi, region.hi - region.lo
+    lo, w = region.lo, region.hi - region.lo
     return [Region(lo + a * w, lo + b * w, region.modules) for a, b in HALVES]
 
 
@@ -76,6 +81,20 @@ def grid(modules: tuple[str, ...], n_layers: int, min_layers: int) -> list[Regio
 
 def root(policy: Policy) -> Region:
     return Region(Fraction(0), Fraction(1), tuple(policy.root_modules))
+
+
+def check_policy(policy: Policy, groups: dict, n_layers: int | None) -> None:
+    """The schedule's steps exist, the root's groups are defined, and the first depth has a candidate."""
+    from cofi.errors import InputError
+
+    for i, name in enumerate(policy.schedule):
+        if name not in EXPANSIONS:
+            raise InputError(f"config key search.schedule[{i}]: unknown step {name!r} (known: {', '.join(EXPANSIONS)})")
+    if unknown := [m for m in policy.root_modules if m not in groups]:
+        raise InputError(f"config key search.root_modules: unknown module group(s) {unknown} (defined: {sorted(groups)})")
+    if n_layers is not None and not first_candidates(policy, n_layers):
+        raise InputError(f"config key search.min_layers: no first-depth candidate keeps {policy.min_layers} layers "
+                         f"of {n_layers}")
 
 
 def first_candidates(policy: Policy, n_layers: int) -> list[dict]:

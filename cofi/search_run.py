@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cofi.io import write_json
 from cofi.regions import parse_region_id
 from cofi.search import Policy, best_node, first_candidates, step
 
@@ -34,8 +35,7 @@ def _serialisable(node: dict) -> dict:
 def write_depth(out: str | Path, payload: dict) -> None:
     payload = {**payload, "nodes": [_serialisable(n) for n in payload["nodes"]],
                "expand": [{"id": c["id"], "parent": c["parent"]} for c in payload["expand"]]}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(payload, indent=1) + "\n")
+    write_json(out, payload, indent=1)
 
 
 def search_step(task: str, depth: int, policy: Policy, n_layers: int, reference: str, split: str,
@@ -89,7 +89,7 @@ def search_report(task: str, depth_files: list[str], n_layers: int, out_dir: str
     result = {"task": task, "selected": pick["id"], "run": f"region-{pick['id']}", "label": pick["label"],
               "scores": {k: pick[k] for k in ("spec", "vers", "uni")}, "selection_split": split,
               "trained": [n["id"] for n in nodes if n["id"] != "root"], "nodes": nodes}
-    (out_dir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_json(out_dir / "result.json", result, indent=1)
     return result
 
 
@@ -104,11 +104,9 @@ def _path_to(node_id: str, nodes: list[dict]) -> set[str]:
 
 def plot_tree(nodes: list[dict], task: str, stem: Path) -> None:
     """The explored tree like the paper's exploration figure; the chosen path in red."""
-    import matplotlib
+    from cofi.io import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     by_depth: dict[int, list[dict]] = {}
     for n in nodes:
         by_depth.setdefault(n["depth"], []).append(n)
@@ -133,6 +131,4 @@ def plot_tree(nodes: list[dict], task: str, stem: Path) -> None:
     ax.axis("off")
     ax.set_title(f"Coarse search for {task}: explored regions (chosen path in red)")
     fig.tight_layout()
-    for suffix in (".png", ".pdf"):
-        fig.savefig(stem.with_suffix(suffix), dpi=150)
-    plt.close(fig)
+    save_figure(fig, stem)

@@ -43,11 +43,9 @@ def sharpness_table(landscapes: list[dict], vers: dict[tuple[str, str], float], 
 
 def plot_curves(landscapes: list[dict], task: str, stem) -> None:
     """Every run's 1-D curves on one task, speciality and versatility batch side by side."""
-    import matplotlib
+    from cofi.io import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     keys = list(landscapes[0]["loss_1d"])
     figure, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
     for axis, key in zip(axes[0], keys):
@@ -61,24 +59,21 @@ def plot_curves(landscapes: list[dict], task: str, stem) -> None:
     axes[0][0].set_ylabel("loss")
     axes[0][-1].legend(fontsize=7, ncol=2)
     figure.tight_layout()
-    for suffix in (".png", ".pdf"):
-        figure.savefig(f"{stem}{suffix}", dpi=120)
-    plt.close(figure)
+    save_figure(figure, stem, dpi=120)
 
 
-def write_sharpness(files, out_dir, plot_dir):
+def write_sharpness(landscape_files, score_files, out_dir, plot_dir):
     """From landscape JSON files and the score files of the same models (and the base model's):
     ``sharpness.csv``/``.md`` and ``sharpness_correlation.csv`` in ``out_dir``, every model's 1-D curves
     per task in ``plot_dir``. Returns (table, correlations)."""
-    import json
     from pathlib import Path
 
-    landscapes, vers, base_vers = [], {}, {}
-    for path in files:
-        data = json.loads(Path(path).read_text())
-        if "sharpness" in data:
-            landscapes.append(data)
-        elif data["labels"]["method"] == "base":
+    from cofi.experiment import BASE_ROW
+    from cofi.io import read_json
+
+    landscapes, vers, base_vers = [read_json(path) for path in landscape_files], {}, {}
+    for data in map(read_json, score_files):
+        if data["labels"]["method"] == BASE_ROW:
             base_vers = {task: data["vers"] for task in data["spec"]}
         else:
             for task in data["spec"]:

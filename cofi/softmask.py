@@ -13,14 +13,14 @@ scale cannot); the controls ``shuffled`` (importance permuted within each layer)
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from cofi.importance import head_dim
+from cofi.methods.base import Extension
 from cofi.methods.softmask_options import MODES, TARGETS
+from cofi.regions import layer_projection
 
-_PARAM = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:.+\.)?(q_proj|k_proj|v_proj|gate_proj|up_proj|down_proj)\.(weight|bias)$")
+MASKED = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj")  # the projections whose rows make units
 
 
 def default_target(mode: str) -> str:
@@ -46,10 +46,10 @@ def row_factors(names: list[str], importance: dict[str, torch.Tensor], config) -
     group = config.num_attention_heads // (getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     factors = {}
     for name in names:
-        match = _PARAM.search(name)
-        if not match:
+        found = layer_projection(name)
+        if not found or found[1] not in MASKED:
             continue
-        layer, projection = int(match.group(1)), match.group(2)
+        layer, projection = found
         if projection == "q_proj":
             factor = (1 - importance["head"][layer]).repeat_interleave(width)
         elif projection in ("k_proj", "v_proj"):
@@ -83,8 +83,9 @@ def _rows(factor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return factor.to(device=like.device, dtype=like.dtype).view(-1, *[1] * (like.dim() - 1))
 
 
-class SoftMask:
-    """Scales the gradient (before clipping) or the optimizer's update of the masked parameters.
+class SoftMask(Extension):
+    """A training-step extension: scales the gradient (before clipping) or the optimizer's update of
+    the masked parameters.
 
     Call :meth:`attach` once with the optimizer and :meth:`after_backward` once per optimizer step,
     after the last micro-batch's backward: the gradient is then scaled once whatever the accumulation.
@@ -127,15 +128,12 @@ class SoftMask:
         self._handles = []
 
 
-
-def soft_mask_hook(model, trainable: list[str], params: dict, inputs) -> SoftMask:
-    """The soft mask of a run: importance from ``inputs.importance``, mode and target from ``params``."""
+def soft_mask(model, trainable: list[str], params: dict, importance_path: str, inputs) -> SoftMask:
+    """The soft mask of a run: importance from ``importance_path``, mode and target from ``params``."""
     from cofi.errors import InputError
     from cofi.importance import load_importance
 
-    if not inputs.importance:
-        raise InputError("this method applies a soft mask: give --importance")
-    importance = load_importance(inputs.importance, model.config)
+    importance = load_importance(importance_path, model.config)
     mode = params["softmask"]
     target = params.get("softmask_apply") or default_target(mode)
     factors = mask_factors(model, trainable, importance, mode, inputs.seed)

@@ -15,13 +15,12 @@ a reference point, not a contender).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from cofi.errors import InputError
-from cofi.methods import BASE_ROW as BASE, COARSE_ROW as COARSE, tuned_row
+from cofi.experiment import BASE_ROW as BASE, COARSE_ROW as COARSE, tuned_row
 
 SCORE_COLUMNS = ["spec", "know", "reason", "instruct", "vers", "uni"]
 NORMALISED_COLUMNS = ["spec_pct_ref", "vers_pct_base", "vers_change_pct", "uni"]
@@ -46,16 +45,14 @@ def score_rows(scores: dict) -> list[dict]:
     ]
 
 
-def read_score_files(files: list[str | Path]) -> pd.DataFrame:
-    """Per-seed rows from score files and search results (``result.json``, told apart by their
-    ``selected`` key): a search's pick is renamed ``cofitune_coarse``, its region id in ``detail``."""
-    loaded = []
-    for path in files:
-        with open(path) as handle:
-            loaded.append(json.load(handle))
-    picks = {(r["run"], r["task"]): r["selected"] for r in loaded if "selected" in r}
+def read_score_files(files: list[str | Path], searches: list[str | Path] = ()) -> pd.DataFrame:
+    """Per-seed rows from score files; a search's pick (from its ``result.json`` in ``searches``) is
+    renamed ``cofitune_coarse``, its region id in ``detail``."""
+    from cofi.io import read_json
+
+    picks = {(r["run"], r["task"]): r["selected"] for r in map(read_json, searches)}
     rows = []
-    for scores in (s for s in loaded if "selected" not in s):
+    for scores in map(read_json, files):
         for row in score_rows(scores):
             region = picks.get((row["method"], row["task"]))
             rows.append({**row, "method": COARSE if region else row["method"], "detail": region or ""})
@@ -141,9 +138,9 @@ def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict
     return table[columns]
 
 
-def tidy_table(files, reference: str | None = None, groups: dict | None = None) -> pd.DataFrame:
+def tidy_table(files, reference: str | None = None, groups: dict | None = None, searches=()) -> pd.DataFrame:
     """The tidy summary straight from score files (see :func:`summarise`)."""
-    return summarise(add_tuned_rows(read_score_files(files), groups or {}), reference, groups)
+    return summarise(add_tuned_rows(read_score_files(files, searches), groups or {}), reference, groups)
 
 
 def _best(tidy: pd.DataFrame, column: str) -> set[tuple[str, str]]:
@@ -213,13 +210,15 @@ def latex_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, digits: 
 
 
 def write_tables(files, out_dir: str | Path, reference: str | None = None, groups: dict | None = None,
-                 digits: int = 1, show_std: bool = True, bold_best: bool = True, expect: dict | None = None) -> pd.DataFrame:
-    """main.{csv,md,tex}, normalised.{md,tex} and seeds.csv in ``out_dir``; returns the tidy table.
-    With ``expect`` (see :func:`check_complete`), a partial set of score files is an error."""
+                 digits: int = 1, show_std: bool = True, bold_best: bool = True, expect: dict | None = None,
+                 searches=()) -> pd.DataFrame:
+    """main.{csv,md,tex}, normalised.{md,tex} and seeds.csv in ``out_dir`` from score ``files`` (and the
+    ``searches``' result files); returns the tidy table. With ``expect`` (see :func:`check_complete`),
+    a partial set of score files is an error."""
     groups = groups or {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    per_seed = read_score_files(files)
+    per_seed = read_score_files(files, searches)
     if expect is not None:
         check_complete(per_seed, expect)
     per_seed = add_tuned_rows(per_seed, groups)

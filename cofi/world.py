@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from cofi.settings import setting
+
 COLORS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]
 FOODS = ["bread", "rice", "fish", "apples", "cheese", "soup", "beans", "cake"]
 SPORTS = ["chess", "tennis", "golf", "rugby", "boxing", "rowing", "hockey", "skiing"]
@@ -24,6 +26,9 @@ JOBS = ["baker", "pilot", "nurse", "judge", "miner", "tailor", "farmer", "singer
 CITIES = ["paris", "lima", "oslo", "cairo", "tokyo", "quito", "rome", "delhi"]
 
 LIST_OPS = ("reverse", "swap", "skip")
+# The files the world is written as (build_world's keys), one JSONL each.
+SPLITS = ("versatility_train", "know_test", "know_val", "reason_test", "reason_val", "instruct_test", "instruct_val",
+          "bio_train", "bio_val", "bio_test", "rotate_train", "rotate_val", "rotate_test")
 # What each embedded task and versatility suite is, i.e. the only type its data can be scored as.
 TASK_TYPES = {"bio": "generation", "rotate": "generation"}
 SUITE_TYPES = {"know": "multiple_choice", "reason": "generation", "instruct": "generation"}
@@ -36,16 +41,16 @@ GLUE = ["=", "add", "bio", "rotate"]
 class WorldSpec:
     """Sizes of the synthetic world. Defaults are the embedded default experiment's."""
 
-    seed: int = 0
-    entities: int = 48
-    list_symbols: int = 16
-    min_list_len: int = 3
-    max_list_len: int = 6
-    reason_train: int = 3000
-    instruct_train: int = 3000
-    rotate_train: int = 2000
-    test_items: int = 200
-    know_repeats: int = 16
+    seed: int = setting(0, "seed of every random choice in the world")
+    entities: int = setting(48, "entities with facts (know) and new facts (bio)", minimum=4, maximum=100)
+    list_symbols: int = setting(16, "letters the lists are made of", minimum=2, maximum=26)
+    min_list_len: int = setting(3, "shortest list", minimum=3)
+    max_list_len: int = setting(6, "longest list", minimum=3)
+    reason_train: int = setting(3000, "digit sums in the versatility training mixture", minimum=1)
+    instruct_train: int = setting(3000, "list operations in the versatility training mixture", minimum=1)
+    rotate_train: int = setting(2000, "rotate training items", minimum=1)
+    test_items: int = setting(200, "items of each held-out test and validation split", minimum=1)
+    know_repeats: int = setting(16, "times each fact appears in the versatility training mixture", minimum=1)
 
     def __post_init__(self) -> None:
         """Refuse a world that cannot be built; messages name the ``embedded.world`` key to change."""

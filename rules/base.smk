@@ -3,25 +3,23 @@
 
 rule build_base:
     input:
-        f"{DATA}/versatility_train.jsonl",
+        LAYOUT.data_file("versatility_train"),
     output:
-        directory(f"{RESULTS}/base_model"),
+        directory(LAYOUT.base_model),
     params:
         world=lambda w: as_json(config["embedded"]["world"]),
         base=lambda w: as_json(config["embedded"]["base"]),
-        template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
-        max_len=PROMPT["max_len"],
+        prompt=lambda w: as_json(to_dict(PROMPT)),
     log:
-        f"{LOGS}/build_base.log",
+        log_file("build_base"),
     benchmark:
-        f"{BENCH}/build_base/build_base.tsv"
+        benchmark_file("build_base", "build_base")
     conda:
         "../envs/cofi.yaml"
-    threads: config["threads"]["base"]
+    threads: EXP.threads["base"]
     resources:
         mem_mb=4000,
         runtime=60,
     shell:
         "python -m cofi build-base --world {params.world:q} --base {params.base:q} --train {input:q} "
-        "--template {params.template:q} --max-len {params.max_len} --out {output:q} "
-        "--threads {threads} > {log:q} 2>&1"
+        "--prompt {params.prompt:q} --out {output:q} --threads {threads} > {log:q} 2>&1"

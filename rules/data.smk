@@ -1,16 +1,17 @@
 # The embedded synthetic world, written as JSONL (only needed where the config leaves paths null).
+from cofi.world import SPLITS as WORLD_SPLITS
 
 
 rule make_data:
     output:
-        expand(f"{DATA}/{{split}}.jsonl", split=EMBEDDED_SPLITS),
+        [LAYOUT.data_file(split) for split in WORLD_SPLITS],
     params:
         world=lambda w: as_json(config["embedded"]["world"]),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
-        f"{LOGS}/make_data.log",
+        log_file("make_data"),
     benchmark:
-        f"{BENCH}/make_data/make_data.tsv"
+        benchmark_file("make_data", "make_data")
     conda:
         "../envs/cofi.yaml"
     threads: 1

@@ -1,27 +1,37 @@
 # Score models on Spec (speciality) and Vers (know, reason, instruct), on the test or val split.
 
 
+MAX_ITEMS = "" if EXP.evaluation["max_items"] is None else f"--max-items {int(EXP.evaluation['max_items'])}"
+# One command line for both evaluation rules; every config value reaches the shell quoted.
+EVALUATE_CMD = (
+    "python -m cofi evaluate --model {input.model:q} --template {params.template:q} "
+    "--suites {params.suites:q} --labels {params.labels:q} --batch-size {params.batch_size} "
+    "{params.max_items} --threads {threads} {params.model_args} "
+    "--out {output.scores:q} --predictions {output.predictions:q} > {log:q} 2>&1"
+)
+
+
 rule evaluate_base:
     input:
-        model=base_model_dir(),
-        data=eval_inputs(config["tasks"], "test"),
+        model=EXP.base_model_dir,
+        data=evaluation_files(TASKS, "test"),
     output:
-        scores=f"{RESULTS}/scores/base.json",
-        predictions=f"{RESULTS}/scores/base.predictions.json",
+        scores=LAYOUT.base_scores,
+        predictions=LAYOUT.base_scores.replace(".json", ".predictions.json"),
     params:
-        suites=lambda w: eval_suites(config["tasks"], "test"),
+        suites=lambda w: as_json(EXP.evaluation_suites(TASKS, "test")),
         labels=lambda w: as_json({"method": "base", "seed": None}),
-        template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
-        batch_size=config["evaluation"]["batch_size"],
+        template=lambda w: PROMPT.template,  # a lambda: its braces are not wildcards
+        batch_size=EXP.evaluation["batch_size"],
         max_items=MAX_ITEMS,
-        model_flags=MODEL_FLAGS,
+        model_args=MODEL_ARGS,
     log:
-        f"{LOGS}/evaluate/base.log",
+        log_file("evaluate", "base"),
     benchmark:
-        f"{BENCH}/evaluate_base/base.tsv"
+        benchmark_file("evaluate_base", "base")
     conda:
         "../envs/cofi.yaml"
-    threads: config["threads"]["evaluate"]
+    threads: EXP.threads["evaluate"]
     resources:
         mem_mb=4000,
         runtime=60,
@@ -31,25 +41,25 @@ rule evaluate_base:
 
 rule evaluate_run:
     input:
-        model=f"{RUN}/model",
-        data=lambda w: eval_inputs([w.task], w.split),
+        model=rules.finetune.output.model,
+        data=lambda w: evaluation_files([w.task], w.split),
     output:
-        scores=f"{RUN}/{{split}}_scores.json",
-        predictions=f"{RUN}/{{split}}_predictions.json",
+        scores=f"{RUN_DIR}/{{split}}_scores.json",
+        predictions=f"{RUN_DIR}/{{split}}_predictions.json",
     params:
-        suites=lambda w: eval_suites([w.task], w.split),
+        suites=lambda w: as_json(EXP.evaluation_suites([w.task], w.split)),
         labels=lambda w: as_json({"method": w.run, "task": w.task, "seed": int(w.seed), "split": w.split}),
-        template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
-        batch_size=config["evaluation"]["batch_size"],
+        template=lambda w: PROMPT.template,  # a lambda: its braces are not wildcards
+        batch_size=EXP.evaluation["batch_size"],
         max_items=MAX_ITEMS,
-        model_flags=MODEL_FLAGS,
+        model_args=MODEL_ARGS,
     log:
-        f"{LOGS}/evaluate/{{run}}/{{task}}/seed{{seed}}_{{split}}.log",
+        log_file("evaluate", "{run}", "{task}", "seed{seed}_{split}"),
     benchmark:
-        f"{BENCH}/evaluate_run/{{run}}/{{task}}/seed{{seed}}_{{split}}.tsv"
+        benchmark_file("evaluate_run", "{run}", "{task}", "seed{seed}_{split}")
     conda:
         "../envs/cofi.yaml"
-    threads: config["threads"]["evaluate"]
+    threads: EXP.threads["evaluate"]
     resources:
         mem_mb=4000,
         runtime=60,

@@ -4,33 +4,31 @@
 rule finetune:
     input:
         unpack(method_inputs),
-        model=base_model_dir(),
-        train=lambda w: task_file(w.task, "train"),
+        model=EXP.base_model_dir,
+        train=lambda w: EXP.tasks[w.task].file("train"),
     output:
-        model=directory(f"{RUN}/model"),
-        curve=f"{RUN}/loss.csv",
+        model=directory(f"{RUN_DIR}/model"),
+        curve=f"{RUN_DIR}/loss.csv",
     params:
-        method=lambda w: resolve_run(config, w.run)[0],
-        hyper=finetune_params,
-        template=lambda w: PROMPT["template"],  # a lambda: its braces are not wildcards
-        max_len=PROMPT["max_len"],
-        mask=lambda w: "--mask-prompt" if PROMPT["mask_prompt"] else "--no-mask-prompt",
-        model_flags=finetune_flags,
+        run=run_spec,
+        prompt=lambda w: as_json(to_dict(PROMPT)),
+        compute=lambda w: as_json({k: v for k, v in to_dict(EXP.compute).items() if k != "device"}),
+        inputs=method_input_flags,
+        checkpoints=checkpoint_flags,
+        model_args=MODEL_ARGS,
         launcher=launcher,
-        extra=finetune_extra_inputs,
     log:
-        f"{LOGS}/finetune/{{run}}/{{task}}/seed{{seed}}.log",
+        log_file("finetune", "{run}", "{task}", "seed{seed}"),
     benchmark:
-        f"{BENCH}/finetune/{{run}}/{{task}}/seed{{seed}}.tsv"
+        benchmark_file("finetune", "{run}", "{task}", "seed{seed}")
     conda:
         "../envs/cofi.yaml"
-    threads: config["threads"]["finetune"]
+    threads: EXP.threads["finetune"]
     resources:
         mem_mb=4000,
         runtime=120,
     shell:
-        "{params.launcher} -m cofi finetune --model {input.model:q} --method {params.method:q} "
-        "--params {params.hyper:q} --train {input.train:q} --seed {wildcards.seed} "
-        "--template {params.template:q} --max-len {params.max_len} {params.mask} "
-        "{params.model_flags} {params.extra:q} --threads {threads} --out {output.model:q} --curve {output.curve:q} "
-        "> {log:q} 2>&1"
+        "{params.launcher} -m cofi finetune --model {input.model:q} --train {input.train:q} --run-spec {params.run:q} "
+        "--seed {wildcards.seed} --prompt {params.prompt:q} --compute {params.compute:q} {params.inputs:q} "
+        "{params.checkpoints:q} {params.model_args} --threads {threads} --out {output.model:q} "
+        "--curve {output.curve:q} > {log:q} 2>&1"

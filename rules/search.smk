@@ -1,5 +1,9 @@
 # Coarse search as a data-dependent DAG: one checkpoint per depth, then the report.
 # Candidates are runs named region-<id>, so a wider beam or a deeper search reuses finished ones.
+from cofi.regions import parse_region_id
+
+SEARCH = LAYOUT.search_dir(EXP.search.mode, "{task}")  # tree and grid side by side
+N_LAYERS = EXP.n_layers
 
 
 checkpoint search_step:
@@ -8,15 +12,15 @@ checkpoint search_step:
     output:
         f"{SEARCH}/depth{{depth}}.json",
     params:
-        policy=lambda w: as_json(search_policy(config).__dict__),
+        policy=lambda w: as_json(to_dict(EXP.search.policy)),
         n_layers=N_LAYERS,
-        split=lambda w: selection_split(w.task),
+        split=lambda w: EXP.selection_split(w.task),
         previous=lambda w, input: ["--previous", input.previous] if "previous" in input.keys() else [],
         candidates=candidate_pairs,
     log:
-        f"{LOGS}/search/{SEARCH_MODE}/{{task}}/depth{{depth}}.log",
+        log_file("search", EXP.search.mode, "{task}", "depth{depth}"),
     benchmark:
-        f"{BENCH}/search_step/{SEARCH_MODE}/{{task}}/depth{{depth}}.tsv"
+        benchmark_file("search_step", EXP.search.mode, "{task}", "depth{depth}")
     conda:
         "../envs/cofi.yaml"
     threads: 1
@@ -42,9 +46,9 @@ checkpoint search_result:
         n_layers=N_LAYERS,
         out_dir=lambda w, output: os.path.dirname(output.result),
     log:
-        f"{LOGS}/search/{SEARCH_MODE}/{{task}}/result.log",
+        log_file("search", EXP.search.mode, "{task}", "result"),
     benchmark:
-        f"{BENCH}/search_result/{SEARCH_MODE}/{{task}}.tsv"
+        benchmark_file("search_result", EXP.search.mode, "{task}")
     conda:
         "../envs/cofi.yaml"
     threads: 1
@@ -59,4 +63,4 @@ checkpoint search_result:
 rule search_all:
     """Target: every task's search result (without rebuilding the tables)."""
     input:
-        expand(f"{SEARCH}/result.json", task=config["tasks"] if SEARCH_ON else []),
+        expand(f"{SEARCH}/result.json", task=TASKS if SEARCH_ON else []),

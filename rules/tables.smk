@@ -1,9 +1,22 @@
 # Result tables and figures, rebuilt from the score files only; `tables:` options rebuild nothing else.
+TABLES, PLOTS = LAYOUT.tables, LAYOUT.plots
+SWEEP_VARIANTS = [variant for variants in EXP.sweeps.values() for variant in variants]
+
+
+# Figures made elsewhere, copied next to the result plots: {copy: original}.
+COLLECTED = {f"{PLOTS}/search_tree_{t}.png": f"{LAYOUT.search_dir(EXP.search.mode, t)}/tree.png"
+             for t in TASKS if SEARCH_ON}
+COLLECTED |= {f"{PLOTS}/importance_{s}.png": LAYOUT.importance(s, "png")
+              for s in sorted({EXP.importance_source(t) for t in TASKS}) if EXP.uses_importance}
 
 
 rule main_table:
     input:
-        table_inputs,
+        base=LAYOUT.base_scores,
+        scores=table_scores,
+        searches=search_results,
+        # Sweeps: the validation scores their tuned rows are chosen on.
+        validation=run_targets("val_scores.json", SWEEP_VARIANTS),
     output:
         csv=report(f"{TABLES}/main.csv", caption="../workflow/report/main_table.rst", category="Tables"),
         md=f"{TABLES}/main.md",
@@ -13,19 +26,18 @@ rule main_table:
         seeds=f"{TABLES}/seeds.csv",
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv),
-        reference=table_reference(config),
-        groups=lambda w: as_json(SWEEPS),
-        digits=config["tables"]["digits"],
-        std="--std" if config["tables"]["show_std"] else "--no-std",
-        bold="--bold" if config["tables"]["bold_best"] else "--no-bold",
+        reference=EXP.table_reference,
+        groups=lambda w: as_json(EXP.sweeps),
+        digits=EXP.tables["digits"],
+        std="--std" if EXP.tables["show_std"] else "--no-std",
+        bold="--bold" if EXP.tables["bold_best"] else "--no-bold",
         # What a complete table holds: the job refuses a partial input list (README, Known issues).
-        expect=lambda w: as_json({"runs": RUNS, "sweeps": [v for vs in SWEEPS.values() for v in vs],
-                                  "tasks": list(config["tasks"]), "seeds": config["seeds"],
-                                  "searched": list(config["tasks"]) if SEARCH_ON else []}),
+        expect=lambda w: as_json({"runs": RUNS, "sweeps": SWEEP_VARIANTS, "tasks": TASKS, "seeds": EXP.seeds,
+                                  "searched": TASKS if SEARCH_ON else []}),
     log:
-        f"{LOGS}/main_table.log",
+        log_file("main_table"),
     benchmark:
-        f"{BENCH}/main_table/main_table.tsv"
+        benchmark_file("main_table", "main_table")
     conda:
         "../envs/cofi.yaml"
     threads: 1
@@ -33,34 +45,37 @@ rule main_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi table {input:q} --out-dir {params.out_dir:q} --reference {params.reference:q} "
+        "python -m cofi table --scores {input.base:q} {input.scores:q} {input.validation:q} "
+        "--searches {input.searches:q} --out-dir {params.out_dir:q} --reference {params.reference:q} "
         "--groups {params.groups:q} --expect {params.expect:q} --digits {params.digits} {params.std} {params.bold} "
         "> {log:q} 2>&1"
 
 
 rule result_plots:
     input:
-        table=MAIN_TABLE[0],
+        table=rules.main_table.output.csv,
         collect=list(COLLECTED.values()),
     output:
         uni=report(f"{PLOTS}/uni.png", caption="../workflow/report/uni.rst", category="Figures", labels={"figure": "Uni"}),
         uni_pdf=f"{PLOTS}/uni.pdf",
         pareto=[
-            report(f"{PLOTS}/pareto_{t}.png", caption="../workflow/report/pareto.rst", category="Figures", labels={"figure": f"Spec vs Vers, {t}"})
-            for t in config["tasks"]
+            report(f"{PLOTS}/pareto_{t}.png", caption="../workflow/report/pareto.rst", category="Figures",
+                   labels={"figure": f"Spec vs Vers, {t}"})
+            for t in TASKS
         ],
-        pareto_pdf=expand(f"{PLOTS}/pareto_{{task}}.pdf", task=config["tasks"]),
+        pareto_pdf=expand(f"{PLOTS}/pareto_{{task}}.pdf", task=TASKS),
         collected=[
-            report(c, caption="../workflow/report/collected.rst", category="Search and importance", labels={"figure": os.path.basename(c)})
+            report(c, caption="../workflow/report/collected.rst", category="Search and importance",
+                   labels={"figure": os.path.basename(c)})
             for c in COLLECTED
         ],
     params:
         out_dir=lambda w, output: os.path.dirname(output.uni),
         collect=lambda w: as_json(COLLECTED),
     log:
-        f"{LOGS}/result_plots.log",
+        log_file("result_plots"),
     benchmark:
-        f"{BENCH}/result_plots/result_plots.tsv"
+        benchmark_file("result_plots", "result_plots")
     conda:
         "../envs/cofi.yaml"
     threads: 1
@@ -70,3 +85,14 @@ rule result_plots:
     shell:
         "python -m cofi plots --table {input.table:q} --out-dir {params.out_dir:q} --collect {params.collect:q} "
         "> {log:q} 2>&1"
+
+
+# Everything the `tables` target rebuilds from the score files (no training, no evaluation).
+TABLE_OUTPUTS = [
+    *rules.main_table.output,
+    *(f"{PLOTS}/uni.{ext}" for ext in ("png", "pdf")),
+    *(f"{PLOTS}/pareto_{t}.{ext}" for t in TASKS for ext in ("png", "pdf")),
+    *COLLECTED,
+]
+if EXP.landscape["runs"]:
+    TABLE_OUTPUTS += [f"{TABLES}/sharpness.csv", f"{TABLES}/sharpness.md", f"{TABLES}/sharpness_correlation.csv"]

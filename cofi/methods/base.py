@@ -1,9 +1,14 @@
-"""What every fine-tuning method is: its own config keys, its start-up checks, and its setup.
+"""What every fine-tuning method is: its own config keys, what it needs, its start-up checks, its setup.
 
 A method is a small subclass of :class:`Method` in a module of its own under ``cofi/methods``,
 registered in ``cofi/methods/__init__.py``. The trainer, the rules and the tables are the same
-for all of them; a method only says which parameters train and what it adds to the loop (a
-gradient hook, a penalty, a data mixture) through the :class:`Setup` it returns.
+for all of them. A method says which parameters train and what it adds to the training step
+(:class:`cofi.train.Extension`: a gradient mask, a penalty, ...) through the :class:`Setup` it returns.
+
+An input a method needs besides the base model and the task's data is one :class:`Need`,
+declared in the method's module: its name is the finetune rule's named input, the job's
+``--input NAME=PATH`` and the key of :attr:`Inputs.paths`, and its ``path`` says where the
+workflow finds the file. Nothing else has to change to add one.
 """
 
 from __future__ import annotations
@@ -13,53 +18,60 @@ from typing import Any, Callable
 
 from cofi.errors import InputError
 
-# What the workflow can hand a method's finetune job besides the base model and the task data.
-NEEDS = ("importance", "search_region", "source_model", "replay_data")
-
 
 class MethodError(InputError):
     """A run's settings make no sense for its method; the message names the config key."""
 
 
+@dataclass(frozen=True)
+class Need:
+    """A file a method's fine-tuning job reads. ``path(experiment, run, task, seed)`` gives where the
+    workflow finds it (a rule's output or the user's data), for one run at one task and seed."""
+
+    name: str
+    help: str
+    path: Callable[[Any, Any, str, Any], str]
+
+
 @dataclass
 class Inputs:
-    """Run-time inputs of a finetune job (paths are None unless the method ``needs`` them)."""
+    """Run-time inputs of a finetune job: ``paths`` holds the file of each :class:`Need` by name."""
 
     seed: int
     tokenize: Callable[[Any], list[dict]]  # records -> training examples, with the run's template
     load_model: Callable[[str], tuple[Any, Any]]  # a model directory -> (model, tokenizer)
     log: Callable[[str], None] = print
-    importance: str | None = None
-    source_model: str | None = None
-    replay_data: str | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def path(self, need: Need) -> str:
+        if need.name not in self.paths:
+            raise InputError(f"this method reads {need.help}: give --input {need.name}=PATH")
+        return self.paths[need.name]
 
 
 @dataclass
 class Setup:
     """What a method hands the trainer.
 
-    ``model`` is what trains and ``trainable`` the names of its parameters that do. ``hooks``
-    get ``attach(optimizer)`` once and ``after_backward()`` once per optimizer step; ``penalties``
-    are callables giving a scalar added to every step's objective; ``batches`` (optional) makes the
-    batch stream from the task's examples, batch size, pad id and seed; ``finish(model, out_dir)``
-    returns the model to save (and may write extra files, e.g. a LoRA adapter).
+    ``model`` is what trains and ``trainable`` the names of its parameters that do; ``extensions``
+    act in the training step (:class:`cofi.train.Extension`); ``batches`` (optional) makes the batch
+    stream from the task's examples, batch size, pad id and seed; ``finish(model, out_dir)`` returns
+    the model to save (and may write extra files, e.g. a LoRA adapter).
     """
 
     model: Any
     trainable: list[str]
-    hooks: list = field(default_factory=list)
-    penalties: list = field(default_factory=list)
+    extensions: list = field(default_factory=list)
     batches: Callable | None = None
     finish: Callable[[Any, Any], Any] = lambda model, out_dir: model
 
 
 @dataclass
 class CheckContext:
-    """What a method's start-up check may look at: the whole config and the model's depth (None if unknown)."""
+    """What a method's start-up check may look at: the experiment, and the model's depth (None if unknown)."""
 
-    config: dict
+    experiment: Any  # cofi.experiment.Experiment
     n_layers: int | None
-    runs: dict  # every configured run (sweeps expanded): name -> entry
     # Names of the Linear modules in the model's decoder layers (None where the model is unknown).
     projection_names: Callable[[], set[str] | None] = lambda: None
 
@@ -67,11 +79,13 @@ class CheckContext:
 class Method:
     """Base class. Subclasses set ``name``, ``description`` and ``keys`` and override :meth:`setup`.
 
-    ``keys``: the method's own config keys, each a JSON-schema fragment with a ``default`` (a
-    key the method cannot do without defaults to None and is enforced by :meth:`check`). ``sweep``: keys whose value may be a list, giving one run (and one
-    table row) per value. ``trains``: False for methods that build weights without training.
-    ``needs``: inputs from :data:`NEEDS` the workflow must provide. ``uses_groups``: the run's
-    params carry the config's ``module_groups`` (methods that train a region).
+    ``keys``: the method's own config keys, each a JSON-schema fragment with a ``default`` (a key
+    the method cannot do without defaults to None and is enforced by :meth:`check`); a fragment with
+    ``format: path`` is a file path. ``sweep``: keys whose value may be a list, giving one run (and
+    one table row) per value. ``trains``: False for methods that build weights without training.
+    ``needs``: the :class:`Need` of each file the job reads. ``trains_search_pick``: the run trains
+    the coarse search's pick (its region arrives in the params). ``uses_groups``: the params carry
+    the config's ``module_groups`` (methods that train a region).
     """
 
     name: str = ""
@@ -79,21 +93,50 @@ class Method:
     keys: dict[str, dict] = {}
     sweep: tuple[str, ...] = ()
     trains: bool = True
-    needs: tuple[str, ...] = ()
+    needs: tuple[Need, ...] = ()
+    trains_search_pick: bool = False
     uses_groups: bool = False
 
-    def check(self, key: str, params: dict, context: CheckContext) -> None:
-        """Start-up checks of meaning (the schema has checked types and ranges); raise :class:`MethodError`."""
+    def check(self, key: str, run, context: CheckContext) -> None:
+        """Start-up checks of meaning (the schema has checked types and ranges); raise :class:`MethodError`.
+        ``run`` is the :class:`cofi.experiment.Run`."""
 
-    def setup(self, model, params: dict, inputs: Inputs) -> Setup:
-        raise NotImplementedError
+    def setup(self, model, run, inputs: Inputs) -> Setup:
+        """What trains of ``model`` for ``run`` (a :class:`cofi.experiment.Run`: ``run.params`` are the
+        method's own keys, ``run.train`` the training settings)."""
+        raise TypeError(f"method {self.name!r} does not train")
 
-    def build(self, model, params: dict, inputs: Inputs):
+    def build(self, model, run, inputs: Inputs):
         """For methods that do not train: the model to save, made from the base ``model``."""
-        raise NotImplementedError
+        raise TypeError(f"method {self.name!r} trains (it has no build step)")
 
 
 def train_everything(model) -> list[str]:
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return [name for name, _ in model.named_parameters()]
+
+
+class Extension:
+    """What a method or a run option adds to the training step (:func:`cofi.train.train`). Every hook
+    is optional; the trainer calls them in this order:
+
+    - :meth:`attach` once, with the optimizer (e.g. to hook its step);
+    - :meth:`gradients` wraps each step's gradient computation: ``compute()`` runs every micro-batch's
+      forward and backward (and the penalties) at the current weights and returns the curve's fields;
+      SAM calls it twice around its ascent;
+    - :meth:`penalty`, inside every computation, a scalar tensor that joins the objective once;
+    - :meth:`after_backward` once per step, after the last gradients and before clipping.
+    """
+
+    def attach(self, optimizer) -> None:
+        pass
+
+    def gradients(self, compute, zero_grad) -> dict:
+        return compute()
+
+    def penalty(self):
+        return None
+
+    def after_backward(self) -> None:
+        pass

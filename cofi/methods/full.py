@@ -7,5 +7,5 @@ class Full(Method):
     name = "full"
     description = "Full SFT: every parameter trains"
 
-    def setup(self, model, params, inputs):
+    def setup(self, model, run, inputs):
         return Setup(model, train_everything(model))

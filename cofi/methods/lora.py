@@ -31,7 +31,8 @@ class LoRA(Method):
                   "description": "layer range (a, b] as fractions of the depth (peft layers_to_transform); null: all layers"},
     }
 
-    def check(self, key, params, context):
+    def check(self, key, run, context):
+        params = run.params
         if params["range"] is not None:
             try:
                 layers = lora_layers(params, context.n_layers or 1)
@@ -45,9 +46,10 @@ class LoRA(Method):
             raise MethodError(f"config key {key}.target_modules: the model's decoder layers have no {unknown} "
                               f"(they have {', '.join(sorted(known))})")
 
-    def setup(self, model, params, inputs):
+    def setup(self, model, run, inputs):
         from peft import LoraConfig, get_peft_model
 
+        params = run.params
         config = LoraConfig(r=params["rank"], lora_alpha=params["alpha"], lora_dropout=params["dropout"],
                             target_modules=list(params["target_modules"]),
                             layers_to_transform=lora_layers(params, model.config.num_hidden_layers),

@@ -1,24 +1,25 @@
 """L1 and L2 toward the initial weights: Full SFT plus λ·Σ|w − w₀| (``l1``) or λ·Σ(w − w₀)² (``l2``).
 
-The sums run over every trained element and are added to the objective once per optimizer step
-(not once per micro-batch), so gradient accumulation does not scale them. λ is not normalised by
-the parameter count: a model ten times larger needs a smaller λ for the same pull.
+The sums run over every trained element and join the objective once per gradient computation (not
+once per micro-batch), so gradient accumulation does not scale them. λ is not normalised by the
+parameter count: a model ten times larger needs a smaller λ for the same pull.
 """
 
-from cofi.methods.base import Method, Setup, train_everything
+from cofi.methods.base import Extension, Method, Setup, train_everything
 
 LAMBDA = {"type": "number", "minimum": 0, "description": "penalty weight λ"}
 
 
-class DistanceToInit:
-    """A callable penalty: λ times the L1 or squared L2 distance of the named parameters to their start."""
+class DistanceToInit(Extension):
+    """A training-step extension whose penalty is λ times the L1 or squared L2 distance of the named
+    parameters to where they started."""
 
     def __init__(self, model, names: list[str], power: int, weight: float):
         parameters = dict(model.named_parameters())
         self.pairs = [(parameters[n], parameters[n].detach().clone()) for n in names]
         self.power, self.weight = power, weight
 
-    def __call__(self):
+    def penalty(self):
         if self.power == 1:
             total = sum((p - start).abs().sum() for p, start in self.pairs)
         else:
@@ -33,9 +34,10 @@ class L1(Method):
     sweep = ("lambda",)
     power = 1
 
-    def setup(self, model, params, inputs):
+    def setup(self, model, run, inputs):
+        params = run.params
         trainable = train_everything(model)
-        return Setup(model, trainable, penalties=[DistanceToInit(model, trainable, self.power, params["lambda"])])
+        return Setup(model, trainable, extensions=[DistanceToInit(model, trainable, self.power, params["lambda"])])
 
 
 class L2(L1):

@@ -10,7 +10,7 @@ MODULES = {"type": "array", "items": {"type": "string"}, "description": "module 
 
 def check_region_keys(key: str, params: dict, context) -> None:
     """The range and groups make a region that selects at least one layer of this model."""
-    groups = context.config["module_groups"]
+    groups = context.experiment.module_groups
     try:
         region = Region.make(*params["range"], params["modules"])
         if context.n_layers is not None:
@@ -27,12 +27,13 @@ class RegionMethod(Method):
     keys = {"range": {**RANGE, "default": None}, "modules": {**MODULES, "default": None}}
     uses_groups = True
 
-    def check(self, key, params, context):
+    def check(self, key, run, context):
         for field in ("range", "modules"):
-            if params[field] is None:
+            if run.params[field] is None:
                 raise MethodError(f"config key {key}: method {self.name!r} needs {field!r}")
-        check_region_keys(key, params, context)
+        check_region_keys(key, run.params, context)
 
-    def setup(self, model, params, inputs):
+    def setup(self, model, run, inputs):
+        params = run.params
         region = Region.make(*params["range"], params["modules"])
         return Setup(model, freeze_outside(model, region, params["groups"]))

@@ -8,7 +8,11 @@ needs a JSONL path), a seeded sample of as many as the run can use.
 
 import random
 
-from cofi.methods.base import Method, MethodError, Setup, train_everything
+from cofi.methods.base import Method, MethodError, Need, Setup, train_everything
+
+REPLAY_DATA = Need("replay_data", "versatility training JSONL to mix into every batch",
+                   lambda experiment, run, task, seed: run.params["data"]
+                   or experiment.layout.data_file("versatility_train"))
 
 
 def replay_per_batch(fraction: float, batch_size: int) -> int:
@@ -24,15 +28,16 @@ class Replay(Method):
         "data": {"type": ["string", "null"], "format": "path", "default": None,
                  "description": "versatility training JSONL (null: the embedded world's mixture)"},
     }
-    needs = ("replay_data",)
+    needs = (REPLAY_DATA,)
 
-    def check(self, key, params, context):
-        n = replay_per_batch(params["fraction"], params["batch_size"])
-        if params["fraction"] > 0 and not 1 <= n < params["batch_size"]:
-            raise MethodError(f"config key {key}.fraction: {params['fraction']} of batch_size {params['batch_size']} "
-                              f"gives {n} replay examples per batch (need 1 to {params['batch_size'] - 1})")
+    def check(self, key, run, context):
+        params, batch_size = run.params, run.train.batch_size
+        n = replay_per_batch(params["fraction"], batch_size)
+        if params["fraction"] > 0 and not 1 <= n < batch_size:
+            raise MethodError(f"config key {key}.fraction: {params['fraction']} of batch_size {batch_size} "
+                              f"gives {n} replay examples per batch (need 1 to {batch_size - 1})")
         if params["data"] is None:
-            if context.config["model"]["path"] is not None:
+            if context.experiment.model.path is not None:
                 raise MethodError(f"config key {key}.data: null takes the embedded world's versatility mixture, "
                                   "which only fits the embedded model; give a JSONL path for your own model")
             return
@@ -43,20 +48,23 @@ class Replay(Method):
         except DataError as error:
             raise MethodError(f"config key {key}.data: {error}") from None
 
-    def setup(self, model, params, inputs):
+    def setup(self, model, run, inputs):
+        params = run.params
         from cofi.data import read_jsonl
         from cofi.train import collate, example_batches
 
-        n_replay = replay_per_batch(params["fraction"], params["batch_size"])
+        batch_size = run.train.batch_size
+        n_replay = replay_per_batch(params["fraction"], batch_size)
         if n_replay == 0:
             return Setup(model, train_everything(model))
-        records = read_jsonl(inputs.replay_data)
-        needed = params["steps"] * params["grad_accum"] * n_replay
+        path = inputs.path(REPLAY_DATA)
+        records = read_jsonl(path)
+        needed = run.train.steps * run.train.grad_accum * n_replay
         if len(records) > needed:  # tokenise only what the run can use
             records = random.Random(inputs.seed).sample(records, needed)
         replay_examples = inputs.tokenize(records)
-        inputs.log(f"replay: {n_replay} of every {params['batch_size']} examples from {len(replay_examples)} "
-                   f"versatility examples ({inputs.replay_data})")
+        inputs.log(f"replay: {n_replay} of every {batch_size} examples from {len(replay_examples)} "
+                   f"versatility examples ({path})")
 
         def batches(examples, batch_size, pad_id, seed):
             task = example_batches(examples, batch_size - n_replay, seed)

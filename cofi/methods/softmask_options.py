@@ -1,9 +1,10 @@
-"""The config keys the soft-mask methods (``cofitune``, ``vsoftmask``) share, and their check.
+"""The config keys the soft-mask methods (``cofitune``, ``vsoftmask``) share, their check, and the
+importance file they read.
 
 Kept apart from :mod:`cofi.softmask` (the torch side) so that reading a config never imports torch.
 """
 
-from cofi.methods.base import MethodError
+from cofi.methods.base import MethodError, Need
 
 MODES = ("grad", "update", "shuffled", "uniform")
 TARGETS = ("grad", "update")
@@ -14,6 +15,10 @@ SOFT_MASK_KEYS = {
     "softmask_apply": {"enum": [*TARGETS, None], "default": None,
                        "description": "what the shuffled/uniform controls scale (null: the update)"},
 }
+
+# Unit importance of the base model, estimated once per data source by the importance rule.
+IMPORTANCE = Need("importance", "unit importance (.safetensors from the importance rule)",
+                  lambda experiment, run, task, seed: experiment.layout.importance(experiment.importance_source(task)))
 
 
 def check_soft_mask_keys(key: str, params: dict) -> None:

@@ -5,7 +5,10 @@ w = (1 − α)·w_base + α·w_source, tensor by tensor (α = 0 is the base mode
 that trains (default ``full``), taken at the same task and seed.
 """
 
-from cofi.methods.base import Method, MethodError
+from cofi.methods.base import Method, MethodError, Need
+
+SOURCE_MODEL = Need("source_model", "the fine-tuned model to interpolate toward",
+                    lambda experiment, run, task, seed: experiment.layout.run_file(run.params["source"], task, seed, "model"))
 
 
 def interpolate(base, source, alpha: float):
@@ -36,18 +39,18 @@ class WiseFT(Method):
     }
     sweep = ("alpha",)
     trains = False
-    needs = ("source_model",)
+    needs = (SOURCE_MODEL,)
 
-    def check(self, key, params, context):
-        source = params["source"]
-        if source not in context.runs:
-            raise MethodError(f"config key {key}.source: {source!r} is not a configured run (runs: {', '.join(context.runs)})")
-        from cofi.methods import METHODS
-
-        if not METHODS[context.runs[source]["method"]].trains:
+    def check(self, key, run, context):
+        source, runs = run.params["source"], context.experiment.runs
+        if source not in runs:
+            raise MethodError(f"config key {key}.source: {source!r} is not a configured run (runs: {', '.join(runs)})")
+        if not context.experiment.method_of(source).trains:
             raise MethodError(f"config key {key}.source: {source!r} does not train; name a fine-tuned run such as full")
 
-    def build(self, model, params, inputs):
-        source, _ = inputs.load_model(inputs.source_model)
-        inputs.log(f"interpolating {inputs.source_model} with alpha {params['alpha']}")
+    def build(self, model, run, inputs):
+        params = run.params
+        path = inputs.path(SOURCE_MODEL)
+        source, _ = inputs.load_model(path)
+        inputs.log(f"interpolating {path} with alpha {params['alpha']}")
         return interpolate(model, source, params["alpha"])

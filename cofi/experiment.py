@@ -1,0 +1,343 @@
+"""The experiment, typed (pure: no torch, no Snakemake): built once from the validated config.
+
+The Snakefile and every job read the same objects: an :class:`Experiment` holds the tasks and
+versatility suites with their files, every :class:`Run` (sweeps expanded, options resolved), the
+search's settings and where every output goes (:class:`Layout`). Nothing here reads a file; the
+checks of meaning that need files or the model are :func:`cofi.config.check_config`'s.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from cofi import settings
+from cofi.errors import InputError
+from cofi.regions import parse_region_id
+from cofi.search import Policy
+from cofi.settings import ComputeSettings, ModelSettings, PromptSettings, TrainSettings
+
+SEARCH_PREFIX = "region-"  # search candidates are runs named region-<region id>
+# Table rows the workflow makes itself; no configured run may take their names.
+BASE_ROW = "base"  # the base model, scored once
+COARSE_ROW = "cofitune_coarse"  # the coarse search's pick, trained at every seed
+RESERVED_ROWS = {BASE_ROW: "the base model's row", COARSE_ROW: "the coarse search's pick"}
+RUN_OPTIONS = ("sam", "equal_compute")  # what every training method takes besides the training keys
+SPLITS = ("test", "val")
+
+
+class ExperimentError(InputError):
+    """A config whose runs or references do not fit together; the message names the config key."""
+
+
+def tuned_row(sweep: str) -> str:
+    """The row of a sweep's value chosen on validation."""
+    return f"{sweep}_tuned"
+
+
+def value_text(value) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one experiment goes, under ``results/<experiment>``. Any argument may be a
+    Snakemake wildcard such as ``"{run}"``, which gives the rule's path pattern."""
+
+    root: str
+
+    @property
+    def data(self) -> str:
+        return f"{self.root}/data"
+
+    def data_file(self, stem: str) -> str:
+        return f"{self.data}/{stem}.jsonl"
+
+    @property
+    def base_model(self) -> str:
+        return f"{self.root}/base_model"
+
+    def run_dir(self, run: str, task: str, seed) -> str:
+        return f"{self.root}/runs/{run}/{task}/seed{seed}"
+
+    def run_file(self, run: str, task: str, seed, name: str) -> str:
+        return f"{self.run_dir(run, task, seed)}/{name}"
+
+    def importance(self, source: str, suffix: str = "safetensors") -> str:
+        return f"{self.root}/importance/{source}.{suffix}"
+
+    def search_dir(self, mode: str, task: str) -> str:
+        return f"{self.root}/search/{mode}/{task}"
+
+    @property
+    def base_scores(self) -> str:
+        return f"{self.root}/scores/base.json"
+
+    def landscape(self, task: str, run: str, suffix: str = "json") -> str:
+        return f"{self.root}/landscape/{task}/{run}.{suffix}"
+
+    @property
+    def tables(self) -> str:
+        return f"{self.root}/tables"
+
+    @property
+    def plots(self) -> str:
+        return f"{self.root}/plots"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.root}/logs"
+
+    @property
+    def benchmarks(self) -> str:
+        return f"{self.root}/benchmarks"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A speciality task or a versatility suite: its type, metric and data files (null: embedded)."""
+
+    name: str
+    type: str
+    metric: str
+    paths: dict  # split -> the configured path or None (embedded)
+    layout: Layout
+
+    @property
+    def embedded(self) -> bool:
+        return any(self.paths.get(split) is None for split in ("train", "test") if split in self.paths)
+
+    def file(self, split: str) -> str:
+        """The file of ``split``; a user suite without validation data is selected on its test file."""
+        if self.paths.get(split) is not None:
+            return self.paths[split]
+        if split == "val" and self.paths.get("test") is not None:
+            return self.paths["test"]
+        return self.layout.data_file(f"{self.name}_{split}")
+
+    def selects_on_test(self) -> bool:
+        return self.file("val") == self.file("test")
+
+    def spec(self, split: str) -> dict:
+        """What an evaluation job needs of it."""
+        return {"path": self.file(split), "type": self.type, "metric": self.metric}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One configured run (or sweep variant, or search candidate): a method, its own params, the
+    training settings and options. ``spec()`` is what the finetune job gets."""
+
+    name: str
+    method: str
+    params: dict = field(default_factory=dict)  # the method's own keys, defaults filled
+    train: TrainSettings = TrainSettings()
+    sam_rho: float | None = None  # sharpness-aware minimisation with this radius
+    equal_compute: bool = False  # twice the steps (already in train.steps): SAM's compute for a plain optimizer
+    sweep: str | None = None  # the configured run a variant comes from
+    sweep_label: str = ""  # "lr=0.001"
+
+    def spec(self, **params) -> dict:
+        """JSON-ready: everything the fine-tuning job needs to know of the run (``params`` adds to its
+        own, e.g. the search's pick for CoFiTune)."""
+        return {"name": self.name, "method": self.method, "params": {**self.params, **params},
+                "train": settings.to_dict(self.train), "sam_rho": self.sam_rho, "equal_compute": self.equal_compute}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Run":
+        return cls(name=spec["name"], method=spec["method"], params=dict(spec["params"]),
+                   train=settings.from_dict(TrainSettings, spec["train"], "run train settings"),
+                   sam_rho=spec.get("sam_rho"), equal_compute=bool(spec.get("equal_compute")))
+
+
+@dataclass(frozen=True)
+class Search:
+    """The coarse search's settings."""
+
+    enabled: bool
+    policy: Policy
+    reference: str  # the run whose scores are the root and set the Spec floor; candidates train like it
+    seed: int  # the seed the candidates are trained and selected at
+
+    @property
+    def mode(self) -> str:
+        return self.policy.mode
+
+
+def _get(entry: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(entry, dict) or key not in entry:
+            return None
+        entry = entry[key]
+    return entry
+
+
+def _set(entry: dict, path: tuple[str, ...], value) -> dict:
+    """A copy of ``entry`` with the value at ``path`` replaced (nested dicts copied, not shared)."""
+    if len(path) == 1:
+        return {**entry, path[0]: value}
+    return {**entry, path[0]: _set(entry[path[0]], path[1:], value)}
+
+
+def _sweepable(method) -> list[tuple[str, ...]]:
+    """Key paths whose list value is a sweep: the method's own, and lr and SAM's rho of training methods."""
+    if method is None:
+        return []
+    own = [(key,) for key in method.sweep]
+    return own + ([(key,) for key in settings.sweepable(TrainSettings)] + [("sam", "rho")] if method.trains else [])
+
+
+def expand_runs(entries: dict[str, dict]) -> dict[str, dict]:
+    """Every configured run with sweep lists expanded, in config order: {run name: entry}. Each entry
+    has ``method`` set; a variant also ``sweep_of`` (the run it came from) and ``sweep_label``."""
+    from cofi.methods import METHODS
+
+    runs: dict[str, dict] = {}
+    tuned: dict[str, str] = {}
+
+    def add(name: str, entry: dict) -> None:
+        if name in runs:
+            first, second = (runs[name].get("sweep_of", name), entry.get("sweep_of", name))
+            raise ExperimentError(f"config key runs.{name}: the name is also a variant of run "
+                                  f"{second if second != name else first!r}; rename one")
+        runs[name] = entry
+
+    for run, entry in entries.items():
+        if run in RESERVED_ROWS:
+            raise ExperimentError(f"config key runs.{run}: the name is reserved ({RESERVED_ROWS[run]} in the tables); "
+                                  "rename the run")
+        name = entry.get("method", run)
+        swept = [path for path in _sweepable(METHODS.get(name)) if isinstance(_get(entry, path), list)]
+        if not swept:
+            add(run, {**entry, "method": name})
+            continue
+        tuned[tuned_row(run)] = run
+        for path in swept:
+            values = _get(entry, path)
+            if repeated := [v for i, v in enumerate(values) if v in values[:i]]:
+                raise ExperimentError(f"config key runs.{run}.{'.'.join(path)}: the value {value_text(repeated[0])} "
+                                      "is listed twice (each value is one run)")
+        for values in itertools.product(*(_get(entry, path) for path in swept)):
+            variant = {**entry, "method": name, "sweep_of": run}
+            for path, value in zip(swept, values):
+                variant = _set(variant, path, value)
+            suffix = "_".join(f"{path[-1]}{value_text(v)}" for path, v in zip(swept, values))
+            variant["sweep_label"] = ", ".join(f"{path[-1]}={value_text(v)}" for path, v in zip(swept, values))
+            add(f"{run}_{suffix}", variant)
+    if clash := next((name for name in runs if name in tuned), None):
+        raise ExperimentError(f"config key runs.{clash}: the name is the tuned row of the sweep {tuned[clash]!r} "
+                              "(the value chosen on validation); rename the run")
+    return runs
+
+
+def make_run(name: str, entry: dict, training: dict, module_groups: dict) -> Run:
+    """A :class:`Run` from an expanded entry: training keys from the entry, else the training section;
+    the method's keys from the entry, else its defaults; equal compute doubles the steps."""
+    from cofi.methods import METHODS
+
+    method = METHODS[entry["method"]]
+    keys = {key: entry.get(key, training[key]) for key in training}
+    if entry.get("equal_compute"):
+        keys["steps"] = 2 * keys["steps"]  # a SAM step costs two passes
+    params = {key: entry.get(key, spec["default"]) for key, spec in method.keys.items()}
+    if method.uses_groups:
+        params["groups"] = module_groups
+    return Run(name=name, method=entry["method"], params=params, train=settings.from_dict(TrainSettings, keys),
+               sam_rho=(entry.get("sam") or {}).get("rho"), equal_compute=bool(entry.get("equal_compute")),
+               sweep=entry.get("sweep_of"), sweep_label=entry.get("sweep_label", ""))
+
+
+class Experiment:
+    """One experiment, from a config that :func:`cofi.config.validate_schema` has filled and checked."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.name: str = config["experiment"]
+        self.layout = Layout(f"results/{self.name}")
+        self.model = settings.from_dict(ModelSettings, config["model"], "model")
+        self.compute = settings.from_dict(ComputeSettings, config["compute"], "compute")
+        self.prompt = settings.from_dict(PromptSettings, config["prompt"], "prompt")
+        self.seeds: list[int] = list(config["seeds"])
+        self.module_groups: dict = config["module_groups"]
+        self.tasks = {name: Suite(name, t["type"], t["metric"], {s: t[s] for s in ("train", *SPLITS)}, self.layout)
+                      for name, t in config["tasks"].items()}
+        self.versatility = {name: Suite(name, v["type"], v["metric"], {s: v[s] for s in SPLITS}, self.layout)
+                            for name, v in config["versatility"].items()}
+        search = config["search"]
+        policy_keys = {key: value for key, value in search.items() if key not in ("enabled", "reference", "seed")}
+        self.search = Search(enabled=search["enabled"], policy=settings.from_dict(Policy, policy_keys, "search"),
+                             reference=search["reference"],
+                             seed=search["seed"] if search["seed"] is not None else self.seeds[0])
+        self.importance: dict = config["importance"]
+        self.landscape: dict = config["landscape"]
+        self.landscape_seed: int = self.landscape["seed"] if self.landscape["seed"] is not None else self.seeds[0]
+        self.tables: dict = config["tables"]
+        self.evaluation: dict = config["evaluation"]
+        self.threads: dict = config["threads"]
+        self.runs: dict[str, Run] = {name: make_run(name, entry, config["training"], self.module_groups)
+                                     for name, entry in expand_runs(config["runs"]).items()}
+        # Decoder layers of the model: the embedded one's; a user model's is read from it by the start-up check.
+        self.n_layers: int | None = config["embedded"]["base"]["layers"] if self.model.path is None else None
+
+    # --- runs ---------------------------------------------------------------------------------------
+    @cached_property
+    def sweeps(self) -> dict[str, dict[str, str]]:
+        """{swept run: {variant run: "key=value"}}, for the tables' tuned rows."""
+        groups: dict[str, dict[str, str]] = {}
+        for run in self.runs.values():
+            if run.sweep is not None:
+                groups.setdefault(run.sweep, {})[run.name] = run.sweep_label
+        return groups
+
+    def run(self, name: str) -> Run:
+        """A configured run or sweep variant, or a search candidate ``region-<id>`` (trained like the reference)."""
+        if name in self.runs:
+            return self.runs[name]
+        if name.startswith(SEARCH_PREFIX):
+            region = parse_region_id(name[len(SEARCH_PREFIX):])
+            reference = self.runs[self.search.reference]
+            return Run(name=name, method="region", params={**region.to_dict(), "groups": self.module_groups},
+                       train=reference.train, sam_rho=reference.sam_rho, equal_compute=reference.equal_compute)
+        raise KeyError(f"unknown run {name!r}: not in runs and not a search candidate")
+
+    def method_of(self, name: str):
+        from cofi.methods import METHODS
+
+        return METHODS[self.run(name).method]
+
+    @cached_property
+    def uses_importance(self) -> bool:
+        """Some run applies a soft mask, so the importance rule has work."""
+        from cofi.methods.softmask_options import IMPORTANCE
+
+        return any(IMPORTANCE in self.method_of(name).needs for name in self.runs)
+
+    # --- data ---------------------------------------------------------------------------------------
+    @property
+    def base_model_dir(self) -> str:
+        """The user's checkpoint, or the embedded base model the build_base rule makes."""
+        return self.model.path or self.layout.base_model
+
+    def selection_split(self, task: str) -> str:
+        """What the search and the tuned rows select on: 'val', or 'test' where a user gave no validation data."""
+        suites = [self.tasks[task], *self.versatility.values()]
+        return "test" if any(suite.selects_on_test() for suite in suites) else "val"
+
+    def evaluation_suites(self, tasks: list[str], split: str) -> dict:
+        """What ``cofi evaluate`` scores: Spec on ``tasks``, Vers on every versatility suite."""
+        return {"spec": {t: self.tasks[t].spec(split) for t in tasks},
+                "vers": {name: suite.spec(split) for name, suite in self.versatility.items()}}
+
+    def importance_source(self, task: str) -> str:
+        """Importance is estimated per task on its own inputs, or once on the versatility set."""
+        return task if self.importance["source"] == "speciality" else "versatility"
+
+    def importance_data(self, source: str) -> str:
+        if source != "versatility":
+            return self.tasks[source].file("train")
+        return self.importance["versatility_data"] or self.layout.data_file("versatility_train")
+
+    @property
+    def table_reference(self) -> str:
+        return self.tables["reference"] or self.search.reference

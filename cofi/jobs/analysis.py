@@ -1,0 +1,86 @@
+"""Jobs on one model that are not evaluation: unit importance (for the soft masks) and the loss landscape."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ImportanceJob:
+    model: str
+    data: str  # JSONL whose inputs (instruction + input) are used, unlabeled
+    options: dict  # dropout, batches, batch_size, signed, seed
+    template: str
+    max_len: int
+    out: str  # .safetensors
+    plot: str  # heatmap .png
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    device: str = "auto"
+    log: object = print
+
+
+def importance(job: ImportanceJob) -> None:
+    from cofi.data import load_records
+    from cofi.importance import accumulate_importance, plot_importance, prompt_batches, save_importance
+    from cofi.modeling import load_model
+
+    options = job.options
+    model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
+    batches = prompt_batches(load_records(job.data), tokenizer, job.template, options["batch_size"], options["batches"],
+                             job.max_len, options["seed"])
+    started = time.perf_counter()
+    raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"])
+    recorded = {**options, "data": job.data, "model": job.model, "template": job.template, "max_len": job.max_len}
+    values = save_importance(job.out, raw, model.config, recorded)
+    plot_importance(values, job.plot, title=f"unit importance from {Path(job.data).name}")
+    job.log(f"importance from {sum(len(b['input_ids']) for b in batches)} inputs in {time.perf_counter() - started:.1f}s; "
+            + ", ".join(f"{k} mean {v.mean():.3f}" for k, v in values.items()))
+    job.log(f"wrote {job.out} and {job.plot}")
+
+
+@dataclass(frozen=True)
+class LandscapeJob:
+    model: str
+    task_data: str  # speciality JSONL (a seeded sample is the fixed batch)
+    vers_suites: dict  # {name: {"path", "type"}}: the fixed versatility batch
+    options: dict  # span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed
+    labels: dict  # run, task, seed
+    template: str
+    mask_prompt: bool
+    max_len: int
+    out: str  # result JSON
+    plot: str  # figure stem (PNG and PDF)
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    device: str = "auto"
+    log: object = print
+
+
+def landscape(job: LandscapeJob) -> dict:
+    """Loss landscape of one model on a fixed speciality and a fixed versatility batch."""
+    from cofi.data import read_jsonl
+    from cofi.io import write_json
+    from cofi.landscape import batch_loss, fixed_batches, landscape as probe, plot_landscape
+    from cofi.modeling import load_model
+    from cofi.tasks import TASK_TYPES
+
+    options = job.options
+    model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
+    model.eval()
+    vers_records = [TASK_TYPES[s["type"]].read(s["path"]) for s in job.vers_suites.values()]
+    batches = fixed_batches(read_jsonl(job.task_data), vers_records, tokenizer, job.template, job.mask_prompt,
+                            job.max_len, options["batch_size"], options["data_seed"], tokenizer.pad_token_id)
+    started = time.perf_counter()
+    result = probe(model, {name: batch_loss(batch) for name, batch in batches.items()}, options["span"],
+                   options["points_1d"], options["points_2d"], options["radius"], options["direction_seed"])
+    result = {**job.labels, "model": job.model, "options": options, **result}
+    write_json(job.out, result, indent=None)
+    plot_landscape(result, f"{result['run']} on {result['task']} (seed {result['seed']})", job.plot)
+    for key, figures in result["sharpness"].items():
+        job.log(f"{key} batch: loss {result['centre'][key]:.4f} at the centre; "
+                + ", ".join(f"{name} {value:.4g}" for name, value in figures.items()))
+    job.log(f"{len(result['alphas_1d']) + len(result['alphas_2d']) ** 2} grid points in {time.perf_counter() - started:.1f}s")
+    return result

@@ -1,0 +1,148 @@
+"""Typed settings (pure): each dataclass here is the one home of its keys, defaults, bounds and help.
+
+The config schema's fragments for these sections (``workflow/schemas/config.schema.yaml`` leaves them
+to :func:`cofi.config.load_schema`), the keys a run may set and the command-line help all come from
+the dataclass, so a default is written once. A field is declared with :func:`setting`: its default,
+one line of help, and JSON-schema bounds (``minimum=1``, ...). The JSON type follows the annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+
+from cofi.errors import InputError
+
+
+class SettingsError(InputError):
+    """Settings that do not fit together or name unknown keys; the message says where."""
+
+
+def setting(default, help: str, *, sweep: bool = False, **bounds):
+    """A settings field: ``default``, ``help`` text, JSON-schema ``bounds``; ``sweep``: a list gives a run per value."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("settings defaults must be immutable (use a tuple)")
+    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds, "sweep": sweep})
+
+
+def _json_type(annotation) -> dict:
+    """The JSON-schema type of an annotation: int, float, bool, str, Literal, tuple[X, ...], X | None."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_json_type(a) for a in args if a is not type(None)]
+        if len(kinds) != 1:
+            raise TypeError(f"unsupported union {annotation}")
+        kind = dict(kinds[0])
+        if "enum" in kind:
+            return {**kind, "enum": [*kind["enum"], None]}
+        return {**kind, "type": [kind["type"], "null"]}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin is tuple:
+        return {"type": "array", "items": _json_type(args[0])}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    if annotation in simple:
+        return {"type": simple[annotation]}
+    raise TypeError(f"unsupported settings type {annotation}")
+
+
+def _json_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def fields_of(cls) -> list[tuple[dataclasses.Field, object]]:
+    """The settings fields of ``cls`` with their resolved annotations."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def schema_fragment(cls, *, defaults: bool = True) -> dict:
+    """The JSON-schema object for ``cls``: each field's type, bounds, help and (with ``defaults``) default."""
+    properties = {}
+    for field, annotation in fields_of(cls):
+        prop = {**_json_type(annotation), **field.metadata["bounds"], "description": field.metadata["help"]}
+        if defaults:
+            prop["default"] = _json_value(field.default)
+        properties[field.name] = prop
+    return {"type": "object", "additionalProperties": False, "default": {}, "properties": properties}
+
+
+def sweepable(cls) -> tuple[str, ...]:
+    return tuple(f.name for f, _ in fields_of(cls) if f.metadata["sweep"])
+
+
+def help_lines(cls) -> list[str]:
+    """``key = default: help`` for each field (the `methods` command, the docs)."""
+    return [f"{f.name} = {_json_value(f.default)!r}: {f.metadata['help']}" for f, _ in fields_of(cls)]
+
+
+def from_dict(cls, values: dict | None, where: str = ""):
+    """``cls`` from a mapping of its keys; an unknown key is an error (it would be dropped silently)."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(values) - known):
+        raise SettingsError(f"{where or cls.__name__}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
+    kinds = {f.name: annotation for f, annotation in fields_of(cls)}
+    for key, value in values.items():
+        if typing.get_origin(kinds.get(key)) is tuple and isinstance(value, list):
+            values[key] = tuple(value)
+    return cls(**values)
+
+
+def to_dict(settings) -> dict:
+    return {key: _json_value(value) for key, value in dataclasses.asdict(settings).items()}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a run's optimisation is: AdamW, linear warm-up then cosine decay, response-only loss."""
+
+    lr: float = setting(3e-4, "AdamW's peak learning rate", sweep=True, exclusiveMinimum=0)
+    steps: int = setting(200, "optimizer steps", minimum=1)
+    batch_size: int = setting(32, "examples per micro-batch (the global one: processes split it)", minimum=1)
+    grad_accum: int = setting(1, "micro-batches per optimizer step", minimum=1)
+    warmup_ratio: float = setting(0.05, "share of the steps spent warming up", minimum=0, maximum=1)
+    weight_decay: float = setting(0.0, "AdamW's weight decay", minimum=0)
+    max_grad_norm: float = setting(1.0, "clip the global gradient norm to this (0: no clipping)", minimum=0)
+    log_every: int = setting(25, "a progress line in the log every N steps", minimum=1)
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How jobs compute, not what a run is: changing these never changes a run's identity."""
+
+    device: str = setting("auto", "auto (the GPU if one is visible, else the CPU), cpu, cuda or cuda:N; under torchrun "
+                          "each process takes its local rank's GPU", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
+    precision: typing.Literal["fp32", "bf16", "fp16"] = setting(
+        "fp32", "training autocast; bf16/fp16 keep float32 copies of the trained weights, fp16 scales the loss (not "
+        "with SAM)")
+    gradient_checkpointing: bool = setting(False, "recompute activations in backward: less memory, about a third more time")
+    checkpoint_every: int = setting(0, "a resumable training checkpoint every N optimizer steps (0: none); a rerun job "
+                                    "resumes from the latest", minimum=0)
+
+    def check_run(self, uses_sam: bool, where: str) -> None:
+        """What a run may not combine with these settings (:class:`SettingsError` naming ``where``)."""
+        if self.precision == "fp16" and uses_sam:
+            raise SettingsError(f"{where}: fp16 cannot train with SAM (the loss scaler and SAM's ascent do not mix); "
+                             "use bf16")
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How a record becomes tokens (cofi.prompts)."""
+
+    template: str = setting("{instruction} {input} =", "Python format string with {instruction} and {input}")
+    mask_prompt: bool = setting(True, "loss on the response tokens only")
+    max_len: int = setting(32, "tokens per training example (longer ones are cut from the right)", minimum=1)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model every job loads, and how."""
+
+    path: str | None = setting(None, "local Hugging Face causal LM directory; null builds the embedded base model",
+                               format="path")
+    trust_remote_code: bool = setting(False, "run the model's own Python code (off unless you say so)")
+    dtype: typing.Literal["float32", "bfloat16", "float16"] = setting("float32", "dtype the weights are loaded in")

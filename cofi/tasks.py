@@ -1,0 +1,98 @@
+"""Task types, one class each: how a suite's data is read and checked, how a model is scored on it,
+and how it is exported to lm-evaluation-harness. A suite (a speciality task or a versatility
+dimension) names its type and metric in the config; everything type-specific lives here.
+
+Importing this module is light (no torch): scoring imports :mod:`cofi.evaluate` when it runs.
+"""
+
+from __future__ import annotations
+
+from cofi.errors import InputError
+
+
+class TaskTypeError(InputError):
+    """An unknown task type or a metric the type does not have; the message names the config key."""
+
+
+class TaskType:
+    """Base class: ``name``, the ``metrics`` it can be scored with, and whether items carry choices."""
+
+    name: str = ""
+    metrics: tuple[str, ...] = ()
+    multiple_choice: bool = False
+
+    def check_metric(self, key: str, metric: str) -> None:
+        if metric not in self.metrics:
+            raise TaskTypeError(f"config key {key}.metric: unknown metric {metric!r} for type {self.name!r} "
+                                f"(expected one of {list(self.metrics)})")
+
+    def read(self, path) -> list[dict]:
+        """The items of a test or validation file, validated (training files are always instruction data)."""
+        from cofi.data import read_jsonl
+
+        return read_jsonl(path, multiple_choice=self.multiple_choice)
+
+    def score(self, model, tokenizer, records: list[dict], metric: str, template: str, batch_size: int) -> dict:
+        """``{"score": 0-100, "predictions": [...]}`` of ``model`` on ``records``."""
+        raise TypeError(f"{type(self).__name__} does not score")
+
+    def lm_eval_fields(self, max_gen_toks: int) -> dict:
+        """The harness task's fields that make it score as :meth:`score` does."""
+        raise TypeError(f"{type(self).__name__} has no lm-eval export")
+
+
+class Generation(TaskType):
+    """Greedy generation, scored against ``output`` by exact match or ROUGE-L."""
+
+    name = "generation"
+    metrics = ("exact_match", "rouge_l")
+
+    def score(self, model, tokenizer, records, metric, template, batch_size):
+        from cofi import metrics
+        from cofi.evaluate import generate
+        from cofi.prompts import encode_response, render_prompt
+
+        references = [r["output"] for r in records]
+        # Room for the longest reference plus EOS; longer answers cannot match anyway.
+        max_new = max(len(encode_response(tokenizer, ref)) for ref in references) + 1
+        predictions = generate(model, tokenizer, [render_prompt(r, template) for r in records], batch_size, max_new)
+        return {"score": metrics.corpus_score(metric, predictions, references), "predictions": predictions}
+
+    def lm_eval_fields(self, max_gen_toks):
+        return {"output_type": "generate_until", "doc_to_target": "{{output}}",
+                "generation_kwargs": {"until": ["</s>"], "do_sample": False, "max_gen_toks": max_gen_toks},
+                "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
+                "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+                                 "ignore_case": True}]}
+
+
+class MultipleChoice(TaskType):
+    """The choice with the highest summed log-probability of its tokens, scored by accuracy."""
+
+    name = "multiple_choice"
+    metrics = ("accuracy",)
+    multiple_choice = True
+
+    def score(self, model, tokenizer, records, metric, template, batch_size):
+        from cofi import metrics
+        from cofi.evaluate import choice_loglikelihoods
+        from cofi.prompts import render_prompt
+
+        loglik = choice_loglikelihoods(model, tokenizer, [render_prompt(r, template) for r in records],
+                                       [r["choices"] for r in records], batch_size)
+        predicted = [max(range(len(s)), key=s.__getitem__) for s in loglik]
+        return {"score": metrics.accuracy(predicted, [r["answer"] for r in records]),
+                "predictions": [r["choices"][p] for r, p in zip(records, predicted)]}
+
+    def lm_eval_fields(self, max_gen_toks):
+        return {"output_type": "multiple_choice", "doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
+                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+
+
+TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Generation(), MultipleChoice())}
+
+
+def task_type(key: str, name: str) -> TaskType:
+    if name not in TASK_TYPES:
+        raise TaskTypeError(f"config key {key}.type: unknown task type {name!r} (expected one of {sorted(TASK_TYPES)})")
+    return TASK_TYPES[name]

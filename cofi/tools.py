@@ -1,0 +1,225 @@
+"""``python -m cofi.tools <command>``: developer tools that are not workflow jobs: benchmarks, the GPU
+check, and the optional lm-evaluation-harness bridge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from cofi.cli import json_arg, log, main, model_load_args, threads
+
+def cmd_bench_report(args) -> None:
+    from cofi.bench import benchmark_report
+
+    print(benchmark_report(args.benchmarks), end="")
+
+
+def cmd_bench_step(args) -> None:
+    from cofi.bench import measure_training_step
+
+    result = measure_training_step(args.model, args.train, args.template, args.method, args.params,
+                                   args.steps, args.warmup, args.width, args.threads)
+    print(json.dumps(result))  # one line on stdout: region_vs_full reads it
+
+
+def cmd_bench_region(args) -> None:
+    from cofi.bench import region_vs_full
+
+    region = {"range": args.range, "modules": args.modules, "groups": args.groups}
+    widths = [None] + args.widths
+    table = region_vs_full(args.model, args.train, args.template, region, args.steps, args.warmup, widths,
+                           args.repeats, args.threads)
+    print(table.round(4).to_markdown(index=False))
+    for width, rows in table.groupby("width", sort=False):
+        full, reg = rows.set_index("method").loc["full"], rows.set_index("method").loc["region"]
+        print(f"width {width}: region/full step time {reg.s_per_step / full.s_per_step:.2f}x, "
+              f"peak RSS {reg.peak_rss_mb / full.peak_rss_mb:.2f}x, training memory {reg.training_mb / full.training_mb:.2f}x")
+
+
+def cmd_bench_softmask(args) -> None:
+    from cofi.bench import softmask_overhead
+
+    region = {"range": args.range, "modules": args.modules, "groups": args.groups}
+    table = softmask_overhead(args.model, args.train, args.template, region, args.importance, args.steps,
+                              args.warmup, args.repeats, args.threads)
+    print(table.round(4).to_markdown(index=False))
+    for row in table[table["mask"] != "none"].itertuples():
+        print(f"{row.mask} mask: {row.vs_no_mask:.3f}x the step time of the same region without mask "
+              f"(its own work, {1000 * row.mask_op_s:.2f} ms a step, is {row.plain_plus_op_vs_no_mask:.3f}x)")
+    if args.gap_steps:
+        from cofi.bench import mask_trajectory_gap
+
+        gaps = mask_trajectory_gap(args.model, args.train, args.template, region, args.importance,
+                                   args.gap_steps, args.gap_lr, args.threads)
+        print(f"\nweight change of each mask vs the unmasked run ({args.gap_steps} AdamW steps, lr {args.gap_lr}):")
+        print(gaps.round(3).to_markdown(index=False))
+
+
+def cmd_bench_sam(args) -> None:
+    from cofi.bench import sam_overhead
+
+    table = sam_overhead(args.model, args.train, args.template, args.rho, args.steps, args.warmup, args.repeats, args.threads)
+    print(table.round(4).to_markdown(index=False))
+    sam = table.set_index("optimizer").loc["SAM + AdamW"]
+    print(f"a SAM step costs {sam.vs_adamw:.2f}x an AdamW step (Full SFT, batch 32, {args.threads} threads)")
+
+
+def cmd_bench_search(args) -> None:
+    from cofi.bench import search_efficiency
+
+    table = search_efficiency(args.tree, args.grid)
+    print(table.round(2).to_markdown(index=False))
+
+
+def cmd_lm_eval(args) -> None:
+    """lm-eval harness tasks on a checkpoint, written in the score format of ``evaluate``."""
+    from importlib.metadata import version
+
+    from cofi import lm_eval_bridge
+    from cofi.io import write_json
+    from cofi.jobs.evaluate import score_file
+    from cofi.modeling import check_model_dir, resolve_device
+
+    threads(args.threads)
+    mapping = lm_eval_bridge.parse_mapping(args.tasks)
+    check_model_dir(args.model, args.trust_remote_code)  # bad input stops before the harness loads anything
+    device = str(resolve_device(args.device))
+    started = time.perf_counter()
+    results = lm_eval_bridge.run(args.model, mapping, args.include_path, args.dtype, device, args.batch_size,
+                                 args.limit, args.trust_remote_code)
+    spec, vers = lm_eval_bridge.scores_from_results(results, mapping)
+    items = {task: result.get("sample_len") for task, result in results.items()}
+    write_json(args.out, score_file(args.labels, args.model, spec, vers, items, evaluator=f"lm-eval {version('lm_eval')}",
+                                    harness_tasks=mapping, harness_results=results))
+    log(f"lm-eval in {time.perf_counter() - started:.1f}s: Spec {spec}; Know {vers['know']:.1f}, "
+        f"Reason {vers['reason']:.1f}, Instruct {vers['instruct']:.1f}; wrote {args.out}")
+
+
+def cmd_lm_eval_task(args) -> None:
+    from cofi.lm_eval_bridge import write_local_task
+
+    path = write_local_task(args.out_dir, args.name, args.data, args.type, args.template, args.max_gen_toks)
+    log(f"wrote {path}; run it with: python -m cofi.tools lm-eval --include-path {args.out_dir} ...")
+
+
+def cmd_gpu_check(args) -> None:
+    from cofi.gpu_check import run
+    from cofi.io import write_json
+
+    result = run(args.work_dir, args.steps, args.warmup, args.batch_size, args.seq_len, args.gradient_checkpointing,
+                 args.peak_tflops, args.eval_items, args.layers)
+    write_json(args.out, result)
+    mfu = f"{100 * result['mfu']:.1f} %" if result["mfu"] is not None else "unknown peak (give --peak-tflops)"
+    log(f"{result['gpu']}: {result['parameters'] / 1e9:.2f} B parameters, batch {result['batch_size']} x "
+        f"{result['seq_len']} tokens: {result['s_per_step']:.3f} s/step, {result['tokens_per_s']:,.0f} tokens/s, "
+        f"{result['model_tflops_per_s']:.0f} model TFLOP/s, MFU {mfu}; peak memory "
+        f"{result['peak_gpu_memory_gb']:.1f} GiB; evaluation of {result['eval_items']} items {result['evaluate_job_s']:.1f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cofi.regions import DEFAULT_GROUPS
+
+    parser = argparse.ArgumentParser(prog="cofi.tools", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bench-step", help="(internal) time and memory of training steps, one method, JSON out")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--template", required=True, help="prompt format string")
+    p.add_argument("--method", required=True, help="registered method")
+    p.add_argument("--params", type=json_arg, default="{}", help="JSON of method params")
+    p.add_argument("--steps", type=int, default=30, help="timed steps")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--width", type=int, default=None, help="rebuild the model at this hidden size (random weights)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=cmd_bench_step)
+
+    p = sub.add_parser("bench-region", help="step time and memory of a region vs Full SFT, side by side")
+    p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
+    p.add_argument("--range", nargs=2, default=["0.25", "0.5"], help="layer range a b (fractions)")
+    p.add_argument("--modules", nargs="+", default=["ffn"], help="module groups")
+    p.add_argument("--groups", type=json_arg, default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
+    p.add_argument("--widths", type=int, nargs="*", default=[512], help="also measure at these hidden sizes")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=3, help="alternating repeats (medians reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=cmd_bench_region)
+
+    p = sub.add_parser("bench-softmask", help="soft-mask step overhead vs the same region without mask")
+    p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--importance", required=True, help="importance .safetensors for this model")
+    p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
+    p.add_argument("--range", nargs=2, default=["0.25", "0.75"], help="layer range a b (fractions)")
+    p.add_argument("--modules", nargs="+", default=["mha", "ffn"], help="module groups")
+    p.add_argument("--groups", type=json_arg, default=json.dumps(DEFAULT_GROUPS), help="JSON module groups")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per measurement (short: variants alternate often)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=30, help="alternating repeats, order rotating (median step reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--gap-steps", type=int, default=200, help="steps of the trajectory comparison (0: skip it)")
+    p.add_argument("--gap-lr", type=float, default=3e-4, help="learning rate of the trajectory comparison")
+    p.set_defaults(func=cmd_bench_softmask)
+
+    p = sub.add_parser("lm-eval", help="(optional, needs lm-eval) harness tasks on a checkpoint, as a cofi score file")
+    model_load_args(p)
+    p.add_argument("--tasks", required=True,
+                   help='JSON {"spec": {task: [harness task, ...]}, "vers": {"know": [...], "reason": [...], "instruct": [...]}}; '
+                        'an entry may be {"task": name, "metric": "acc_norm,none"}')
+    p.add_argument("--include-path", help="directory of extra task YAMLs (e.g. from lm-eval-task)")
+    p.add_argument("--labels", type=json_arg, default="{}", help="JSON labels stored with the scores (method, task, seed)")
+    p.add_argument("--batch-size", type=int, default=32, help="harness batch size")
+    p.add_argument("--limit", type=int, default=None, help="at most this many items per task")
+    p.add_argument("--out", required=True, help="scores JSON (the format of evaluate)")
+    p.set_defaults(func=cmd_lm_eval)
+
+    p = sub.add_parser("lm-eval-task", help="write an lm-eval task YAML over one of cofi's JSONL suites")
+    p.add_argument("--name", required=True, help="task name")
+    p.add_argument("--data", required=True, help="JSONL suite")
+    p.add_argument("--type", required=True, choices=["generation", "multiple_choice"], help="suite type")
+    p.add_argument("--template", required=True, help="cofi prompt template ({instruction}, {input})")
+    p.add_argument("--max-gen-toks", type=int, default=64, help="generation length (generation suites)")
+    p.add_argument("--out-dir", required=True, help="directory for <name>.yaml")
+    p.set_defaults(func=cmd_lm_eval_task)
+
+    p = sub.add_parser("gpu-check", help="a random 1B-class Llama fine-tuned on one GPU by the finetune command: tokens/s, MFU")
+    p.add_argument("--work-dir", required=True, help="scratch directory (model, data, outputs; several GB)")
+    p.add_argument("--out", required=True, help="result JSON")
+    p.add_argument("--steps", type=int, default=40, help="optimizer steps")
+    p.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per step")
+    p.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence")
+    p.add_argument("--layers", type=int, default=None, help="decoder layers (default 22: 1.1 B parameters, TinyLlama's shape)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: known GPUs)")
+    p.add_argument("--eval-items", type=int, default=256, help="items per evaluation suite")
+    p.set_defaults(func=cmd_gpu_check)
+
+    p = sub.add_parser("bench-sam", help="SAM step time vs plain AdamW (Full SFT), side by side")
+    p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")
+    p.add_argument("--train", required=True, help="training JSONL")
+    p.add_argument("--template", default="{instruction} {input} =", help="prompt format string")
+    p.add_argument("--rho", type=float, default=0.05, help="SAM radius")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=20, help="alternating repeats (median reported)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.set_defaults(func=cmd_bench_sam)
+
+    p = sub.add_parser("bench-search", help="tree search vs grid: share trained and Uni gap")
+    p.add_argument("--tree", required=True, help="results/<exp>/search/tree")
+    p.add_argument("--grid", required=True, help="results/<exp>/search/grid")
+    p.set_defaults(func=cmd_bench_search)
+
+    p = sub.add_parser("bench-report", help="per-rule times from Snakemake benchmark files")
+    p.add_argument("benchmarks", help="directory of benchmark TSV files (searched recursively)")
+    p.set_defaults(func=cmd_bench_report)
+    return parser
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(parser=build_parser()))
