@@ -10,8 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cofi.experiment import Run
 from cofi.importance import accumulate_importance, prompt_batches, save_importance
 from cofi.modeling import save_model
+from cofi.settings import TrainSettings
 
 from conftest import TEMPLATE
 
@@ -25,7 +27,7 @@ CASES = {
     "full": ("full", {}),
     "region_softmask": ("cofitune", {"range": [0.0, 0.5], "modules": ["ffn", "mha"], "groups": GROUPS,
                                      "softmask": "grad", "softmask_apply": None}),
-    "sam": ("full", {"sam": {"rho": 0.05}}),
+    "sam": ("full", {"sam_rho": 0.05}),
 }
 
 
@@ -51,10 +53,13 @@ def finetune(root: Path, name: str, method: str, params: dict, processes: int) -
     out = root / f"{name}-{processes}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] \
         if processes > 1 else [sys.executable]
-    command = [*launcher, "-m", "cofi", "finetune", "--model", str(root / "base"), "--method", method,
-               "--params", json.dumps({**TRAIN, **params}), "--train", str(root / "train.jsonl"), "--seed", "0",
-               "--template", TEMPLATE, "--max-len", "32", "--device", "cpu", "--out", str(out / "model"),
-               "--curve", str(out / "loss.csv"), "--importance", str(root / "importance.safetensors")]
+    params = dict(params)
+    run = Run(name=name, method=method, train=TrainSettings(**TRAIN), sam_rho=params.pop("sam_rho", None), params=params)
+    prompt = {"template": TEMPLATE, "mask_prompt": True, "max_len": 32}
+    command = [*launcher, "-m", "cofi", "finetune", "--model", str(root / "base"), "--run-spec", json.dumps(run.spec()),
+               "--train", str(root / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu",
+               "--out", str(out / "model"), "--curve", str(out / "loss.csv"),
+               "--input", f"importance={root / 'importance.safetensors'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from cofi.evaluate import Suite, choice_loglikelihoods, generate, score_suite
+from cofi.evaluate import choice_loglikelihoods, generate
+from cofi.tasks import TASK_TYPES
 from cofi.prompts import encode_prompt, render_prompt
 
 from conftest import TEMPLATE
@@ -33,7 +34,7 @@ def test_choice_loglikelihood_matches_a_hand_computation(tiny_model, tokenizer):
 
 def test_multiple_choice_accuracy_follows_the_likelihoods(tiny_model, tokenizer, tiny_world):
     records = tiny_world["know_test"]
-    result = score_suite(tiny_model, tokenizer, records, Suite("know", "", "multiple_choice", "accuracy"), TEMPLATE, 8)
+    result = TASK_TYPES["multiple_choice"].score(tiny_model, tokenizer, records, "accuracy", TEMPLATE, 8)
     loglik = choice_loglikelihoods(tiny_model, tokenizer, [render_prompt(r, TEMPLATE) for r in records],
                                    [r["choices"] for r in records], 8)
     best = [r["choices"][max(range(4), key=s.__getitem__)] for r, s in zip(records, loglik)]
@@ -45,5 +46,5 @@ def test_multiple_choice_accuracy_follows_the_likelihoods(tiny_model, tokenizer,
 def test_generation_suite_scores_references_as_perfect(tiny_model, tokenizer, tiny_world, monkeypatch):
     records = tiny_world["rotate_test"]
     monkeypatch.setattr("cofi.evaluate.generate", lambda *a, **k: [r["output"] for r in records])
-    result = score_suite(tiny_model, tokenizer, records, Suite("rotate", "", "generation", "exact_match"), TEMPLATE, 8)
+    result = TASK_TYPES["generation"].score(tiny_model, tokenizer, records, "exact_match", TEMPLATE, 8)
     assert result["score"] == 100.0

@@ -10,7 +10,8 @@ import pytest
 
 from cofi.lm_eval_bridge import LmEvalError, jinja_template, parse_mapping, scores_from_results
 from cofi.modeling import build_llama, save_model
-from cofi.train import TrainConfig, tokenize_dataset, train
+from cofi.settings import TrainSettings
+from cofi.train import tokenize_dataset, train
 
 from conftest import TEMPLATE, TINY_ARCH, skip_or_fail
 
@@ -18,9 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def cofi(*args, cwd):
+def cofi(*args, cwd, module="cofi"):
     env = {**os.environ, **OFFLINE, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-m", "cofi", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -50,7 +52,8 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
     model = build_llama(len(tokenizer), TINY_ARCH, seed=0)
     records = [r for split in ("rotate_test", "know_test", "reason_test", "instruct_test") for r in tiny_world[split]]
     train(model, tokenize_dataset(records, tokenizer, TEMPLATE, True, 32),
-          TrainConfig(lr=3e-3, steps=60, batch_size=16, log_every=1000), 0, tmp_path / "loss.csv", log=lambda _: None)
+          TrainSettings(lr=3e-3, steps=60, batch_size=16, log_every=1000), 0, 0, tmp_path / "loss.csv",
+          log=lambda _: None)
     save_model(model, tokenizer, tmp_path / "model")
     suites = {"rotate": ("rotate_test", "generation"), "know": ("know_test", "multiple_choice"),
               "reason": ("reason_test", "generation"), "instruct": ("instruct_test", "generation")}
@@ -58,7 +61,7 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
         path = tmp_path / f"{name}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in tiny_world[split]))
         cofi("lm-eval-task", "--name", f"cofi_{name}", "--data", str(path), "--type", kind, "--template", TEMPLATE,
-             "--max-gen-toks", "8", "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path)
+             "--max-gen-toks", "8", "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path, module="cofi.tools")
     spec_suite = {"rotate": {"path": str(tmp_path / "rotate.jsonl"), "type": "generation", "metric": "exact_match"}}
     vers_suites = {name: {"path": str(tmp_path / f"{name}.jsonl"), "type": kind,
                           "metric": "accuracy" if kind == "multiple_choice" else "exact_match"}
@@ -70,7 +73,7 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
                "vers": {name: [f"cofi_{name}"] for name in ("know", "reason", "instruct")}}
     cofi("lm-eval", "--model", str(tmp_path / "model"), "--tasks", json.dumps(mapping), "--include-path",
          str(tmp_path / "tasks"), "--labels", '{"method": "base", "seed": null}', "--device", "cpu",
-         "--out", str(tmp_path / "harness.json"), cwd=tmp_path)
+         "--out", str(tmp_path / "harness.json"), cwd=tmp_path, module="cofi.tools")
     ours, harness = json.loads((tmp_path / "cofi.json").read_text()), json.loads((tmp_path / "harness.json").read_text())
     assert set(ours) <= set(harness)  # the same score format, plus the harness's own record
     assert harness["evaluator"].startswith("lm-eval ")

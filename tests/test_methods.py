@@ -5,12 +5,14 @@ import copy
 import pytest
 import torch
 
-from cofi.methods import METHODS, Inputs, configured_runs, resolve_run
+from cofi.experiment import Run, expand_runs, make_run
+from cofi.methods import METHODS, Inputs
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.wiseft import interpolate
-from cofi.train import TrainConfig, tokenize_dataset, train
+from cofi.settings import TrainSettings, to_dict
+from cofi.train import tokenize_dataset, train
 
-from conftest import TEMPLATE
+from conftest import REPO, TEMPLATE
 
 TRAIN = {"lr": 1e-3, "steps": 4, "batch_size": 4, "grad_accum": 1, "warmup_ratio": 0.0, "weight_decay": 0.0,
          "max_grad_norm": 1.0, "log_every": 100}
@@ -18,11 +20,14 @@ TRAIN = {"lr": 1e-3, "steps": 4, "batch_size": 4, "grad_accum": 1, "warmup_ratio
 
 def inputs_for(tokenizer, **paths):
     return Inputs(seed=0, tokenize=lambda records: tokenize_dataset(records, tokenizer, TEMPLATE, True, 32),
-                  load_model=None, log=lambda _: None, **paths)
+                  load_model=None, log=lambda _: None, paths=paths)
 
 
-def params_of(method: str, **own) -> dict:
-    return TRAIN | {k: spec["default"] for k, spec in METHODS[method].keys.items()} | own
+def run_of(method: str, **keys) -> Run:
+    """A run of ``method``: training keys from TRAIN unless given, the method's defaults unless given."""
+    train_keys = {k: keys.pop(k) for k in list(keys) if k in TRAIN}
+    params = {k: spec["default"] for k, spec in METHODS[method].keys.items()} | keys
+    return Run(name=method, method=method, params=params, train=TrainSettings(**TRAIN | train_keys))
 
 
 @pytest.fixture
@@ -30,19 +35,18 @@ def examples(tokenizer, tiny_world):
     return tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
 
 
-def run_method(name, model, params, inputs, examples, tmp_path):
-    setup = METHODS[name].setup(model, params, inputs)
-    cfg = TrainConfig.from_dict(params)
-    batches = setup.batches(examples, cfg.batch_size, 0, cfg.seed) if setup.batches else None
-    train(setup.model, examples, cfg, 0, tmp_path / f"{name}.csv", log=lambda _: None, hooks=setup.hooks,
-          penalties=setup.penalties, batches=batches)
+def run_method(run, model, inputs, examples, tmp_path):
+    setup = METHODS[run.method].setup(model, run, inputs)
+    batches = setup.batches(examples, run.train.batch_size, 0, 0) if setup.batches else None
+    train(setup.model, examples, run.train, 0, 0, tmp_path / f"{run.method}.csv", log=lambda _: None,
+          extensions=setup.extensions, batches=batches)
     return setup
 
 
 def test_lora_on_a_layer_range_trains_only_adapters_there_and_merges(tiny_model, tokenizer, examples, tmp_path):
     base = copy.deepcopy(tiny_model)
-    params = params_of("lora", rank=2, alpha=4, range=[0.5, 1], target_modules=["q_proj", "down_proj"], lr=1e-2)
-    setup = run_method("lora", tiny_model, params, inputs_for(tokenizer), examples, tmp_path)
+    run = run_of("lora", rank=2, alpha=4, range=[0.5, 1], target_modules=["q_proj", "down_proj"], lr=1e-2)
+    setup = run_method(run, tiny_model, inputs_for(tokenizer), examples, tmp_path)
     assert sorted(setup.trainable) == sorted(
         f"base_model.model.model.layers.1.{m}.lora_{ab}.default.weight"
         for m in ("self_attn.q_proj", "mlp.down_proj") for ab in "AB")
@@ -60,11 +64,11 @@ def test_penalties_by_hand():
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[1.0, -2.0]]))
     l1, l2 = DistanceToInit(model, ["weight"], 1, 0.5), DistanceToInit(model, ["weight"], 2, 0.5)
-    assert l1().item() == 0.0 and l2().item() == 0.0
+    assert l1.penalty().item() == 0.0 and l2.penalty().item() == 0.0
     with torch.no_grad():
         model.weight.add_(torch.tensor([[0.5, -1.0]]))
-    assert l1().item() == pytest.approx(0.5 * 1.5) and l2().item() == pytest.approx(0.5 * 1.25)
-    l2().backward()
+    assert l1.penalty().item() == pytest.approx(0.5 * 1.5) and l2.penalty().item() == pytest.approx(0.5 * 1.25)
+    l2.penalty().backward()
     torch.testing.assert_close(model.weight.grad, torch.tensor([[0.5, -1.0]]))  # 2·λ·(w − w₀)
 
 
@@ -77,8 +81,8 @@ def test_l2_penalty_joins_the_objective_once_per_step_and_pulls_toward_the_start
         return sum(((p - s) ** 2).sum().item() for p, s in zip(model.parameters(), start))
 
     plain, pulled = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
-    run_method("full", plain, params_of("full", lr=1e-2, steps=6), inputs_for(tokenizer), examples, tmp_path)
-    run_method("l2", pulled, params_of("l2", lr=1e-2, steps=6, grad_accum=2, **{"lambda": 10.0}), inputs_for(tokenizer),
+    run_method(run_of("full", lr=1e-2, steps=6), plain, inputs_for(tokenizer), examples, tmp_path)
+    run_method(run_of("l2", lr=1e-2, steps=6, grad_accum=2, **{"lambda": 10.0}), pulled, inputs_for(tokenizer),
                examples, tmp_path)
     assert distance(pulled) < 0.5 * distance(plain)
     curve = pd.read_csv(tmp_path / "l2.csv")
@@ -113,8 +117,8 @@ def test_replay_mixes_a_fixed_share_of_every_batch(tiny_model, tokenizer, tiny_w
     path = tmp_path / "versatility.jsonl"
     write_jsonl(path, tiny_world["versatility_train"])
     task = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
-    params = params_of("replay", fraction=0.25, batch_size=8, steps=5)
-    setup = METHODS["replay"].setup(tiny_model, params, inputs_for(tokenizer, replay_data=str(path)))
+    run = run_of("replay", fraction=0.25, batch_size=8, steps=5)
+    setup = METHODS["replay"].setup(tiny_model, run, inputs_for(tokenizer, replay_data=str(path)))
     stream = setup.batches(task, 8, 0, 0)
     rotate_id = tokenizer.convert_tokens_to_ids("rotate")
     for _ in range(5):
@@ -122,41 +126,49 @@ def test_replay_mixes_a_fixed_share_of_every_batch(tiny_model, tokenizer, tiny_w
         assert batch["input_ids"].shape[0] == 8
         from_task = (batch["input_ids"][:, 1] == rotate_id).sum().item()  # prompts start with BOS, then the instruction
         assert from_task == 6  # round(0.25 × 8) = 2 replay examples
-    again = METHODS["replay"].setup(copy.deepcopy(tiny_model), params, inputs_for(tokenizer, replay_data=str(path)))
+    again = METHODS["replay"].setup(copy.deepcopy(tiny_model), run, inputs_for(tokenizer, replay_data=str(path)))
     assert torch.equal(next(again.batches(task, 8, 0, 0))["input_ids"], next(setup.batches(task, 8, 0, 0))["input_ids"])
 
 
+def runs_of(entries: dict) -> dict[str, Run]:
+    return {name: make_run(name, entry, TRAIN, {}) for name, entry in expand_runs(entries).items()}
+
+
 def test_sweeps_expand_into_one_run_per_value_and_options_resolve():
-    config = {"methods": {"full": {}, "full_sam": {"method": "full", "sam": {"rho": 0.1}},
-                          "full_2x": {"method": "full", "equal_compute": True}, "wiseft": {"alpha": [0.25, 0.5]}},
-              "training": TRAIN, "module_groups": {}, "search": {"reference": "full"}}
-    assert list(configured_runs(config)) == ["full", "full_sam", "full_2x", "wiseft_alpha0.25", "wiseft_alpha0.5"]
-    assert resolve_run(config, "wiseft_alpha0.25") == ("wiseft", {**TRAIN, "alpha": 0.25, "source": "full"})
-    assert resolve_run(config, "full")[1] == TRAIN  # options appear only where a run sets them
-    assert resolve_run(config, "full_sam")[1] == {**TRAIN, "sam": {"rho": 0.1}}
-    assert resolve_run(config, "full_2x")[1] == {**TRAIN, "steps": 8, "equal_compute": True}
-    assert TrainConfig.from_dict(resolve_run(config, "full_sam")[1]).sam_rho == 0.1
+    runs = runs_of({"full": {}, "full_sam": {"method": "full", "sam": {"rho": 0.1}},
+                    "full_2x": {"method": "full", "equal_compute": True}, "wiseft": {"alpha": [0.25, 0.5]}})
+    assert list(runs) == ["full", "full_sam", "full_2x", "wiseft_alpha0.25", "wiseft_alpha0.5"]
+    assert runs["wiseft_alpha0.25"].method == "wiseft" and runs["wiseft_alpha0.25"].params == {"alpha": 0.25, "source": "full"}
+    assert to_dict(runs["full"].train) == TRAIN and runs["full"].sam_rho is None and not runs["full"].equal_compute
+    assert runs["full_sam"].sam_rho == 0.1 and to_dict(runs["full_sam"].train) == TRAIN
+    assert runs["full_2x"].equal_compute and to_dict(runs["full_2x"].train) == {**TRAIN, "steps": 8}
+    assert runs["wiseft_alpha0.5"].sweep == "wiseft" and runs["wiseft_alpha0.5"].sweep_label == "alpha=0.5"
+    assert Run.from_spec(runs["full_sam"].spec()) == runs["full_sam"]  # what the finetune job gets back
 
 
 def test_lr_and_sam_rho_lists_are_sweeps_too():
-    config = {"methods": {"sam": {"method": "full", "sam": {"rho": [0.01, 0.05]}, "lr": [1e-4, 3e-4]},
-                          "l2": {"lambda": [0.1, 1.0]}},
-              "training": TRAIN, "module_groups": {}, "search": {"reference": "full"}}
-    runs = configured_runs(config)
+    entries = {"sam": {"method": "full", "sam": {"rho": [0.01, 0.05]}, "lr": [1e-4, 3e-4]}, "l2": {"lambda": [0.1, 1.0]}}
+    runs = runs_of(entries)
     assert list(runs) == ["sam_lr0.0001_rho0.01", "sam_lr0.0001_rho0.05", "sam_lr0.0003_rho0.01", "sam_lr0.0003_rho0.05",
                           "l2_lambda0.1", "l2_lambda1"]
-    assert resolve_run(config, "sam_lr0.0003_rho0.05")[1] == {**TRAIN, "lr": 3e-4, "sam": {"rho": 0.05}}
-    assert runs["sam_lr0.0001_rho0.01"]["sweep_label"] == "lr=0.0001, rho=0.01"
-    assert config["methods"]["sam"]["sam"]["rho"] == [0.01, 0.05]  # the config itself is left alone
-    assert TrainConfig.from_dict(resolve_run(config, "sam_lr0.0001_rho0.05")[1]).sam_rho == 0.05
+    assert runs["sam_lr0.0003_rho0.05"].train.lr == 3e-4 and runs["sam_lr0.0003_rho0.05"].sam_rho == 0.05
+    assert runs["sam_lr0.0001_rho0.01"].sweep_label == "lr=0.0001, rho=0.01"
+    assert entries["sam"]["sam"]["rho"] == [0.01, 0.05]  # the config itself is left alone
 
 
-def test_every_registered_method_describes_its_keys():
-    from cofi.methods.base import NEEDS
+def test_every_registered_method_describes_its_keys_and_needs():
+    from cofi.experiment import Experiment
+    from cofi.config import load_config
+    from cofi.schema import validate_schema
+    from cofi.methods.base import Need
 
+    experiment = Experiment(validate_schema(load_config(REPO / "config.yaml")))
     for name, method in METHODS.items():
         assert method.name == name and method.description
-        assert set(method.needs) <= set(NEEDS), f"{name} needs an input the workflow does not provide"
         for key, spec in method.keys.items():
             assert "default" in spec and spec.get("description"), f"{name}.{key}"
         assert set(method.sweep) <= set(method.keys)
+        for need in method.needs:  # each Need says where the workflow finds its file
+            assert isinstance(need, Need) and need.help
+            run = Run(name="x", method=name, params={k: s["default"] for k, s in method.keys.items()})
+            assert need.path(experiment, run, "bio", 0).startswith("results/default/"), (name, need.name)

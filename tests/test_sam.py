@@ -6,7 +6,8 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from cofi.sam import SAM
-from cofi.train import TrainConfig, collate, token_loss_sum, tokenize_dataset, train
+from cofi.settings import TrainSettings
+from cofi.train import collate, token_loss_sum, tokenize_dataset, train
 
 from conftest import TEMPLATE
 
@@ -38,9 +39,9 @@ def test_one_sam_step_matches_a_hand_computation(tiny_model, tokenizer, tiny_wor
     hook = register_optimizer_step_pre_hook(
         lambda opt, args, kwargs: seen.append({id(p): (p.detach().clone(), p.grad.clone()) for grp in opt.param_groups for p in grp["params"]}))
     counter = tiny_model.register_forward_hook(lambda *_: forwards.append(1))
-    cfg = TrainConfig(lr=LR, steps=1, batch_size=4, warmup_ratio=0, max_grad_norm=0, sam_rho=RHO, seed=0)
+    settings = TrainSettings(lr=LR, steps=1, batch_size=4, warmup_ratio=0, max_grad_norm=0)
     try:
-        train(tiny_model, examples, cfg, 0, tmp_path / "curve.csv", log=lambda _: None)
+        train(tiny_model, examples, settings, 0, 0, tmp_path / "curve.csv", log=lambda _: None, extensions=[SAM(RHO)])
     finally:
         hook.remove()
         counter.remove()
@@ -62,8 +63,8 @@ def test_sam_under_accumulation_equals_one_big_batch(tiny_model, tokenizer, tiny
     for batch_size, accum in ((4, 1), (2, 2)):
         model = copy.deepcopy(tiny_model)
         counter = model.register_forward_hook(lambda *_: forwards.append(1))
-        cfg = TrainConfig(lr=LR, steps=3, batch_size=batch_size, grad_accum=accum, warmup_ratio=0, sam_rho=RHO, seed=1)
-        train(model, examples, cfg, 0, tmp_path / f"{accum}.csv", log=lambda _: None)
+        settings = TrainSettings(lr=LR, steps=3, batch_size=batch_size, grad_accum=accum, warmup_ratio=0)
+        train(model, examples, settings, 1, 0, tmp_path / f"{accum}.csv", log=lambda _: None, extensions=[SAM(RHO)])
         counter.remove()
         models.append(model)
     assert len(forwards) == 3 * 2 + 3 * 4  # two passes per micro-batch, per step
@@ -76,7 +77,7 @@ def test_ascend_and_restore():
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
     v = torch.nn.Parameter(torch.tensor([0.5]))
     w.grad, v.grad = torch.tensor([3.0, 0.0, 4.0]), torch.tensor([0.0])
-    sam = SAM([w, v], rho=0.5)
+    sam = SAM(0.5, params=[w, v])
     before = w.detach().clone()
     sam.ascend()
     assert sam.last_grad_norm == 5.0
@@ -89,7 +90,7 @@ def test_sam_loss_is_logged_and_is_higher_than_the_loss(tiny_model, tokenizer, t
     import pandas as pd
 
     examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
-    cfg = TrainConfig(lr=1e-3, steps=5, batch_size=8, warmup_ratio=0, sam_rho=0.5, seed=0)
-    train(tiny_model, examples, cfg, 0, tmp_path / "curve.csv", log=lambda _: None)
+    settings = TrainSettings(lr=1e-3, steps=5, batch_size=8, warmup_ratio=0)
+    train(tiny_model, examples, settings, 0, 0, tmp_path / "curve.csv", log=lambda _: None, extensions=[SAM(0.5)])
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert (curve["sam_loss"] > curve["loss"]).all()  # an ascent step of radius 0.5 raises the loss

@@ -7,7 +7,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from cofi.regions import Region, freeze_outside
 from cofi.softmask import SoftMask, control_importance, mask_factors, row_factors
-from cofi.train import TrainConfig, collate, token_loss_sum, tokenize_dataset, train
+from cofi.settings import TrainSettings
+from cofi.train import collate, token_loss_sum, tokenize_dataset, train
 
 from conftest import TEMPLATE, TINY_ARCH
 
@@ -100,14 +101,14 @@ def test_the_mask_is_applied_once_per_step_under_accumulation(tiny_model, exampl
     seen = []
     hook = register_optimizer_step_pre_hook(
         lambda optimizer, args, kwargs: seen.append({id(p): p.grad.clone() for g in optimizer.param_groups for p in g["params"]}))
-    cfg = TrainConfig(lr=1e-3, steps=2, batch_size=4, grad_accum=3, warmup_ratio=0, max_grad_norm=0, seed=5)
+    settings = TrainSettings(lr=1e-3, steps=2, batch_size=4, grad_accum=3, warmup_ratio=0, max_grad_norm=0)
     try:
         models = []
         for masked in (False, True):
             model = copy.deepcopy(tiny_model)
             names = freeze_outside(model, region, GROUPS)
             hooks = [SoftMask(model, mask_factors(model, names, importance, "grad", seed=0), "grad")] if masked else []
-            train(model, examples, cfg, 0, tmp_path / f"{masked}.csv", log=lambda _: None, hooks=hooks)
+            train(model, examples, settings, 5, 0, tmp_path / f"{masked}.csv", log=lambda _: None, extensions=hooks)
             models.append((model, names))
     finally:
         hook.remove()

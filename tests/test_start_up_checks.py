@@ -1,6 +1,5 @@
 """Bad input a newcomer gives stops at start-up with the key or file:line and what was expected (issue 11)."""
 
-import copy
 import json
 import os
 import re
@@ -69,16 +68,16 @@ def test_dry_run_of_every_offline_config_succeeds(dry_run_copy, configfile, prof
     "runs, message",
     [
         ({"sft": {"method": "full", "lr": [0.001, 0.003]}, "sft_tuned": {"method": "full"}},
-         r"config key methods\.sft_tuned: the name is the tuned row of the sweep 'sft'"),
+         r"config key runs\.sft_tuned: the name is the tuned row of the sweep 'sft'"),
         ({"cofitune_coarse": {"method": "full"}},
-         r"config key methods\.cofitune_coarse: the name is reserved \(the coarse search's pick"),
-        ({"base": {"method": "full"}}, r"config key methods\.base: the name is reserved \(the base model's row"),
+         r"config key runs\.cofitune_coarse: the name is reserved \(the coarse search's pick"),
+        ({"base": {"method": "full"}}, r"config key runs\.base: the name is reserved \(the base model's row"),
         ({"wiseft": {"alpha": [0.25, 0.5]}, "wiseft_tuned": {"method": "full"}},
-         r"config key methods\.wiseft_tuned: the name is the tuned row of the sweep 'wiseft'"),
+         r"config key runs\.wiseft_tuned: the name is the tuned row of the sweep 'wiseft'"),
     ],
 )
 def test_run_names_that_clash_with_generated_rows_are_refused(config, runs, message):
-    config["methods"] = {"full": {}, **runs}
+    config["runs"] = {"full": {}, **runs}
     config["landscape"]["runs"] = []
     with pytest.raises(ConfigError, match=message):
         check_config(config)
@@ -252,15 +251,15 @@ def test_a_model_without_llama_layout_says_so(config, tmp_path):
     GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=8, n_positions=16)).save_pretrained(tmp_path)
     build_word_tokenizer(["a", "b"]).save_pretrained(tmp_path)
     config["model"]["path"] = str(tmp_path)
-    config["methods"] = {"full": {}}
+    config["runs"] = {"full": {}}
     config["landscape"]["runs"] = []
     with pytest.raises(ConfigError, match=r"model\.path '.*': .*Llama-family layout.*transformer\.h\.0"):
         check_config(config)
 
 
 def test_a_duplicated_sweep_value_is_called_a_duplicate(config):
-    config["methods"]["sft"]["lr"] = [0.001, 0.0010]
-    with pytest.raises(ConfigError, match=r"config key methods\.sft\.lr: the value 0\.001 is listed twice"):
+    config["runs"]["sft"]["lr"] = [0.001, 0.0010]
+    with pytest.raises(ConfigError, match=r"config key runs\.sft\.lr: the value 0\.001 is listed twice"):
         check_config(config)
 
 
@@ -287,7 +286,7 @@ def test_a_max_len_too_short_for_a_users_data_is_refused(config, tmp_path):
     config["versatility"] = {n: {"test": str(data)} for n in ("reason", "instruct")} | {
         "know": {"test": str(tmp_path / "mc.jsonl"), "type": "multiple_choice", "metric": "accuracy"}}
     (tmp_path / "mc.jsonl").write_text(json.dumps({"instruction": "a", "choices": ["a", "b"], "answer": 0}) + "\n")
-    config["methods"], config["search"]["enabled"], config["landscape"]["runs"] = {"full": {}}, False, []
+    config["runs"], config["search"]["enabled"], config["landscape"]["runs"] = {"full": {}}, False, []
     config["prompt"]["max_len"] = 6
     with pytest.raises(ConfigError, match=r"config key prompt\.max_len: 6 .*no training example of law keeps a response token"):
         check_config(config)
@@ -295,12 +294,12 @@ def test_a_max_len_too_short_for_a_users_data_is_refused(config, tmp_path):
     check_config(config)
 
 
-@pytest.mark.parametrize("flag", ["--params", "--world"])
+@pytest.mark.parametrize("flag", ["--run-spec", "--world"])
 def test_an_internal_command_names_the_flag_that_is_not_json(flag, capsys):
     from cofi.cli import build_parser
 
-    argv = {"--params": ["finetune", "--model", "m", "--template", "t", "--method", "full", "--params", "{lr: 1}",
-                         "--train", "t.jsonl", "--max-len", "8", "--out", "o", "--curve", "c.csv"],
+    argv = {"--run-spec": ["finetune", "--model", "m", "--run-spec", "{lr: 1}", "--prompt", "{}", "--train", "t.jsonl",
+                      "--out", "o", "--curve", "c.csv"],
             "--world": ["make-data", "--world", "{seed: 0}", "--out-dir", "d"]}[flag]
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(argv)

@@ -86,7 +86,7 @@ def test_search_picks_become_cofitune_coarse_rows(score_files, tmp_path):
     other = score_file(tmp_path / "other.json", "region-r0-50_ffn", 0, {"bio": 10.0}, 10.0, 10.0, 10.0)
     result = tmp_path / "result.json"
     result.write_text(json.dumps({"task": "bio", "run": "region-r25-50_ffn", "selected": "r25-50_ffn"}))
-    tidy = tidy_table(score_files + [result, pick, other], reference="full")
+    tidy = tidy_table(score_files + [pick, other], reference="full", searches=[result])
     coarse = tidy[tidy["method"] == "cofitune_coarse"]
     assert coarse[["task", "spec", "detail"]].values.tolist() == [["bio", 80.0, "r25-50_ffn"]]
     assert list(dict.fromkeys(tidy["method"]))[:3] == ["base", "full", "cofitune_coarse"]

@@ -4,7 +4,9 @@ import pandas as pd
 import torch
 
 from cofi.prompts import IGNORE_INDEX, encode_example
-from cofi.train import TrainConfig, tokenize_dataset, train
+from cofi.methods.base import Extension
+from cofi.settings import TrainSettings
+from cofi.train import tokenize_dataset, train
 
 from conftest import TEMPLATE
 
@@ -23,20 +25,18 @@ def test_prompt_masking(tokenizer):
     assert len(cut["input_ids"]) == len(cut["labels"]) == 8
 
 
-def run(model, examples, tmp_path, name, hooks=(), **overrides):
-    cfg = TrainConfig(**{"lr": 1e-2, "steps": 3, "batch_size": 4, "warmup_ratio": 0.0, "seed": 1, **overrides})
-    train(model, examples, cfg, pad_id=0, curve_path=tmp_path / f"{name}.csv", log=lambda _: None, hooks=hooks)
+def run(model, examples, tmp_path, name, hooks=(), seed=1, **overrides):
+    settings = TrainSettings(**{"lr": 1e-2, "steps": 3, "batch_size": 4, "warmup_ratio": 0.0, **overrides})
+    train(model, examples, settings, seed, pad_id=0, curve_path=tmp_path / f"{name}.csv", log=lambda _: None,
+          extensions=hooks)
     return model
 
 
-class GradientLog:
-    """A training hook that keeps a copy of every step's gradients (after the last micro-batch)."""
+class GradientLog(Extension):
+    """A training-step extension that keeps a copy of every step's gradients (after the last micro-batch)."""
 
     def __init__(self, model):
         self.model, self.steps = model, []
-
-    def attach(self, optimizer):
-        pass
 
     def after_backward(self):
         self.steps.append([p.grad.detach().clone() for p in self.model.parameters()])

@@ -208,7 +208,7 @@ def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
     config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     config["experiment"] = "user"
     config["search"]["enabled"] = False
-    config["methods"] = {"full": {}, "vsoftmask": {"softmask": "grad"}}  # its importance: from law's inputs
+    config["runs"] = {"full": {}, "vsoftmask": {"softmask": "grad"}}  # its importance: from law's inputs
     config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
     config["tasks"] = {"law": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
     config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
@@ -241,7 +241,7 @@ def test_every_baseline_goes_through_the_same_rules(tiny_run):
     config["tasks"] = {"rotate": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
     config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
         ("know", {"type": "multiple_choice", "metric": "accuracy"}), ("reason", {}), ("instruct", {})]}
-    config["methods"] = {
+    config["runs"] = {
         "full": {},
         "full_sam": {"method": "full", "sam": {"rho": 0.05}},
         "full_2x": {"method": "full", "equal_compute": True},
@@ -302,7 +302,7 @@ def test_a_killed_finetune_job_resumes_to_the_uninterrupted_result(tmp_path):
 
     workdir = copy_workflow(tmp_path / "resume")
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
-    config["methods"] = {"full": {"steps": 400}}
+    config["runs"] = {"full": {"steps": 400}}
     config["search"] = {"enabled": False}
     config["compute"] = {"checkpoint_every": 40}
     (workdir / "resume.yaml").write_text(yaml.safe_dump(config))

@@ -42,3 +42,9 @@ def test_speciality_reuses_the_same_entities_and_tokens(tiny_world):
     assert {r["input"] for r in tiny_world["bio_train"]} == know_entities
     instruct_tokens = {t for r in tiny_world["versatility_train"] if r["instruction"] in LIST_OPS for t in r["input"].split()}
     assert {t for r in tiny_world["rotate_train"] for t in r["input"].split()} <= instruct_tokens
+
+
+def test_the_world_writes_the_splits_it_declares(tiny_world):
+    from cofi.world import SPLITS
+
+    assert set(tiny_world) == set(SPLITS)
