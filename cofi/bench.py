@@ -59,14 +59,6 @@ def search_efficiency(tree_dir: str | Path, grid_dir: str | Path) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _rss_mb(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process, from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def measure_training_step(model_dir: str, train_file: str, template: str, method: str, params: dict,
                           steps: int, warmup: int, width: int | None, threads: int) -> dict:
     """Seconds per optimizer step and memory of one method, measured with the real trainer.
@@ -79,6 +71,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
     import torch
 
     from cofi.data import load_records
+    from cofi.distributed import host_memory_mb
     from cofi.experiment import Run
     from cofi.methods import METHODS, Inputs
     from cofi.modeling import build_llama, load_model
@@ -97,7 +90,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
     run = Run(name=method, method=method, params=params, train=settings)
     model = METHODS[method].setup(model, run, Inputs(seed=0, tokenize=None, load_model=None)).model
     examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, model.config.max_position_embeddings)
-    rss_setup = _rss_mb("VmRSS")
+    rss_setup = host_memory_mb("VmRSS")
     with tempfile.TemporaryDirectory() as tmp:
         curve_path = Path(tmp) / "curve.csv"
         train(model, examples, settings, 0, tokenizer.pad_token_id, curve_path, log=lambda _: None)
@@ -105,8 +98,8 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
     timed = curve["seconds"].iloc[-1] - curve["seconds"].iloc[warmup - 1]
     return {"method": method, "params_total": n_params,
             "params_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "s_per_step": timed / steps, "rss_setup_mb": rss_setup, "peak_rss_mb": _rss_mb("VmHWM"),
-            "training_mb": _rss_mb("VmHWM") - rss_setup}
+            "s_per_step": timed / steps, "rss_setup_mb": rss_setup, "peak_rss_mb": host_memory_mb("VmHWM"),
+            "training_mb": host_memory_mb("VmHWM") - rss_setup}
 
 
 def region_vs_full(model_dir: str, train_file: str, template: str, region: dict, steps: int, warmup: int,

@@ -1,11 +1,13 @@
 """Resumable training checkpoints, so a preempted or timed-out job continues where it stopped.
 
-A checkpoint is a directory ``step-<N>`` holding ``trained.safetensors`` (the weights of the
-trained parameters only: the frozen rest is rebuilt from the base model), ``state.pt`` (optimizer,
-scheduler and loss-scaler state, RNG states, the loss curve so far, the time spent) and
-``settings.json`` (the run's identity: what it was; a checkpoint of another identity is never resumed). It is
-written under a temporary name and renamed when complete, so a job killed mid-write leaves the
-previous checkpoint intact; older checkpoints are removed once a newer one is in place.
+A checkpoint is a directory ``step-<N>`` holding the trained weights and the optimizer's state
+(one process: ``trained.safetensors``, the trained parameters only, the frozen rest is rebuilt from
+the base model, and the optimizer inside ``state.pt``; several processes: ``shards/``, every
+process's shards of both through ``torch.distributed.checkpoint``), ``state.pt`` (scheduler and
+loss-scaler state, RNG states, the loss curve so far, the time spent) and ``settings.json`` (the
+run's identity; a checkpoint of another identity is never resumed). It is written under a temporary
+name and renamed when complete, so a job killed mid-write leaves the previous checkpoint intact;
+older checkpoints are removed once a newer one is in place. Process 0 does the file bookkeeping.
 
 The data position needs no file: the batch stream is seeded, and resuming at step N replays its
 first N × grad_accum batches (cheap next to training).
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from cofi import distributed
 
 PATTERN = re.compile(r"^step-(\d+)$")
 
@@ -40,37 +44,68 @@ def latest(directory: str | Path, identity: dict) -> Path | None:
     return None
 
 
-def save(directory: str | Path, step: int, identity: dict, named_params: list[tuple[str, torch.Tensor]],
-         state: dict) -> Path:
+def mismatch(directory: str | Path, identity: dict) -> str | None:
+    """Why the newest complete checkpoint in ``directory`` is not resumed (the keys of its identity that
+    differ), or None where there is none."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    found = sorted(p for p in directory.glob("step-*") if PATTERN.match(p.name) and (p / "settings.json").is_file()) \
+        if directory.is_dir() else []
+    if not found:
+        return None
+    saved, wanted = json.loads((found[-1] / "settings.json").read_text()), json.loads(json.dumps(identity))
+    differ = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
+    return f"{found[-1]} is of another run (its {', '.join(differ)} differ): starting over"
+
+
+def save(directory: str | Path, step: int, identity: dict, trainer, state: dict) -> Path:
+    """A checkpoint of ``trainer`` (:class:`cofi.train.Trainer`) at ``step`` with the loop's ``state``;
+    every process calls it."""
+    directory = Path(directory)
     final = directory / f"step-{step:08d}"
     partial = directory / f".partial-step-{step:08d}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    save_file({name: p.detach().to("cpu").contiguous() for name, p in named_params}, partial / "trained.safetensors")
-    torch.save({**state, "step": step}, partial / "state.pt")
-    (partial / "settings.json").write_text(json.dumps(identity, indent=1, sort_keys=True))  # last: marks it complete
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    for path in directory.iterdir():  # older ones, now superseded
-        match = PATTERN.match(path.name)
-        if match and int(match.group(1)) < step:
-            shutil.rmtree(path, ignore_errors=True)
+    if distributed.is_main():
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    distributed.barrier()
+    if trainer.sharded:
+        from cofi.sharding import save_checkpoint
+
+        save_checkpoint(partial / "shards", trainer.model, trainer.optimizer)  # every process writes its shards
+    if distributed.is_main():
+        if not trainer.sharded:
+            save_file({name: p.detach().to("cpu").contiguous() for name, p in trainer.named},
+                      partial / "trained.safetensors")
+            state = {**state, "optimizer": trainer.optimizer.state_dict()}
+        torch.save({**state, "step": step}, partial / "state.pt")
+        (partial / "settings.json").write_text(json.dumps(identity, indent=1, sort_keys=True))  # last: marks it complete
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        for path in directory.iterdir():  # older ones, now superseded
+            match = PATTERN.match(path.name)
+            if match and int(match.group(1)) < step:
+                shutil.rmtree(path, ignore_errors=True)
+    distributed.barrier()
     return final
 
 
-def load(path: str | Path, named_params: list[tuple[str, torch.Tensor]]) -> dict:
-    """Copy the saved weights into ``named_params`` and return the saved state."""
+def load(path: str | Path, trainer) -> dict:
+    """Put the saved weights and optimizer state into ``trainer``; return the loop's saved state."""
     path = Path(path)
+    if trainer.sharded:
+        from cofi.sharding import load_checkpoint
+
+        load_checkpoint(path / "shards", trainer.model, trainer.optimizer)
+        return torch.load(path / "state.pt", weights_only=True)
     weights = load_file(path / "trained.safetensors")
-    missing = [name for name, _ in named_params if name not in weights]
+    missing = [name for name, _ in trainer.named if name not in weights]
     if missing:
         raise ValueError(f"checkpoint {path}: no weights for {missing[:3]} (a checkpoint of another setup?)")
     with torch.no_grad():
-        for name, p in named_params:
+        for name, p in trainer.named:
             p.copy_(weights[name])
-    return torch.load(path / "state.pt", weights_only=True)
+    state = torch.load(path / "state.pt", weights_only=True)
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    return state
 
 
 def remove(directory: str | Path) -> None:

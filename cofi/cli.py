@@ -46,11 +46,20 @@ def threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def choices(settings_class, key: str) -> list:
+    """The values a Literal-typed settings key takes (the settings dataclass is their one home)."""
+    import typing
+
+    return list(typing.get_args(typing.get_type_hints(settings_class)[key]))
+
+
 def model_load_args(p) -> None:
     """How a command loads a model: directory, remote code, dtype, device, threads."""
+    from cofi.settings import ModelSettings
+
     p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights dtype")
+    p.add_argument("--dtype", default="float32", choices=choices(ModelSettings, "dtype"), help="weights dtype")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads)")
     p.add_argument("--device", default="auto", help="auto (the GPU if one is visible, else the CPU), cpu, cuda or cuda:N")
 
@@ -87,6 +96,32 @@ def cmd_methods(args) -> None:
         print(f"    {line}")
     print("and sam: {rho: R} (sharpness-aware minimisation) and equal_compute: true (twice the steps: the\n"
           "compute of a SAM run). lr and sam.rho may be lists, as may the keys marked above.")
+
+
+def cmd_plan(args) -> None:
+    """Memory per GPU of every run of a config, sharded over --gpus GPUs; what fits and what each needs."""
+    from cofi.config import checked_experiment, load_config
+    from cofi.plan import CUDA_OVERHEAD_GIB, Architecture, plan_table
+
+    experiment = checked_experiment(load_config(args.config), check_files=False)
+    source = args.architecture or experiment.model.path
+    if source is None:
+        from cofi.world import WorldSpec, vocabulary
+
+        base = experiment.config["embedded"]["base"]
+        vocab = len(vocabulary(WorldSpec(**experiment.config["embedded"]["world"]))) + 4  # + the special tokens
+        arch = Architecture(hidden=base["hidden"], intermediate=base["intermediate"], layers=base["layers"],
+                            heads=base["heads"], kv_heads=base["heads"], vocab=vocab, tied=False,
+                            head_dim=base["hidden"] // base["heads"])
+    else:
+        arch = Architecture.load(source)
+    table = plan_table(experiment, arch, args.gpus, args.gpu_memory, args.gpus_per_node)
+    print(f"{arch.params / 1e9:.2f} B parameters ({arch.layers} layers, hidden {arch.hidden}); per GPU in GiB at "
+          f"{args.gpus} GPUs of {args.gpu_memory:g} GiB, micro-batch = batch_size / GPUs rows of "
+          f"{experiment.prompt.max_len} tokens, {experiment.model.dtype} weights, {experiment.compute.precision}, "
+          f"+{CUDA_OVERHEAD_GIB} GiB CUDA overhead; 'needs': the fewest GPUs that fit"
+          f"{' (with gradient checkpointing)' if experiment.compute.gradient_checkpointing else ''}:\n")
+    print(table.round(2).to_markdown(index=False))
 
 
 def cmd_make_data(args) -> None:
@@ -206,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list the registered methods, their config keys and what they need")
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("plan", help="memory per GPU of every run of a config, and the GPUs or nodes each needs")
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs the runs are sharded over")
+    p.add_argument("--gpu-memory", type=float, default=80, help="memory of one GPU, GiB")
+    p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (for the nodes a run needs)")
+    p.add_argument("--architecture", help="a model directory, a config.json, or a preset (llama2-7b, llama2-13b, "
+                   "llama1-33b, tinyllama-1.1b); default: the config's model")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("make-data", help="write the embedded synthetic world as JSONL files")
     p.add_argument("--world", type=json_arg, required=True, help="JSON of embedded.world settings")

@@ -56,7 +56,7 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     n_layers = experiment.n_layers
     projections = _projection_names_once(experiment)
     for check in (_check_module_groups, _check_runs, _check_importance, _check_search):
-        check(experiment, n_layers, projections)
+        check(experiment, n_layers, projections, check_files)
     _check_table_reference(experiment)
     _check_landscape(experiment)
     _check_prompt(experiment, train_records, check_files)
@@ -149,7 +149,7 @@ def _projection_names_once(experiment: Experiment):
     return names
 
 
-def _check_module_groups(experiment: Experiment, n_layers, projection_names) -> None:
+def _check_module_groups(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
     """Groups are well formed, and those a search or a region run uses name projections the model has."""
     from cofi.regions import RegionError, check_groups
 
@@ -182,12 +182,12 @@ def _check_run_entries(config: dict) -> None:
         raise ConfigError(str(error)) from None
 
 
-def _check_runs(experiment: Experiment, n_layers, projection_names) -> None:
+def _check_runs(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
     """The methods' own checks of each run, and what the compute settings cannot train."""
     from cofi.methods import METHODS, CheckContext
 
     try:
-        context = CheckContext(experiment, n_layers, projection_names)
+        context = CheckContext(experiment, n_layers, projection_names, check_files)
         for name, run in experiment.runs.items():
             key = f"runs.{run.sweep or name}"
             METHODS[run.method].check(key, run, context)
@@ -196,7 +196,7 @@ def _check_runs(experiment: Experiment, n_layers, projection_names) -> None:
         raise ConfigError(str(error)) from None
 
 
-def _check_importance(experiment: Experiment, n_layers, projection_names) -> None:
+def _check_importance(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
     if not experiment.uses_importance:
         return
     projection_names()  # importance hooks the decoder layers: refuses a model without the Llama layout
@@ -217,7 +217,7 @@ def _check_importance(experiment: Experiment, n_layers, projection_names) -> Non
         raise ConfigError(f"config key importance.versatility_data: {error}") from None
 
 
-def _check_search(experiment: Experiment, n_layers, projection_names) -> None:
+def _check_search(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
     from cofi.search import check_policy
 
     search = experiment.search

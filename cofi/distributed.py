@@ -1,15 +1,11 @@
-"""Data parallelism over processes started by ``torchrun`` (one per GPU; gloo on CPU in the tests).
+"""Processes started by ``torchrun`` (one per GPU; gloo on CPU in the tests): the process group, the
+device mesh the model is sharded over, and the rows of a global batch each process trains.
 
-Every process builds the same global batch from the same seeded stream and trains on its own
-rows of it (``rank::world_size``). The loss of each process is divided by the token count of the
-*global* batch, so the sum of the processes' gradients is the gradient of the global batch: one
-all-reduce (sum) after the backward passes gives every process exactly what one process with the
-whole batch computes, up to the order of floating-point sums. Soft masks, clipping, penalties and
-SAM's ascent then act on that global gradient, identically on every process.
-
-The reduction is one flat all-reduce per dtype after the last micro-batch's backward, rather than
-``DistributedDataParallel``'s buckets overlapped with the backward pass: simpler to keep exact
-around SAM's second pass and the penalties, at the cost of that overlap.
+Every process builds the same global batch from the same seeded stream and trains on its own rows
+of it (``rank::world_size``); the loss of each is divided by the token count of the *global* batch,
+so the sum of the processes' gradients is the global batch's. The sum is FSDP2's reduce-scatter
+(:mod:`cofi.sharding`), set to sum rather than average. A single process needs none of this and
+trains as it always has.
 """
 
 from __future__ import annotations
@@ -18,6 +14,28 @@ import os
 
 import torch
 import torch.distributed as dist
+
+
+def from_slurm(environ: dict) -> dict[str, str]:
+    """torch.distributed's variables for a task that ``srun`` started (one task per GPU, across nodes):
+    RANK, LOCAL_RANK, WORLD_SIZE and LOCAL_WORLD_SIZE from SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS
+    and the tasks per node; the rendezvous on the node srun was started from, at a port derived from
+    the job id. Empty where the process is not one of several srun tasks, or a launcher set them."""
+    if "RANK" in environ or int(environ.get("SLURM_NTASKS", "1")) <= 1 or "SLURM_PROCID" not in environ:
+        return {}
+    tasks, nodes = int(environ["SLURM_NTASKS"]), int(environ.get("SLURM_STEP_NUM_NODES", environ.get("SLURM_NNODES", "1")))
+    if tasks % nodes:
+        raise RuntimeError(f"SLURM: {tasks} tasks do not split evenly over {nodes} nodes")
+    host = environ.get("SLURM_LAUNCH_NODE_IPADDR") or environ.get("SLURMD_NODENAME", "localhost")
+    return {"RANK": environ["SLURM_PROCID"], "LOCAL_RANK": environ["SLURM_LOCALID"], "WORLD_SIZE": str(tasks),
+            "LOCAL_WORLD_SIZE": str(tasks // nodes), "MASTER_ADDR": host,
+            "MASTER_PORT": str(29500 + int(environ.get("SLURM_JOB_ID", "0")) % 10000)}
+
+
+def adopt_launcher() -> None:
+    """Where ``srun`` started this process as one of several tasks, set torch.distributed's variables
+    (before anything reads LOCAL_RANK to pick a GPU)."""
+    os.environ.update(from_slurm(os.environ))
 
 
 def launched() -> bool:
@@ -50,31 +68,30 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def nodes() -> int:
+    """Nodes of the job: processes / processes per node (torchrun's LOCAL_WORLD_SIZE)."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+    if world_size() % per_node:
+        raise RuntimeError(f"{world_size()} processes do not split into nodes of {per_node}")
+    return world_size() // per_node
+
+
+def mesh(device: torch.device):
+    """The device mesh to shard over: one dimension on one node; across nodes a 2-D mesh
+    (replicate across nodes, shard within one: hybrid sharding)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    n_nodes = nodes()
+    if n_nodes == 1:
+        return init_device_mesh(device.type, (world_size(),), mesh_dim_names=("shard",))
+    return init_device_mesh(device.type, (n_nodes, world_size() // n_nodes), mesh_dim_names=("replicate", "shard"))
+
+
 def shard(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """This process's rows of a global batch."""
     if not active():
         return batch
     return {key: value[rank() :: world_size()] for key, value in batch.items()}
-
-
-@torch.no_grad()
-def sum_gradients(params: list[torch.Tensor]) -> None:
-    """Replace each gradient by its sum over the processes (a missing gradient counts as zeros)."""
-    if not active():
-        return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    by_dtype: dict[tuple, list[torch.Tensor]] = {}
-    for p in params:
-        by_dtype.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
-    for grads in by_dtype.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
 
 
 def sum_scalar(value: float, device: torch.device) -> float:
@@ -83,6 +100,25 @@ def sum_scalar(value: float, device: torch.device) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return float(tensor.item())
+
+
+def gather(value) -> list:
+    """``value`` of every process, in rank order (a one-item list on a single process)."""
+    if not active():
+        return [value]
+    values = [None] * world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def host_memory_mb(field: str = "VmHWM") -> float:
+    """This process's host memory from /proc (Linux): ``VmHWM`` the peak, ``VmRSS`` now."""
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def barrier() -> None:

@@ -25,7 +25,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.utils import logging as hf_logging
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
 class ModelError(InputError):
@@ -167,14 +167,20 @@ def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "
     check_model_dir(path, trust_remote_code)
     device = resolve_device(device)
     hf_logging.disable_progress_bar()  # per-shard bars would flood the rule logs
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(path, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype], local_files_only=True,
         device_map=None if device.type == "cpu" else {"": device},  # straight onto the GPU, no CPU copy
     )
     return model, tokenizer
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """The tokenizer of a model directory; a pad token is added if missing (the EOS token)."""
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def save_model(model, tokenizer, out_dir: str | Path) -> None:

@@ -11,10 +11,9 @@ One SAM step, on one batch, is exactly two forward/backward passes:
 4. the base optimizer steps with that second gradient (after soft masks and clipping, like any
    gradient).
 
-Under ``torch.distributed`` data parallelism the gradients are already averaged over the
-processes when the norm is taken, so ‖g‖ and ε are global and the same on every process; a
-sharded setup where each process holds only part of g passes ``sharded=True`` and the squared
-norm is summed over the processes (the original release took it per shard).
+Under sharding (:mod:`cofi.sharding`) each process holds only its shard of g and of w: the squared
+norm is summed over the shards, so ‖g‖ and ε are global (the original release took it per shard),
+and each process ascends and restores its own shard.
 """
 
 from __future__ import annotations
@@ -22,17 +21,18 @@ from __future__ import annotations
 import torch
 
 from cofi.methods.base import Extension
+from cofi.sharding import is_sharded, local, square_sum
 
 
 class SAM(Extension):
     """A training-step extension: the step's gradients are taken again at w + ε (:meth:`gradients`);
     :meth:`ascend` and :meth:`restore` are its two halves."""
 
-    def __init__(self, rho: float, params=None, sharded: bool = False, eps: float = 1e-12):
+    def __init__(self, rho: float, params=None, eps: float = 1e-12):
         if rho <= 0:
             raise ValueError(f"SAM needs rho > 0, got {rho}")
         self.params = [p for p in params if p.requires_grad] if params is not None else []
-        self.rho, self.sharded, self.eps = rho, sharded, eps
+        self.rho, self.eps = rho, eps
         self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.last_grad_norm = float("nan")
 
@@ -51,15 +51,17 @@ class SAM(Extension):
 
     @torch.no_grad()
     def grad_norm(self) -> torch.Tensor:
-        squares = [p.grad.detach().float().pow(2).sum() for p in self.params if p.grad is not None]
-        total = torch.stack(squares).sum() if squares else torch.zeros(())
-        if self.sharded and torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(total)
-        return total.sqrt()
+        """‖g‖ over every trained parameter; for sharded gradients over every shard (cofi.sharding)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if any(is_sharded(g) for g in grads):
+            return square_sum(grads).sqrt()
+        # Squares in float32 at least (a float64 model keeps float64).
+        squares = [g.detach().to(torch.promote_types(g.dtype, torch.float32)).pow(2).sum() for g in grads]
+        return (torch.stack(squares).sum() if squares else torch.zeros(())).sqrt()
 
     @torch.no_grad()
     def ascend(self) -> None:
-        """w ← w + ρ·g/‖g‖ for every parameter with a gradient; remembers w."""
+        """w ← w + ρ·g/‖g‖ for every parameter with a gradient (each process its own shard); remembers w."""
         norm = self.grad_norm()
         self.last_grad_norm = float(norm)
         scale = self.rho / (norm + self.eps)
@@ -67,11 +69,12 @@ class SAM(Extension):
         for p in self.params:
             if p.grad is None:
                 continue
-            self._saved.append((p, p.detach().clone()))
-            p.add_(p.grad * scale.to(p.dtype))
+            weights, grad = local(p), local(p.grad)
+            self._saved.append((weights, weights.clone()))
+            weights.add_(grad * scale.to(device=weights.device, dtype=weights.dtype))
 
     @torch.no_grad()
     def restore(self) -> None:
-        for p, weights in self._saved:
-            p.copy_(weights)
+        for weights, saved in self._saved:
+            weights.copy_(saved)
         self._saved = []

@@ -145,4 +145,5 @@ class ModelSettings:
     path: str | None = setting(None, "local Hugging Face causal LM directory; null builds the embedded base model",
                                format="path")
     trust_remote_code: bool = setting(False, "run the model's own Python code (off unless you say so)")
-    dtype: typing.Literal["float32", "bfloat16", "float16"] = setting("float32", "dtype the weights are loaded in")
+    dtype: typing.Literal["float32", "bfloat16", "float16", "float64"] = setting(
+        "float32", "dtype the weights are loaded in (float64 for exactness checks)")

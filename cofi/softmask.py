@@ -19,6 +19,7 @@ from cofi.importance import head_dim
 from cofi.methods.base import Extension
 from cofi.methods.softmask_options import MODES, TARGETS
 from cofi.regions import layer_projection
+from cofi.sharding import local, local_rows
 
 MASKED = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj")  # the projections whose rows make units
 
@@ -89,18 +90,29 @@ class SoftMask(Extension):
 
     Call :meth:`attach` once with the optimizer and :meth:`after_backward` once per optimizer step,
     after the last micro-batch's backward: the gradient is then scaled once whatever the accumulation.
+    The parameters are looked up by name when first used, so a model sharded after the mask was made
+    (:mod:`cofi.sharding`) is masked on its shards: each process scales the rows it holds.
     """
 
     def __init__(self, model, factors: dict[str, torch.Tensor], target: str):
         if target not in TARGETS:
             raise ValueError(f"unknown soft-mask target {target!r} (expected grad or update)")
-        parameters = dict(model.named_parameters())
-        self.target = target
-        self.scaled = [(parameters[name], _rows(factor, parameters[name])) for name, factor in factors.items()]
+        self.model, self.factors, self.target = model, factors, target
+        self._scaled: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._before: list[torch.Tensor] = []
         self._handles = []
 
+    @property
+    def scaled(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, factor per local row, shaped to broadcast over the row) of each masked parameter."""
+        if self._scaled is None:
+            parameters = dict(self.model.named_parameters())
+            self._scaled = [(parameters[name], _rows(local_rows(factor, parameters[name]), local(parameters[name])))
+                            for name, factor in self.factors.items()]
+        return self._scaled
+
     def attach(self, optimizer) -> None:
+        self._scaled = None  # bind to the parameters the optimizer trains
         if self.target == "update":
             self._handles = [optimizer.register_step_pre_hook(self._remember),
                              optimizer.register_step_post_hook(self._scale_update)]
@@ -109,17 +121,17 @@ class SoftMask(Extension):
         if self.target == "grad":
             for parameter, factor in self.scaled:
                 if parameter.grad is not None:
-                    parameter.grad.mul_(factor)
+                    local(parameter.grad).mul_(factor)
 
     @torch.no_grad()
     def _remember(self, optimizer, args, kwargs) -> None:
-        self._before = [parameter.detach().clone() for parameter, _ in self.scaled]
+        self._before = [local(parameter).detach().clone() for parameter, _ in self.scaled]
 
     @torch.no_grad()
     def _scale_update(self, optimizer, args, kwargs) -> None:
         # w_new = w_old + f · (w_stepped − w_old)
         for (parameter, factor), before in zip(self.scaled, self._before):
-            parameter.sub_(before).mul_(factor).add_(before)
+            local(parameter).sub_(before).mul_(factor).add_(before)
         self._before = []
 
     def detach(self) -> None:

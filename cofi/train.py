@@ -22,6 +22,7 @@ from transformers import get_cosine_schedule_with_warmup
 from cofi import distributed
 from cofi.methods.base import Extension
 from cofi.prompts import IGNORE_INDEX, encode_example
+from cofi.sharding import is_sharded, local, scalar
 from cofi.settings import ComputeSettings, TrainSettings, to_dict
 
 CURVE_COLUMNS = ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds"]
@@ -73,8 +74,10 @@ def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
     batch = {key: value.to(device) for key, value in batch.items()}
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]
+    if logits.dtype in (torch.bfloat16, torch.float16):
+        logits = logits.float()  # the loss in float32 (a float64 model keeps float64)
     loss = F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+        logits[:, :-1].reshape(-1, logits.size(-1)),
         targets.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
@@ -84,12 +87,16 @@ def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
 
 class Precision:
     """The precision policy, decided once at setup: autocast dtype, fp16's loss scaler, and float32
-    copies of the trained weights while training (half-precision AdamW updates vanish)."""
+    copies of the trained weights while training (half-precision AdamW updates vanish). A sharded
+    model (:mod:`cofi.sharding`) keeps float32 shards and computes in bf16 through FSDP2's mixed
+    precision policy instead: no autocast, no copies."""
 
     DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-    def __init__(self, precision: str, device: torch.device, params: list[torch.Tensor]):
-        self.autocast_dtype = self.DTYPES[precision]
+    def __init__(self, precision: str, device: torch.device, params: list[torch.Tensor], sharded: bool = False):
+        if sharded and precision == "fp16":
+            raise ValueError("fp16 with sharded training: use bf16 (FSDP2's loss scaling is not wired in here)")
+        self.autocast_dtype = None if sharded else self.DTYPES[precision]
         self.device_type = device.type
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self._restore = []
@@ -123,17 +130,20 @@ class Precision:
 
 
 class Trainer:
-    """One run's optimisation state and step. Everything a resumed run needs is in :meth:`state`
-    and comes back through :meth:`load_state`, in one place."""
+    """One run's optimisation state and step. Everything a resumed run needs is saved by
+    :meth:`save_checkpoint` and comes back through :meth:`resume`, in one place. A sharded model
+    (:mod:`cofi.sharding`; gradient checkpointing is then enabled before sharding) trains the same
+    way: each process steps its own shards."""
 
     def __init__(self, model, settings: TrainSettings, seed: int, compute: ComputeSettings, extensions=()):
         self.model, self.settings, self.seed, self.extensions = model, settings, seed, list(extensions)
         self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in self.named]
-        self.device = next(model.parameters()).device
-        self.precision = Precision(compute.precision, self.device, self.params)
-        if compute.gradient_checkpointing:
-            _enable_gradient_checkpointing(model)
+        self.sharded = any(is_sharded(p) for p in self.params)
+        self.device = local(next(model.parameters())).device
+        self.precision = Precision(compute.precision, self.device, self.params, self.sharded)
+        if compute.gradient_checkpointing and not self.sharded:
+            enable_gradient_checkpointing(model)
         # One fused kernel on GPUs (the step of a 1B model is otherwise memory-bound loops); torch's default elsewhere.
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, weight_decay=settings.weight_decay,
                                            fused=True if self.device.type == "cuda" else None)
@@ -147,19 +157,20 @@ class Trainer:
         """Gradients of the step's objective — token-mean cross-entropy over the global batch's
         micro-batches, plus the penalties once — unscaled and summed over processes."""
         total = 0.0
-        for batch in micro_batches:
+        for i, batch in enumerate(micro_batches):
+            if self.sharded:  # reduce-scatter once, after the last micro-batch
+                self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
             with self.precision.autocast():
                 loss_sum, _ = token_loss_sum(self.model, distributed.shard(batch))
             self.precision.backward(loss_sum / n_tokens)
             total += loss_sum.item()
-        distributed.sum_gradients(self.params)
         self.precision.unscale(self.optimizer)
         penalty = 0.0
         terms = [term for e in self.extensions if (term := e.penalty()) is not None]
-        if terms:  # the same weights on every process: added after the sum, once
+        if terms:  # on the weights (each process its shards): added after the reduction, once
             term = sum(terms)
             term.backward()
-            penalty = term.detach().item()
+            penalty = scalar(term.detach())
         return {"loss": distributed.sum_scalar(total, self.device) / n_tokens, "penalty": penalty}
 
     def step(self, micro_batches: list[dict]) -> dict:
@@ -184,31 +195,42 @@ class Trainer:
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
 
-    def state(self) -> dict:
-        """Optimizer, scheduler, loss scaler and RNG states (the weights are saved beside them)."""
+    def save_checkpoint(self, directory, step: int, identity: dict, curve: list, seconds: float) -> None:
+        """Weights, optimizer, scheduler, loss scaler, RNG, the curve so far and the time spent (every process)."""
+        from cofi import checkpoint
+
         rng = {"cpu": torch.get_rng_state(),
                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
         scaler = self.precision.scaler
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng,
-                "scaler": scaler.state_dict() if scaler else None}
+        checkpoint.save(directory, step, identity, self, {
+            "scheduler": self.scheduler.state_dict(), "rng": rng, "scaler": scaler.state_dict() if scaler else None,
+            "curve": curve, "seconds": seconds})
 
-    def load_state(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+    def resume(self, directory, identity: dict) -> tuple[Path, dict] | None:
+        """The newest checkpoint of this ``identity`` loaded into the trainer: (its path, the loop's state)."""
+        from cofi import checkpoint
+
+        path = checkpoint.latest(directory, identity)
+        if path is None:
+            return None
+        state = checkpoint.load(path, self)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.precision.scaler and state.get("scaler"):
             self.precision.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["cpu"])
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        return path, state
 
 
-def _enable_gradient_checkpointing(model) -> None:
+def enable_gradient_checkpointing(model) -> None:
     """Non-reentrant, so a frozen lower part still passes gradients up to the first trained layer."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    options = {"use_reentrant": False}
     if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2x's name for it
-        base.activation_checkpointing_enable()
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
     else:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
     base.config.use_cache = False
 
 
@@ -242,14 +264,15 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
     checkpointing = bool(checkpoint_dir and compute.checkpoint_every)
     rows: list[list] = []
     first_step, spent = 1, 0.0
-    resume = checkpoint.latest(checkpoint_dir, identity) if checkpointing else None
+    resume = trainer.resume(checkpoint_dir, identity) if checkpointing else None
     if resume is not None:
-        state = checkpoint.load(resume, trainer.named)
-        trainer.load_state(state)
+        path, state = resume
         rows, spent, first_step = state["curve"], state["seconds"], state["step"] + 1
         for _ in range(state["step"] * settings.grad_accum):  # the data position: replay the seeded stream
             next(stream)
-        log(f"resuming from {resume} (step {state['step']} of {settings.steps})")
+        log(f"resuming from {path} (step {state['step']} of {settings.steps})")
+    elif checkpointing and (why := checkpoint.mismatch(checkpoint_dir, identity)):
+        log(why)
 
     model.train()
     log(f"training {sum(p.numel() for p in trainer.params):,} parameters for {settings.steps} steps"
@@ -268,10 +291,7 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
             log(f"step {step}/{settings.steps}  loss {fields['loss']:.4f}{extra}  lr {fields['lr']:.2e}  "
                 f"{elapsed:.1f}s  (ETA {remaining:.0f}s)")
         if checkpointing and step % compute.checkpoint_every == 0 and step < settings.steps:
-            if distributed.is_main():
-                checkpoint.save(checkpoint_dir, step, identity, trainer.named,
-                                {**trainer.state(), "curve": rows, "seconds": elapsed})
-            distributed.barrier()
+            trainer.save_checkpoint(checkpoint_dir, step, identity, rows, elapsed)
     if distributed.is_main():
         Path(curve_path).parent.mkdir(parents=True, exist_ok=True)
         with open(curve_path, "w", newline="") as handle:

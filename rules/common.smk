@@ -80,9 +80,14 @@ def checkpoint_flags(w):
 
 
 def launcher(w, resources):
-    """torchrun, one process per GPU, where a job asks for several GPUs (`gpu` resource); else python."""
-    gpus = int(resources.get("gpu", 0) or 0)
-    return f"torchrun --standalone --nproc-per-node {gpus}" if gpus > 1 else "python"
+    """How a finetune job starts its processes. With an `mpi` resource (a SLURM profile: `mpi: srun`,
+    `nodes`, `tasks_per_node`): that launcher, one task per GPU across the nodes (cofi reads SLURM's
+    task variables). Else on one machine torchrun, one process per GPU (`gpu`) or per `processes`
+    (CPU); else python. The processes shard the model (FSDP2)."""
+    if resources.get("mpi"):
+        return " ".join(shlex.quote(part) for part in shlex.split(str(resources.mpi))) + " python"
+    processes = max(int(resources.get("gpu", 0) or 0), int(resources.get("processes", 0) or 0))
+    return f"torchrun --standalone --nproc-per-node {processes}" if processes > 1 else "python"
 
 
 # --- evaluate.smk's input functions --------------------------------------------

@@ -2,7 +2,9 @@
 
 The method's setup (which parameters train, its extensions, its data mixture), the run's options
 (SAM), then the shared training loop; a method that does not train (Wise-FT) builds its weights
-instead. Under ``torchrun`` every process trains its share of each batch and the first one writes.
+instead. Under ``torchrun`` with several processes the model is sharded with FSDP2
+(:mod:`cofi.sharding`): only process 0 reads the weights, every process trains its share of each
+batch on its shards, and process 0 gathers and writes the model.
 """
 
 from __future__ import annotations
@@ -32,41 +34,72 @@ class FinetuneJob:
     log: object = print
 
 
+def _skeleton(path: str, dtype, trust_remote_code: bool):
+    """The model of ``path`` without weights (meta device): what a process that does not read them holds."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code, dtype=dtype)
+
+
 def finetune(job: FinetuneJob) -> dict:
     """Train (or build) and save the run's model; returns the run record written as ``cofi_run.json``."""
     import torch
 
-    from cofi import checkpoint, distributed
+    from cofi import checkpoint, distributed, sharding
     from cofi.data import load_records
     from cofi.io import write_json
     from cofi.methods import METHODS, Inputs
-    from cofi.modeling import load_model, resolve_device, save_model
+    from cofi.modeling import DTYPES, load_model, load_tokenizer, resolve_device, save_model
     from cofi.sam import SAM
-    from cofi.train import tokenize_dataset, train
+    from cofi.train import enable_gradient_checkpointing, tokenize_dataset, train
 
     run, prompt = job.run, job.prompt
     job.compute.check_run(run.sam_rho is not None, f"run {run.name}")
     method = METHODS[run.method]
+    distributed.adopt_launcher()  # one of several srun tasks: RANK, LOCAL_RANK, ... from SLURM's variables
     device = resolve_device(job.compute.device)
     distributed.init(device)
-    log = job.log if distributed.is_main() else (lambda _: None)
+    sharded = distributed.active() and method.trains
+    main = distributed.is_main()
+    log = job.log if main else (lambda _: None)
+    dtype = sharding.master_dtype(DTYPES[job.dtype]) if sharded else DTYPES[job.dtype]
     load = lambda path: load_model(path, job.trust_remote_code, job.dtype, str(device))  # noqa: E731
-    model, tokenizer = load(job.model)
+    if sharded:  # process 0 reads the weights (on the CPU), the others only the architecture
+        model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, "cpu") if main else \
+            (_skeleton(job.model, dtype, job.trust_remote_code), load_tokenizer(job.model, job.trust_remote_code))
+        model.to(dtype)
+    elif main or method.trains:
+        model, tokenizer = load(job.model)
     inputs = Inputs(seed=job.seed, log=log, load_model=load, paths=dict(job.inputs),
                     tokenize=lambda records: tokenize_dataset(records, tokenizer, prompt.template, prompt.mask_prompt,
                                                               prompt.max_len))
     out = Path(job.out)
     record = {"run": run.spec(), "method": run.method, "params": run.params, "seed": job.seed}
     if not method.trains:
-        started = time.perf_counter()
-        model = method.build(model, run, inputs)
-        if distributed.is_main():
+        if main:
+            started = time.perf_counter()
+            model = method.build(model, run, inputs)
             Path(job.curve).write_text("step,loss,penalty,sam_loss,lr,tokens,seconds\n")  # no training, no curve
-        record |= {"trainable": [], "steps": 0, "seconds": time.perf_counter() - started}
+            record |= {"trainable": [], "steps": 0, "seconds": time.perf_counter() - started}
     else:
         torch.manual_seed(job.seed)  # adapters and other new weights start from the run's seed
         setup = method.setup(model, run, inputs)
-        log(f"method {run.method}: {len(setup.trainable)} parameter tensors train on {device}")
+        trained = setup.model
+        log(f"method {run.method}: {len(setup.trainable)} parameter tensors train on {device}"
+            + (f", sharded over {distributed.world_size()} processes" if sharded else ""))
+        if sharded:
+            full = trained.state_dict() if main else None  # process 0's weights, before sharding splits them
+            if job.compute.gradient_checkpointing:
+                enable_gradient_checkpointing(trained)
+            mesh = distributed.mesh(device)
+            record["mesh"] = dict(zip(mesh.mesh_dim_names, mesh.shape))
+            sharding.shard_model(trained, mesh, job.compute.precision)
+            sharding.broadcast_full_state(trained, full, device)
+            del full
+            record["loading_peak_host_memory_mb"] = distributed.gather(round(distributed.host_memory_mb(), 1))
         examples = inputs.tokenize(load_records(job.train_data))
         extensions = list(setup.extensions)
         if run.sam_rho:
@@ -76,15 +109,19 @@ def finetune(job: FinetuneJob) -> dict:
         # A checkpoint resumes only into the same run: same base model, data, run and inputs.
         identity = {"model": str(job.model), "train_data": str(job.train_data), "run": run.spec(),
                     "inputs": dict(job.inputs), "prompt": prompt.__dict__}
-        summary = train(setup.model, examples, run.train, job.seed, tokenizer.pad_token_id, job.curve,
+        summary = train(trained, examples, run.train, job.seed, tokenizer.pad_token_id, job.curve,
                         compute=job.compute, extensions=extensions, batches=batches, log=log,
                         checkpoint_dir=job.checkpoint_dir, identity=identity)
-        if distributed.is_main():
+        finishing = setup
+        if sharded:
+            trained, finishing = _gathered(job, method, run, inputs, trained, DTYPES[job.dtype])
+        if main:
             out.mkdir(parents=True, exist_ok=True)
-            model = setup.finish(setup.model, out)
+            model = finishing.finish(trained, out)
         record |= {"trainable": setup.trainable, **summary, "processes": distributed.world_size(), "device": str(device),
-                   "precision": job.compute.precision}
-    if distributed.is_main():
+                   "precision": job.compute.precision, "sharded": sharded,
+                   "peak_host_memory_mb": distributed.gather(round(distributed.host_memory_mb(), 1))}
+    if main:
         save_model(model, tokenizer, out)
         write_json(out / "cofi_run.json", record)
         if job.checkpoint_dir:
@@ -93,3 +130,21 @@ def finetune(job: FinetuneJob) -> dict:
     distributed.barrier()
     distributed.finish()
     return record
+
+
+def _gathered(job: FinetuneJob, method, run: Run, inputs, sharded_model, dtype):
+    """The trained model whole, on process 0's CPU: its gathered state loaded (in place, no copy) into a
+    weightless model of the same structure (the method's setup again, e.g. for LoRA's adapters)."""
+    import torch
+
+    from cofi import distributed, sharding
+
+    full = sharding.gather_full_state(sharded_model)  # every process takes part; process 0 receives
+    if not distributed.is_main():
+        return None, None
+    skeleton = _skeleton(job.model, sharding.master_dtype(dtype), job.trust_remote_code)
+    quiet = type(inputs)(**{**inputs.__dict__, "log": lambda _: None})
+    setup = method.setup(skeleton, run, quiet)
+    setup.model.load_state_dict(full, assign=True)
+    sharding.restore_non_persistent_buffers(setup.model, torch.device("cpu"))
+    return setup.model.to(dtype), setup

@@ -74,6 +74,7 @@ class CheckContext:
     n_layers: int | None
     # Names of the Linear modules in the model's decoder layers (None where the model is unknown).
     projection_names: Callable[[], set[str] | None] = lambda: None
+    check_files: bool = True  # False: the files the config names are not read (e.g. planning for elsewhere)
 
 
 class Method:

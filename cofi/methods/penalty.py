@@ -12,14 +12,20 @@ LAMBDA = {"type": "number", "minimum": 0, "description": "penalty weight λ"}
 
 class DistanceToInit(Extension):
     """A training-step extension whose penalty is λ times the L1 or squared L2 distance of the named
-    parameters to where they started."""
+    parameters to where they started. The start is taken when the trainer attaches the extension, before
+    any checkpoint is resumed and after any sharding, so each process keeps the start of its own shards."""
 
     def __init__(self, model, names: list[str], power: int, weight: float):
-        parameters = dict(model.named_parameters())
-        self.pairs = [(parameters[n], parameters[n].detach().clone()) for n in names]
-        self.power, self.weight = power, weight
+        self.model, self.names, self.power, self.weight = model, list(names), power, weight
+        self.pairs = None
+
+    def attach(self, optimizer) -> None:
+        parameters = dict(self.model.named_parameters())
+        self.pairs = [(parameters[n], parameters[n].detach().clone()) for n in self.names]
 
     def penalty(self):
+        if self.pairs is None:  # used without a trainer: the start is now
+            self.attach(None)
         if self.power == 1:
             total = sum((p - start).abs().sum() for p, start in self.pairs)
         else:

@@ -41,6 +41,8 @@ class Replay(Method):
                 raise MethodError(f"config key {key}.data: null takes the embedded world's versatility mixture, "
                                   "which only fits the embedded model; give a JSONL path for your own model")
             return
+        if not context.check_files:
+            return
         from cofi.data import DataError, read_jsonl
 
         try:
