@@ -1,0 +1,237 @@
+"""Know before you submit: the memory each run needs per GPU, sharded over W GPUs (pure: no torch).
+
+Per run and W: the weights, gradients and AdamW state (sharded over W, FSDP2 keeps float32 shards),
+what the method adds (SAM's copy of the weights, L1/L2's start, the update mask's copy), and the
+activations of one micro-batch per process at the configured length, with and without gradient
+checkpointing. A single GPU trains without sharding: frozen weights in the model's dtype, float32
+copies of what trains. The smallest W that fits, and the nodes it takes, are reported.
+
+The activation figures are bytes per token, measured on CPU with autograd's saved tensors for HF
+Llama with SDPA attention (``tests/test_plan.py`` checks them against the tiny model) in three
+modes: weights in one dtype (float32; or bf16, as FSDP2's mixed precision gathers them: about
+11·hidden + 4·intermediate values per layer, plus the norms' float32 copies), and autocast on one
+GPU (the residual stream stays float32; it also keeps a bf16 copy of every weight a matmul used).
+Outside the layers: a few values per hidden unit and the float32 log-softmax over the vocabulary.
+With checkpointing, a layer keeps only its input until the backward recomputes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 2**30
+CUDA_OVERHEAD_GIB = 1.5  # CUDA context, allocator and kernels: an assumption, not a measurement
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+# Architectures of well-known checkpoints, for planning without the files (config.json keys).
+PRESETS = {
+    "llama2-7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+                  "num_key_value_heads": 32, "vocab_size": 32000, "tie_word_embeddings": False},
+    "llama2-13b": {"hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40, "num_attention_heads": 40,
+                   "num_key_value_heads": 40, "vocab_size": 32000, "tie_word_embeddings": False},
+    "llama1-33b": {"hidden_size": 6656, "intermediate_size": 17920, "num_hidden_layers": 60, "num_attention_heads": 52,
+                   "num_key_value_heads": 52, "vocab_size": 32000, "tie_word_embeddings": False},
+    "tinyllama-1.1b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
+                       "num_key_value_heads": 4, "vocab_size": 32000, "tie_word_embeddings": False},
+}
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A Llama-family decoder, from config.json's keys."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    tied: bool
+    head_dim: int
+    attention_bias: bool = False
+    mlp_bias: bool = False
+
+    @classmethod
+    def from_config(cls, values: dict) -> "Architecture":
+        heads = values["num_attention_heads"]
+        return cls(hidden=values["hidden_size"], intermediate=values["intermediate_size"],
+                   layers=values["num_hidden_layers"], heads=heads, kv_heads=values.get("num_key_value_heads") or heads,
+                   vocab=values["vocab_size"], tied=bool(values.get("tie_word_embeddings", False)),
+                   head_dim=values.get("head_dim") or values["hidden_size"] // heads,
+                   attention_bias=bool(values.get("attention_bias", False)), mlp_bias=bool(values.get("mlp_bias", False)))
+
+    @classmethod
+    def load(cls, source: str) -> "Architecture":
+        """A preset name, a model directory, or a config.json."""
+        if source in PRESETS:
+            return cls.from_config(PRESETS[source])
+        path = Path(source)
+        path = path / "config.json" if path.is_dir() else path
+        return cls.from_config(json.loads(path.read_text()))
+
+    def projection_shapes(self) -> dict[str, tuple[int, int, bool]]:
+        """(in features, out features, has bias) of each projection in a decoder layer."""
+        h, i, q, kv = self.hidden, self.intermediate, self.heads * self.head_dim, self.kv_heads * self.head_dim
+        a, m = self.attention_bias, self.mlp_bias
+        return {"q_proj": (h, q, a), "k_proj": (h, kv, a), "v_proj": (h, kv, a), "o_proj": (q, h, a),
+                "gate_proj": (h, i, m), "up_proj": (h, i, m), "down_proj": (i, h, m)}
+
+    def projection_params(self, name: str) -> int:
+        fan_in, fan_out, bias = self.projection_shapes()[name]
+        return fan_in * fan_out + (fan_out if bias else 0)
+
+    @property
+    def layer_params(self) -> int:
+        return sum(self.projection_params(p) for p in PROJECTIONS) + 2 * self.hidden  # + the two norms
+
+    @property
+    def params(self) -> int:
+        embeddings = self.vocab * self.hidden * (1 if self.tied else 2)
+        return embeddings + self.layers * self.layer_params + self.hidden  # + the final norm
+
+
+def _per_token(mode: str, value_bytes: int) -> tuple[float, float, float, float, float]:
+    """Bytes per token: per layer (× hidden, × intermediate, constant), outside the layers (× hidden),
+    and kept per layer under checkpointing (× hidden). ``mode``: "weights" (every value in the weights'
+    ``value_bytes``, the norms' float32 copies under half precision) or "autocast" (measured)."""
+    if mode == "autocast":
+        return 36.0, 8.0, 22.0, 10.0, 4.0
+    norms = 4.4 if value_bytes < 4 else 0.0  # RMSNorm upcasts under half precision
+    return value_bytes * 11.06 + norms, value_bytes * 4.0, value_bytes * 6.0, value_bytes * 3.0, float(value_bytes)
+
+
+def layer_activation_bytes(arch: Architecture, tokens: int, mode: str, value_bytes: int) -> int:
+    """What one decoder layer's forward keeps for the backward."""
+    per_hidden, per_intermediate, constant, _, _ = _per_token(mode, value_bytes)
+    return int(tokens * (per_hidden * arch.hidden + per_intermediate * arch.intermediate + constant))
+
+
+def activation_bytes(arch: Architecture, tokens: int, mode: str, value_bytes: int, checkpointing: bool) -> int:
+    """The activations of one micro-batch of ``tokens`` tokens at the backward's peak. With
+    checkpointing: every layer's input, and one layer's activations while it is recomputed."""
+    _, _, _, outside_hidden, kept = _per_token(mode, value_bytes)
+    outside = tokens * (outside_hidden * arch.hidden + 4 * arch.vocab)  # 4: the float32 log-softmax
+    layer = layer_activation_bytes(arch, tokens, mode, value_bytes)
+    if checkpointing:
+        return int(arch.layers * tokens * kept * arch.hidden + layer + outside)
+    return int(arch.layers * layer + outside)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Bytes per GPU of one run at ``gpus`` GPUs."""
+
+    gpus: int
+    weights: int
+    gradients: int
+    optimizer: int
+    method: int  # what the method adds (SAM's weights copy, L1/L2's start, the update mask's copy)
+    activations: int
+    activations_checkpointed: int
+
+    def total(self, checkpointing: bool) -> int:
+        states = self.weights + self.gradients + self.optimizer + self.method
+        return states + (self.activations_checkpointed if checkpointing else self.activations) + int(CUDA_OVERHEAD_GIB * GIB)
+
+
+def trained_params(arch: Architecture, run, module_groups: dict) -> int:
+    """How many parameters ``run`` trains (a :class:`cofi.experiment.Run`)."""
+    from fractions import Fraction
+
+    if run.method in ("full", "l1", "l2", "replay", "vsoftmask"):
+        return arch.params
+    params = run.params or {}
+    if run.method == "wiseft":
+        return 0
+    if run.method == "lora":
+        rank, targets, bounds = run.params["rank"], run.params["target_modules"], run.params["range"]
+        layers = arch.layers if bounds is None else _layers(arch.layers, *map(Fraction, map(str, bounds)))
+        shapes = arch.projection_shapes()
+        return layers * sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets if t in shapes)
+    if params.get("range") is not None:  # a region
+        lo, hi = (Fraction(str(x)) for x in params["range"])
+        projections = {p for group in params["modules"] for p in module_groups[group]}
+        return _layers(arch.layers, lo, hi) * sum(arch.projection_params(p) for p in projections)
+    # CoFiTune before its search: the largest first-depth candidate (half the layers, both groups).
+    projections = {p for ps in module_groups.values() for p in ps}
+    return (arch.layers // 2) * sum(arch.projection_params(p) for p in projections)
+
+
+def _layers(n: int, lo, hi) -> int:
+    return sum(1 for layer in range(1, n + 1) if lo * n < layer <= hi * n)
+
+
+def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int, dtype: str, precision: str) -> Needs:
+    """The memory of ``run`` per GPU when ``gpus`` GPUs share it (1: no sharding)."""
+    model_bytes = DTYPE_BYTES[dtype]
+    mixed = precision in ("bf16", "fp16")
+    compute_bytes = 2 if mixed else model_bytes
+    # What trains: float32 copies under mixed precision and in FSDP2's shards; else the model's dtype.
+    master = max(model_bytes, 4) if mixed or gpus > 1 else model_bytes
+    trained = trained_params(arch, run, module_groups)
+    if run.method == "wiseft":  # no training: the base and the source model, one process
+        return Needs(1, 2 * arch.params * model_bytes, 0, 0, 0, 0, 0)
+    lora = run.method == "lora"
+    if gpus > 1:  # FSDP2: float32 shards of every weight; one layer gathered at a time (two with prefetch)
+        weights = math.ceil((arch.params + (trained if lora else 0)) * master / gpus) + 2 * arch.layer_params * compute_bytes
+    else:
+        frozen = arch.params - (0 if lora else trained)
+        weights = frozen * model_bytes + trained * master
+        if mixed and model_bytes > compute_bytes:  # autocast's bf16 copies of the weights, kept for the backward
+            weights += (arch.params - arch.vocab * arch.hidden) * compute_bytes  # (not the embedding: a lookup)
+    shard = lambda n: math.ceil(n / gpus)  # noqa: E731
+    extra = 0
+    if run.sam_rho:
+        extra += shard(trained * master)  # the weights before the ascent
+    if run.method in ("l1", "l2"):
+        extra += shard(trained * master)  # the start the penalty pulls toward
+    if run.params.get("softmask") in ("update", "shuffled", "uniform") and run.params.get("softmask_apply") != "grad":
+        extra += shard(trained * master)  # the weights before the step
+    tokens = math.ceil(run.train.batch_size / gpus) * max_len  # one micro-batch per process
+    mode = "autocast" if mixed and gpus == 1 and model_bytes > compute_bytes else "weights"
+    return Needs(gpus, weights, shard(trained * master), shard(2 * trained * master), extra,
+                 activation_bytes(arch, tokens, mode, compute_bytes, False),
+                 activation_bytes(arch, tokens, mode, compute_bytes, True))
+
+
+def smallest_fit(arch, run, module_groups, max_len, dtype, precision, gpu_memory_gib: float, checkpointing: bool,
+                 most: int = 4096) -> int | None:
+    """The fewest GPUs (1, 2, 4, …) whose per-GPU memory holds the run, or None."""
+    gpus = 1
+    while gpus <= most:
+        if needs(arch, run, module_groups, gpus, max_len, dtype, precision).total(checkpointing) <= gpu_memory_gib * GIB:
+            return gpus
+        gpus *= 2
+    return None
+
+
+def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float, gpus_per_node: int):
+    """One row per run: memory per GPU at ``gpus`` GPUs, whether it fits, and what it needs."""
+    import pandas as pd
+
+    rows = []
+    runs = dict(experiment.runs)
+    if experiment.search.enabled:  # the largest first-depth candidate, trained like the reference
+        reference = runs[experiment.search.reference]
+        runs["search candidates"] = type(reference)(name="search candidates", method="region", train=reference.train,
+                                                    sam_rho=reference.sam_rho)
+    for name, run in runs.items():
+        used = 1 if run.method == "wiseft" else gpus
+        n = needs(arch, run, experiment.module_groups, used, experiment.prompt.max_len, experiment.model.dtype,
+                  experiment.compute.precision)
+        row = {"run": name, "method": run.method, "gpus": used, "weights": n.weights / GIB, "gradients": n.gradients / GIB,
+               "optimizer": n.optimizer / GIB, "method extra": n.method / GIB, "activations": n.activations / GIB,
+               "activations (ckpt)": n.activations_checkpointed / GIB, "total": n.total(False) / GIB,
+               "total (ckpt)": n.total(True) / GIB}
+        for checkpointing, key in ((False, "fits"), (True, "fits (ckpt)")):
+            row[key] = "yes" if n.total(checkpointing) <= gpu_memory_gib * GIB else "no"
+        fewest = smallest_fit(arch, run, experiment.module_groups, experiment.prompt.max_len, experiment.model.dtype,
+                              experiment.compute.precision, gpu_memory_gib, experiment.compute.gradient_checkpointing)
+        row["needs"] = "more than 4096 GPUs" if fewest is None else (
+            f"{fewest} GPU{'s' if fewest > 1 else ''}" + (f" ({math.ceil(fewest / gpus_per_node)} nodes)"
+                                                          if fewest > gpus_per_node else ""))
+        rows.append(row)
+    return pd.DataFrame(rows)
