@@ -127,3 +127,24 @@ def test_an_incomplete_checkpoint_is_ignored(tmp_path):
     (directory / ".partial-step-00000004").mkdir(parents=True)
     (directory / "step-00000008").mkdir()  # no settings.json: its writing was cut short
     assert checkpoint.latest(directory, {}) is None
+
+
+def test_gradient_checkpointing_with_frozen_lower_layers_still_trains_the_first_layer(tiny_model, examples, tmp_path):
+    """Non-reentrant checkpointing: the first layer trains though nothing below it needs gradients
+    (a reentrant checkpoint would give its weights none)."""
+    from cofi.regions import Region, freeze_outside
+
+    groups = {"ffn": ["up_proj", "down_proj"]}
+    plain, recomputed = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
+    names = freeze_outside(plain, Region.make(0, 0.5, ["ffn"]), groups)
+    assert freeze_outside(recomputed, Region.make(0, 0.5, ["ffn"]), groups) == names
+    assert all(".layers.0." in name for name in names)
+    train(plain, examples, config(), SEED, 0, tmp_path / "a.csv", log=lambda _: None)
+    train(recomputed, examples, config(), SEED, 0, tmp_path / "b.csv", log=lambda _: None,
+          compute=ComputeSettings(gradient_checkpointing=True))
+    start = dict(tiny_model.named_parameters())
+    trained = dict(recomputed.named_parameters())
+    assert all(not torch.equal(trained[name], start[name]) for name in names)
+    assert_same_weights(plain, recomputed, atol=1e-6)
+    checkpointed = [m for m in recomputed.modules() if getattr(m, "gradient_checkpointing", False)]
+    assert checkpointed and all(m._gradient_checkpointing_func.keywords == {"use_reentrant": False} for m in checkpointed)

@@ -258,3 +258,12 @@ def test_shipped_configs_are_valid(path):
         assert config["compute"]["precision"] in ("bf16", "fp16")
     else:
         check_config(config)
+
+
+def test_the_loadable_dtypes_are_the_settings_ones():
+    import typing
+
+    from cofi.modeling import DTYPES
+    from cofi.settings import ModelSettings
+
+    assert set(DTYPES) == set(typing.get_args(typing.get_type_hints(ModelSettings)["dtype"]))

@@ -335,3 +335,41 @@ def test_gpu_profile_and_site_layer_reach_sbatch(runs, tmp_path):
     for flag in ("-p debug", "-t 60", "--mem 16000", "--cpus-per-gpu=4", "--gpus=a100:1", "--comment rule_build_base"):
         assert flag in call, (flag, call)
     assert "Invalid generic resource" in out
+
+
+def test_a_sharded_finetune_job_through_srun_trains_what_the_local_run_trains(slurm_cluster, tmp_path):
+    """The launch path of a multi-node job on the one node here: a finetune job whose profile asks for
+    `nodes: 1`, `tasks_per_node: 2` and `mpi: srun` starts two srun tasks, which shard the model (FSDP2,
+    gloo); its weights equal those of the same job run locally under torchrun with two processes."""
+    import json
+
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    config = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
+    config |= {"runs": {"full": {}}, "search": {"enabled": False}, "landscape": {"runs": []}}
+    target = "results/tiny/runs/full/bio/seed0/model"
+    venv_bin = str(Path(sys.executable).parent)
+    trained = {}
+    for where in ("local", "slurm"):
+        workdir = copy_workflow(tmp_path / where)
+        (workdir / "one.yaml").write_text(yaml.safe_dump(config))
+        if where == "local":
+            env = {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ["PATH"]])}
+            args = ["--cores", "2", "--set-resources", "finetune:processes=2"]
+        else:
+            env = {**slurm_cluster.env, "PATH": os.pathsep.join([str(slurm_cluster.bin), venv_bin, os.environ["PATH"]])}
+            args = ["--workflow-profile", "workflow/profiles/slurm-cpu", "--set-resources", "finetune:mpi=srun",
+                    "finetune:nodes=1", "finetune:tasks_per_node=2", "finetune:mem_mb=2000", "finetune:runtime=30"]
+        done = subprocess.run([sys.executable, "-m", "snakemake", *args, "--configfile", "one.yaml", "--", target],
+                              cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + slurm_cluster.logs()
+        record = json.loads((workdir / target / "cofi_run.json").read_text())
+        assert record["processes"] == 2 and record["sharded"], record
+        trained[where] = load_file(workdir / target / "model.safetensors")
+        if where == "slurm":
+            assert "srun python -m cofi finetune" in done.stdout + done.stderr
+            assert SUBMITTED.search(done.stdout + done.stderr)  # through sbatch
+    for name, tensor in trained["local"].items():
+        torch.testing.assert_close(trained["slurm"][name], tensor, atol=1e-6, rtol=1e-5, msg=name)

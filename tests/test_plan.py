@@ -1,0 +1,121 @@
+"""`cofi plan`'s figures against what the tiny model holds on CPU while it trains."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cofi.experiment import Run
+from cofi.methods.base import Extension
+from cofi.plan import Architecture, activation_bytes, layer_activation_bytes, needs
+from cofi.settings import TrainSettings
+from cofi.train import collate, token_loss_sum, tokenize_dataset, train
+
+from conftest import REPO, TEMPLATE, TINY_ARCH
+
+
+def arch_of(model) -> Architecture:
+    return Architecture.from_config(model.config.to_dict())
+
+
+def test_parameter_counts_are_the_models(tiny_model):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    assert arch_of(tiny_model).params == sum(p.numel() for p in tiny_model.parameters())
+    qwen = Qwen2ForCausalLM(Qwen2Config(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, vocab_size=50, tie_word_embeddings=True))
+    config = {**qwen.config.to_dict(), "attention_bias": True}  # Qwen2 has q/k/v biases (and no o_proj bias)
+    counted = Architecture.from_config(config)
+    # Qwen2's o_proj has no bias: the planner counts one per attention projection, a hidden-size overcount per layer.
+    assert counted.params - sum(p.numel() for p in qwen.parameters()) == 2 * 32
+
+
+class StateBytes(Extension):
+    """Measures what training holds after the last backward of the first step: weights, gradients,
+    and AdamW's state (from the previous step: measured at the second step)."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, {}
+
+    def attach(self, optimizer):
+        self.optimizer = optimizer
+
+    def after_backward(self):
+        if "gradients" in self.seen:
+            state = self.optimizer.state.values()
+            self.seen["optimizer"] = sum(t.numel() * t.element_size() for s in state for k, t in s.items() if k != "step")
+            return
+        self.seen["weights"] = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        self.seen["gradients"] = sum(p.grad.numel() * p.grad.element_size() for p in self.model.parameters()
+                                     if p.grad is not None)
+
+
+@pytest.mark.parametrize("method, extra", [("full", {}), ("l2", {"lambda": 0.1}), ("region", {"range": ["1/2", "1"], "modules": ["ffn"]})])
+def test_model_state_figures_are_the_bytes_training_holds(tiny_model, tokenizer, tiny_world, tmp_path, method, extra):
+    from cofi.methods import METHODS, Inputs
+
+    groups = {"mha": ["q_proj", "k_proj", "v_proj"], "ffn": ["up_proj", "down_proj"]}
+    run = Run(name=method, method=method, train=TrainSettings(lr=1e-3, steps=2, batch_size=4),
+              params={**extra, **({"groups": groups} if method == "region" else {})})
+    examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    model = copy.deepcopy(tiny_model)
+    setup = METHODS[method].setup(model, run, Inputs(seed=0, tokenize=None, load_model=None))
+    probe = StateBytes(model)
+    train(model, examples, run.train, 0, 0, tmp_path / "c.csv", log=lambda _: None, extensions=[*setup.extensions, probe])
+    planned = needs(arch_of(model), run, groups, gpus=1, max_len=32, dtype="float32", precision="fp32")
+    assert planned.weights == probe.seen["weights"]
+    assert planned.gradients == probe.seen["gradients"] and planned.optimizer == probe.seen["optimizer"]
+    held = sum(s.numel() * s.element_size() for _, s in setup.extensions[0].pairs) if method == "l2" else 0
+    assert planned.method == held
+
+
+@pytest.mark.parametrize("mode", ["fp32", "bf16 weights", "autocast"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("arch", [TINY_ARCH, {**TINY_ARCH, "hidden": 64, "intermediate": 160, "layers": 3}])
+def test_activation_figures_are_what_the_backward_keeps(tokenizer, tiny_world, arch, checkpointing, mode):
+    """Autograd's saved tensors of one forward of cofi's loss, against the planner's per-token figures:
+    float32 weights; bf16 weights (what FSDP2's mixed precision gathers); float32 weights under CPU
+    bf16 autocast (which also keeps bf16 copies of the weights)."""
+    from cofi.modeling import build_llama
+    from cofi.train import enable_gradient_checkpointing
+
+    model = build_llama(len(tokenizer), arch, seed=0).train()
+    if mode == "bf16 weights":
+        model = model.to(torch.bfloat16)
+    if checkpointing:
+        enable_gradient_checkpointing(model)
+    examples = tokenize_dataset(tiny_world["rotate_train"][:16], tokenizer, TEMPLATE, True, 32)
+    batch = collate(examples, tokenizer.pad_token_id)
+    weights = {p.data_ptr() for p in model.parameters()}
+    saved, seen = [0], set()
+
+    def pack(tensor):
+        if tensor.data_ptr() not in weights and (tensor.data_ptr(), tensor.shape) not in seen:
+            seen.add((tensor.data_ptr(), tensor.shape))
+            saved[0] += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "autocast"):
+        token_loss_sum(model, batch)
+    tokens, value_bytes = batch["input_ids"].numel(), 4 if mode == "fp32" else 2
+    kind = "autocast" if mode == "autocast" else "weights"
+    planned = activation_bytes(arch_of(model), tokens, kind, value_bytes, checkpointing)
+    if checkpointing:  # the forward keeps the layers' inputs; the recomputed layer comes in the backward
+        planned -= layer_activation_bytes(arch_of(model), tokens, kind, value_bytes)
+    elif mode == "autocast":  # the weights' bf16 copies (what autocast made of the used weights)
+        planned += 2 * (arch_of(model).params - arch_of(model).vocab * arch_of(model).hidden)  # not the embedding
+    assert planned == pytest.approx(saved[0], rel=0.15), (planned, saved[0])
+
+
+def test_plan_command_names_what_each_method_needs_at_7b():
+    done = subprocess.run([sys.executable, "-m", "cofi", "plan", "--config", str(REPO / "configs/llama7b_example.yaml"),
+                           "--architecture", "llama2-7b", "--gpus", "8", "--gpu-memory", "80"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| run")}
+    assert rows["full"][-3:] == ["yes", "yes", "2 GPUs"] and rows["lora"][-1] == "1 GPU"
+    assert "6.74 B parameters" in done.stdout
