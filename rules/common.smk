@@ -83,9 +83,15 @@ def launcher(w, resources):
     """How a finetune job starts its processes. With an `mpi` resource (a SLURM profile: `mpi: srun`,
     `nodes`, `tasks_per_node`): that launcher, one task per GPU across the nodes (cofi reads SLURM's
     task variables). Else on one machine torchrun, one process per GPU (`gpu`) or per `processes`
-    (CPU); else python. The processes shard the model (FSDP2)."""
+    (CPU); else python. The processes shard the model (FSDP2).
+
+    The task geometry goes to srun explicitly: the SLURM job-step plugin strips the allocation's
+    SLURM_* variables before running the job's command, so a bare `srun` would start one task."""
     if resources.get("mpi"):
-        return " ".join(shlex.quote(part) for part in shlex.split(str(resources.mpi))) + " python"
+        geometry = [f"--{flag}={int(resources.get(key))}" for key, flag in
+                    (("nodes", "nodes"), ("tasks_per_node", "ntasks-per-node"), ("tasks", "ntasks"))
+                    if resources.get(key)]
+        return " ".join([*(shlex.quote(part) for part in shlex.split(str(resources.mpi))), *geometry, "python"])
     processes = max(int(resources.get("gpu", 0) or 0), int(resources.get("processes", 0) or 0))
     return f"torchrun --standalone --nproc-per-node {processes}" if processes > 1 else "python"
 

@@ -369,7 +369,7 @@ def test_a_sharded_finetune_job_through_srun_trains_what_the_local_run_trains(sl
         assert record["processes"] == 2 and record["sharded"], record
         trained[where] = load_file(workdir / target / "model.safetensors")
         if where == "slurm":
-            assert "srun python -m cofi finetune" in done.stdout + done.stderr
+            assert "srun --nodes=1 --ntasks-per-node=2 python -m cofi finetune" in done.stdout + done.stderr
             assert SUBMITTED.search(done.stdout + done.stderr)  # through sbatch
     for name, tensor in trained["local"].items():
         torch.testing.assert_close(trained["slurm"][name], tensor, atol=1e-6, rtol=1e-5, msg=name)
