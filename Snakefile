@@ -50,6 +50,7 @@ include: "rules/analysis.smk"
 rule all:
     input:
         TABLE_OUTPUTS,
+        LOSS_CURVES,
         # Requested here too so every task's search starts at once (not one after another).
         rules.search_all.input,
     default_target: True

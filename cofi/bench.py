@@ -77,6 +77,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
     from cofi.modeling import build_llama, load_model
     from cofi.settings import TrainSettings
     from cofi.train import tokenize_dataset, train
+    from cofi.prompts import Prompter
 
     torch.set_num_threads(threads)
     model, tokenizer = load_model(model_dir)
@@ -89,7 +90,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
     settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     run = Run(name=method, method=method, params=params, train=settings)
     model = METHODS[method].setup(model, run, Inputs(seed=0, tokenize=None, load_model=None)).model
-    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, model.config.max_position_embeddings)
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, model.config.max_position_embeddings)
     rss_setup = host_memory_mb("VmRSS")
     with tempfile.TemporaryDirectory() as tmp:
         curve_path = Path(tmp) / "curve.csv"
@@ -144,11 +145,12 @@ def softmask_overhead(model_dir: str, train_file: str, template: str, region: di
     from cofi.settings import TrainSettings
     from cofi.softmask import SoftMask, mask_factors
     from cofi.train import tokenize_dataset, train
+    from cofi.prompts import Prompter
 
     torch.set_num_threads(threads)
     base, tokenizer = load_model(model_dir)
     importance = load_importance(importance_path, base.config)
-    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, base.config.max_position_embeddings)
     settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     rows, mask_op_seconds = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,11 +216,12 @@ def mask_trajectory_gap(model_dir: str, train_file: str, template: str, region: 
     from cofi.settings import TrainSettings
     from cofi.softmask import SoftMask, mask_factors
     from cofi.train import tokenize_dataset, train
+    from cofi.prompts import Prompter
 
     torch.set_num_threads(threads)
     base, tokenizer = load_model(model_dir)
     importance = load_importance(importance_path, base.config)
-    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, base.config.max_position_embeddings)
     start = dict(base.named_parameters())
 
     def weight_change(clip: float, mask: str | None) -> dict:
@@ -263,10 +266,11 @@ def sam_overhead(model_dir: str, train_file: str, template: str, rho: float, ste
     from cofi.sam import SAM
     from cofi.settings import TrainSettings
     from cofi.train import tokenize_dataset, train
+    from cofi.prompts import Prompter
 
     torch.set_num_threads(threads)
     base, tokenizer = load_model(model_dir)
-    examples = tokenize_dataset(load_records(train_file), tokenizer, template, True, base.config.max_position_embeddings)
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, base.config.max_position_embeddings)
     settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -125,11 +125,17 @@ def cmd_plan(args) -> None:
 
 
 def cmd_make_data(args) -> None:
+    from cofi.embedded import spec_of
     from cofi.jobs.base_model import make_data
-    from cofi.settings import from_dict
-    from cofi.world import WorldSpec
 
-    make_data(from_dict(WorldSpec, args.world, "--world"), args.out_dir, log=log)
+    make_data(args.suites, spec_of(args.suites, args.spec), args.out_dir, log=log)
+
+
+def cmd_import_gguf(args) -> None:
+    from cofi.gguf import import_gguf
+
+    threads(args.threads)
+    import_gguf(args.gguf, args.out, args.dtype, log=log)
 
 
 def cmd_build_base(args) -> None:
@@ -161,29 +167,34 @@ def cmd_finetune(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from cofi.jobs.evaluate import EvaluateJob, evaluate
+    from cofi.settings import PromptSettings, from_dict
 
     threads(args.threads)
-    evaluate(EvaluateJob(model=args.model, suites=args.suites, labels=args.labels, out=args.out, template=args.template,
-                         predictions=args.predictions, batch_size=args.batch_size, max_items=args.max_items,
-                         log=log, **loading(args)))
+    evaluate(EvaluateJob(model=args.model, suites=args.suites, labels=args.labels, out=args.out,
+                         prompt=from_dict(PromptSettings, args.prompt, "--prompt"), predictions=args.predictions,
+                         batch_size=args.batch_size, max_items=args.max_items, generation=args.generation, log=log,
+                         **loading(args)))
 
 
 def cmd_importance(args) -> None:
     from cofi.jobs.analysis import ImportanceJob, importance
+    from cofi.settings import PromptSettings, from_dict
 
     threads(args.threads)
-    importance(ImportanceJob(model=args.model, data=args.data, options=args.options, template=args.template,
-                             max_len=args.max_len, out=args.out, plot=args.plot, log=log, **loading(args)))
+    importance(ImportanceJob(model=args.model, data=args.data, options=args.options,
+                             prompt=from_dict(PromptSettings, args.prompt, "--prompt"), out=args.out, plot=args.plot,
+                             log=log, **loading(args)))
 
 
 def cmd_landscape(args) -> None:
     from cofi.jobs.analysis import LandscapeJob, landscape
+    from cofi.settings import PromptSettings, from_dict
 
     threads(args.threads)
     landscape(LandscapeJob(model=args.model, task_data=args.task_data, vers_suites=args.vers_suites,
-                           options=args.options, labels=args.labels, template=args.template,
-                           mask_prompt=args.mask_prompt, max_len=args.max_len, out=args.out, plot=args.plot, log=log,
-                           **loading(args)))
+                           options=args.options, labels=args.labels,
+                           prompt=from_dict(PromptSettings, args.prompt, "--prompt"), out=args.out, plot=args.plot,
+                           log=log, **loading(args)))
 
 
 def cmd_search_step(args) -> None:
@@ -219,6 +230,13 @@ def cmd_plots(args) -> None:
     log(f"wrote {len(written)} figures to {args.out_dir}")
 
 
+def cmd_loss_curves(args) -> None:
+    from cofi.plots import plot_loss_curves
+
+    written = plot_loss_curves(dict(args.curve), args.title, args.out)
+    log(f"wrote {', '.join(map(str, written))} ({len(args.curve)} runs)")
+
+
 def cmd_sharpness(args) -> None:
     """Sharpness figures of every landscape, the Vers drop of each model, and their rank correlations."""
     from cofi.sharpness import write_sharpness
@@ -251,10 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "llama1-33b, tinyllama-1.1b); default: the config's model")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("make-data", help="write the embedded synthetic world as JSONL files")
-    p.add_argument("--world", type=json_arg, required=True, help="JSON of embedded.world settings")
+    p = sub.add_parser("make-data", help="write the data made here (the symbolic world or the chat suites) as JSONL")
+    p.add_argument("--suites", choices=("world", "chat"), default="world", help="which (embedded.suites)")
+    p.add_argument("--spec", type=json_arg, default={}, help="JSON of its settings (embedded.world or embedded.chat)")
     p.add_argument("--out-dir", required=True, help="directory for <split>.jsonl files")
     p.set_defaults(func=cmd_make_data)
+
+    p = sub.add_parser("import-gguf", help="write a Llama-family GGUF model file as a Hugging Face model directory")
+    p.add_argument("--gguf", required=True, help="the .gguf file")
+    p.add_argument("--out", required=True, help="the model directory to write (must not exist or be empty)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "float64"), default="float32",
+                   help="dtype of the dequantized weights")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.set_defaults(func=cmd_import_gguf)
 
     p = sub.add_parser("build-base", help="build and align the embedded base model")
     p.add_argument("--world", type=json_arg, required=True, help="JSON of embedded.world settings (for the vocabulary)")
@@ -283,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a model on speciality and versatility suites")
     model_load_args(p)
-    p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
+    p.add_argument("--prompt", type=json_arg, required=True, help="JSON of the prompt settings")
+    p.add_argument("--generation", type=json_arg, default={},
+                   help="JSON of decoding options over the model's generation config (default: greedy)")
     p.add_argument("--suites", type=json_arg, required=True, help='JSON {"spec": {name: suite}, "vers": {name: suite}}')
     p.add_argument("--labels", type=json_arg, required=True, help="JSON labels stored with the scores (method, task, seed)")
     p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
@@ -294,24 +323,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("importance", help="estimate unit importance (heads, FFN units) for the soft masks")
     model_load_args(p)
-    p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
+    p.add_argument("--prompt", type=json_arg, required=True, help="JSON of the prompt settings")
     p.add_argument("--data", required=True, help="JSONL whose inputs (instruction + input) are used, unlabeled")
     p.add_argument("--options", type=json_arg, required=True, help="JSON: dropout, batches, batch_size, signed, seed")
-    p.add_argument("--max-len", type=int, required=True, help="tokens per input")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--plot", required=True, help="output heatmap (.png)")
     p.set_defaults(func=cmd_importance)
 
     p = sub.add_parser("landscape", help="loss landscape of a model along filter-normalised random directions")
     model_load_args(p)
-    p.add_argument("--template", required=True, help="prompt format string with {instruction} and {input}")
+    p.add_argument("--prompt", type=json_arg, required=True, help="JSON of the prompt settings")
     p.add_argument("--task-data", required=True, help="speciality JSONL (a seeded sample is the fixed batch)")
     p.add_argument("--vers-suites", type=json_arg, required=True, help='JSON {name: {"path", "type"}}: the fixed versatility batch')
     p.add_argument("--options", type=json_arg, required=True,
                    help="JSON: span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed")
     p.add_argument("--labels", type=json_arg, required=True, help='JSON {"run", "task", "seed"} stored with the result')
-    p.add_argument("--max-len", type=int, required=True, help="tokens per example")
-    p.add_argument("--mask-prompt", action=argparse.BooleanOptionalAction, default=True, help="loss on responses only")
     p.add_argument("--out", required=True, help="result JSON")
     p.add_argument("--plot", required=True, help="figure path without suffix (PNG and PDF)")
     p.set_defaults(func=cmd_landscape)
@@ -353,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="directory for the figures (PNG and PDF)")
     p.add_argument("--collect", type=json_arg, default={}, help='JSON {target: source}: other figures to copy in')
     p.set_defaults(func=cmd_plots)
+
+    p = sub.add_parser("loss-curves", help="the training loss of several runs in one figure")
+    p.add_argument("--curve", type=named_path, action="append", required=True, metavar="LABEL=PATH",
+                   help="a run's loss.csv, under a label")
+    p.add_argument("--title", default="training loss", help="figure title")
+    p.add_argument("--out", required=True, help="figure path without suffix (PNG and PDF)")
+    p.set_defaults(func=cmd_loss_curves)
 
     p = sub.add_parser("sharpness", help="sharpness table and rank correlation with the Vers drop")
     p.add_argument("--landscapes", nargs="+", required=True, help="landscape JSON files")

@@ -19,7 +19,8 @@ import yaml
 from cofi.errors import InputError
 from cofi.experiment import BASE_ROW, RUN_OPTIONS, Experiment, tuned_row
 from cofi.schema import SchemaError, validate_schema
-# The Linear modules of a LlamaForCausalLM decoder layer, i.e. of the embedded model (a test checks it).
+# The Linear modules of a LlamaForCausalLM decoder layer: the embedded model's (a test checks it), and an
+# imported GGUF's (cofi.gguf imports the Llama family only).
 EMBEDDED_PROJECTIONS = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
 
 
@@ -49,10 +50,15 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
         experiment = Experiment(config)
     except InputError as error:
         raise ConfigError(str(error)) from None
-    _check_embedded(config)
+    _check_embedded(experiment)
     train_records = _check_suites(experiment, check_files)
     if experiment.model.path is not None and check_files:
         experiment.n_layers = _from_model(lambda m: m.model_depth(experiment.model.path, experiment.model.trust_remote_code))
+    elif experiment.model.gguf is not None and check_files:
+        from cofi.gguf import checked_header
+
+        experiment.n_layers = _from_model(lambda m: checked_header(experiment.model.gguf,
+                                                                   experiment.base_model_dir)["layers"])
     n_layers = experiment.n_layers
     projections = _projection_names_once(experiment)
     for check in (_check_module_groups, _check_runs, _check_importance, _check_search):
@@ -79,29 +85,35 @@ def _from_model(read):
         raise ConfigError(str(error)) from None
 
 
-def _check_embedded(config: dict) -> None:
-    """The embedded world can be built and the embedded model's heads divide its width."""
+def _check_embedded(experiment: Experiment) -> None:
+    """The data made here can be built and fits the model; the embedded model's heads divide its width."""
     from cofi import world
 
+    config = experiment.config
     base = config["embedded"]["base"]
     if base["hidden"] % base["heads"]:
         raise ConfigError("config key embedded.base.heads: must divide embedded.base.hidden")
     try:
         world.WorldSpec(**config["embedded"]["world"])
+        experiment.embedded_spec()
     except ValueError as error:
         raise ConfigError(f"config key {error}") from None
+    if experiment.embedded_suites == "chat" and experiment.embedded_model:
+        raise ConfigError("config key embedded.suites: chat suites are English for a real chat model, which the "
+                          "embedded word-level model cannot read; set model.gguf or model.path, or suites: world")
 
 
 def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[dict] | None]:
-    """Each suite's type and metric (:mod:`cofi.tasks`), the type of embedded data (:mod:`cofi.world`), and
+    """Each suite's type and metric (:mod:`cofi.tasks`), the type of embedded data (:mod:`cofi.embedded`), and
     every file a suite names. Returns each task's training records where the user gave them."""
-    from cofi import world
     from cofi.data import DataError, read_jsonl
+    from cofi.embedded import suites_module
     from cofi.tasks import task_type
 
+    made_here = suites_module(experiment.embedded_suites)
     train_records = {}
-    for section, suites, embedded in (("tasks", experiment.tasks, world.TASK_TYPES),
-                                      ("versatility", experiment.versatility, world.SUITE_TYPES)):
+    for section, suites, embedded in (("tasks", experiment.tasks, made_here.TASK_TYPES),
+                                      ("versatility", experiment.versatility, made_here.SUITE_TYPES)):
         for name, suite in suites.items():
             key = f"{section}.{name}"
             try:
@@ -116,8 +128,9 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
                 if path is None and (name in embedded or (split == "val" and suite.paths.get("test"))):
                     continue  # embedded data; or a user suite's missing validation file (its test file serves)
                 if path is None:
-                    raise ConfigError(f"config key {key}.{split}: null means the embedded data, but the embedded world "
-                                      f"has no {name!r} (it has {', '.join(embedded)}); give a JSONL path")
+                    raise ConfigError(f"config key {key}.{split}: null means the embedded data, but the "
+                                      f"{experiment.embedded_suites} suites have no {name!r} (they have "
+                                      f"{', '.join(embedded)}); give a JSONL path")
                 if not check_files:
                     continue
                 try:  # training files are always instruction data; test files follow the suite's type
@@ -139,7 +152,7 @@ def _projection_names_once(experiment: Experiment):
         if "names" not in cache:
             path = experiment.model.path
             if path is None:
-                cache["names"] = set(EMBEDDED_PROJECTIONS)
+                cache["names"] = set(EMBEDDED_PROJECTIONS)  # the embedded model, or a GGUF's import
             elif not Path(path, "config.json").is_file():
                 cache["names"] = None  # the model path check reports this
             else:
@@ -205,9 +218,9 @@ def _check_importance(experiment: Experiment, n_layers, projection_names, check_
         return
     path = importance["versatility_data"]
     if path is None:
-        if experiment.model.path is not None:
-            raise ConfigError("config key importance.versatility_data: null takes the embedded world's versatility "
-                              "mixture, which only fits the embedded model; give a JSONL path for your own model")
+        if not experiment.embedded_data_fits_model:
+            raise ConfigError(f"config key importance.versatility_data: null takes the {experiment.embedded_suites} "
+                              "suites' versatility mixture, which does not fit this model; give a JSONL path")
         return
     from cofi.data import DataError, read_jsonl
 
@@ -271,40 +284,58 @@ def _check_landscape(experiment: Experiment) -> None:
 
 
 def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool) -> None:
-    """The template (:func:`cofi.prompts.check_template`); and every task's training data (and the embedded
-    base model's mixture) has an example whose response starts within ``prompt.max_len`` tokens, else
-    training would find nothing to learn, after the base model was built."""
-    from cofi import prompts, world
+    """The template (:func:`cofi.prompts.check_template`); with ``chat_template`` a model whose tokenizer
+    has one; and every task's training data (and the embedded base model's mixture) has an example whose
+    response starts within ``prompt.max_len`` tokens, else training would find nothing to learn."""
+    from cofi import prompts
+    from cofi.embedded import suites_module
 
     prompt = experiment.prompt
     try:
         prompts.check_template(prompt.template)
     except InputError as error:
         raise ConfigError(f"config key prompt.template: {error}") from None
-    if not check_files or not prompt.mask_prompt:
+    if prompt.chat_template and experiment.embedded_model:
+        raise ConfigError("config key prompt.chat_template: the embedded model has no chat template (its prompts are "
+                          "prompt.template); set it false, or name a chat model in model.path or model.gguf")
+    if not check_files or not (prompt.mask_prompt or prompt.chat_template):
         return  # without masking the prompt's own tokens are labels as well
     data = {task: records for task, records in train_records.items() if records is not None}
     embedded = [task for task, records in train_records.items() if records is None]
-    if embedded or experiment.model.path is None:
-        built = world.build_world(world.WorldSpec(**experiment.config["embedded"]["world"]))
+    if embedded or experiment.embedded_model:
+        built = suites_module(experiment.embedded_suites).build(experiment.embedded_spec())
         data |= {task: built[f"{task}_train"] for task in embedded}
-        if experiment.model.path is None:
+        if experiment.embedded_model:
             data["the embedded base model's mixture"] = built["versatility_train"]
-    if experiment.model.path is None:
+    if experiment.embedded_model:
         # The embedded tokenizer (cofi.modeling.build_word_tokenizer) makes one token per word, after BOS.
-        lengths = lambda texts: [1 + len(text.split()) for text in texts]  # noqa: E731
+        lengths = lambda records: [1 + len(prompts.Prompter(None, prompt.template).text(r).split())  # noqa: E731
+                                   for r in records]
     else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(experiment.model.path, local_files_only=True,
-                                                  trust_remote_code=experiment.model.trust_remote_code)
-        lengths = lambda texts: prompts.prompt_lengths(tokenizer, texts)  # noqa: E731
+        try:
+            prompter = prompts.Prompter.of(_tokenizer(experiment), prompt)
+        except InputError as error:
+            raise ConfigError(f"{error} (model {experiment.model.path or experiment.model.gguf})") from None
+        lengths = prompter.prompt_lengths
     for name, records in data.items():
-        shortest = min(lengths([prompts.render_prompt(r, prompt.template) for r in records]))
+        shortest = min(lengths(records))
         if shortest >= prompt.max_len:
             raise ConfigError(f"config key prompt.max_len: {prompt.max_len} is too short: no training example of "
                               f"{name} keeps a response token (its shortest prompt takes {shortest} tokens); raise "
                               f"prompt.max_len above {shortest}")
+
+
+def _tokenizer(experiment: Experiment):
+    """The model's tokenizer: from its directory, or from the GGUF file (its import, once made)."""
+    from transformers import AutoTokenizer
+
+    model = experiment.model
+    if model.path is None and Path(experiment.base_model_dir, "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(experiment.base_model_dir, local_files_only=True)
+    if model.path is None:
+        gguf = Path(model.gguf)
+        return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    return AutoTokenizer.from_pretrained(model.path, local_files_only=True, trust_remote_code=model.trust_remote_code)
 
 
 class _StrictLoader(yaml.SafeLoader):

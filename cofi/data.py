@@ -3,6 +3,8 @@
 Format (one JSON object per line, UTF-8): ``instruction`` (str), ``input`` (str, may be empty or
 absent), ``output`` (str). Multiple-choice items carry ``choices`` (list of at least two str) and
 ``answer`` (the index of the right choice, or the right choice's text) and need no ``output``.
+Instruction-following items carry ``checks`` (IFEval checks, :mod:`cofi.instructions`); their
+``output``, a response that passes, is optional.
 """
 
 from __future__ import annotations
@@ -17,17 +19,27 @@ class DataError(InputError):
     """Bad data: the message names the file, the line and what was expected."""
 
 
-def _check_record(record: object, where: str, multiple_choice: bool) -> dict:
+def _check_record(record: object, where: str, multiple_choice: bool, verifiable: bool = False) -> dict:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    required = ("instruction",) if multiple_choice else ("instruction", "output")
+    required = ("instruction", "checks") if verifiable else ("instruction",) if multiple_choice else ("instruction", "output")
     for field in required:
         if field not in record:
-            expected = "instruction, choices, answer" if multiple_choice else "instruction, input, output"
+            expected = ("instruction, checks" if verifiable else "instruction, choices, answer" if multiple_choice
+                        else "instruction, input, output")
             raise DataError(f"{where}: missing field {field!r} (need {expected})")
     for field in ("instruction", "input", "output"):
         if field in record and not isinstance(record[field], str):
             raise DataError(f"{where}: field {field!r} must be a string, got {type(record[field]).__name__}")
+    if verifiable:
+        from cofi.instructions import InstructionError, validate
+
+        try:
+            validate(record["checks"], where)
+        except InstructionError as error:
+            raise DataError(str(error)) from None
+        return {"instruction": record["instruction"], "input": record.get("input", ""),
+                "output": record.get("output", ""), "checks": record["checks"]}
     if not multiple_choice:
         return {"instruction": record["instruction"], "input": record.get("input", ""), "output": record["output"]}
     choices, answer = record.get("choices"), record.get("answer")
@@ -81,7 +93,7 @@ def _lines(path: Path):
             yield number, text
 
 
-def read_jsonl(path: str | Path, *, multiple_choice: bool = False) -> list[dict]:
+def read_jsonl(path: str | Path, *, multiple_choice: bool = False, verifiable: bool = False) -> list[dict]:
     """Read and validate a JSONL file; raise :class:`DataError` naming ``path:line`` on bad input."""
     path = Path(path)
     if not path.is_file():
@@ -96,7 +108,7 @@ def read_jsonl(path: str | Path, *, multiple_choice: bool = False) -> list[dict]
             raise DataError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from None
         except _DuplicateKey as error:
             raise DataError(f"{path}:{number}: duplicate key {error.args[0]!r} in one JSON object") from None
-        records.append(_check_record(record, f"{path}:{number}", multiple_choice))
+        records.append(_check_record(record, f"{path}:{number}", multiple_choice, verifiable))
     if not records:
         raise DataError(f"{path}: the dataset is empty (expected at least one JSON object per line)")
     return records

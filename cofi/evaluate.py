@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from cofi.prompts import encode_prompt, encode_response
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,36 +18,44 @@ def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
-    """Greedy continuations, batched with left padding; prompts are grouped by length to pad less."""
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+def generate(model, prompter, records: list[dict], batch_size: int, max_new_tokens: int,
+             options: dict | None = None) -> list[str]:
+    """Continuations of the records' prompts, batched with left padding (prompts grouped by length to pad
+    less). Decoding follows the model's generation config with ``options`` over it (greedy unless they
+    say otherwise); generation stops at the response's end token (:attr:`cofi.prompts.Prompter.stop_ids`)."""
+    from transformers import GenerationConfig
+
+    tokenizer = prompter.tokenizer
+    options = dict(options or {})
+    torch.manual_seed(options.pop("seed", 0))  # only sampling draws from it
+    settings = {**model.generation_config.to_diff_dict(), "do_sample": False, **options,
+                "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id,
+                "eos_token_id": prompter.stop_ids}
+    if not settings["do_sample"]:  # greedy: sampling knobs of the model's config would only warn
+        settings = {k: v for k, v in settings.items() if k not in ("temperature", "top_p", "top_k", "min_p")}
+    config = GenerationConfig(**settings)
+    encoded = [prompter.prompt_ids(r) for r in records]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    outputs: list[str] = [""] * len(prompts)
+    outputs: list[str] = [""] * len(records)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
         ids, mask = ids.to(model.device), mask.to(model.device)
-        generated = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+        generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
         for row, i in enumerate(chunk):
             outputs[i] = tokenizer.decode(generated[row, ids.shape[1] :], skip_special_tokens=True).strip()
     return outputs
 
 
 @torch.no_grad()
-def choice_loglikelihoods(model, tokenizer, prompts: list[str], choices: list[list[str]], batch_size: int):
+def choice_loglikelihoods(model, prompter, records: list[dict], batch_size: int):
     """Summed log-probability of each choice's tokens after its prompt: one list per item."""
+    tokenizer = prompter.tokenizer
     pairs = []  # (item, prompt ids, choice ids)
-    for item, (prompt, options) in enumerate(zip(prompts, choices)):
-        prompt_ids = encode_prompt(tokenizer, prompt)
-        pairs += [(item, prompt_ids, encode_response(tokenizer, option, eos=False)) for option in options]
-    scores: list[list[float]] = [[] for _ in prompts]
+    for item, record in enumerate(records):
+        prompt_ids = prompter.prompt_ids(record)
+        pairs += [(item, prompt_ids, prompter.response_ids(option, end=False)) for option in record["choices"]]
+    scores: list[list[float]] = [[] for _ in records]
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         width = max(len(p) + len(c) for _, p, c in chunk)

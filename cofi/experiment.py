@@ -278,7 +278,11 @@ class Experiment:
         self.runs: dict[str, Run] = {name: make_run(name, entry, config["training"], self.module_groups)
                                      for name, entry in expand_runs(config["runs"]).items()}
         # Decoder layers of the model: the embedded one's; a user model's is read from it by the start-up check.
-        self.n_layers: int | None = config["embedded"]["base"]["layers"] if self.model.path is None else None
+        if self.model.path is not None and self.model.gguf is not None:
+            raise ExperimentError("config keys model.path and model.gguf: give one (a Hugging Face directory, or a GGUF "
+                                  "file cofi imports)")
+        self.n_layers: int | None = config["embedded"]["base"]["layers"] if self.embedded_model else None
+        self.embedded_suites: str = config["embedded"]["suites"]  # what null suite paths take: world or chat
 
     # --- runs ---------------------------------------------------------------------------------------
     @cached_property
@@ -315,8 +319,26 @@ class Experiment:
 
     # --- data ---------------------------------------------------------------------------------------
     @property
+    def embedded_model(self) -> bool:
+        """The config names no model: the build_base rule builds the embedded one."""
+        return self.model.path is None and self.model.gguf is None
+
+    @property
+    def embedded_data_fits_model(self) -> bool:
+        """The data made here can train this model: the world the embedded model, the chat suites a real one."""
+        from cofi.embedded import suites_module
+
+        return suites_module(self.embedded_suites).FITS_EMBEDDED_MODEL == self.embedded_model
+
+    def embedded_spec(self):
+        """The settings of the data made here (a WorldSpec or a ChatSuitesSpec)."""
+        from cofi.embedded import spec_of
+
+        return spec_of(self.embedded_suites, self.config["embedded"][self.embedded_suites])
+
+    @property
     def base_model_dir(self) -> str:
-        """The user's checkpoint, or the embedded base model the build_base rule makes."""
+        """The user's checkpoint, or the model a rule makes: the GGUF's import, or the embedded base model."""
         return self.model.path or self.layout.base_model
 
     def selection_split(self, task: str) -> str:

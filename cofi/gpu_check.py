@@ -126,8 +126,8 @@ def run(work_dir: str | Path, steps: int, warmup: int, batch_size: int, seq_len:
     peak = peak or peak_tflops(name)
     suites = write_suites(work, eval_items, arch["vocab"], seed=1)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cofi", "evaluate", "--model", str(work / "tuned"), "--template",
-                    "{instruction} {input} :", "--suites", json.dumps(suites), "--labels", "{}", "--batch-size", "64",
+    subprocess.run([sys.executable, "-m", "cofi", "evaluate", "--model", str(work / "tuned"), "--prompt",
+                    json.dumps(prompt), "--suites", json.dumps(suites), "--labels", "{}", "--batch-size", "64",
                     "--dtype", "bfloat16", "--device", "cuda", "--out", str(work / "scores.json")], check=True)
     eval_s = time.perf_counter() - started
     return {

@@ -157,19 +157,19 @@ def accumulate_importance(model, batches, dropout: float, signed: bool = False, 
     return {kind: (value / tokens).float() for kind, value in total.items()}
 
 
-def prompt_batches(records: list[dict], tokenizer, template: str, batch_size: int, n_batches: int,
-                   max_len: int, seed: int) -> list[dict]:
-    """Unlabeled inputs: the rendered prompts of a seeded sample of records, right-padded batches."""
-    from cofi.prompts import encode_prompt, render_prompt
+def prompt_batches(records: list[dict], prompter, batch_size: int, n_batches: int, max_len: int,
+                   seed: int) -> list[dict]:
+    """Unlabeled inputs: the prompts of a seeded sample of records, right-padded batches."""
     from cofi.train import collate
 
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
     chosen = [records[i] for i in order[: batch_size * n_batches]]
     examples = []
     for record in chosen:
-        ids = encode_prompt(tokenizer, render_prompt(record, template))[:max_len]
+        ids = prompter.prompt_ids(record)[:max_len]
         examples.append({"input_ids": ids, "labels": ids})
-    return [collate(examples[i : i + batch_size], tokenizer.pad_token_id) for i in range(0, len(examples), batch_size)]
+    pad = prompter.tokenizer.pad_token_id
+    return [collate(examples[i : i + batch_size], pad) for i in range(0, len(examples), batch_size)]
 
 
 def save_importance(path: str | Path, raw: dict[str, torch.Tensor], config, options: dict) -> dict[str, torch.Tensor]:

@@ -115,8 +115,8 @@ def batch_loss(batch: dict) -> LossFn:
     return loss
 
 
-def fixed_batches(task_records: list[dict], versatility_records: list[list[dict]], tokenizer, template: str,
-                  mask_prompt: bool, max_len: int, batch_size: int, seed: int, pad_id: int) -> dict[str, dict]:
+def fixed_batches(task_records: list[dict], versatility_records: list[list[dict]], prompter, mask_prompt: bool,
+                  max_len: int, batch_size: int, seed: int, pad_id: int) -> dict[str, dict]:
     """A seeded sample of the task's examples and an equal share of each versatility suite's, collated."""
     import random
 
@@ -128,9 +128,9 @@ def fixed_batches(task_records: list[dict], versatility_records: list[list[dict]
         return rng.sample(list(records), min(n, len(records)))
 
     per_suite = max(1, math.ceil(batch_size / len(versatility_records)))
-    spec = tokenize_dataset(sample(task_records, batch_size), tokenizer, template, mask_prompt, max_len)
+    spec = tokenize_dataset(sample(task_records, batch_size), prompter, mask_prompt, max_len)
     vers = [e for records in versatility_records
-            for e in tokenize_dataset(sample(records, per_suite), tokenizer, template, mask_prompt, max_len)]
+            for e in tokenize_dataset(sample(records, per_suite), prompter, mask_prompt, max_len)]
     return {"spec": collate(spec, pad_id), "vers": collate(vers[:batch_size], pad_id)}
 
 

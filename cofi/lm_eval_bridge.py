@@ -30,13 +30,18 @@ def jinja_template(template: str) -> str:
     return template.replace("{instruction}", "{{instruction}}").replace("{input}", "{{input}}")
 
 
+# The user turn of a chat prompt (cofi.prompts.user_turn) in the harness's Jinja.
+CHAT_USER_TURN = "{{instruction}}{% if input %}\n\n{{input}}{% endif %}"
+
+
 def write_local_task(directory: str | Path, name: str, path: str | Path, task_type: str, template: str,
-                     max_gen_toks: int = 64) -> Path:
+                     max_gen_toks: int = 64, chat_template: bool = False) -> Path:
     """An lm-eval task YAML over one of cofi's JSONL suites, scored as cofi scores it.
 
     Multiple choice: accuracy by summed log-likelihood of each choice. Generation: greedy, cut at
     EOS, exact match after stripping. Run the model with ``add_bos_token=True`` to match cofi's
-    prompts (BOS + template).
+    prompts (BOS + template); with ``chat_template`` the task holds the user turn and the harness
+    applies the model's chat template (:func:`run` with ``chat_template=True``), as cofi does.
     """
     import yaml
 
@@ -47,7 +52,7 @@ def write_local_task(directory: str | Path, name: str, path: str | Path, task_ty
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(Path(path).resolve())}},
         "test_split": "test",
-        "doc_to_text": jinja_template(template),
+        "doc_to_text": CHAT_USER_TURN if chat_template else jinja_template(template),
     }
     from cofi.tasks import TASK_TYPES
 
@@ -112,7 +117,7 @@ def scores_from_results(results: dict, mapping: dict) -> tuple[dict[str, float],
 
 
 def run(model_dir: str, mapping: dict, include_path: str | None, dtype: str, device: str, batch_size: int,
-        limit: int | None, trust_remote_code: bool = False) -> dict:
+        limit: int | None, trust_remote_code: bool = False, chat_template: bool = False) -> dict:
     """Run the harness on ``model_dir``; returns its raw ``results`` dict."""
     try:
         import lm_eval
@@ -120,9 +125,10 @@ def run(model_dir: str, mapping: dict, include_path: str | None, dtype: str, dev
     except ImportError:
         raise LmEvalError("lm-eval is not installed (pip install 'cofi[lm-eval]')") from None
     tasks = sorted({e["task"] for names in mapping.values() for entries in names.values() for e in entries})
-    model_args = {"pretrained": str(model_dir), "dtype": dtype, "device": device, "add_bos_token": True,
+    # A chat template writes its own BOS where the model wants one; cofi's string prompts start with BOS.
+    model_args = {"pretrained": str(model_dir), "dtype": dtype, "device": device, "add_bos_token": not chat_template,
                   "trust_remote_code": trust_remote_code}
     output = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=tasks, batch_size=batch_size, limit=limit,
                                      task_manager=TaskManager(include_path=include_path) if include_path else None,
-                                     log_samples=False)
+                                     log_samples=False, apply_chat_template=chat_template)
     return output["results"]

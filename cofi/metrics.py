@@ -36,7 +36,22 @@ def rouge_l(prediction: str, reference: str) -> float:
     return _rouge().score(reference, prediction)["rougeL"].fmeasure
 
 
-GENERATION_METRICS = {"exact_match": exact_match, "rouge_l": rouge_l}
+def _last_number(text: str) -> float | None:
+    import re
+
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", text.replace(",", ""))
+    return float(numbers[-1]) if numbers else None
+
+
+def number(prediction: str, reference: str) -> float:
+    """The last number of the prediction equals the reference's (GSM8K-style answer extraction)."""
+    answer = _last_number(reference)
+    if answer is None:
+        raise ValueError(f"reference {reference!r} has no number to compare with")
+    return float(_last_number(prediction) == answer)
+
+
+GENERATION_METRICS = {"exact_match": exact_match, "rouge_l": rouge_l, "number": number}
 
 
 def corpus_score(metric: str, predictions: list[str], references: list[str]) -> float:

@@ -100,3 +100,24 @@ def write_plots(table_csv: str | Path, out_dir: str | Path, collect: dict[str, s
         shutil.copyfile(source, target)
         written.append(Path(target))
     return written
+
+
+def plot_loss_curves(curves: dict[str, str | Path], title: str, stem: str | Path) -> list[Path]:
+    """Training loss against the step of each run (``{label: loss.csv}``); runs that do not train
+    (their curve file holds only the header) are left out. PNG and PDF."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    drawn = 0
+    for label, path in curves.items():
+        curve = pd.read_csv(path)
+        if curve.empty:
+            continue
+        axis.plot(curve["step"], curve["loss"], label=label, linewidth=1.2)
+        drawn += 1
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("training loss (response tokens)")
+    axis.set_title(title)
+    if drawn:
+        axis.legend(fontsize=7, ncol=2 if drawn > 8 else 1)
+    figure.tight_layout()
+    return save_figure(figure, stem)

@@ -119,11 +119,19 @@ class ComputeSettings:
         "fp32", "training autocast; bf16/fp16 keep float32 copies of the trained weights, fp16 scales the loss (not "
         "with SAM)")
     gradient_checkpointing: bool = setting(False, "recompute activations in backward: less memory, about a third more time")
+    tensorboard: bool = setting(False, "also write each step's loss, lr and penalty as TensorBoard event files in the "
+                                "run's tensorboard/ directory (needs the tensorboard package)")
     checkpoint_every: int = setting(0, "a resumable training checkpoint every N optimizer steps (0: none); a rerun job "
                                     "resumes from the latest", minimum=0)
 
     def check_run(self, uses_sam: bool, where: str) -> None:
         """What a run may not combine with these settings (:class:`SettingsError` naming ``where``)."""
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise SettingsError("config key compute.tensorboard: the tensorboard package is not installed "
+                                    "(pip install 'cofi[tensorboard]', or set it false)")
         if self.precision == "fp16" and uses_sam:
             raise SettingsError(f"{where}: fp16 cannot train with SAM (the loss scaler and SAM's ascent do not mix); "
                              "use bf16")
@@ -134,6 +142,8 @@ class PromptSettings:
     """How a record becomes tokens (cofi.prompts)."""
 
     template: str = setting("{instruction} {input} =", "Python format string with {instruction} and {input}")
+    chat_template: bool = setting(False, "build prompts with the tokenizer's own chat template (one user turn: "
+                                  "instruction, a blank line, input; the generation prompt on); template is then unused")
     mask_prompt: bool = setting(True, "loss on the response tokens only")
     max_len: int = setting(32, "tokens per training example (longer ones are cut from the right)", minimum=1)
 
@@ -143,6 +153,9 @@ class ModelSettings:
     """Which model every job loads, and how."""
 
     path: str | None = setting(None, "local Hugging Face causal LM directory; null builds the embedded base model",
+                               format="path")
+    gguf: str | None = setting(None, "a GGUF model file (llama.cpp, ollama) of the Llama family, imported once as a "
+                               "Hugging Face directory under results/<experiment>/base_model (instead of path)",
                                format="path")
     trust_remote_code: bool = setting(False, "run the model's own Python code (off unless you say so)")
     dtype: typing.Literal["float32", "bfloat16", "float16", "float64"] = setting(

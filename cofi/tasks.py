@@ -26,14 +26,18 @@ class TaskType:
             raise TaskTypeError(f"config key {key}.metric: unknown metric {metric!r} for type {self.name!r} "
                                 f"(expected one of {list(self.metrics)})")
 
+    verifiable: bool = False  # items carry IFEval checks
+
     def read(self, path) -> list[dict]:
         """The items of a test or validation file, validated (training files are always instruction data)."""
         from cofi.data import read_jsonl
 
-        return read_jsonl(path, multiple_choice=self.multiple_choice)
+        return read_jsonl(path, multiple_choice=self.multiple_choice, verifiable=self.verifiable)
 
-    def score(self, model, tokenizer, records: list[dict], metric: str, template: str, batch_size: int) -> dict:
-        """``{"score": 0-100, "predictions": [...]}`` of ``model`` on ``records``."""
+    def score(self, model, prompter, records: list[dict], metric: str, batch_size: int,
+              generation: dict | None = None) -> dict:
+        """``{"score": 0-100, "predictions": [...]}`` of ``model`` on ``records``, prompts made by ``prompter``
+        (:class:`cofi.prompts.Prompter`); ``generation``: decoding options over the model's generation config."""
         raise TypeError(f"{type(self).__name__} does not score")
 
     def lm_eval_fields(self, max_gen_toks: int) -> dict:
@@ -42,20 +46,20 @@ class TaskType:
 
 
 class Generation(TaskType):
-    """Greedy generation, scored against ``output`` by exact match or ROUGE-L."""
+    """Greedy generation, scored against ``output`` by exact match, ROUGE-L, or the answer's number."""
 
     name = "generation"
-    metrics = ("exact_match", "rouge_l")
+    metrics = ("exact_match", "rouge_l", "number")
 
-    def score(self, model, tokenizer, records, metric, template, batch_size):
+    def score(self, model, prompter, records, metric, batch_size, generation=None):
         from cofi import metrics
         from cofi.evaluate import generate
-        from cofi.prompts import encode_response, render_prompt
 
         references = [r["output"] for r in records]
-        # Room for the longest reference plus EOS; longer answers cannot match anyway.
-        max_new = max(len(encode_response(tokenizer, ref)) for ref in references) + 1
-        predictions = generate(model, tokenizer, [render_prompt(r, template) for r in records], batch_size, max_new)
+        # Room for the longest reference and its end token; longer answers cannot match anyway. A number
+        # may come after some working: room for a sentence or two.
+        max_new = max(len(prompter.response_ids(ref)) for ref in references) + (48 if metric == "number" else 1)
+        predictions = generate(model, prompter, records, batch_size, max_new, generation)
         return {"score": metrics.corpus_score(metric, predictions, references), "predictions": predictions}
 
     def lm_eval_fields(self, max_gen_toks):
@@ -73,13 +77,11 @@ class MultipleChoice(TaskType):
     metrics = ("accuracy",)
     multiple_choice = True
 
-    def score(self, model, tokenizer, records, metric, template, batch_size):
+    def score(self, model, prompter, records, metric, batch_size, generation=None):
         from cofi import metrics
         from cofi.evaluate import choice_loglikelihoods
-        from cofi.prompts import render_prompt
 
-        loglik = choice_loglikelihoods(model, tokenizer, [render_prompt(r, template) for r in records],
-                                       [r["choices"] for r in records], batch_size)
+        loglik = choice_loglikelihoods(model, prompter, records, batch_size)
         predicted = [max(range(len(s)), key=s.__getitem__) for s in loglik]
         return {"score": metrics.accuracy(predicted, [r["answer"] for r in records]),
                 "predictions": [r["choices"][p] for r, p in zip(records, predicted)]}
@@ -89,7 +91,25 @@ class MultipleChoice(TaskType):
                 "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
 
 
-TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Generation(), MultipleChoice())}
+class InstructionFollowing(TaskType):
+    """IFEval-style: a response is right when it passes every check its item lists (:mod:`cofi.instructions`,
+    the harness's checkers); the score is the share of such items (IFEval's prompt-level strict accuracy)."""
+
+    name = "instruction_following"
+    metrics = ("ifeval_strict",)
+    verifiable = True
+    max_new_tokens = 96  # a few sentences or bullets: what the suites' writing tasks ask for
+
+    def score(self, model, prompter, records, metric, batch_size, generation=None):
+        from cofi.evaluate import generate
+        from cofi.instructions import follows
+
+        predictions = generate(model, prompter, records, batch_size, self.max_new_tokens, generation)
+        passed = [follows(p, r["checks"]) for p, r in zip(predictions, records)]
+        return {"score": 100.0 * sum(passed) / len(records), "predictions": predictions}
+
+
+TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Generation(), MultipleChoice(), InstructionFollowing())}
 
 
 def task_type(key: str, name: str) -> TaskType:

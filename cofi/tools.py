@@ -87,7 +87,7 @@ def cmd_lm_eval(args) -> None:
     device = str(resolve_device(args.device))
     started = time.perf_counter()
     results = lm_eval_bridge.run(args.model, mapping, args.include_path, args.dtype, device, args.batch_size,
-                                 args.limit, args.trust_remote_code)
+                                 args.limit, args.trust_remote_code, args.chat_template)
     spec, vers = lm_eval_bridge.scores_from_results(results, mapping)
     items = {task: result.get("sample_len") for task, result in results.items()}
     write_json(args.out, score_file(args.labels, args.model, spec, vers, items, evaluator=f"lm-eval {version('lm_eval')}",
@@ -99,7 +99,8 @@ def cmd_lm_eval(args) -> None:
 def cmd_lm_eval_task(args) -> None:
     from cofi.lm_eval_bridge import write_local_task
 
-    path = write_local_task(args.out_dir, args.name, args.data, args.type, args.template, args.max_gen_toks)
+    path = write_local_task(args.out_dir, args.name, args.data, args.type, args.template, args.max_gen_toks,
+                            args.chat_template)
     log(f"wrote {path}; run it with: python -m cofi.tools lm-eval --include-path {args.out_dir} ...")
 
 
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=json_arg, default="{}", help="JSON labels stored with the scores (method, task, seed)")
     p.add_argument("--batch-size", type=int, default=32, help="harness batch size")
     p.add_argument("--limit", type=int, default=None, help="at most this many items per task")
+    p.add_argument("--chat-template", action="store_true", help="prompts through the model's chat template "
+                   "(prompt.chat_template: true)")
     p.add_argument("--out", required=True, help="scores JSON (the format of evaluate)")
     p.set_defaults(func=cmd_lm_eval)
 
@@ -181,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="task name")
     p.add_argument("--data", required=True, help="JSONL suite")
     p.add_argument("--type", required=True, choices=["generation", "multiple_choice"], help="suite type")
-    p.add_argument("--template", required=True, help="cofi prompt template ({instruction}, {input})")
+    p.add_argument("--template", default="{instruction} {input} =", help="cofi prompt template ({instruction}, {input})")
+    p.add_argument("--chat-template", action="store_true", help="the user turn only: lm-eval --chat-template applies "
+                   "the model's template")
     p.add_argument("--max-gen-toks", type=int, default=64, help="generation length (generation suites)")
     p.add_argument("--out-dir", required=True, help="directory for <name>.yaml")
     p.set_defaults(func=cmd_lm_eval_task)

@@ -21,15 +21,16 @@ from transformers import get_cosine_schedule_with_warmup
 
 from cofi import distributed
 from cofi.methods.base import Extension
-from cofi.prompts import IGNORE_INDEX, encode_example
+from cofi.prompts import IGNORE_INDEX
 from cofi.sharding import is_sharded, local, scalar
 from cofi.settings import ComputeSettings, TrainSettings, to_dict
 
 CURVE_COLUMNS = ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds"]
 
 
-def tokenize_dataset(records, tokenizer, template: str, mask_prompt: bool, max_len: int) -> list[dict]:
-    examples = [encode_example(tokenizer, r, template, mask_prompt, max_len) for r in records]
+def tokenize_dataset(records, prompter, mask_prompt: bool, max_len: int) -> list[dict]:
+    """Training examples of ``records`` (:meth:`cofi.prompts.Prompter.example`), those that keep a response token."""
+    examples = [prompter.example(r, mask_prompt, max_len) for r in records]
     usable = [e for e in examples if any(label != IGNORE_INDEX for label in e["labels"][1:])]
     if not usable:
         raise ValueError(f"no training example keeps a response token within max_len={max_len}")
@@ -234,6 +235,13 @@ def enable_gradient_checkpointing(model) -> None:
     base.config.use_cache = False
 
 
+def _tensorboard(directory: Path):
+    """TensorBoard's event-file writer (as LLaMA-Factory's ``report_to: tensorboard``)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(directory))
+
+
 def _curve_row(step: int, fields: dict, elapsed: float) -> list:
     sam_loss = fields.get("sam_loss")
     return [step, f"{fields['loss']:.6f}", f"{fields['penalty']:.6g}", "" if sam_loss is None else f"{sam_loss:.6f}",
@@ -280,10 +288,15 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
         + f": {to_dict(settings)}, seed {seed}, {compute.precision}")
     started = time.perf_counter() - spent
     fields = {"loss": float("nan")}
+    board = _tensorboard(Path(curve_path).parent / "tensorboard") if compute.tensorboard and distributed.is_main() else None
     for step in range(first_step, settings.steps + 1):
         fields = trainer.step([next(stream) for _ in range(settings.grad_accum)])
         elapsed = time.perf_counter() - started
         rows.append(_curve_row(step, fields, elapsed))
+        if board is not None:
+            for name in ("loss", "lr", "penalty", "sam_loss", "tokens"):
+                if fields.get(name) is not None:
+                    board.add_scalar(f"train/{name}", fields[name], step)
         if step % settings.log_every == 0 or step == settings.steps:
             extra = (f"  penalty {fields['penalty']:.4g}" if trainer.has_penalty else "") + (
                 f"  loss at w+eps {fields['sam_loss']:.6f}" if "sam_loss" in fields else "")
@@ -292,6 +305,8 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
                 f"{elapsed:.1f}s  (ETA {remaining:.0f}s)")
         if checkpointing and step % compute.checkpoint_every == 0 and step < settings.steps:
             trainer.save_checkpoint(checkpoint_dir, step, identity, rows, elapsed)
+    if board is not None:
+        board.close()
     if distributed.is_main():
         Path(curve_path).parent.mkdir(parents=True, exist_ok=True)
         with open(curve_path, "w", newline="") as handle:

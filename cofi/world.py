@@ -37,6 +37,9 @@ DIGITS = [str(d) for d in range(10)]
 GLUE = ["=", "add", "bio", "rotate"]
 
 
+FITS_EMBEDDED_MODEL = True  # its words are the embedded tokenizer's vocabulary, and only it knows them
+
+
 @dataclass(frozen=True)
 class WorldSpec:
     """Sizes of the synthetic world. Defaults are the embedded default experiment's."""
@@ -203,3 +206,6 @@ def build_world(spec: WorldSpec) -> dict[str, list[dict]]:
         "rotate_val": [as_list_op("rotate", items) for items in rotate_val],
         "rotate_test": [as_list_op("rotate", items) for items in rotate_test],
     }
+
+
+Spec, build = WorldSpec, build_world  # the face cofi.embedded expects

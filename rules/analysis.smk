@@ -24,9 +24,7 @@ rule landscape:
         suites=lambda w: as_json({name: suite.spec("val") for name, suite in EXP.versatility.items()}),
         options=lambda w: as_json({k: v for k, v in LANDSCAPE.items() if k not in ("runs", "seed")}),
         labels=lambda w: as_json({"run": w.run, "task": w.task, "seed": LANDSCAPE_SEED}),
-        template=lambda w: PROMPT.template,  # a lambda: its braces are not wildcards
-        max_len=PROMPT.max_len,
-        mask="--mask-prompt" if PROMPT.mask_prompt else "--no-mask-prompt",
+        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         model_args=MODEL_ARGS,
         stem=lambda w, output: output.plot[: -len(".png")],
     log:
@@ -42,7 +40,7 @@ rule landscape:
     shell:
         "python -m cofi landscape --model {input.model:q} --task-data {input.task_data:q} "
         "--vers-suites {params.suites:q} --options {params.options:q} --labels {params.labels:q} "
-        "--template {params.template:q} --max-len {params.max_len} {params.mask} {params.model_args} "
+        "--prompt {params.prompt:q} {params.model_args} "
         "--threads {threads} --out {output.json:q} --plot {params.stem:q} > {log:q} 2>&1"
 
 

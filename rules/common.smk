@@ -42,6 +42,8 @@ def benchmark_file(rule, *parts):
 MODEL_ARGS = " ".join(part for part in (f"--dtype {EXP.model.dtype}", f"--device {shlex.quote(EXP.compute.device)}",
                                         "--trust-remote-code" if EXP.model.trust_remote_code else "") if part)
 PROMPT = EXP.prompt
+PROMPT_JSON = as_json(to_dict(PROMPT))
+GENERATION_JSON = as_json(EXP.evaluation["generation"])
 
 
 # --- finetune.smk's input functions --------------------------------------------
@@ -171,8 +173,19 @@ def search_results(w):
     return [checkpoints.search_result.get(task=task).output.result for task in (TASKS if SEARCH_ON else [])]
 
 
+def loss_curve_files(task):
+    """{label: loss.csv} of every configured run on ``task``, at each seed."""
+    return {f"{run} seed {seed}" if len(EXP.seeds) > 1 else run: run_file(run, task, seed, "loss.csv")
+            for run in RUNS for seed in EXP.seeds}
+
+
+def loss_curve_flags(task):
+    return [part for label, path in loss_curve_files(task).items() for part in ("--curve", f"{label}={path}")]
+
+
 # --- analysis.smk's input functions --------------------------------------------
 
 
 def landscape_model(w):
     return EXP.base_model_dir if w.run == BASE_ROW else run_file(w.run, w.task, LANDSCAPE_SEED, "model")
+

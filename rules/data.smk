@@ -1,12 +1,16 @@
-# The embedded synthetic world, written as JSONL (only needed where the config leaves paths null).
-from cofi.world import SPLITS as WORLD_SPLITS
+# The data cofi makes itself where suite paths are null (embedded.suites: the symbolic world or the
+# chat suites), written as JSONL.
+from cofi.embedded import suites_module
+
+EMBEDDED_SPLITS = suites_module(EXP.embedded_suites).SPLITS
 
 
 rule make_data:
     output:
-        [LAYOUT.data_file(split) for split in WORLD_SPLITS],
+        [LAYOUT.data_file(split) for split in EMBEDDED_SPLITS],
     params:
-        world=lambda w: as_json(config["embedded"]["world"]),
+        suites=EXP.embedded_suites,
+        spec=lambda w: as_json(to_dict(EXP.embedded_spec())),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         log_file("make_data"),
@@ -19,4 +23,5 @@ rule make_data:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi make-data --world {params.world:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "python -m cofi make-data --suites {params.suites} --spec {params.spec:q} --out-dir {params.out_dir:q} "
+        "> {log:q} 2>&1"

@@ -4,7 +4,7 @@
 MAX_ITEMS = "" if EXP.evaluation["max_items"] is None else f"--max-items {int(EXP.evaluation['max_items'])}"
 # One command line for both evaluation rules; every config value reaches the shell quoted.
 EVALUATE_CMD = (
-    "python -m cofi evaluate --model {input.model:q} --template {params.template:q} "
+    "python -m cofi evaluate --model {input.model:q} --prompt {params.prompt:q} --generation {params.generation:q} "
     "--suites {params.suites:q} --labels {params.labels:q} --batch-size {params.batch_size} "
     "{params.max_items} --threads {threads} {params.model_args} "
     "--out {output.scores:q} --predictions {output.predictions:q} > {log:q} 2>&1"
@@ -21,7 +21,8 @@ rule evaluate_base:
     params:
         suites=lambda w: as_json(EXP.evaluation_suites(TASKS, "test")),
         labels=lambda w: as_json({"method": "base", "seed": None}),
-        template=lambda w: PROMPT.template,  # a lambda: its braces are not wildcards
+        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        generation=lambda w: GENERATION_JSON,
         batch_size=EXP.evaluation["batch_size"],
         max_items=MAX_ITEMS,
         model_args=MODEL_ARGS,
@@ -49,7 +50,8 @@ rule evaluate_run:
     params:
         suites=lambda w: as_json(EXP.evaluation_suites([w.task], w.split)),
         labels=lambda w: as_json({"method": w.run, "task": w.task, "seed": int(w.seed), "split": w.split}),
-        template=lambda w: PROMPT.template,  # a lambda: its braces are not wildcards
+        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        generation=lambda w: GENERATION_JSON,
         batch_size=EXP.evaluation["batch_size"],
         max_items=MAX_ITEMS,
         model_args=MODEL_ARGS,

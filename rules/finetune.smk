@@ -11,7 +11,7 @@ rule finetune:
         curve=f"{RUN_DIR}/loss.csv",
     params:
         run=run_spec,
-        prompt=lambda w: as_json(to_dict(PROMPT)),
+        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         compute=lambda w: as_json({k: v for k, v in to_dict(EXP.compute).items() if k != "device"}),
         inputs=method_input_flags,
         checkpoints=checkpoint_flags,

@@ -11,8 +11,7 @@ rule importance:
         plot=LAYOUT.importance("{source}", "png"),
     params:
         options=lambda w: as_json({k: v for k, v in EXP.importance.items() if k not in ("source", "versatility_data")}),
-        template=lambda w: PROMPT.template,  # a lambda: its braces are not wildcards
-        max_len=PROMPT.max_len,
+        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         model_args=MODEL_ARGS,
     log:
         log_file("importance", "{source}"),
@@ -26,5 +25,5 @@ rule importance:
         runtime=30,
     shell:
         "python -m cofi importance --model {input.model:q} --data {input.data:q} --options {params.options:q} "
-        "--template {params.template:q} --max-len {params.max_len} {params.model_args} --threads {threads} "
+        "--prompt {params.prompt:q} {params.model_args} --threads {threads} "
         "--out {output.tensors:q} --plot {output.plot:q} > {log:q} 2>&1"

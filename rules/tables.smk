@@ -87,6 +87,35 @@ rule result_plots:
         "> {log:q} 2>&1"
 
 
+rule loss_curves:
+    """The training loss of every configured run on one task (all seeds), for the report."""
+    input:
+        curves=lambda w: list(loss_curve_files(w.task).values()),
+    output:
+        png=report(f"{PLOTS}/loss_{{task}}.png", caption="../workflow/report/loss_curves.rst", category="Training",
+                   labels={"figure": "training loss, {task}"}),
+        pdf=f"{PLOTS}/loss_{{task}}.pdf",
+    params:
+        curves=lambda w: loss_curve_flags(w.task),
+        title=lambda w: f"training loss on {w.task}",
+        stem=lambda w, output: output.png[: -len(".png")],
+    log:
+        log_file("loss_curves", "{task}"),
+    benchmark:
+        benchmark_file("loss_curves", "{task}")
+    conda:
+        "../envs/cofi.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python -m cofi loss-curves {params.curves:q} --title {params.title:q} --out {params.stem:q} > {log:q} 2>&1"
+
+
+LOSS_CURVES = expand(rules.loss_curves.output, task=TASKS)
+
+
 # Everything the `tables` target rebuilds from the score files (no training, no evaluation).
 TABLE_OUTPUTS = [
     *rules.main_table.output,

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cofi import checkpoint
+from cofi.prompts import Prompter
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.base import Extension
 from cofi.sam import SAM
@@ -17,7 +18,7 @@ from conftest import TEMPLATE
 
 @pytest.fixture
 def examples(tokenizer, tiny_world):
-    return tokenize_dataset(tiny_world["rotate_train"][:16], tokenizer, TEMPLATE, True, 32)
+    return tokenize_dataset(tiny_world["rotate_train"][:16], Prompter(tokenizer, TEMPLATE), True, 32)
 
 
 def config(**overrides) -> TrainSettings:

@@ -32,8 +32,9 @@ def test_minimal_config_gets_the_defaults():
                                   "warmup_ratio": 0.05, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 25}
     assert config["importance"]["source"] == "speciality" and config["importance"]["dropout"] == 0.003
     assert config["versatility"]["know"]["type"] == "multiple_choice"
-    assert config["model"] == {"path": None, "trust_remote_code": False, "dtype": "float32"}
-    assert config["compute"] == {"device": "auto", "precision": "fp32", "gradient_checkpointing": False, "checkpoint_every": 0}
+    assert config["model"] == {"path": None, "gguf": None, "trust_remote_code": False, "dtype": "float32"}
+    assert config["compute"] == {"device": "auto", "precision": "fp32", "gradient_checkpointing": False, "tensorboard": False,
+                                 "checkpoint_every": 0}
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ def test_replay_data_must_be_given_for_a_users_model(config, tmp_path):
     config["search"]["enabled"] = False
     config["runs"] = {"full": {}, "replay": {}}
     config["landscape"]["runs"] = []
-    with pytest.raises(ConfigError, match=r"config key runs\.replay\.data: null takes the embedded world's versatility mixture"):
+    with pytest.raises(ConfigError, match=r"config key runs\.replay\.data: null takes the world suites. versatility mixture"):
         check_config(config)
 
 

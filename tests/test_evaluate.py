@@ -5,26 +5,28 @@ import torch
 
 from cofi.evaluate import choice_loglikelihoods, generate
 from cofi.tasks import TASK_TYPES
-from cofi.prompts import encode_prompt, render_prompt
+from cofi.prompts import Prompter
 
 from conftest import TEMPLATE
 
 
 def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model, tokenizer, tiny_world):
     records = tiny_world["instruct_test"][:6] + tiny_world["know_test"][:3]  # prompts of several lengths
-    prompts = [render_prompt(r, TEMPLATE) for r in records]
-    assert len({len(p.split()) for p in prompts}) > 2
-    batched = generate(tiny_model, tokenizer, prompts, batch_size=9, max_new_tokens=5)
-    single = [generate(tiny_model, tokenizer, [p], batch_size=1, max_new_tokens=5)[0] for p in prompts]
+    prompter = Prompter(tokenizer, TEMPLATE)
+    assert len({len(prompter.text(r).split()) for r in records}) > 2
+    batched = generate(tiny_model, prompter, records, batch_size=9, max_new_tokens=5)
+    single = [generate(tiny_model, prompter, [r], batch_size=1, max_new_tokens=5)[0] for r in records]
     assert batched == single
 
 
 @torch.no_grad()
 def test_choice_loglikelihood_matches_a_hand_computation(tiny_model, tokenizer):
-    prompt, choices = "color e01 =", ["red", "blue green"]
-    scores = choice_loglikelihoods(tiny_model, tokenizer, [prompt], [choices], batch_size=4)[0]
+    record, choices = {"instruction": "color", "input": "e01"}, ["red", "blue green"]
+    prompter = Prompter(tokenizer, TEMPLATE)
+    scores = choice_loglikelihoods(tiny_model, prompter, [{**record, "choices": choices}], batch_size=4)[0]
     for choice, score in zip(choices, scores):
-        prompt_ids = encode_prompt(tokenizer, prompt)
+        prompt_ids = [tokenizer.bos_token_id] + tokenizer.encode("color e01 =", add_special_tokens=False)
+        assert prompter.prompt_ids(record) == prompt_ids
         ids = prompt_ids + tokenizer.encode(choice, add_special_tokens=False)
         logprobs = torch.log_softmax(tiny_model(torch.tensor([ids])).logits[0], dim=-1)
         expected = sum(logprobs[i - 1, ids[i]].item() for i in range(len(prompt_ids), len(ids)))
@@ -34,9 +36,9 @@ def test_choice_loglikelihood_matches_a_hand_computation(tiny_model, tokenizer):
 
 def test_multiple_choice_accuracy_follows_the_likelihoods(tiny_model, tokenizer, tiny_world):
     records = tiny_world["know_test"]
-    result = TASK_TYPES["multiple_choice"].score(tiny_model, tokenizer, records, "accuracy", TEMPLATE, 8)
-    loglik = choice_loglikelihoods(tiny_model, tokenizer, [render_prompt(r, TEMPLATE) for r in records],
-                                   [r["choices"] for r in records], 8)
+    prompter = Prompter(tokenizer, TEMPLATE)
+    result = TASK_TYPES["multiple_choice"].score(tiny_model, prompter, records, "accuracy", 8)
+    loglik = choice_loglikelihoods(tiny_model, prompter, records, 8)
     best = [r["choices"][max(range(4), key=s.__getitem__)] for r, s in zip(records, loglik)]
     assert result["predictions"] == best
     hits = sum(b == r["output"] for b, r in zip(best, records))
@@ -46,5 +48,5 @@ def test_multiple_choice_accuracy_follows_the_likelihoods(tiny_model, tokenizer,
 def test_generation_suite_scores_references_as_perfect(tiny_model, tokenizer, tiny_world, monkeypatch):
     records = tiny_world["rotate_test"]
     monkeypatch.setattr("cofi.evaluate.generate", lambda *a, **k: [r["output"] for r in records])
-    result = TASK_TYPES["generation"].score(tiny_model, tokenizer, records, "exact_match", TEMPLATE, 8)
+    result = TASK_TYPES["generation"].score(tiny_model, Prompter(tokenizer, TEMPLATE), records, "exact_match", 8)
     assert result["score"] == 100.0

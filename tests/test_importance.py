@@ -3,6 +3,7 @@ import statistics
 import pytest
 import torch
 
+from cofi.prompts import Prompter
 from cofi.importance import (
     ImportanceError,
     accumulate_importance,
@@ -20,7 +21,7 @@ from conftest import TEMPLATE, TINY_ARCH
 
 @pytest.fixture
 def batches(tiny_world, tokenizer):
-    return prompt_batches(tiny_world["bio_train"], tokenizer, TEMPLATE, batch_size=8, n_batches=3, max_len=32, seed=0)
+    return prompt_batches(tiny_world["bio_train"], Prompter(tokenizer, TEMPLATE), batch_size=8, n_batches=3, max_len=32, seed=0)
 
 
 def test_normalisation_matches_the_formula():

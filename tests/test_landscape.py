@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cofi.prompts import Prompter
 from cofi.landscape import batch_loss, filter_normalised_direction, landscape
 from cofi.sharpness import sharpness_table, spearman
 from cofi.train import collate, tokenize_dataset
@@ -57,7 +58,7 @@ def test_quadratic_curvature_and_rise_by_hand():
 
 
 def test_centre_is_the_models_loss_and_weights_are_restored(tiny_model, tokenizer, tiny_world):
-    batch = collate(tokenize_dataset(tiny_world["rotate_train"][:8], tokenizer, TEMPLATE, True, 32), 0)
+    batch = collate(tokenize_dataset(tiny_world["rotate_train"][:8], Prompter(tokenizer, TEMPLATE), True, 32), 0)
     loss = batch_loss(batch)
     before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
     result = landscape(tiny_model, {"spec": loss}, span=0.5, points_1d=5, points_2d=3, radius=0.25, direction_seed=1)

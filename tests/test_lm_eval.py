@@ -11,6 +11,7 @@ import pytest
 from cofi.lm_eval_bridge import LmEvalError, jinja_template, parse_mapping, scores_from_results
 from cofi.modeling import build_llama, save_model
 from cofi.settings import TrainSettings
+from cofi.prompts import Prompter
 from cofi.train import tokenize_dataset, train
 
 from conftest import TEMPLATE, TINY_ARCH, skip_or_fail
@@ -51,7 +52,7 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
     # Memorise the test items for a while, so generation scores are far from 0 and from 100.
     model = build_llama(len(tokenizer), TINY_ARCH, seed=0)
     records = [r for split in ("rotate_test", "know_test", "reason_test", "instruct_test") for r in tiny_world[split]]
-    train(model, tokenize_dataset(records, tokenizer, TEMPLATE, True, 32),
+    train(model, tokenize_dataset(records, Prompter(tokenizer, TEMPLATE), True, 32),
           TrainSettings(lr=3e-3, steps=60, batch_size=16, log_every=1000), 0, 0, tmp_path / "loss.csv",
           log=lambda _: None)
     save_model(model, tokenizer, tmp_path / "model")
@@ -66,7 +67,7 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
     vers_suites = {name: {"path": str(tmp_path / f"{name}.jsonl"), "type": kind,
                           "metric": "accuracy" if kind == "multiple_choice" else "exact_match"}
                    for name, (_, kind) in suites.items() if name != "rotate"}
-    cofi("evaluate", "--model", str(tmp_path / "model"), "--template", TEMPLATE, "--suites",
+    cofi("evaluate", "--model", str(tmp_path / "model"), "--prompt", json.dumps({"template": TEMPLATE}), "--suites",
          json.dumps({"spec": spec_suite, "vers": vers_suites}), "--labels", '{"method": "base", "seed": null}',
          "--device", "cpu", "--out", str(tmp_path / "cofi.json"), cwd=tmp_path)
     mapping = {"spec": {"rotate": ["cofi_rotate"]},

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from cofi.prompts import Prompter
 from cofi.experiment import Run, expand_runs, make_run
 from cofi.methods import METHODS, Inputs
 from cofi.methods.penalty import DistanceToInit
@@ -19,7 +20,7 @@ TRAIN = {"lr": 1e-3, "steps": 4, "batch_size": 4, "grad_accum": 1, "warmup_ratio
 
 
 def inputs_for(tokenizer, **paths):
-    return Inputs(seed=0, tokenize=lambda records: tokenize_dataset(records, tokenizer, TEMPLATE, True, 32),
+    return Inputs(seed=0, tokenize=lambda records: tokenize_dataset(records, Prompter(tokenizer, TEMPLATE), True, 32),
                   load_model=None, log=lambda _: None, paths=paths)
 
 
@@ -32,7 +33,7 @@ def run_of(method: str, **keys) -> Run:
 
 @pytest.fixture
 def examples(tokenizer, tiny_world):
-    return tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    return tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
 
 
 def run_method(run, model, inputs, examples, tmp_path):
@@ -116,7 +117,7 @@ def test_replay_mixes_a_fixed_share_of_every_batch(tiny_model, tokenizer, tiny_w
 
     path = tmp_path / "versatility.jsonl"
     write_jsonl(path, tiny_world["versatility_train"])
-    task = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    task = tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
     run = run_of("replay", fraction=0.25, batch_size=8, steps=5)
     setup = METHODS["replay"].setup(tiny_model, run, inputs_for(tokenizer, replay_data=str(path)))
     stream = setup.batches(task, 8, 0, 0)

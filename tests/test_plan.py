@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from cofi.prompts import Prompter
 from cofi.experiment import Run
 from cofi.methods.base import Extension
 from cofi.plan import Architecture, activation_bytes, layer_activation_bytes, needs
@@ -59,7 +60,7 @@ def test_model_state_figures_are_the_bytes_training_holds(tiny_model, tokenizer,
     groups = {"mha": ["q_proj", "k_proj", "v_proj"], "ffn": ["up_proj", "down_proj"]}
     run = Run(name=method, method=method, train=TrainSettings(lr=1e-3, steps=2, batch_size=4),
               params={**extra, **({"groups": groups} if method == "region" else {})})
-    examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
     model = copy.deepcopy(tiny_model)
     setup = METHODS[method].setup(model, run, Inputs(seed=0, tokenize=None, load_model=None))
     probe = StateBytes(model)
@@ -86,7 +87,7 @@ def test_activation_figures_are_what_the_backward_keeps(tokenizer, tiny_world, a
         model = model.to(torch.bfloat16)
     if checkpointing:
         enable_gradient_checkpointing(model)
-    examples = tokenize_dataset(tiny_world["rotate_train"][:16], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"][:16], Prompter(tokenizer, TEMPLATE), True, 32)
     batch = collate(examples, tokenizer.pad_token_id)
     weights = {p.data_ptr() for p in model.parameters()}
     saved, seen = [0], set()

@@ -5,6 +5,7 @@ import copy
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from cofi.prompts import Prompter
 from cofi.sam import SAM
 from cofi.settings import TrainSettings
 from cofi.train import collate, token_loss_sum, tokenize_dataset, train
@@ -22,7 +23,7 @@ def mean_loss_gradient(model, batch) -> dict[str, torch.Tensor]:
 
 
 def test_one_sam_step_matches_a_hand_computation(tiny_model, tokenizer, tiny_world, tmp_path):
-    examples = tokenize_dataset(tiny_world["rotate_train"][:4], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"][:4], Prompter(tokenizer, TEMPLATE), True, 32)
     batch = collate(examples, pad_id=0)  # batch_size 4 = every example, so the trainer sees this batch
     start = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
 
@@ -58,7 +59,7 @@ def test_one_sam_step_matches_a_hand_computation(tiny_model, tokenizer, tiny_wor
 
 
 def test_sam_under_accumulation_equals_one_big_batch(tiny_model, tokenizer, tiny_world, tmp_path):
-    examples = tokenize_dataset(tiny_world["rotate_train"][:8], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"][:8], Prompter(tokenizer, TEMPLATE), True, 32)
     models, forwards = [], []
     for batch_size, accum in ((4, 1), (2, 2)):
         model = copy.deepcopy(tiny_model)
@@ -89,7 +90,7 @@ def test_ascend_and_restore():
 def test_sam_loss_is_logged_and_is_higher_than_the_loss(tiny_model, tokenizer, tiny_world, tmp_path):
     import pandas as pd
 
-    examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
     settings = TrainSettings(lr=1e-3, steps=5, batch_size=8, warmup_ratio=0)
     train(tiny_model, examples, settings, 0, 0, tmp_path / "curve.csv", log=lambda _: None, extensions=[SAM(0.5)])
     curve = pd.read_csv(tmp_path / "curve.csv")

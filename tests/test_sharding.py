@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cofi.prompts import Prompter
 from cofi.experiment import Run
 from cofi.importance import accumulate_importance, prompt_batches, save_importance
 from cofi.modeling import build_llama, save_model
@@ -52,7 +53,7 @@ def files(tmp_path_factory, tokenizer, tiny_world):
     with open(root / "train.jsonl", "w") as handle:
         for record in tiny_world["rotate_train"][:30]:
             handle.write(json.dumps(record) + "\n")
-    batches = prompt_batches(tiny_world["rotate_train"], tokenizer, TEMPLATE, 4, 2, 32, seed=0)
+    batches = prompt_batches(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), 4, 2, 32, seed=0)
     raw = accumulate_importance(model.float(), batches, dropout=0.1, seed=0)
     save_importance(root / "importance.safetensors", raw, model.config, {})
     return root

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from cofi.prompts import Prompter
 from cofi.regions import Region, freeze_outside
 from cofi.softmask import SoftMask, control_importance, mask_factors, row_factors
 from cofi.settings import TrainSettings
@@ -38,7 +39,7 @@ def expected_row_factor(name: str, row: int, importance) -> float | None:
 
 @pytest.fixture
 def examples(tokenizer, tiny_world):
-    return tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    return tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
 
 
 def gradients(model, batch):

@@ -1,9 +1,10 @@
 import copy
 
 import pandas as pd
+import pytest
 import torch
 
-from cofi.prompts import IGNORE_INDEX, encode_example
+from cofi.prompts import IGNORE_INDEX, Prompter
 from cofi.methods.base import Extension
 from cofi.settings import TrainSettings
 from cofi.train import tokenize_dataset, train
@@ -13,15 +14,15 @@ from conftest import TEMPLATE
 
 def test_prompt_masking(tokenizer):
     record = {"instruction": "rotate", "input": "a b c", "output": "b c a"}
-    masked = encode_example(tokenizer, record, TEMPLATE, mask_prompt=True, max_len=32)
+    masked = Prompter(tokenizer, TEMPLATE).example(record, mask_prompt=True, max_len=32)
     ids = masked["input_ids"]
     assert tokenizer.decode(ids) == "<s> rotate a b c = b c a </s>"
     n_prompt = 6  # <s> rotate a b c =
     assert masked["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
     assert masked["labels"][n_prompt:] == ids[n_prompt:]
-    unmasked = encode_example(tokenizer, record, TEMPLATE, mask_prompt=False, max_len=32)
+    unmasked = Prompter(tokenizer, TEMPLATE).example(record, mask_prompt=False, max_len=32)
     assert unmasked["labels"] == ids
-    cut = encode_example(tokenizer, record, TEMPLATE, mask_prompt=True, max_len=8)
+    cut = Prompter(tokenizer, TEMPLATE).example(record, mask_prompt=True, max_len=8)
     assert len(cut["input_ids"]) == len(cut["labels"]) == 8
 
 
@@ -43,7 +44,7 @@ class GradientLog(Extension):
 
 
 def test_gradient_accumulation_matches_one_big_batch(tiny_model, tokenizer, tiny_world, tmp_path):
-    examples = tokenize_dataset(tiny_world["rotate_train"][:8], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"][:8], Prompter(tokenizer, TEMPLATE), True, 32)
     big_model, accumulated_model = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
     big_grads, accumulated_grads = GradientLog(big_model), GradientLog(accumulated_model)
     big = run(big_model, examples, tmp_path, "big", hooks=[big_grads], batch_size=4, grad_accum=1)
@@ -61,7 +62,7 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_model, tokenizer, tiny
 
 
 def test_same_seed_same_weights(tiny_model, tokenizer, tiny_world, tmp_path):
-    examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
     a = run(copy.deepcopy(tiny_model), examples, tmp_path, "a")
     b = run(copy.deepcopy(tiny_model), examples, tmp_path, "b")
     c = run(copy.deepcopy(tiny_model), examples, tmp_path, "c", seed=2)
@@ -70,7 +71,7 @@ def test_same_seed_same_weights(tiny_model, tokenizer, tiny_world, tmp_path):
 
 
 def test_training_lowers_the_loss_and_writes_a_curve(tiny_model, tokenizer, tiny_world, tmp_path):
-    examples = tokenize_dataset(tiny_world["rotate_train"], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
     run(tiny_model, examples, tmp_path, "curve", steps=40, lr=3e-3, batch_size=8)
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert list(curve.columns) == ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds"]
@@ -79,10 +80,27 @@ def test_training_lowers_the_loss_and_writes_a_curve(tiny_model, tokenizer, tiny
 
 
 def test_only_parameters_that_require_grad_change(tiny_model, tokenizer, tiny_world, tmp_path):
-    examples = tokenize_dataset(tiny_world["rotate_train"][:8], tokenizer, TEMPLATE, True, 32)
+    examples = tokenize_dataset(tiny_world["rotate_train"][:8], Prompter(tokenizer, TEMPLATE), True, 32)
     before = copy.deepcopy(tiny_model)
     for name, p in tiny_model.named_parameters():
         p.requires_grad_("mlp" in name)
     run(tiny_model, examples, tmp_path, "frozen")
     for (name, a), b in zip(tiny_model.named_parameters(), before.parameters()):
         assert torch.equal(a, b) != ("mlp" in name), name
+
+
+def test_tensorboard_event_files_hold_the_curves_losses(tiny_model, tokenizer, tiny_world, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cofi.settings import ComputeSettings
+
+    examples = tokenize_dataset(tiny_world["rotate_train"][:8], Prompter(tokenizer, TEMPLATE), True, 32)
+    train(tiny_model, examples, TrainSettings(lr=1e-3, steps=4, batch_size=4, log_every=10), 0, 0,
+          tmp_path / "loss.csv", compute=ComputeSettings(tensorboard=True), log=lambda _: None)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    curve = pd.read_csv(tmp_path / "loss.csv")
+    assert [step for step, _ in logged] == curve["step"].tolist() == [1, 2, 3, 4]
+    assert [value for _, value in logged] == pytest.approx(curve["loss"].tolist(), rel=1e-5)
+    assert {"train/lr", "train/tokens"} <= set(events.Tags()["scalars"])

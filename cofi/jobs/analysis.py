@@ -6,14 +6,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cofi.settings import PromptSettings
+
 
 @dataclass(frozen=True)
 class ImportanceJob:
     model: str
     data: str  # JSONL whose inputs (instruction + input) are used, unlabeled
     options: dict  # dropout, batches, batch_size, signed, seed
-    template: str
-    max_len: int
+    prompt: PromptSettings
     out: str  # .safetensors
     plot: str  # heatmap .png
     dtype: str = "float32"
@@ -26,14 +27,16 @@ def importance(job: ImportanceJob) -> None:
     from cofi.data import load_records
     from cofi.importance import accumulate_importance, plot_importance, prompt_batches, save_importance
     from cofi.modeling import load_model
+    from cofi.prompts import Prompter
+    from cofi.settings import to_dict
 
     options = job.options
     model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
-    batches = prompt_batches(load_records(job.data), tokenizer, job.template, options["batch_size"], options["batches"],
-                             job.max_len, options["seed"])
+    batches = prompt_batches(load_records(job.data), Prompter.of(tokenizer, job.prompt), options["batch_size"],
+                             options["batches"], job.prompt.max_len, options["seed"])
     started = time.perf_counter()
     raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"])
-    recorded = {**options, "data": job.data, "model": job.model, "template": job.template, "max_len": job.max_len}
+    recorded = {**options, "data": job.data, "model": job.model, "prompt": to_dict(job.prompt)}
     values = save_importance(job.out, raw, model.config, recorded)
     plot_importance(values, job.plot, title=f"unit importance from {Path(job.data).name}")
     job.log(f"importance from {sum(len(b['input_ids']) for b in batches)} inputs in {time.perf_counter() - started:.1f}s; "
@@ -48,9 +51,7 @@ class LandscapeJob:
     vers_suites: dict  # {name: {"path", "type"}}: the fixed versatility batch
     options: dict  # span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed
     labels: dict  # run, task, seed
-    template: str
-    mask_prompt: bool
-    max_len: int
+    prompt: PromptSettings
     out: str  # result JSON
     plot: str  # figure stem (PNG and PDF)
     dtype: str = "float32"
@@ -65,14 +66,16 @@ def landscape(job: LandscapeJob) -> dict:
     from cofi.io import write_json
     from cofi.landscape import batch_loss, fixed_batches, landscape as probe, plot_landscape
     from cofi.modeling import load_model
+    from cofi.prompts import Prompter
     from cofi.tasks import TASK_TYPES
 
     options = job.options
     model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
     model.eval()
     vers_records = [TASK_TYPES[s["type"]].read(s["path"]) for s in job.vers_suites.values()]
-    batches = fixed_batches(read_jsonl(job.task_data), vers_records, tokenizer, job.template, job.mask_prompt,
-                            job.max_len, options["batch_size"], options["data_seed"], tokenizer.pad_token_id)
+    batches = fixed_batches(read_jsonl(job.task_data), vers_records, Prompter.of(tokenizer, job.prompt),
+                            job.prompt.mask_prompt, job.prompt.max_len, options["batch_size"], options["data_seed"],
+                            tokenizer.pad_token_id)
     started = time.perf_counter()
     result = probe(model, {name: batch_loss(batch) for name, batch in batches.items()}, options["span"],
                    options["points_1d"], options["points_2d"], options["radius"], options["direction_seed"])

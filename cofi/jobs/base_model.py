@@ -9,13 +9,13 @@ from cofi.settings import PromptSettings, TrainSettings
 from cofi.world import WorldSpec
 
 
-def make_data(world: WorldSpec, out_dir: str, log=print) -> dict[str, Path]:
-    """Every split of the synthetic world as ``<out_dir>/<split>.jsonl``."""
+def make_data(kind: str, spec, out_dir: str, log=print) -> dict[str, Path]:
+    """Every split of the data made here (``kind``: world or chat, :mod:`cofi.embedded`) as ``<out_dir>/<split>.jsonl``."""
     from cofi.data import write_jsonl
-    from cofi.world import build_world
+    from cofi.embedded import suites_module
 
     written = {}
-    for stem, records in build_world(world).items():
+    for stem, records in suites_module(kind).build(spec).items():
         written[stem] = Path(out_dir) / f"{stem}.jsonl"
         write_jsonl(written[stem], records)
         log(f"wrote {len(records):>6} records to {written[stem]}")
@@ -38,12 +38,13 @@ def build_base(job: BaseModelJob) -> None:
     """A word-level tokenizer and a small Llama, "aligned" on the versatility mixture, saved as a HF directory."""
     from cofi.data import load_records
     from cofi.modeling import build_llama, build_word_tokenizer, save_model
+    from cofi.prompts import Prompter
     from cofi.train import tokenize_dataset, train
     from cofi.world import vocabulary
 
     tokenizer = build_word_tokenizer(vocabulary(job.world))
     model = build_llama(len(tokenizer), {**job.architecture, "max_len": job.prompt.max_len}, seed=job.seed)
-    examples = tokenize_dataset(load_records(job.train_data), tokenizer, job.prompt.template, True, job.prompt.max_len)
+    examples = tokenize_dataset(load_records(job.train_data), Prompter.of(tokenizer, job.prompt), True, job.prompt.max_len)
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = train(model, examples, job.train, job.seed, tokenizer.pad_token_id, out / "loss.csv", log=job.log)

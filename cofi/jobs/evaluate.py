@@ -8,7 +8,9 @@ A score file is JSON: ``labels`` (run, task, seed, split as the workflow named t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from cofi.settings import PromptSettings
 
 
 @dataclass(frozen=True)
@@ -17,10 +19,11 @@ class EvaluateJob:
     suites: dict  # {"spec": {task: suite}, "vers": {dimension: suite}}; a suite is {"path", "type", "metric"}
     labels: dict
     out: str  # the score file
-    template: str
+    prompt: PromptSettings
     predictions: str | None = None  # per-item predictions, for inspection
     batch_size: int = 128
     max_items: int | None = None  # the first items of each suite only
+    generation: dict = field(default_factory=dict)  # decoding options over the model's generation config
     dtype: str = "float32"
     trust_remote_code: bool = False
     device: str = "auto"
@@ -37,19 +40,25 @@ def score_file(labels: dict, model: str, spec: dict[str, float], vers: dict[str,
 def evaluate(job: EvaluateJob) -> dict:
     from cofi.io import write_json
     from cofi.modeling import load_model
+    from cofi.prompts import Prompter
     from cofi.tasks import TASK_TYPES
 
     model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
     model.eval()
+    prompter = Prompter.of(tokenizer, job.prompt)
     results, items, predictions = {"spec": {}, "vers": {}}, {}, {}
-    for group in ("spec", "vers"):
-        for name, suite in job.suites[group].items():
-            kind = TASK_TYPES[suite["type"]]
-            records = kind.read(suite["path"])[: job.max_items]
-            started = time.perf_counter()
-            scored = kind.score(model, tokenizer, records, suite["metric"], job.template, job.batch_size)
-            results[group][name], items[name], predictions[name] = scored["score"], len(records), scored["predictions"]
-            job.log(f"{group} {name}: {scored['score']:.1f} on {len(records)} items ({time.perf_counter() - started:.1f}s)")
+    suites = [(group, name, suite, TASK_TYPES[suite["type"]]) for group in ("spec", "vers")
+              for name, suite in job.suites[group].items()]
+    records = {name: kind.read(suite["path"])[: job.max_items] for _, name, suite, kind in suites}
+    total, done, started = sum(map(len, records.values())), 0, time.perf_counter()
+    for group, name, suite, kind in suites:
+        began = time.perf_counter()
+        scored = kind.score(model, prompter, records[name], suite["metric"], job.batch_size, job.generation)
+        results[group][name], items[name], predictions[name] = scored["score"], len(records[name]), scored["predictions"]
+        done += len(records[name])
+        remaining = (time.perf_counter() - started) / done * (total - done)  # by items: suites differ in size
+        job.log(f"{group} {name}: {scored['score']:.1f} on {len(records[name])} items "
+                f"({time.perf_counter() - began:.1f}s; {done}/{total} items, ETA {remaining:.0f}s)")
     scores = score_file(job.labels, job.model, results["spec"], results["vers"], items)
     write_json(job.out, scores)
     if job.predictions:

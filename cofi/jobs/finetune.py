@@ -53,6 +53,7 @@ def finetune(job: FinetuneJob) -> dict:
     from cofi.io import write_json
     from cofi.methods import METHODS, Inputs
     from cofi.modeling import DTYPES, load_model, load_tokenizer, resolve_device, save_model
+    from cofi.prompts import Prompter
     from cofi.sam import SAM
     from cofi.train import enable_gradient_checkpointing, tokenize_dataset, train
 
@@ -74,7 +75,7 @@ def finetune(job: FinetuneJob) -> dict:
     elif main or method.trains:
         model, tokenizer = load(job.model)
     inputs = Inputs(seed=job.seed, log=log, load_model=load, paths=dict(job.inputs),
-                    tokenize=lambda records: tokenize_dataset(records, tokenizer, prompt.template, prompt.mask_prompt,
+                    tokenize=lambda records: tokenize_dataset(records, Prompter.of(tokenizer, prompt), prompt.mask_prompt,
                                                               prompt.max_len))
     out = Path(job.out)
     record = {"run": run.spec(), "method": run.method, "params": run.params, "seed": job.seed}

@@ -37,9 +37,10 @@ class Replay(Method):
             raise MethodError(f"config key {key}.fraction: {params['fraction']} of batch_size {batch_size} "
                               f"gives {n} replay examples per batch (need 1 to {batch_size - 1})")
         if params["data"] is None:
-            if context.experiment.model.path is not None:
-                raise MethodError(f"config key {key}.data: null takes the embedded world's versatility mixture, "
-                                  "which only fits the embedded model; give a JSONL path for your own model")
+            if not context.experiment.embedded_data_fits_model:
+                raise MethodError(f"config key {key}.data: null takes the {context.experiment.embedded_suites} suites' "
+                                  "versatility mixture, which does not fit this model (the world's is the embedded "
+                                  "model's, the chat suites' a real one's); give a JSONL path or set embedded.suites")
             return
         if not context.check_files:
             return
