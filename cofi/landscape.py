@@ -15,6 +15,7 @@ draw, scaled to its own weights. On a grid of α (1-D) and (α, β) (2-D), the l
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -47,18 +48,22 @@ def grid(span: float, points: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def _losses_at(model, offsets, loss_fns: dict[str, LossFn], directions: list[dict[str, torch.Tensor]]) -> dict[str, list]:
-    """Loss of every ``loss_fn`` at w + Σ cᵢ·dᵢ for each coefficient tuple in ``offsets``; w restored after."""
+def _losses_at(model, offsets, loss_fns: dict[str, LossFn], directions: list[dict[str, torch.Tensor]],
+               progress=None) -> dict[str, list]:
+    """Loss of every ``loss_fn`` at w + Σ cᵢ·dᵢ for each coefficient tuple in ``offsets``; w restored after.
+    ``progress(done, total)`` is called after each point."""
     parameters = dict(model.named_parameters())
     start = {name: p.detach().clone() for name, p in parameters.items()}
     losses = {key: [] for key in loss_fns}
     try:
-        for coefficients in offsets:
+        for done, coefficients in enumerate(offsets, 1):
             for name, p in parameters.items():
                 moved = start[name].float() + sum(c * d[name] for c, d in zip(coefficients, directions))
                 p.copy_(moved.to(p.dtype))
             for key, loss_fn in loss_fns.items():
                 losses[key].append(loss_fn(model))
+            if progress is not None:
+                progress(done, len(offsets))
     finally:
         for name, p in parameters.items():
             p.copy_(start[name])
@@ -83,15 +88,26 @@ def sharpness(alphas: np.ndarray, curve: np.ndarray, surface: np.ndarray, radius
 
 
 def landscape(model, loss_fns: dict[str, LossFn], span: float, points_1d: int, points_2d: int, radius: float,
-              direction_seed: int) -> dict:
-    """1-D and 2-D loss grids and the sharpness figures, for each named loss (e.g. spec, vers)."""
+              direction_seed: int, log=None) -> dict:
+    """1-D and 2-D loss grids and the sharpness figures, for each named loss (e.g. spec, vers); with ``log``,
+    a progress line with the ETA about every tenth of the grid."""
     if not 0 < radius <= span:
         raise ValueError(f"radius {radius} must be in (0, span={span}]")
     d1 = filter_normalised_direction(model, direction_seed)
     d2 = filter_normalised_direction(model, direction_seed + 1)
     alphas, betas = grid(span, points_1d), grid(span, points_2d)
-    curves = _losses_at(model, [(a,) for a in alphas], loss_fns, [d1])
-    plane = _losses_at(model, [(a, b) for a in betas for b in betas], loss_fns, [d1, d2])
+    total, started = points_1d + points_2d ** 2, time.perf_counter()
+
+    def progress(offset: int):
+        def report(done: int, _):
+            done += offset
+            if log is not None and (done % max(1, total // 10) == 0 or done == total):
+                elapsed = time.perf_counter() - started
+                log(f"{done}/{total} grid points, {elapsed:.0f}s (ETA {elapsed / done * (total - done):.0f}s)")
+        return report
+
+    curves = _losses_at(model, [(a,) for a in alphas], loss_fns, [d1], progress(0))
+    plane = _losses_at(model, [(a, b) for a in betas for b in betas], loss_fns, [d1, d2], progress(points_1d))
     result = {"alphas_1d": alphas.tolist(), "alphas_2d": betas.tolist(), "loss_1d": {}, "loss_2d": {}, "sharpness": {},
               "centre": {}}
     for key in loss_fns:

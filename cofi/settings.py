@@ -95,6 +95,13 @@ def to_dict(settings) -> dict:
     return {key: _json_value(value) for key, value in dataclasses.asdict(settings).items()}
 
 
+def non_default(settings) -> dict:
+    """The keys of ``settings`` that differ from their defaults (a new setting left at its default then
+    changes no job's command line, so it reruns nothing)."""
+    return {field.name: _json_value(getattr(settings, field.name)) for field, _ in fields_of(type(settings))
+            if getattr(settings, field.name) != field.default}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """What a run's optimisation is: AdamW, linear warm-up then cosine decay, response-only loss."""

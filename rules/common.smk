@@ -5,7 +5,7 @@ import os
 import shlex
 
 from cofi.experiment import SEARCH_PREFIX
-from cofi.settings import to_dict
+from cofi.settings import non_default, to_dict
 
 EXP = EXPERIMENT  # the typed experiment the Snakefile built from the validated config
 LAYOUT = EXP.layout
@@ -42,7 +42,7 @@ def benchmark_file(rule, *parts):
 MODEL_ARGS = " ".join(part for part in (f"--dtype {EXP.model.dtype}", f"--device {shlex.quote(EXP.compute.device)}",
                                         "--trust-remote-code" if EXP.model.trust_remote_code else "") if part)
 PROMPT = EXP.prompt
-PROMPT_JSON = as_json(to_dict(PROMPT))
+PROMPT_JSON = as_json(non_default(PROMPT))  # a prompt setting left at its default changes no command line
 GENERATION_JSON = as_json(EXP.evaluation["generation"])
 
 

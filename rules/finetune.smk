@@ -12,7 +12,7 @@ rule finetune:
     params:
         run=run_spec,
         prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
-        compute=lambda w: as_json({k: v for k, v in to_dict(EXP.compute).items() if k != "device"}),
+        compute=lambda w: as_json({k: v for k, v in non_default(EXP.compute).items() if k != "device"}),
         inputs=method_input_flags,
         checkpoints=checkpoint_flags,
         model_args=MODEL_ARGS,

@@ -268,3 +268,13 @@ def test_the_loadable_dtypes_are_the_settings_ones():
     from cofi.settings import ModelSettings
 
     assert set(DTYPES) == set(typing.get_args(typing.get_type_hints(ModelSettings)["dtype"]))
+
+
+def test_settings_at_their_defaults_stay_off_the_command_lines():
+    """A new compute or prompt setting left at its default must not rerun finished jobs (Snakemake reruns a job
+    whose params change), so the rules pass only the keys that differ from their defaults."""
+    from cofi.settings import ComputeSettings, PromptSettings, non_default
+
+    assert non_default(ComputeSettings()) == {} and non_default(PromptSettings()) == {}
+    assert non_default(ComputeSettings(tensorboard=True, precision="bf16")) == {"precision": "bf16", "tensorboard": True}
+    assert non_default(PromptSettings(chat_template=True, max_len=96)) == {"chat_template": True, "max_len": 96}

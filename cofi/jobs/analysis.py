@@ -78,7 +78,7 @@ def landscape(job: LandscapeJob) -> dict:
                             tokenizer.pad_token_id)
     started = time.perf_counter()
     result = probe(model, {name: batch_loss(batch) for name, batch in batches.items()}, options["span"],
-                   options["points_1d"], options["points_2d"], options["radius"], options["direction_seed"])
+                   options["points_1d"], options["points_2d"], options["radius"], options["direction_seed"], log=job.log)
     result = {**job.labels, "model": job.model, "options": options, **result}
     write_json(job.out, result, indent=None)
     plot_landscape(result, f"{result['run']} on {result['task']} (seed {result['seed']})", job.plot)
