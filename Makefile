@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run test tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
+.PHONY: setup run real test tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -29,6 +29,12 @@ models/$(SMOLLM2):
 run: setup
 	$(SNAKEMAKE)
 	$(SNAKEMAKE)
+
+# The real chat model (SmolLM2-135M-Instruct, GGUF) through the whole workflow on the CPU budget of
+# configs/smollm2.yaml (README, "A real chat model"); twice, as for run.
+real: setup
+	$(SNAKEMAKE) --configfile configs/smollm2.yaml
+	$(SNAKEMAKE) --configfile configs/smollm2.yaml
 
 # Every table and figure again from the score files already there: no training, no evaluation.
 tables: setup
