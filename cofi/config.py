@@ -317,6 +317,8 @@ def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool
         except InputError as error:
             raise ConfigError(f"{error} (model {experiment.model.path or experiment.model.gguf})") from None
         lengths = prompter.prompt_lengths
+    if not prompt.mask_prompt:
+        return  # the tokenizer has its chat template; without masking the prompt's tokens are labels too
     for name, records in data.items():
         shortest = min(lengths(records))
         if shortest >= prompt.max_len:
