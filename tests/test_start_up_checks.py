@@ -59,11 +59,14 @@ def test_dry_run_of_every_offline_config_succeeds(dry_run_copy, configfile, prof
             skip_or_fail("the SLURM executor plugin is not installed (pip install -e '.[slurm]')")
     args = ["-n"] + ([] if configfile == "config.yaml" else ["--configfile", configfile])
     args += ["--workflow-profile", profile] if profile else []
-    for extra in ([], ["-p"], ["--quiet", "rules"]):
+    # The printing variants exercise Snakemake, not the config: once is enough for the slow real-model config.
+    for extra in ([], ["-p"], ["--quiet", "rules"]) if not gguf else ([],):
         started = time.perf_counter()
         done = snakemake(dry_run_copy, *args, *extra)
         assert done.returncode == 0, (extra, done.stdout[-2000:] + done.stderr[-3000:])
-        assert time.perf_counter() - started < 60  # a few seconds here; generous for a loaded machine
+        # A few seconds here (about 20 for the real-model config: it imports transformers and reads the
+        # GGUF's header); generous for a loaded machine.
+        assert time.perf_counter() - started < (120 if gguf else 60)
     assert not (dry_run_copy / "results").exists()
 
 

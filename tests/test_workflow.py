@@ -197,9 +197,10 @@ def test_a_configfile_replaces_the_default_config(workflow_copy):
     done = snakemake(workflow_copy, "--configfile", "only_bio.yaml", "--dry-run")
     assert done.returncode == 0, done.stderr[-2000:]
     jobs = dict(line.split() for line in done.stdout.splitlines() if line.startswith(("finetune ", "evaluate_run ")))
-    # Full SFT on bio only: validation scores for the search's root, test scores for the sharpness table
-    # (a dry run stops at the search's first checkpoint, so nothing behind it is listed).
-    assert jobs == {"finetune": "1", "evaluate_run": "2"}
+    # Bio only: Full SFT, with validation scores for the search's root and test scores for the sharpness
+    # table, and the CoFiTune run the loss curves ask for (waiting on the search; a dry run stops at the
+    # search's first checkpoint, so nothing else behind it is listed).
+    assert jobs == {"finetune": "2", "evaluate_run": "2"}
 
 
 def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
