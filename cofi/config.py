@@ -309,8 +309,8 @@ def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool
             data["the embedded base model's mixture"] = built["versatility_train"]
     if experiment.embedded_model:
         # The embedded tokenizer (cofi.modeling.build_word_tokenizer) makes one token per word, after BOS.
-        lengths = lambda records: [1 + len(prompts.Prompter(None, prompt.template).text(r).split())  # noqa: E731
-                                   for r in records]
+        words = prompts.Prompter(None, prompt.template)
+        lengths = lambda records: [1 + len(words.text(r).split()) for r in records]  # noqa: E731
     else:
         try:
             prompter = prompts.Prompter.of(_tokenizer(experiment), prompt)

@@ -66,11 +66,15 @@ class Prompter:
         texts = [self.text(record) for record in records]
         return [len(self._bos()) + len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
+    @property
+    def _eos(self) -> list[int]:
+        return [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
+
     @cached_property
     def end_ids(self) -> list[int]:
         """What closes a response: EOS, or the chat template's end-of-turn token (the first special token
         the template writes after an assistant message)."""
-        eos = [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
+        eos = self._eos
         if not self.chat:
             return eos
         marker = "cofi-response-end-marker"
@@ -84,8 +88,7 @@ class Prompter:
     @property
     def stop_ids(self) -> list[int]:
         """Token ids that end generation: the response's end, and EOS."""
-        eos = [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
-        return list(dict.fromkeys(self.end_ids + eos))
+        return list(dict.fromkeys(self.end_ids + self._eos))
 
     def response_ids(self, response: str, end: bool = True) -> list[int]:
         return self.tokenizer.encode(response, add_special_tokens=False) + (self.end_ids if end else [])
