@@ -240,13 +240,12 @@ def _check_search(experiment: Experiment, n_layers, projection_names, check_file
         check_policy(search.policy, experiment.module_groups, n_layers)
     except InputError as error:
         raise ConfigError(str(error)) from None
-    configured = experiment.config["runs"]
-    if search.reference not in configured:
+    if search.reference in experiment.sweeps:
+        raise ConfigError(f"config key search.reference: {search.reference!r} is a sweep; its candidates need one set "
+                          f"of hyperparameters (name one of its runs, e.g. {next(iter(experiment.sweeps[search.reference]))})")
+    if search.reference not in experiment.runs:
         raise ConfigError(f"config key search.reference: {search.reference!r} is not a configured run (the search needs "
                           "its Full SFT scores)")
-    if search.reference not in experiment.runs:
-        raise ConfigError(f"config key search.reference: {search.reference!r} is a sweep; its candidates need one set "
-                          "of hyperparameters (name a run with one value)")
     method = experiment.method_of(search.reference)
     if method.trains_search_pick or not method.trains:
         raise ConfigError(f"config key search.reference: {search.reference!r} trains the search's own pick or does "
