@@ -1,34 +1,56 @@
-"""Per-rule times from the TSV files Snakemake's ``benchmark:`` directive writes."""
+"""Per-rule times from the TSV files Snakemake's ``benchmark:`` directive writes, and how much of
+them is the jobs' own work (the compute line each job logs) rather than start-up, loading and saving."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 
-def read_benchmarks(directory: str | Path) -> pd.DataFrame:
-    """One row per job; ``rule`` is the first folder under ``directory`` (rules name their own)."""
+def logged_compute(log: Path) -> float:
+    """The seconds of its own work a job's log names (its last compute line); 0 where it names none:
+    the job was all start-up and bookkeeping (a table, a search step)."""
+    from cofi.io import COMPUTE_PATTERN
+
+    if not log.is_file():
+        return 0.0
+    found = re.findall(COMPUTE_PATTERN, log.read_text(errors="replace"), re.M)
+    return float(found[-1]) if found else 0.0
+
+
+def read_benchmarks(directory: str | Path, logs: str | Path | None = None) -> pd.DataFrame:
+    """One row per job; ``rule`` is the first folder under ``directory`` (rules name their own). A job's
+    log has the benchmark's path under ``logs`` (default: the sibling ``logs/``), with ``.log``."""
     directory = Path(directory)
+    logs = Path(logs) if logs is not None else directory.parent / "logs"
     rows = []
     for path in sorted(directory.rglob("*.tsv")):
         frame = pd.read_csv(path, sep="\t")
-        rows.append({"rule": path.relative_to(directory).parts[0], "job": str(path.relative_to(directory)),
-                     "seconds": float(frame["s"].iloc[-1]), "max_rss_mb": pd.to_numeric(frame["max_rss"], errors="coerce").iloc[-1]})
+        relative = path.relative_to(directory)
+        rows.append({"rule": relative.parts[0], "job": str(relative), "seconds": float(frame["s"].iloc[-1]),
+                     "compute_s": logged_compute((logs / relative).with_suffix(".log")),
+                     "max_rss_mb": pd.to_numeric(frame["max_rss"], errors="coerce").iloc[-1]})
     if not rows:
         raise FileNotFoundError(f"{directory}: no benchmark files (run the workflow first)")
     return pd.DataFrame(rows)
 
 
-def benchmark_report(directory: str | Path) -> str:
-    jobs = read_benchmarks(directory)
+def benchmark_report(directory: str | Path, logs: str | Path | None = None) -> str:
+    """Per rule: jobs, job time, the jobs' logged compute and the overhead share (job time minus compute,
+    over job time); then the same over all jobs."""
+    jobs = read_benchmarks(directory, logs)
     per_rule = jobs.groupby("rule", sort=False).agg(
-        jobs=("seconds", "size"), total_s=("seconds", "sum"), max_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max")
-    )
+        jobs=("seconds", "size"), total_s=("seconds", "sum"), compute_s=("compute_s", "sum"), max_s=("seconds", "max"),
+        max_rss_mb=("max_rss_mb", "max"))
+    per_rule.insert(3, "overhead_%", 100 * (1 - per_rule["compute_s"] / per_rule["total_s"]))
+    total, compute = jobs["seconds"].sum(), jobs["compute_s"].sum()
     return (
         per_rule.round(1).to_markdown()
-        + f"\n\nsum of job times: {jobs['seconds'].sum():.1f} s over {len(jobs)} jobs\n"
+        + f"\n\nsum of job times: {total:.1f} s over {len(jobs)} jobs; logged compute {compute:.1f} s; "
+        f"overhead {total - compute:.1f} s ({100 * (1 - compute / total):.1f} % of job time)\n"
     )
 
 

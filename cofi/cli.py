@@ -10,6 +10,8 @@ import os
 import sys
 import time
 
+from cofi.io import compute_line
+
 # Nothing at run time may reach a hub: models and data are local paths only.
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
@@ -128,14 +130,18 @@ def cmd_make_data(args) -> None:
     from cofi.embedded import spec_of
     from cofi.jobs.base_model import make_data
 
+    started = time.perf_counter()
     make_data(args.suites, spec_of(args.suites, args.spec), args.out_dir, log=log)
+    log(compute_line(time.perf_counter() - started))
 
 
 def cmd_import_gguf(args) -> None:
     from cofi.gguf import import_gguf
 
     threads(args.threads)
+    started = time.perf_counter()  # the conversion is the job's work: reading, dequantizing, writing
     import_gguf(args.gguf, args.out, args.dtype, log=log)
+    log(compute_line(time.perf_counter() - started))
 
 
 def cmd_build_base(args) -> None:

@@ -1,4 +1,5 @@
-"""Writing results: JSON files and figures (PNG and PDF), the same way everywhere."""
+"""Writing results: JSON files and figures (PNG and PDF), the same way everywhere; the line a job
+logs with the seconds of its own work."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ def write_json(path: str | Path, data, *, indent: int | None = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=indent, default=str) + "\n")
     return path
+
+
+# A job's last log line names the seconds of its own work (training, scoring, estimating): the rest
+# of its time is start-up, loading and saving. cofi.bench reads it back to report the overhead.
+COMPUTE_LINE = "compute {seconds:.1f}s"
+COMPUTE_PATTERN = r"\] compute (\d+(?:\.\d+)?)s$"
+
+
+def compute_line(seconds: float) -> str:
+    return COMPUTE_LINE.format(seconds=seconds)
 
 
 def read_json(path: str | Path):

@@ -34,17 +34,60 @@ def jinja_template(template: str) -> str:
 CHAT_USER_TURN = "{{instruction}}{% if input %}\n\n{{input}}{% endif %}"
 
 
+# The module written beside exported task YAMLs: the harness imports it by path (``!function``) and
+# scores each generated response with cofi's own metric through it.
+SCORING_MODULE = "cofi_scoring"
+
+
+def harness_scorer(metric: str):
+    """A harness ``process_results(doc, results)`` scoring the response as cofi's ``metric`` does."""
+    from cofi import metrics
+
+    def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+        response = results[0].strip()  # cofi strips the decoded response too
+        if metric == "ifeval_strict":
+            from cofi.instructions import follows
+
+            # The JSON loader gives every check the union of all checks' kwargs, absent ones as None.
+            checks = [{"id": c["id"], "kwargs": {k: v for k, v in (c.get("kwargs") or {}).items() if v is not None}}
+                      for c in doc["checks"]]
+            return {metric: float(follows(response, checks))}
+        return {metric: metrics.GENERATION_METRICS[metric](response, doc["output"])}
+
+    return process_results
+
+
+def _write_scoring_module(directory: Path) -> None:
+    from cofi.tasks import TASK_TYPES
+
+    scored = dict.fromkeys(m for kind in TASK_TYPES.values() if not kind.multiple_choice for m in kind.metrics)
+    lines = [f"{metric} = harness_scorer({metric!r})" for metric in scored]
+    (directory / f"{SCORING_MODULE}.py").write_text(
+        '"""Written by cofi (python -m cofi.tools lm-eval-task): the harness scores these tasks with cofi\'s metrics."""\n'
+        "from cofi.lm_eval_bridge import harness_scorer\n\n" + "\n".join(lines) + "\n")
+
+
 def write_local_task(directory: str | Path, name: str, path: str | Path, task_type: str, template: str,
-                     max_gen_toks: int = 64, chat_template: bool = False) -> Path:
+                     max_gen_toks: int = 64, chat_template: bool = False, metric: str | None = None) -> Path:
     """An lm-eval task YAML over one of cofi's JSONL suites, scored as cofi scores it.
 
-    Multiple choice: accuracy by summed log-likelihood of each choice. Generation: greedy, cut at
-    EOS, exact match after stripping. Run the model with ``add_bos_token=True`` to match cofi's
-    prompts (BOS + template); with ``chat_template`` the task holds the user turn and the harness
-    applies the model's chat template (:func:`run` with ``chat_template=True``), as cofi does.
+    Multiple choice: accuracy by summed log-likelihood of each choice. Generation and instruction
+    following: greedy, cut at EOS, each response scored by cofi's ``metric`` (default: the type's
+    first) through a small module written beside the YAML. Run the model with ``add_bos_token=True``
+    to match cofi's prompts (BOS + template); with ``chat_template`` the task holds the user turn and
+    the harness applies the model's chat template (:func:`run` with ``chat_template=True``), as cofi
+    does; the harness then also puts no space before a choice, as cofi does.
     """
     import yaml
 
+    from cofi.tasks import TASK_TYPES
+
+    if task_type not in TASK_TYPES:
+        raise LmEvalError(f"suite {name!r}: type {task_type!r} (expected one of {', '.join(TASK_TYPES)})")
+    kind = TASK_TYPES[task_type]
+    metric = metric or kind.metrics[0]
+    if metric not in kind.metrics:
+        raise LmEvalError(f"suite {name!r}: metric {metric!r} (type {task_type!r} has {', '.join(kind.metrics)})")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     task = {
@@ -54,13 +97,14 @@ def write_local_task(directory: str | Path, name: str, path: str | Path, task_ty
         "test_split": "test",
         "doc_to_text": CHAT_USER_TURN if chat_template else jinja_template(template),
     }
-    from cofi.tasks import TASK_TYPES
-
-    if task_type not in TASK_TYPES:
-        raise LmEvalError(f"suite {name!r}: type {task_type!r} (expected one of {', '.join(TASK_TYPES)})")
-    task |= TASK_TYPES[task_type].lm_eval_fields(max_gen_toks)
+    task |= kind.lm_eval_fields(max_gen_toks, metric)
+    scorer = task.pop("process_results", None)
+    text = yaml.safe_dump(task, sort_keys=False)
+    if scorer is not None:  # a tag safe_dump cannot write: the harness resolves it beside this file
+        _write_scoring_module(directory)
+        text += f"process_results: !function {SCORING_MODULE}.{scorer}\n"
     out = directory / f"{name}.yaml"
-    out.write_text(yaml.safe_dump(task, sort_keys=False))
+    out.write_text(text)
     return out
 
 

@@ -40,8 +40,9 @@ class TaskType:
         (:class:`cofi.prompts.Prompter`); ``generation``: decoding options over the model's generation config."""
         raise TypeError(f"{type(self).__name__} does not score")
 
-    def lm_eval_fields(self, max_gen_toks: int) -> dict:
-        """The harness task's fields that make it score as :meth:`score` does."""
+    def lm_eval_fields(self, max_gen_toks: int, metric: str) -> dict:
+        """The harness task's fields that make it score as :meth:`score` does. A ``process_results`` entry
+        names the cofi metric the harness scores each response with (:mod:`cofi.lm_eval_bridge`)."""
         raise TypeError(f"{type(self).__name__} has no lm-eval export")
 
 
@@ -62,12 +63,12 @@ class Generation(TaskType):
         predictions = generate(model, prompter, records, batch_size, max_new, generation)
         return {"score": metrics.corpus_score(metric, predictions, references), "predictions": predictions}
 
-    def lm_eval_fields(self, max_gen_toks):
+    def lm_eval_fields(self, max_gen_toks, metric):
+        # The harness stops at these and at the model's EOS; the response is scored by cofi's own metric.
         return {"output_type": "generate_until", "doc_to_target": "{{output}}",
                 "generation_kwargs": {"until": ["</s>"], "do_sample": False, "max_gen_toks": max_gen_toks},
-                "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
-                "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                                 "ignore_case": True}]}
+                "process_results": metric,
+                "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}]}
 
 
 class MultipleChoice(TaskType):
@@ -86,7 +87,7 @@ class MultipleChoice(TaskType):
         return {"score": metrics.accuracy(predicted, [r["answer"] for r in records]),
                 "predictions": [r["choices"][p] for r, p in zip(records, predicted)]}
 
-    def lm_eval_fields(self, max_gen_toks):
+    def lm_eval_fields(self, max_gen_toks, metric):
         return {"output_type": "multiple_choice", "doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
                 "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
 
@@ -107,6 +108,9 @@ class InstructionFollowing(TaskType):
         predictions = generate(model, prompter, records, batch_size, self.max_new_tokens, generation)
         passed = [follows(p, r["checks"]) for p, r in zip(predictions, records)]
         return {"score": 100.0 * sum(passed) / len(records), "predictions": predictions}
+
+    def lm_eval_fields(self, max_gen_toks, metric):
+        return Generation().lm_eval_fields(max_gen_toks, metric) | {"doc_to_target": ""}
 
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Generation(), MultipleChoice(), InstructionFollowing())}

@@ -12,7 +12,7 @@ from cofi.cli import json_arg, log, main, model_load_args, threads
 def cmd_bench_report(args) -> None:
     from cofi.bench import benchmark_report
 
-    print(benchmark_report(args.benchmarks), end="")
+    print(benchmark_report(args.benchmarks, args.logs), end="")
 
 
 def cmd_bench_step(args) -> None:
@@ -100,7 +100,7 @@ def cmd_lm_eval_task(args) -> None:
     from cofi.lm_eval_bridge import write_local_task
 
     path = write_local_task(args.out_dir, args.name, args.data, args.type, args.template, args.max_gen_toks,
-                            args.chat_template)
+                            args.chat_template, args.metric)
     log(f"wrote {path}; run it with: python -m cofi.tools lm-eval --include-path {args.out_dir} ...")
 
 
@@ -119,6 +119,7 @@ def cmd_gpu_check(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cofi.tasks import TASK_TYPES  # light: no torch
     from cofi.regions import DEFAULT_GROUPS
 
     parser = argparse.ArgumentParser(prog="cofi.tools", description=__doc__)
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lm-eval-task", help="write an lm-eval task YAML over one of cofi's JSONL suites")
     p.add_argument("--name", required=True, help="task name")
     p.add_argument("--data", required=True, help="JSONL suite")
-    p.add_argument("--type", required=True, choices=["generation", "multiple_choice"], help="suite type")
+    p.add_argument("--type", required=True, choices=list(TASK_TYPES), help="suite type")
+    p.add_argument("--metric", help="cofi metric of the type (default: its first)")
     p.add_argument("--template", default="{instruction} {input} =", help="cofi prompt template ({instruction}, {input})")
     p.add_argument("--chat-template", action="store_true", help="the user turn only: lm-eval --chat-template applies "
                    "the model's template")
@@ -222,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench-report", help="per-rule times from Snakemake benchmark files")
     p.add_argument("benchmarks", help="directory of benchmark TSV files (searched recursively)")
+    p.add_argument("--logs", help="the jobs' logs, at the benchmarks' paths (default: logs/ beside the benchmarks)")
     p.set_defaults(func=cmd_bench_report)
     return parser
 

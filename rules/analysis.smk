@@ -59,7 +59,7 @@ rule sharpness_table:
         out_dir=lambda w, output: os.path.dirname(output.csv),
         plot_dir=lambda w, output: os.path.dirname(output.curves[0]),
     log:
-        log_file("sharpness_table"),
+        log_file("sharpness_table", "sharpness_table"),
     benchmark:
         benchmark_file("sharpness_table", "sharpness_table")
     conda:

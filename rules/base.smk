@@ -12,7 +12,7 @@ if EXP.model.gguf is not None:
         params:
             dtype=EXP.model.dtype,
         log:
-            log_file("import_gguf"),
+            log_file("import_gguf", "import_gguf"),
         benchmark:
             benchmark_file("import_gguf", "import_gguf")
         conda:
@@ -38,7 +38,7 @@ else:
             base=lambda w: as_json(config["embedded"]["base"]),
             prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         log:
-            log_file("build_base"),
+            log_file("build_base", "build_base"),
         benchmark:
             benchmark_file("build_base", "build_base")
         conda:

@@ -30,8 +30,9 @@ def run_targets(filename, runs, tasks=TASKS, seeds=EXP.seeds):
     return [run_file(r, t, s, filename) for r in runs for t in tasks for s in seeds]
 
 
-def log_file(*parts):
-    return os.path.join(LAYOUT.logs, *parts) + ".log"
+# A job's log and benchmark share their path under logs/ and benchmarks/: `make bench` pairs them.
+def log_file(rule, *parts):
+    return os.path.join(LAYOUT.logs, rule, *parts) + ".log"
 
 
 def benchmark_file(rule, *parts):

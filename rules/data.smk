@@ -13,7 +13,7 @@ rule make_data:
         spec=lambda w: as_json(to_dict(EXP.embedded_spec())),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
-        log_file("make_data"),
+        log_file("make_data", "make_data"),
     benchmark:
         benchmark_file("make_data", "make_data")
     conda:

@@ -27,7 +27,7 @@ rule evaluate_base:
         max_items=MAX_ITEMS,
         model_args=MODEL_ARGS,
     log:
-        log_file("evaluate", "base"),
+        log_file("evaluate_base", "base"),
     benchmark:
         benchmark_file("evaluate_base", "base")
     conda:
@@ -56,7 +56,7 @@ rule evaluate_run:
         max_items=MAX_ITEMS,
         model_args=MODEL_ARGS,
     log:
-        log_file("evaluate", "{run}", "{task}", "seed{seed}_{split}"),
+        log_file("evaluate_run", "{run}", "{task}", "seed{seed}_{split}"),
     benchmark:
         benchmark_file("evaluate_run", "{run}", "{task}", "seed{seed}_{split}")
     conda:

@@ -18,7 +18,7 @@ checkpoint search_step:
         previous=lambda w, input: ["--previous", input.previous] if "previous" in input.keys() else [],
         candidates=candidate_pairs,
     log:
-        log_file("search", EXP.search.mode, "{task}", "depth{depth}"),
+        log_file("search_step", EXP.search.mode, "{task}", "depth{depth}"),
     benchmark:
         benchmark_file("search_step", EXP.search.mode, "{task}", "depth{depth}")
     conda:
@@ -46,7 +46,7 @@ checkpoint search_result:
         n_layers=N_LAYERS,
         out_dir=lambda w, output: os.path.dirname(output.result),
     log:
-        log_file("search", EXP.search.mode, "{task}", "result"),
+        log_file("search_result", EXP.search.mode, "{task}"),
     benchmark:
         benchmark_file("search_result", EXP.search.mode, "{task}")
     conda:

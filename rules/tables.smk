@@ -35,7 +35,7 @@ rule main_table:
         expect=lambda w: as_json({"runs": RUNS, "sweeps": SWEEP_VARIANTS, "tasks": TASKS, "seeds": EXP.seeds,
                                   "searched": TASKS if SEARCH_ON else []}),
     log:
-        log_file("main_table"),
+        log_file("main_table", "main_table"),
     benchmark:
         benchmark_file("main_table", "main_table")
     conda:
@@ -73,7 +73,7 @@ rule result_plots:
         out_dir=lambda w, output: os.path.dirname(output.uni),
         collect=lambda w: as_json(COLLECTED),
     log:
-        log_file("result_plots"),
+        log_file("result_plots", "result_plots"),
     benchmark:
         benchmark_file("result_plots", "result_plots")
     conda:

@@ -86,3 +86,65 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
     generated = [ours["spec"]["rotate"], ours["reason"], ours["instruct"]]
     assert any(0 < score < 100 for score in generated), generated  # a comparison that can fail
     assert harness["uni"]["rotate"] == pytest.approx((harness["spec"]["rotate"] + harness["vers"]) / 2)
+
+
+def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_path):
+    """A chat model (the tiny GGUF's ChatML template): tasks exported with --chat-template, run with
+    lm-eval's --chat-template, score item for item as ``cofi evaluate`` with prompt.chat_template does,
+    for each task type and each metric the chat suites use (exact_match, accuracy, number, ifeval_strict)."""
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        skip_or_fail("lm-eval is not installed (an optional extra; make setup installs it)")
+    import random
+
+    from cofi.gguf import import_gguf
+    from cofi.modeling import load_model
+
+    from tiny_gguf import write_tiny_gguf
+
+    write_tiny_gguf(tmp_path / "tiny.gguf", context=256)
+    import_gguf(tmp_path / "tiny.gguf", tmp_path / "chat", log=lambda _: None)
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefgh") for _ in range(2)) for _ in range(12)]
+    suites = {
+        "echo": ("generation", "exact_match", [{"instruction": "say", "input": w, "output": w} for w in words]),
+        "pick": ("multiple_choice", "accuracy",
+                 [{"instruction": "pick", "input": w, "output": w, "choices": [w[::-1], w], "answer": 1} for w in words]),
+        "add": ("generation", "number", [{"instruction": "add", "input": f"{a} {b}", "output": str(a + b)}
+                                         for a, b in ((rng.randint(1, 4), rng.randint(1, 4)) for _ in range(12))]),
+        "write": ("instruction_following", "ifeval_strict",
+                  [{"instruction": "no comma", "input": w, "output": f"{w[0]},{w[1]}" if i % 2 else w,
+                    "checks": [{"id": "punctuation:no_comma", "kwargs": {}}]} for i, w in enumerate(words)]
+                  + [{"instruction": "end", "input": w, "output": f"{w} ok",
+                      "checks": [{"id": "startend:end_checker", "kwargs": {"end_phrase": "ok"}}]} for w in words[:4]]),
+    }
+    # Partly memorise the items, so scores fall between 0 and 100.
+    model, tokenizer = load_model(tmp_path / "chat")
+    records = [r for _, _, items in suites.values() for r in items]
+    train(model, tokenize_dataset(records, Prompter(tokenizer, chat=True), True, 64),
+          TrainSettings(lr=3e-3, steps=150, batch_size=16, log_every=1000), 0, tokenizer.pad_token_id,
+          tmp_path / "loss.csv", log=lambda _: None)
+    save_model(model, tokenizer, tmp_path / "model")
+    cofi_suites = {"spec": {}, "vers": {}}
+    for name, (kind, metric, items) in suites.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in items))
+        gen_toks = "96" if kind == "instruction_following" else "16"
+        cofi("lm-eval-task", "--name", f"cofi_{name}", "--data", str(path), "--type", kind, "--metric", metric,
+             "--chat-template", "--max-gen-toks", gen_toks, "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path,
+             module="cofi.tools")
+        group, key = ("spec", name) if name == "echo" else ("vers", {"pick": "know", "add": "reason", "write": "instruct"}[name])
+        cofi_suites[group][key] = {"path": str(path), "type": kind, "metric": metric}
+    cofi("evaluate", "--model", str(tmp_path / "model"), "--prompt", '{"chat_template": true}', "--suites",
+         json.dumps(cofi_suites), "--labels", '{"method": "base", "seed": null}', "--device", "cpu",
+         "--out", str(tmp_path / "cofi.json"), cwd=tmp_path)
+    mapping = {"spec": {"echo": ["cofi_echo"]},
+               "vers": {"know": ["cofi_pick"], "reason": ["cofi_add"], "instruct": ["cofi_write"]}}
+    cofi("lm-eval", "--model", str(tmp_path / "model"), "--tasks", json.dumps(mapping), "--include-path",
+         str(tmp_path / "tasks"), "--chat-template", "--labels", '{"method": "base", "seed": null}', "--device", "cpu",
+         "--out", str(tmp_path / "harness.json"), cwd=tmp_path, module="cofi.tools")
+    ours, harness = json.loads((tmp_path / "cofi.json").read_text()), json.loads((tmp_path / "harness.json").read_text())
+    scores = lambda s: [s["spec"]["echo"], s["know"], s["reason"], s["instruct"]]  # noqa: E731
+    assert scores(harness) == pytest.approx(scores(ours))
+    assert sum(0 < score < 100 for score in scores(ours)) >= 2, scores(ours)  # a comparison that can fail

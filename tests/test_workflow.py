@@ -53,6 +53,28 @@ def test_table_from_a_real_run(tiny_run):
     assert "bio Spec" in markdown and "| full" in markdown
 
 
+def test_every_job_log_pairs_with_its_benchmark_and_the_report_splits_compute_from_overhead(tiny_run):
+    from cofi.bench import benchmark_report, read_benchmarks
+    from cofi.io import COMPUTE_PATTERN
+
+    results = tiny_run / "results/tiny"
+    benchmarks = sorted((results / "benchmarks").rglob("*.tsv"))
+    assert benchmarks and all((results / "logs" / b.relative_to(results / "benchmarks")).with_suffix(".log").is_file()
+                              for b in benchmarks)
+    jobs = read_benchmarks(results / "benchmarks").set_index("rule")
+    # the jobs that train or score name their own work; it is part of their time, not all of it
+    for rule in ("build_base", "finetune", "evaluate_run", "evaluate_base", "make_data"):
+        logs = list((results / "logs" / rule).rglob("*.log"))
+        assert logs and all(re.search(COMPUTE_PATTERN, log.read_text(), re.M) for log in logs), rule
+        work = jobs.loc[[rule]]
+        assert (work["compute_s"] <= work["seconds"]).all(), (rule, work)
+        assert rule == "make_data" or work["compute_s"].sum() > 0, (rule, work)  # the tiny world takes ~0 s
+    assert (jobs.loc[["main_table"], "compute_s"] == 0).all()
+    report = benchmark_report(results / "benchmarks")
+    share = float(re.search(r"overhead [\d.]+ s \(([\d.]+) % of job time\)", report)[1])
+    assert 0 < share < 100
+
+
 def test_outputs_are_real_hugging_face_models(tiny_run):
     run = tiny_run / "results/tiny/runs/full/bio/seed0"
     assert (run / "model" / "model.safetensors").is_file()

@@ -20,19 +20,20 @@ def llama_cpp_permute(weight: np.ndarray, heads: int) -> np.ndarray:
     return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def write_tiny_gguf(path: Path, architecture: str = "llama", seed: int = 0, permute: bool = True) -> LlamaForCausalLM:
+def write_tiny_gguf(path: Path, architecture: str = "llama", seed: int = 0, permute: bool = True,
+                    context: int = 64) -> LlamaForCausalLM:
     """Write the GGUF file; returns the Hugging Face model it holds."""
     import gguf
 
     config = LlamaConfig(vocab_size=len(TOKENS), hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS,
-                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=64,
+                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=context,
                          tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, rms_norm_eps=1e-5,
                          rope_theta=10000.0)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_block_count(LAYERS)
-    writer.add_context_length(64)
+    writer.add_context_length(context)
     writer.add_embedding_length(HIDDEN)
     writer.add_feed_forward_length(64)
     writer.add_head_count(HEADS)

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cofi.io import compute_line
 from cofi.settings import PromptSettings
 
 
@@ -36,12 +37,14 @@ def importance(job: ImportanceJob) -> None:
                              options["batches"], job.prompt.max_len, options["seed"])
     started = time.perf_counter()
     raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"])
+    computed = time.perf_counter() - started
     recorded = {**options, "data": job.data, "model": job.model, "prompt": to_dict(job.prompt)}
     values = save_importance(job.out, raw, model.config, recorded)
     plot_importance(values, job.plot, title=f"unit importance from {Path(job.data).name}")
     job.log(f"importance from {sum(len(b['input_ids']) for b in batches)} inputs in {time.perf_counter() - started:.1f}s; "
             + ", ".join(f"{k} mean {v.mean():.3f}" for k, v in values.items()))
     job.log(f"wrote {job.out} and {job.plot}")
+    job.log(compute_line(computed))
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,13 @@ def landscape(job: LandscapeJob) -> dict:
     started = time.perf_counter()
     result = probe(model, {name: batch_loss(batch) for name, batch in batches.items()}, options["span"],
                    options["points_1d"], options["points_2d"], options["radius"], options["direction_seed"], log=job.log)
+    computed = time.perf_counter() - started
     result = {**job.labels, "model": job.model, "options": options, **result}
     write_json(job.out, result, indent=None)
     plot_landscape(result, f"{result['run']} on {result['task']} (seed {result['seed']})", job.plot)
     for key, figures in result["sharpness"].items():
         job.log(f"{key} batch: loss {result['centre'][key]:.4f} at the centre; "
                 + ", ".join(f"{name} {value:.4g}" for name, value in figures.items()))
-    job.log(f"{len(result['alphas_1d']) + len(result['alphas_2d']) ** 2} grid points in {time.perf_counter() - started:.1f}s")
+    job.log(f"{len(result['alphas_1d']) + len(result['alphas_2d']) ** 2} grid points in {computed:.1f}s")
+    job.log(compute_line(computed))
     return result

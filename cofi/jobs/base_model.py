@@ -37,6 +37,7 @@ class BaseModelJob:
 def build_base(job: BaseModelJob) -> None:
     """A word-level tokenizer and a small Llama, "aligned" on the versatility mixture, saved as a HF directory."""
     from cofi.data import load_records
+    from cofi.io import compute_line
     from cofi.modeling import build_llama, build_word_tokenizer, save_model
     from cofi.prompts import Prompter
     from cofi.train import tokenize_dataset, train
@@ -50,3 +51,4 @@ def build_base(job: BaseModelJob) -> None:
     summary = train(model, examples, job.train, job.seed, tokenizer.pad_token_id, out / "loss.csv", log=job.log)
     save_model(model, tokenizer, out)
     job.log(f"saved the base model to {out} ({summary['seconds']:.0f}s of training)")
+    job.log(compute_line(summary["seconds"]))

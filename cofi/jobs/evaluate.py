@@ -38,7 +38,7 @@ def score_file(labels: dict, model: str, spec: dict[str, float], vers: dict[str,
 
 
 def evaluate(job: EvaluateJob) -> dict:
-    from cofi.io import write_json
+    from cofi.io import compute_line, write_json
     from cofi.modeling import load_model
     from cofi.prompts import Prompter
     from cofi.tasks import TASK_TYPES
@@ -59,9 +59,11 @@ def evaluate(job: EvaluateJob) -> dict:
         remaining = (time.perf_counter() - started) / done * (total - done)  # by items: suites differ in size
         job.log(f"{group} {name}: {scored['score']:.1f} on {len(records[name])} items "
                 f"({time.perf_counter() - began:.1f}s; {done}/{total} items, ETA {remaining:.0f}s)")
+    computed = time.perf_counter() - started
     scores = score_file(job.labels, job.model, results["spec"], results["vers"], items)
     write_json(job.out, scores)
     if job.predictions:
         write_json(job.predictions, predictions, indent=1)
     job.log(f"Vers {scores['vers']:.1f}; Uni {', '.join(f'{t} {u:.1f}' for t, u in scores['uni'].items())}")
+    job.log(compute_line(computed))
     return scores

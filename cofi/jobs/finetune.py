@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cofi.experiment import Run
+from cofi.io import compute_line
 from cofi.settings import ComputeSettings, PromptSettings
 
 
@@ -85,6 +86,7 @@ def finetune(job: FinetuneJob) -> dict:
             model = method.build(model, run, inputs)
             Path(job.curve).write_text("step,loss,penalty,sam_loss,lr,tokens,seconds\n")  # no training, no curve
             record |= {"trainable": [], "steps": 0, "seconds": time.perf_counter() - started}
+            log(compute_line(record["seconds"]))
     else:
         torch.manual_seed(job.seed)  # adapters and other new weights start from the run's seed
         setup = method.setup(model, run, inputs)
@@ -110,9 +112,11 @@ def finetune(job: FinetuneJob) -> dict:
         # A checkpoint resumes only into the same run: same base model, data, run and inputs.
         identity = {"model": str(job.model), "train_data": str(job.train_data), "run": run.spec(),
                     "inputs": dict(job.inputs), "prompt": prompt.__dict__}
+        began = time.perf_counter()  # this process's training (a resumed run's summary counts earlier ones too)
         summary = train(trained, examples, run.train, job.seed, tokenizer.pad_token_id, job.curve,
                         compute=job.compute, extensions=extensions, batches=batches, log=log,
                         checkpoint_dir=job.checkpoint_dir, identity=identity)
+        log(compute_line(time.perf_counter() - began))
         finishing = setup
         if sharded:
             trained, finishing = _gathered(job, method, run, inputs, trained, DTYPES[job.dtype])
