@@ -40,19 +40,17 @@ SCORING_MODULE = "cofi_scoring"
 
 
 def harness_scorer(metric: str):
-    """A harness ``process_results(doc, results)`` scoring the response as cofi's ``metric`` does."""
-    from cofi import metrics
+    """A harness ``process_results(doc, results)`` scoring the response as cofi's ``metric`` does (the
+    ``score_response`` of the task type that has the metric)."""
+    from cofi.tasks import TASK_TYPES
+
+    kind = next(kind for kind in TASK_TYPES.values() if metric in kind.metrics)
 
     def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-        response = results[0].strip()  # cofi strips the decoded response too
-        if metric == "ifeval_strict":
-            from cofi.instructions import follows
-
-            # The JSON loader gives every check the union of all checks' kwargs, absent ones as None.
-            checks = [{"id": c["id"], "kwargs": {k: v for k, v in (c.get("kwargs") or {}).items() if v is not None}}
-                      for c in doc["checks"]]
-            return {metric: float(follows(response, checks))}
-        return {metric: metrics.GENERATION_METRICS[metric](response, doc["output"])}
+        if "checks" in doc:  # the JSON loader gives every check the union of all checks' kwargs, absent ones as None
+            doc = {**doc, "checks": [{"id": c["id"], "kwargs": {k: v for k, v in (c.get("kwargs") or {}).items()
+                                                                if v is not None}} for c in doc["checks"]]}
+        return {metric: kind.score_response(results[0].strip(), doc, metric)}  # cofi strips its responses too
 
     return process_results
 

@@ -40,6 +40,10 @@ class TaskType:
         (:class:`cofi.prompts.Prompter`); ``generation``: decoding options over the model's generation config."""
         raise TypeError(f"{type(self).__name__} does not score")
 
+    def score_response(self, response: str, record: dict, metric: str) -> float:
+        """One generated response's score in [0, 1] (the lm-eval export scores each harness response so)."""
+        raise TypeError(f"{type(self).__name__} does not score single responses")
+
     def lm_eval_fields(self, max_gen_toks: int, metric: str) -> dict:
         """The harness task's fields that make it score as :meth:`score` does. A ``process_results`` entry
         names the cofi metric the harness scores each response with (:mod:`cofi.lm_eval_bridge`)."""
@@ -62,6 +66,11 @@ class Generation(TaskType):
         max_new = max(len(prompter.response_ids(ref)) for ref in references) + (48 if metric == "number" else 1)
         predictions = generate(model, prompter, records, batch_size, max_new, generation)
         return {"score": metrics.corpus_score(metric, predictions, references), "predictions": predictions}
+
+    def score_response(self, response, record, metric):
+        from cofi import metrics
+
+        return metrics.GENERATION_METRICS[metric](response, record["output"])
 
     def lm_eval_fields(self, max_gen_toks, metric):
         # The harness stops at these and at the model's EOS; the response is scored by cofi's own metric.
@@ -103,11 +112,15 @@ class InstructionFollowing(TaskType):
 
     def score(self, model, prompter, records, metric, batch_size, generation=None):
         from cofi.evaluate import generate
-        from cofi.instructions import follows
 
         predictions = generate(model, prompter, records, batch_size, self.max_new_tokens, generation)
-        passed = [follows(p, r["checks"]) for p, r in zip(predictions, records)]
+        passed = [self.score_response(p, r, metric) for p, r in zip(predictions, records)]
         return {"score": 100.0 * sum(passed) / len(records), "predictions": predictions}
+
+    def score_response(self, response, record, metric):
+        from cofi.instructions import follows
+
+        return float(follows(response, record["checks"]))
 
     def lm_eval_fields(self, max_gen_toks, metric):
         return Generation().lm_eval_fields(max_gen_toks, metric) | {"doc_to_target": ""}
