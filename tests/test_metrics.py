@@ -16,6 +16,25 @@ def test_rouge_l_is_lcs_f1():
     assert metrics.rouge_l("", "baker") == 0.0
 
 
+def test_rouge_l_equals_the_rouge_score_package_float_for_float():
+    import random
+
+    from rouge_score import rouge_scorer
+
+    class Whitespace:  # the package on the tokens cofi compares
+        def tokenize(self, text):
+            return metrics.normalize(text).split()
+
+    package = rouge_scorer.RougeScorer(["rougeL"], tokenizer=Whitespace())
+    rng = random.Random(0)
+    words = ["a", "B", "c", "d", "été", "e"]
+    pairs = [(" ".join(rng.choices(words, k=rng.randint(0, 9))), " ".join(rng.choices(words, k=rng.randint(0, 9))))
+             for _ in range(500)]
+    for prediction, reference in pairs:
+        assert metrics.rouge_l(prediction, reference) == package.score(reference, prediction)["rougeL"].fmeasure, \
+            (prediction, reference)
+
+
 def test_rouge_l_keeps_non_ascii_tokens():
     assert metrics.rouge_l("金融 分析", "金融 分析") == 1.0
     assert metrics.rouge_l("café", "cafe") == 0.0
