@@ -17,6 +17,7 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+from transformers import get_cosine_schedule_with_warmup
 
 from cofi import distributed
 from cofi.methods.base import Extension
@@ -66,20 +67,6 @@ def batch_stream(examples: list[dict], batch_size: int, pad_id: int, seed: int) 
     """Collated batches of :func:`example_batches`."""
     for batch in example_batches(examples, batch_size, seed):
         yield collate(batch, pad_id)
-
-
-def cosine_with_warmup(optimizer, warmup_steps: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then a half cosine to zero: ``transformers.get_cosine_schedule_with_warmup``, value for
-    value (tests/test_train.py checks it against the library). Written here because importing it pulls in
-    transformers' Trainer utilities and peft, about 2 s of every fine-tuning job's start-up."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return float(step) / float(max(1, warmup_steps))
-        progress = float(step - warmup_steps) / float(max(1, steps - warmup_steps))
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
@@ -163,7 +150,8 @@ class Trainer:
                                            fused=True if self.device.type == "cuda" else None)
         for extension in self.extensions:
             extension.attach(self.optimizer)
-        self.scheduler = cosine_with_warmup(self.optimizer, round(settings.warmup_ratio * settings.steps), settings.steps)
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, round(settings.warmup_ratio * settings.steps),
+                                                         settings.steps)
         self.has_penalty = any(type(e).penalty is not Extension.penalty for e in self.extensions)
 
     def _compute(self, micro_batches: list[dict], n_tokens: int) -> dict:
