@@ -33,7 +33,7 @@ def rouge_l(prediction: str, reference: str) -> float:
     drops every non-ASCII character (fatal for Chinese or accented text)."""
     target, candidate = normalize(reference).split(), normalize(prediction).split()
     if not target or not candidate:
-        return 0
+        return 0.0
     common = _longest_common_subsequence(target, candidate)
     precision, recall = common / len(candidate), common / len(target)
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
