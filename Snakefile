@@ -4,6 +4,7 @@ from snakemake.utils import min_version
 
 from cofi.config import checked_experiment, load_config
 from cofi.errors import InputError
+from cofi.experiment import RUN_NAME
 
 min_version("9.0")
 
@@ -28,7 +29,7 @@ except InputError as error:
 
 
 wildcard_constraints:
-    run=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    run=RUN_NAME,
     split=r"test|val",
     depth=r"\d{1,2}",
     task=r"[A-Za-z0-9][A-Za-z0-9_-]*",

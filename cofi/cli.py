@@ -10,11 +10,11 @@ import os
 import sys
 import time
 
+from cofi import OFFLINE
 from cofi.io import compute_line
 
-# Nothing at run time may reach a hub: models and data are local paths only.
-for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
+for _var, _value in OFFLINE.items():
+    os.environ.setdefault(_var, _value)
 
 
 def log(message: str) -> None:
@@ -55,11 +55,13 @@ def choices(settings_class, key: str) -> list:
     return list(typing.get_args(typing.get_type_hints(settings_class)[key]))
 
 
-def model_load_args(p) -> None:
-    """How a command loads a model: directory, remote code, dtype, device, threads."""
+def model_load_args(p, several: bool = False) -> None:
+    """How a command loads a model: directory (``several``: once, or once per output), remote code, dtype,
+    device, threads."""
     from cofi.settings import ModelSettings
 
-    p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
+    p.add_argument("--model", required=True, action="append" if several else "store",
+                   help="local Hugging Face causal LM directory" + ("; once, or once per score file" if several else ""))
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
     p.add_argument("--dtype", default="float32", choices=choices(ModelSettings, "dtype"), help="weights dtype")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads)")
@@ -172,12 +174,20 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from cofi.jobs.evaluate import EvaluateJob, evaluate
+    from cofi.jobs.evaluate import EvaluateJob, Scoring, evaluate
     from cofi.settings import PromptSettings, from_dict
 
+    n = len(args.out)
+    models = args.model * n if len(args.model) == 1 else args.model
+    predictions = args.predictions or [None] * n
+    if {len(models), len(args.suites), len(args.labels), len(predictions)} != {n}:
+        raise SystemExit("cofi evaluate: give --suites, --labels and --out once per score file, --model once or once "
+                         f"per score file, --predictions once per score file or never; got {n} --out, "
+                         f"{len(args.model)} --model, {len(args.suites)} --suites, {len(args.labels)} --labels and "
+                         f"{len(args.predictions or [])} --predictions")
+    scorings = tuple(Scoring(*fields) for fields in zip(models, args.suites, args.labels, args.out, predictions))
     threads(args.threads)
-    evaluate(EvaluateJob(model=args.model, suites=args.suites, labels=args.labels, out=args.out,
-                         prompt=from_dict(PromptSettings, args.prompt, "--prompt"), predictions=args.predictions,
+    evaluate(EvaluateJob(scorings=scorings, prompt=from_dict(PromptSettings, args.prompt, "--prompt"),
                          batch_size=args.batch_size, max_items=args.max_items, generation=args.generation, log=log,
                          **loading(args)))
 
@@ -314,17 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve", required=True, help="loss curve CSV")
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="score a model on speciality and versatility suites")
-    model_load_args(p)
+    p = sub.add_parser("evaluate", help="score models on speciality and versatility suites")
+    model_load_args(p, several=True)
     p.add_argument("--prompt", type=json_arg, required=True, help="JSON of the prompt settings")
     p.add_argument("--generation", type=json_arg, default={},
                    help="JSON of decoding options over the model's generation config (default: greedy)")
-    p.add_argument("--suites", type=json_arg, required=True, help='JSON {"spec": {name: suite}, "vers": {name: suite}}')
-    p.add_argument("--labels", type=json_arg, required=True, help="JSON labels stored with the scores (method, task, seed)")
+    # Several score files (e.g. every seed of a run, on its test and validation split) in one process: each
+    # model loads once.
+    p.add_argument("--suites", type=json_arg, required=True, action="append",
+                   help='JSON {"spec": {name: suite}, "vers": {name: suite}}; once per score file')
+    p.add_argument("--labels", type=json_arg, required=True, action="append",
+                   help="JSON labels stored with the scores (method, task, seed, split); once per score file")
     p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
     p.add_argument("--max-items", type=int, default=None, help="score at most this many items per suite")
-    p.add_argument("--out", required=True, help="scores JSON")
-    p.add_argument("--predictions", help="optional JSON of per-item predictions")
+    p.add_argument("--out", required=True, action="append", help="scores JSON; once per score file")
+    p.add_argument("--predictions", action="append", help="optional JSON of per-item predictions, once per score file")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("importance", help="estimate unit importance (heads, FFN units) for the soft masks")
@@ -368,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search_report)
 
     p = sub.add_parser("table", help="build the result tables from score files")
-    p.add_argument("--scores", nargs="+", required=True, help="score JSON files (test, and validation for sweeps)")
+    p.add_argument("--scores", nargs="+", required=True, help="score JSON files (test, and validation for sweeps); RUN=PATH reads a "
+                   "file as run RUN's (a run that trains what another run trains shares its files)")
     p.add_argument("--searches", nargs="*", default=[], help="search result.json files: their picks' rows are named "
                    "cofitune_coarse")
     p.add_argument("--out-dir", required=True, help="directory for main.csv/.md/.tex, normalised.md/.tex, seeds.csv")
@@ -395,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sharpness", help="sharpness table and rank correlation with the Vers drop")
     p.add_argument("--landscapes", nargs="+", required=True, help="landscape JSON files")
-    p.add_argument("--scores", nargs="+", required=True, help="the score files of the same models and the base model")
+    p.add_argument("--scores", nargs="+", required=True, help="the score files of the same models and the base model (RUN=PATH as for table)")
     p.add_argument("--out-dir", required=True, help="directory for sharpness.csv/.md and sharpness_correlation.csv")
     p.add_argument("--plot-dir", required=True, help="directory for landscape_<task>.png/pdf (every run's 1-D curves)")
     p.set_defaults(func=cmd_sharpness)

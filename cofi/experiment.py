@@ -9,6 +9,7 @@ checks of meaning that need files or the model are :func:`cofi.config.check_conf
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -18,6 +19,7 @@ from cofi.regions import parse_region_id
 from cofi.search import Policy
 from cofi.settings import ComputeSettings, ModelSettings, PromptSettings, TrainSettings
 
+RUN_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # what a run (and a search candidate) may be called
 SEARCH_PREFIX = "region-"  # search candidates are runs named region-<region id>
 # Table rows the workflow makes itself; no configured run may take their names.
 BASE_ROW = "base"  # the base model, scored once
@@ -294,6 +296,27 @@ class Experiment:
                 groups.setdefault(run.sweep, {})[run.name] = run.sweep_label
         return groups
 
+    @cached_property
+    def stored_as(self) -> dict[str, str]:
+        """{run: the run whose files it uses}, for runs that train exactly what an earlier run trains (the
+        same method, params, training settings and options; e.g. a sweep value equal to the reference's
+        lr): they share that run's model and scores instead of training and scoring the same thing twice.
+        Runs whose training is their own are left out."""
+        first: dict[str, str] = {}
+        shared = {}
+        for name, run in self.runs.items():
+            identity = json.dumps({k: v for k, v in run.spec().items() if k != "name"}, sort_keys=True)
+            shared[name] = first.setdefault(identity, name)
+        return {name: storage for name, storage in shared.items() if storage != name}
+
+    def storage(self, name: str) -> str:
+        """The run whose files ``name``'s are (itself, unless :attr:`stored_as` names another)."""
+        return self.stored_as.get(name, name)
+
+    def run_file(self, run: str, task: str, seed, name: str) -> str:
+        """A run's file at one task and seed, where it is stored (:meth:`storage`)."""
+        return self.layout.run_file(self.storage(run), task, seed, name)
+
     def run(self, name: str) -> Run:
         """A configured run or sweep variant, or a search candidate ``region-<id>`` (trained like the reference)."""
         if name in self.runs:
@@ -340,6 +363,12 @@ class Experiment:
     def base_model_dir(self) -> str:
         """The user's checkpoint, or the model a rule makes: the GGUF's import, or the embedded base model."""
         return self.model.path or self.layout.base_model
+
+    @property
+    def run_splits(self) -> tuple[str, ...]:
+        """The splits every configured run is scored on: test (the tables), and validation where the tables
+        choose among runs on it (the tuned rows of sweeps)."""
+        return SPLITS if self.sweeps else ("test",)
 
     def selection_split(self, task: str) -> str:
         """What the search and the tuned rows select on: 'val', or 'test' where a user gave no validation data."""

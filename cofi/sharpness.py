@@ -63,16 +63,18 @@ def plot_curves(landscapes: list[dict], task: str, stem) -> None:
 
 
 def write_sharpness(landscape_files, score_files, out_dir, plot_dir):
-    """From landscape JSON files and the score files of the same models (and the base model's):
+    """From landscape JSON files and the score files of the same models (and the base model's; PATH or RUN=PATH,
+    :func:`cofi.jobs.evaluate.read_scores`):
     ``sharpness.csv``/``.md`` and ``sharpness_correlation.csv`` in ``out_dir``, every model's 1-D curves
     per task in ``plot_dir``. Returns (table, correlations)."""
     from pathlib import Path
 
     from cofi.experiment import BASE_ROW
     from cofi.io import read_json
+    from cofi.jobs.evaluate import read_scores
 
     landscapes, vers, base_vers = [read_json(path) for path in landscape_files], {}, {}
-    for data in map(read_json, score_files):
+    for data in map(read_scores, map(str, score_files)):
         if data["labels"]["method"] == BASE_ROW:
             base_vers = {task: data["vers"] for task in data["spec"]}
         else:

@@ -46,13 +46,15 @@ def score_rows(scores: dict) -> list[dict]:
 
 
 def read_score_files(files: list[str | Path], searches: list[str | Path] = ()) -> pd.DataFrame:
-    """Per-seed rows from score files; a search's pick (from its ``result.json`` in ``searches``) is
-    renamed ``cofitune_coarse``, its region id in ``detail``."""
+    """Per-seed rows from score files (PATH, or RUN=PATH: :func:`cofi.jobs.evaluate.read_scores`); a
+    search's pick (from its ``result.json`` in ``searches``) is renamed ``cofitune_coarse``, its region id
+    in ``detail``."""
     from cofi.io import read_json
+    from cofi.jobs.evaluate import read_scores
 
     picks = {(r["run"], r["task"]): r["selected"] for r in map(read_json, searches)}
     rows = []
-    for scores in map(read_json, files):
+    for scores in map(read_scores, map(str, files)):
         for row in score_rows(scores):
             region = picks.get((row["method"], row["task"]))
             rows.append({**row, "method": COARSE if region else row["method"], "detail": region or ""})

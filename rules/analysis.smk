@@ -3,6 +3,7 @@ from cofi.experiment import BASE_ROW
 
 LANDSCAPE, LANDSCAPE_SEED = EXP.landscape, EXP.landscape_seed
 LANDSCAPE_RUNS = [r for r in LANDSCAPE["runs"] if r != BASE_ROW]
+LANDSCAPE_SCORES = [(r, run_file(r, t, LANDSCAPE_SEED, "test_scores.json")) for t in TASKS for r in LANDSCAPE_RUNS]
 
 
 rule landscape:
@@ -47,8 +48,8 @@ rule landscape:
 rule sharpness_table:
     input:
         landscapes=expand(rules.landscape.output.json, task=TASKS, run=LANDSCAPE["runs"]),
-        scores=[LAYOUT.base_scores] + [run_file(r, t, LANDSCAPE_SEED, "test_scores.json") for t in TASKS
-                                       for r in LANDSCAPE_RUNS],
+        base_scores=LAYOUT.base_scores,
+        scores=[path for _, path in LANDSCAPE_SCORES],
     output:
         csv=report(f"{LAYOUT.tables}/sharpness.csv", caption="../workflow/report/sharpness.rst", category="Landscapes"),
         md=f"{LAYOUT.tables}/sharpness.md",
@@ -56,6 +57,7 @@ rule sharpness_table:
                            category="Landscapes"),
         curves=expand(f"{LAYOUT.plots}/landscape_{{task}}.{{ext}}", task=TASKS, ext=("png", "pdf")),
     params:
+        scores=[as_run(run, path) for run, path in LANDSCAPE_SCORES],  # RUN=PATH where a run uses another's files
         out_dir=lambda w, output: os.path.dirname(output.csv),
         plot_dir=lambda w, output: os.path.dirname(output.curves[0]),
     log:
@@ -69,5 +71,5 @@ rule sharpness_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi sharpness --landscapes {input.landscapes:q} --scores {input.scores:q} "
+        "python -m cofi sharpness --landscapes {input.landscapes:q} --scores {input.base_scores:q} {params.scores:q} "
         "--out-dir {params.out_dir:q} --plot-dir {params.plot_dir:q} > {log:q} 2>&1"

@@ -2,9 +2,10 @@
 # input functions of each rule file (Snakemake's linter keeps functions apart from rules), by file.
 import json
 import os
+import re
 import shlex
 
-from cofi.experiment import SEARCH_PREFIX
+from cofi.experiment import SEARCH_PREFIX, SPLITS
 from cofi.settings import non_default, to_dict
 
 EXP = EXPERIMENT  # the typed experiment the Snakefile built from the validated config
@@ -12,6 +13,7 @@ LAYOUT = EXP.layout
 RESULTS = LAYOUT.root
 TASKS = list(EXP.tasks)
 RUNS = list(EXP.runs)  # every configured run, sweep lists expanded
+SWEEP_VARIANTS = [variant for variants in EXP.sweeps.values() for variant in variants]
 SEARCH_ON = EXP.search.enabled
 # A run's files: the path pattern of the rules that make them (wildcards run, task, seed).
 RUN_DIR = LAYOUT.run_dir("{run}", "{task}", "{seed}")
@@ -23,7 +25,13 @@ def as_json(value):
 
 
 def run_file(run, task, seed, name):
-    return LAYOUT.run_file(run, task, seed, name)
+    """Where a run's file is: a run that trains what an earlier run trains uses that run's (EXP.stored_as)."""
+    return EXP.run_file(run, task, seed, name)
+
+
+def as_run(run, path):
+    """A score file as the table and sharpness jobs take it: RUN=PATH where the file is another run's."""
+    return path if EXP.storage(run) == run else f"{run}={path}"
 
 
 def run_targets(filename, runs, tasks=TASKS, seeds=EXP.seeds):
@@ -107,6 +115,29 @@ def evaluation_files(tasks, split):
     return [suite["path"] for group in ("spec", "vers") for suite in suites[group].values()]
 
 
+def scoring_flags(model, suites, labels, scores, predictions):
+    """One score file of an evaluation job: its model, suites, labels and outputs (quoted by the rule)."""
+    return ["--model", model, "--suites", as_json(suites), "--labels", as_json(labels), "--out", scores,
+            "--predictions", predictions]
+
+
+def score_files(run, task, seeds, splits):
+    """{(seed, split): (score file, predictions file)} of a run (wildcard values or patterns)."""
+    return {(seed, split): tuple(f"{LAYOUT.run_dir(run, task, seed)}/{split}_{kind}.json" for kind in ("scores", "predictions"))
+            for seed in seeds for split in splits}
+
+
+def run_scoring_flags(w, seeds, splits):
+    """Every score file of a run's evaluation job, each seed's splits together (the job loads each model once)."""
+    return [flag for (seed, split), files in score_files(w.run, w.task, seeds, splits).items()
+            for flag in scoring_flags(f"{LAYOUT.run_dir(w.run, w.task, seed)}/model", EXP.evaluation_suites([w.task], split),
+                                      {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files)]
+
+
+# Configured runs (those with files of their own) are scored at every seed in one job: evaluate.smk.
+CONFIGURED_RUNS = "|".join(re.escape(run) for run in RUNS if EXP.storage(run) == run)
+
+
 # --- search.smk's input functions ----------------------------------------------
 
 
@@ -160,14 +191,25 @@ def search_pick(task):
 # --- tables.smk's input functions ----------------------------------------------
 
 
-def table_scores(w):
-    """Test scores of the reference, then each task's coarse pick at every seed (waiting for the
-    searches), then every other run: the order of the table's rows."""
+def table_score_runs(w):
+    """(run, test score file) of the reference, then each task's coarse pick at every seed (waiting for the
+    searches), then every other run: the order of the table's rows. The validation scores of sweep variants
+    (their tuned rows are chosen on them) come last."""
     reference = [r for r in RUNS if r == EXP.search.reference]
-    scores = run_targets("test_scores.json", reference)
+    runs = [(r, t, s) for r in reference for t in TASKS for s in EXP.seeds]
     for task in TASKS if SEARCH_ON else []:
-        scores += run_targets("test_scores.json", [search_result(task)["run"]], [task])
-    return scores + run_targets("test_scores.json", [r for r in RUNS if r not in reference])
+        runs += [(search_result(task)["run"], task, s) for s in EXP.seeds]
+    runs += [(r, t, s) for r in RUNS if r not in reference for t in TASKS for s in EXP.seeds]
+    pairs = [(r, run_file(r, t, s, "test_scores.json")) for r, t, s in runs]
+    return pairs + [(r, run_file(r, t, s, "val_scores.json")) for r in SWEEP_VARIANTS for t in TASKS for s in EXP.seeds]
+
+
+def table_scores(w):
+    return [path for _, path in table_score_runs(w)]
+
+
+def table_score_args(w):
+    return [as_run(run, path) for run, path in table_score_runs(w)]
 
 
 def search_results(w):

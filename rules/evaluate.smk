@@ -1,13 +1,14 @@
 # Score models on Spec (speciality) and Vers (know, reason, instruct), on the test or val split.
+# A configured run is scored at every seed in one job (one start-up, each model loaded once); a single model
+# (a search candidate, on the split its search selects on) in a job of its own.
 
 
 MAX_ITEMS = "" if EXP.evaluation["max_items"] is None else f"--max-items {int(EXP.evaluation['max_items'])}"
-# One command line for both evaluation rules; every config value reaches the shell quoted.
+# One command line for every evaluation rule: each score file's model, suites, labels and outputs are in
+# params.scorings; every config value reaches the shell quoted.
 EVALUATE_CMD = (
-    "python -m cofi evaluate --model {input.model:q} --prompt {params.prompt:q} --generation {params.generation:q} "
-    "--suites {params.suites:q} --labels {params.labels:q} --batch-size {params.batch_size} "
-    "{params.max_items} --threads {threads} {params.model_args} "
-    "--out {output.scores:q} --predictions {output.predictions:q} > {log:q} 2>&1"
+    "python -m cofi evaluate {params.scorings:q} --prompt {params.prompt:q} --generation {params.generation:q} "
+    "--batch-size {params.batch_size} {params.max_items} --threads {threads} {params.model_args} > {log:q} 2>&1"
 )
 
 
@@ -19,8 +20,8 @@ rule evaluate_base:
         scores=LAYOUT.base_scores,
         predictions=LAYOUT.base_scores.replace(".json", ".predictions.json"),
     params:
-        suites=lambda w: as_json(EXP.evaluation_suites(TASKS, "test")),
-        labels=lambda w: as_json({"method": "base", "seed": None}),
+        scorings=lambda w, input, output: scoring_flags(input.model, EXP.evaluation_suites(TASKS, "test"),
+                                                        {"method": "base", "seed": None}, output.scores, output.predictions),
         prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         generation=lambda w: GENERATION_JSON,
         batch_size=EXP.evaluation["batch_size"],
@@ -40,7 +41,42 @@ rule evaluate_base:
         EVALUATE_CMD
 
 
+# A configured run's files are found by this rule first; a search candidate's only by evaluate_model.
+ruleorder: evaluate_run > evaluate_model
+
+
 rule evaluate_run:
+    """Every seed of a configured run, on the splits its rows need (EXP.run_splits)."""
+    input:
+        models=expand(rules.finetune.output.model, seed=EXP.seeds, allow_missing=True),
+        data=lambda w: [path for split in EXP.run_splits for path in evaluation_files([w.task], split)],
+    output:
+        [path for files in score_files("{run}", "{task}", EXP.seeds, EXP.run_splits).values() for path in files],
+    wildcard_constraints:
+        run=CONFIGURED_RUNS,
+    params:
+        scorings=lambda w: run_scoring_flags(w, EXP.seeds, EXP.run_splits),
+        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        generation=lambda w: GENERATION_JSON,
+        batch_size=EXP.evaluation["batch_size"],
+        max_items=MAX_ITEMS,
+        model_args=MODEL_ARGS,
+    log:
+        log_file("evaluate_run", "{run}", "{task}"),
+    benchmark:
+        benchmark_file("evaluate_run", "{run}", "{task}")
+    conda:
+        "../envs/cofi.yaml"
+    threads: EXP.threads["evaluate"]
+    resources:
+        mem_mb=4000,
+        runtime=60 * len(EXP.seeds) * len(EXP.run_splits),
+    shell:
+        EVALUATE_CMD
+
+
+rule evaluate_model:
+    """One model on one split: a search candidate (or any run's model asked for by path)."""
     input:
         model=rules.finetune.output.model,
         data=lambda w: evaluation_files([w.task], w.split),
@@ -48,17 +84,16 @@ rule evaluate_run:
         scores=f"{RUN_DIR}/{{split}}_scores.json",
         predictions=f"{RUN_DIR}/{{split}}_predictions.json",
     params:
-        suites=lambda w: as_json(EXP.evaluation_suites([w.task], w.split)),
-        labels=lambda w: as_json({"method": w.run, "task": w.task, "seed": int(w.seed), "split": w.split}),
+        scorings=lambda w: run_scoring_flags(w, [w.seed], [w.split]),
         prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         generation=lambda w: GENERATION_JSON,
         batch_size=EXP.evaluation["batch_size"],
         max_items=MAX_ITEMS,
         model_args=MODEL_ARGS,
     log:
-        log_file("evaluate_run", "{run}", "{task}", "seed{seed}_{split}"),
+        log_file("evaluate_model", "{run}", "{task}", "seed{seed}_{split}"),
     benchmark:
-        benchmark_file("evaluate_run", "{run}", "{task}", "seed{seed}_{split}")
+        benchmark_file("evaluate_model", "{run}", "{task}", "seed{seed}_{split}")
     conda:
         "../envs/cofi.yaml"
     threads: EXP.threads["evaluate"]

@@ -1,6 +1,5 @@
 # Result tables and figures, rebuilt from the score files only; `tables:` options rebuild nothing else.
 TABLES, PLOTS = LAYOUT.tables, LAYOUT.plots
-SWEEP_VARIANTS = [variant for variants in EXP.sweeps.values() for variant in variants]
 
 
 # Figures made elsewhere, copied next to the result plots: {copy: original}.
@@ -13,10 +12,9 @@ COLLECTED |= {f"{PLOTS}/importance_{s}.png": LAYOUT.importance(s, "png")
 rule main_table:
     input:
         base=LAYOUT.base_scores,
+        # Test scores in row order, then the validation scores sweeps' tuned rows are chosen on.
         scores=table_scores,
         searches=search_results,
-        # Sweeps: the validation scores their tuned rows are chosen on.
-        validation=run_targets("val_scores.json", SWEEP_VARIANTS),
     output:
         csv=report(f"{TABLES}/main.csv", caption="../workflow/report/main_table.rst", category="Tables"),
         md=f"{TABLES}/main.md",
@@ -25,6 +23,7 @@ rule main_table:
         normalised_tex=f"{TABLES}/normalised.tex",
         seeds=f"{TABLES}/seeds.csv",
     params:
+        scores=table_score_args,  # RUN=PATH where a run uses another's files
         out_dir=lambda w, output: os.path.dirname(output.csv),
         reference=EXP.table_reference,
         groups=lambda w: as_json(EXP.sweeps),
@@ -45,7 +44,7 @@ rule main_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi table --scores {input.base:q} {input.scores:q} {input.validation:q} "
+        "python -m cofi table --scores {input.base:q} {params.scores:q} "
         "--searches {input.searches:q} --out-dir {params.out_dir:q} --reference {params.reference:q} "
         "--groups {params.groups:q} --expect {params.expect:q} --digits {params.digits} {params.std} {params.bold} "
         "> {log:q} 2>&1"

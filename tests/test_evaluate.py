@@ -50,3 +50,46 @@ def test_generation_suite_scores_references_as_perfect(tiny_model, tokenizer, ti
     monkeypatch.setattr("cofi.evaluate.generate", lambda *a, **k: [r["output"] for r in records])
     result = TASK_TYPES["generation"].score(tiny_model, Prompter(tokenizer, TEMPLATE), records, "exact_match", 8)
     assert result["score"] == 100.0
+
+
+def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(tokenizer, tiny_world, tmp_path):
+    """The evaluation job of a run (every seed, test and validation split, one process) writes the files one
+    job per model and split writes, byte for byte, each with its own model's scores."""
+    import json
+
+    from cofi.cli import main
+    from cofi.modeling import build_llama, save_model
+
+    from conftest import TINY_ARCH
+
+    for seed in (0, 1):
+        save_model(build_llama(len(tokenizer), TINY_ARCH, seed=seed), tokenizer, tmp_path / f"seed{seed}")
+    kinds = {"rotate": ("generation", "exact_match"), "know": ("multiple_choice", "accuracy"),
+             "reason": ("generation", "exact_match"), "instruct": ("generation", "exact_match")}
+    suites = {}
+    for split, part in (("test", slice(0, 4)), ("val", slice(4, 8))):
+        for name in kinds:
+            items = tiny_world[f"{name}_test"][part]
+            (tmp_path / f"{name}_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+        suite = {name: {"path": str(tmp_path / f"{name}_{split}.jsonl"), "type": kind, "metric": metric}
+                 for name, (kind, metric) in kinds.items()}
+        suites[split] = json.dumps({"spec": {"rotate": suite.pop("rotate")}, "vers": suite})
+    common = ["--prompt", json.dumps({"template": TEMPLATE}), "--device", "cpu", "--batch-size", "4"]
+
+    def scoring(seed, split, out):
+        return ["--model", str(tmp_path / f"seed{seed}"), "--suites", suites[split],
+                "--labels", json.dumps({"method": "full", "seed": seed, "split": split}),
+                "--out", str(out / f"seed{seed}_{split}.json"), "--predictions", str(out / f"seed{seed}_{split}_p.json")]
+
+    together, alone = tmp_path / "together", tmp_path / "alone"
+    pairs = [(seed, split) for seed in (0, 1) for split in ("test", "val")]
+    assert main(["evaluate", *common, *[flag for s, sp in pairs for flag in scoring(s, sp, together)]]) == 0
+    for seed, split in pairs:
+        assert main(["evaluate", *common, *scoring(seed, split, alone)]) == 0
+    for name in sorted(path.name for path in alone.iterdir()):
+        assert (together / name).read_bytes() == (alone / name).read_bytes(), name
+    # the two models answer differently, so a file holding the other model's scores would be caught
+    assert (alone / "seed0_test_p.json").read_text() != (alone / "seed1_test_p.json").read_text()
+    assert json.loads((together / "seed1_val.json").read_text())["model"] == str(tmp_path / "seed1")
+    with pytest.raises(SystemExit, match="once per score file"):  # a --labels short: refused before any work
+        main(["evaluate", *common, *scoring(0, "test", together), *scoring(1, "test", together)[:-6]])

@@ -173,3 +173,22 @@ def test_every_registered_method_describes_its_keys_and_needs():
             assert isinstance(need, Need) and need.help
             run = Run(name="x", method=name, params={k: s["default"] for k, s in method.keys.items()})
             assert need.path(experiment, run, "bio", 0).startswith("results/default/"), (name, need.name)
+
+
+def test_a_run_that_trains_what_an_earlier_run_trains_uses_its_files():
+    from cofi.config import load_config
+    from cofi.experiment import Experiment
+    from cofi.schema import validate_schema
+
+    config = validate_schema(load_config(REPO / "config.yaml"))
+    experiment = Experiment(config)
+    # sft's lr 3e-4 is the training section's: that variant is Full SFT itself. Nothing else trains alike.
+    assert experiment.stored_as == {"sft_lr0.0003": "full"}
+    assert experiment.run_file("sft_lr0.0003", "bio", 1, "test_scores.json") == "results/default/runs/full/bio/seed1/test_scores.json"
+    assert experiment.storage("full_sam") == "full_sam" and experiment.storage("region-r0-50_ffn") == "region-r0-50_ffn"
+    # Another lr, another seed-independent option, or another method's key: its own training.
+    config["training"]["lr"] = 1e-4
+    assert Experiment(config).stored_as == {"sft_lr0.0001": "full"}
+    config["runs"]["l2_again"] = {"method": "l2", "lambda": 0.1}
+    config["runs"]["l2_other"] = {"method": "l2", "lambda": 0.2}
+    assert Experiment(config).stored_as == {"sft_lr0.0001": "full", "l2_again": "l2"}

@@ -278,7 +278,8 @@ def test_every_job_went_through_sbatch(runs):
         # The executor's per-job SLURM log (kept for successful jobs by the slurm-cpu profile).
         assert Path(log).is_file() and runs["slurm"] / ".snakemake/slurm_logs" in Path(log).parents, log
         rules.add(rule)
-    assert rules == {"make_data", "build_base", "evaluate_base", "finetune", "evaluate_run", "importance", "search_step",
+    assert rules == {"make_data", "build_base", "evaluate_base", "finetune", "evaluate_run", "evaluate_model",
+                     "importance", "search_step",
                      "search_result", "main_table", "result_plots", "loss_curves", "landscape", "sharpness_table"}
     # The job itself ran on the node through the jobstep executor, with this Snakemake.
     import snakemake

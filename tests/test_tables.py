@@ -122,3 +122,17 @@ def test_a_partial_set_of_score_files_is_refused(score_files, tmp_path):
     with pytest.raises(InputError, match=r"no score file for base bio \(test\); cofitune_coarse bio seed 0"):
         write_tables([f for f in score_files if f.name != "base.json"], tmp_path, reference="full",
                      expect={**expect, "searched": ["bio"]})
+
+
+def test_a_run_that_shares_another_runs_files_gets_rows_of_its_own_name(score_files, tmp_path):
+    """RUN=PATH: the file of run full read as run sft_lr0.0003's (it trains exactly what full trains), in the
+    place the list gives it, with the same numbers as full's row."""
+    files = [str(f) for f in score_files]
+    shared = [f"sft_lr0.0003={tmp_path / 'full0.json'}", f"sft_lr0.0003={tmp_path / 'full1.json'}"]
+    tidy = tidy_table(files[:2] + shared + files[2:], reference="full")
+    assert list(dict.fromkeys(tidy["method"])) == ["base", "full", "sft_lr0.0003", "l2"]
+    rows = tidy.set_index(["method", "task"])
+    assert rows.loc[("sft_lr0.0003", "bio")].equals(rows.loc[("full", "bio")])
+    assert json.loads((tmp_path / "full0.json").read_text())["labels"]["method"] == "full"  # the file is left alone
+    with pytest.raises(FileNotFoundError):  # a folder in the part before "=": a path, not a run name
+        read_score_files([str(tmp_path / "sub=dir" / "x.json")])

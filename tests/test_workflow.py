@@ -63,7 +63,7 @@ def test_every_job_log_pairs_with_its_benchmark_and_the_report_splits_compute_fr
                               for b in benchmarks)
     jobs = read_benchmarks(results / "benchmarks").set_index("rule")
     # the jobs that train or score name their own work; it is part of their time, not all of it
-    for rule in ("build_base", "finetune", "evaluate_run", "evaluate_base", "make_data"):
+    for rule in ("build_base", "finetune", "evaluate_run", "evaluate_model", "evaluate_base", "make_data"):
         logs = list((results / "logs" / rule).rglob("*.log"))
         assert logs and all(re.search(COMPUTE_PATTERN, log.read_text(), re.M) for log in logs), rule
         work = jobs.loc[[rule]]
@@ -218,11 +218,12 @@ def test_a_configfile_replaces_the_default_config(workflow_copy):
     (workflow_copy / "only_bio.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(workflow_copy, "--configfile", "only_bio.yaml", "--dry-run")
     assert done.returncode == 0, done.stderr[-2000:]
-    jobs = dict(line.split() for line in done.stdout.splitlines() if line.startswith(("finetune ", "evaluate_run ")))
-    # Bio only: Full SFT, with validation scores for the search's root and test scores for the sharpness
-    # table, and the CoFiTune run the loss curves ask for (waiting on the search; a dry run stops at the
-    # search's first checkpoint, so nothing else behind it is listed).
-    assert jobs == {"finetune": "2", "evaluate_run": "2"}
+    jobs = dict(line.split() for line in done.stdout.splitlines() if line.startswith(("finetune ", "evaluate_")))
+    # Bio only: Full SFT, with test scores for the sharpness table (its run's job) and validation scores for the
+    # search's root (the one model's job: no sweep asks for every seed's), and the CoFiTune run the loss curves
+    # ask for (waiting on the search; a dry run stops at the search's first checkpoint, so nothing else behind
+    # it is listed).
+    assert jobs == {"finetune": "2", "evaluate_run": "1", "evaluate_model": "1", "evaluate_base": "1"}
 
 
 def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):

@@ -14,13 +14,24 @@ from cofi.settings import PromptSettings
 
 
 @dataclass(frozen=True)
-class EvaluateJob:
+class Scoring:
+    """One score file of an evaluation job: a model, the suites of one split, the labels stored with them, the
+    outputs."""
+
     model: str
     suites: dict  # {"spec": {task: suite}, "vers": {dimension: suite}}; a suite is {"path", "type", "metric"}
     labels: dict
     out: str  # the score file
-    prompt: PromptSettings
     predictions: str | None = None  # per-item predictions, for inspection
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """Each :class:`Scoring` in turn (e.g. every seed of a run on the test and the validation split), one job
+    paying the start-up once and loading each model once."""
+
+    scorings: tuple[Scoring, ...]
+    prompt: PromptSettings
     batch_size: int = 128
     max_items: int | None = None  # the first items of each suite only
     generation: dict = field(default_factory=dict)  # decoding options over the model's generation config
@@ -37,33 +48,63 @@ def score_file(labels: dict, model: str, spec: dict[str, float], vers: dict[str,
     return {"labels": labels, "model": model, **aggregate(spec, vers), "items": items, **extra}
 
 
-def evaluate(job: EvaluateJob) -> dict:
-    from cofi.io import compute_line, write_json
+def read_scores(item: str) -> dict:
+    """A score file given as PATH, or as RUN=PATH: the scores of run RUN stored in another run's file (a run
+    that trains exactly what an earlier run trains shares its files), its labels then naming RUN. A run name
+    has no "/" (:data:`cofi.experiment.RUN_NAME`), so a path with a folder is never taken for one."""
+    import re
+
+    from cofi.experiment import RUN_NAME
+    from cofi.io import read_json
+
+    run, sep, path = item.partition("=")
+    if not (sep and re.fullmatch(RUN_NAME, run)):
+        return read_json(item)
+    scores = read_json(path)
+    return {**scores, "labels": {**scores["labels"], "method": run}}
+
+
+def evaluate(job: EvaluateJob) -> list[dict]:
+    """Write each scoring's score file (and predictions); returns their contents."""
+    from cofi.io import compute_line
     from cofi.modeling import load_model
     from cofi.prompts import Prompter
+
+    written, computed, loaded = [], 0.0, None
+    for scoring in job.scorings:
+        if loaded is None or loaded[0] != scoring.model:  # each model once: a job lists a model's scorings together
+            model, tokenizer = load_model(scoring.model, job.trust_remote_code, job.dtype, job.device)
+            model.eval()
+            loaded = (scoring.model, model, Prompter.of(tokenizer, job.prompt))
+        started = time.perf_counter()
+        written.append(_score(job, loaded[1], loaded[2], scoring))
+        computed += time.perf_counter() - started
+    job.log(compute_line(computed))
+    return written
+
+
+def _score(job: EvaluateJob, model, prompter, scoring: Scoring) -> dict:
+    from cofi.io import write_json
     from cofi.tasks import TASK_TYPES
 
-    model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
-    model.eval()
-    prompter = Prompter.of(tokenizer, job.prompt)
     results, items, predictions = {"spec": {}, "vers": {}}, {}, {}
     suites = [(group, name, suite, TASK_TYPES[suite["type"]]) for group in ("spec", "vers")
-              for name, suite in job.suites[group].items()]
+              for name, suite in scoring.suites[group].items()]
     records = {name: kind.read(suite["path"])[: job.max_items] for _, name, suite, kind in suites}
     total, done, started = sum(map(len, records.values())), 0, time.perf_counter()
+    labels = scoring.labels
+    which = " ".join(str(labels[key]) for key in ("method", "task", "seed", "split") if labels.get(key) is not None)
     for group, name, suite, kind in suites:
         began = time.perf_counter()
         scored = kind.score(model, prompter, records[name], suite["metric"], job.batch_size, job.generation)
         results[group][name], items[name], predictions[name] = scored["score"], len(records[name]), scored["predictions"]
         done += len(records[name])
         remaining = (time.perf_counter() - started) / done * (total - done)  # by items: suites differ in size
-        job.log(f"{group} {name}: {scored['score']:.1f} on {len(records[name])} items "
+        job.log(f"{which}: {group} {name}: {scored['score']:.1f} on {len(records[name])} items "
                 f"({time.perf_counter() - began:.1f}s; {done}/{total} items, ETA {remaining:.0f}s)")
-    computed = time.perf_counter() - started
-    scores = score_file(job.labels, job.model, results["spec"], results["vers"], items)
-    write_json(job.out, scores)
-    if job.predictions:
-        write_json(job.predictions, predictions, indent=1)
-    job.log(f"Vers {scores['vers']:.1f}; Uni {', '.join(f'{t} {u:.1f}' for t, u in scores['uni'].items())}")
-    job.log(compute_line(computed))
+    scores = score_file(labels, scoring.model, results["spec"], results["vers"], items)
+    write_json(scoring.out, scores)
+    if scoring.predictions:
+        write_json(scoring.predictions, predictions, indent=1)
+    job.log(f"{which}: Vers {scores['vers']:.1f}; Uni {', '.join(f'{t} {u:.1f}' for t, u in scores['uni'].items())}")
     return scores

@@ -8,7 +8,7 @@ that trains (default ``full``), taken at the same task and seed.
 from cofi.methods.base import Method, MethodError, Need
 
 SOURCE_MODEL = Need("source_model", "the fine-tuned model to interpolate toward",
-                    lambda experiment, run, task, seed: experiment.layout.run_file(run.params["source"], task, seed, "model"))
+                    lambda experiment, run, task, seed: experiment.run_file(run.params["source"], task, seed, "model"))
 
 
 def interpolate(base, source, alpha: float):
