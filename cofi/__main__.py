@@ -1,5 +1,11 @@
 import sys
 
-from cofi.cli import main
+from cofi.jobserver import delegate
 
-sys.exit(main())
+# Under `python -m cofi.jobserver COMMAND`, the job runs in the server's warm process; else here.
+status = delegate(sys.argv[1:])
+if status is None:
+    from cofi.cli import main
+
+    status = main()
+sys.exit(status)

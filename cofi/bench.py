@@ -21,18 +21,29 @@ def logged_compute(log: Path) -> float:
     return float(found[-1]) if found else 0.0
 
 
+def job_server_peak_rss(log: Path) -> float | None:
+    """The job's peak memory in MB where it ran in the job server (its log says so), else None."""
+    from cofi.jobserver import PEAK_RSS_PATTERN
+
+    found = re.findall(PEAK_RSS_PATTERN, log.read_text(errors="replace"), re.M) if log.is_file() else []
+    return float(found[-1]) if found else None
+
+
 def read_benchmarks(directory: str | Path, logs: str | Path | None = None) -> pd.DataFrame:
     """One row per job; ``rule`` is the first folder under ``directory`` (rules name their own). A job's
-    log has the benchmark's path under ``logs`` (default: the sibling ``logs/``), with ``.log``."""
+    log has the benchmark's path under ``logs`` (default: the sibling ``logs/``), with ``.log``. A job run
+    in the job server (:mod:`cofi.jobserver`) has its memory from its log: the benchmark measured its client."""
     directory = Path(directory)
     logs = Path(logs) if logs is not None else directory.parent / "logs"
     rows = []
     for path in sorted(directory.rglob("*.tsv")):
         frame = pd.read_csv(path, sep="\t")
         relative = path.relative_to(directory)
+        log = (logs / relative).with_suffix(".log")
+        peak = job_server_peak_rss(log)
         rows.append({"rule": relative.parts[0], "job": str(relative), "seconds": float(frame["s"].iloc[-1]),
-                     "compute_s": logged_compute((logs / relative).with_suffix(".log")),
-                     "max_rss_mb": pd.to_numeric(frame["max_rss"], errors="coerce").iloc[-1]})
+                     "compute_s": logged_compute(log),
+                     "max_rss_mb": peak if peak is not None else pd.to_numeric(frame["max_rss"], errors="coerce").iloc[-1]})
     if not rows:
         raise FileNotFoundError(f"{directory}: no benchmark files (run the workflow first)")
     return pd.DataFrame(rows)

@@ -1,0 +1,133 @@
+"""The job server (cofi/jobserver.py): a job run in it is the job run alone, only started sooner."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cofi.modeling import build_llama, save_model
+
+from conftest import REPO, TEMPLATE, TINY_ARCH
+
+SPEC = {"name": "full", "method": "full", "params": {}, "sam_rho": None, "equal_compute": False,
+        "train": {"lr": 3e-3, "steps": 30, "batch_size": 8, "grad_accum": 1, "warmup_ratio": 0.0, "weight_decay": 0.0,
+                  "max_grad_norm": 1.0, "log_every": 10}}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, tokenizer, tiny_world):
+    """A tiny model, its training data, and the finetune command line of a job that trains it (cwd: the repo)."""
+    root = tmp_path_factory.mktemp("jobserver")
+    save_model(build_llama(len(tokenizer), TINY_ARCH, seed=0), tokenizer, root / "base")
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tiny_world["rotate_train"]))
+
+    def command(out: str, steps: int = 30) -> list[str]:
+        spec = {**SPEC, "train": {**SPEC["train"], "steps": steps}}
+        return [sys.executable, "-m", "cofi", "finetune", "--model", str(root / "base"), "--train",
+                str(root / "train.jsonl"), "--run-spec", json.dumps(spec), "--seed", "0", "--prompt",
+                json.dumps({"template": TEMPLATE}), "--device", "cpu", "--out", str(root / out / "model"),
+                "--curve", str(root / out / "loss.csv")]
+
+    return root, command
+
+
+def under_server(script: str, root: Path, timeout: int = 300, **env) -> subprocess.CompletedProcess:
+    """``python -m cofi.jobserver bash -c SCRIPT`` from the repo: SCRIPT's jobs may run in the server."""
+    environment = {k: v for k, v in os.environ.items() if k != "COFI_JOB_SERVER"} | env
+    return subprocess.run([sys.executable, "-m", "cofi.jobserver", "bash", "-c", script], cwd=REPO, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def quoted(command: list[str]) -> str:
+    import shlex
+
+    return " ".join(map(shlex.quote, command))
+
+
+def test_a_job_in_the_server_writes_what_it_writes_alone(job):
+    root, command = job
+    alone = subprocess.run(command("alone"), cwd=REPO, capture_output=True, text=True, timeout=300,
+                           env={k: v for k, v in os.environ.items() if k != "COFI_JOB_SERVER"})
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    done = under_server(f"{quoted(command('warm'))} > {root}/warm.log 2>&1; echo status $?", root)
+    assert done.returncode == 0 and "status 0" in done.stdout, done.stderr[-2000:]
+    log = (root / "warm.log").read_text()
+    assert "cofi: job server process" in log and "running in this process" not in log, log[-2000:]
+    for name in ("model/model.safetensors", "model/config.json", "model/tokenizer.json", "loss.csv"):
+        if name == "loss.csv":  # its last column is the wall clock
+            strip = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
+            assert strip((root / "warm" / name).read_text()) == strip((root / "alone" / name).read_text())
+        else:
+            assert (root / "warm" / name).read_bytes() == (root / "alone" / name).read_bytes(), name
+    assert "training" in log and "saved full" in log  # the job's own log lines reach its log file
+
+
+def test_exit_status_and_errors_come_back(job):
+    root, command = job
+    bad = command("bad")
+    bad[bad.index("--model") + 1] = str(root / "no-such-model")
+    done = under_server(f"{quoted(bad)}; echo status $?", root)
+    assert "status 2" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "no-such-model" in done.stderr and "no such directory" in done.stderr
+    assert "cofi: job server process" in done.stderr  # it failed in the server, not in a fallback
+
+
+def test_a_job_whose_environment_differs_runs_in_its_own_process(job):
+    root, command = job
+    done = under_server(f"RANK=0 WORLD_SIZE=1 {quoted(command('rank'))} 2>&1 | grep -E 'running in this process|job server'",
+                        root)
+    assert "running in this process, not the job server: its environment differs from the server's in RANK, WORLD_SIZE" \
+        in done.stdout, done.stdout + done.stderr[-2000:]
+    assert (root / "rank" / "model" / "model.safetensors").is_file()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGKILL, None), (signal.SIGTERM, 143)])
+def test_a_stopped_client_stops_its_job(job, signum, status):
+    """Snakemake stops a job by signalling its shell: SIGTERM reaches the job through its client; a client
+    killed outright takes its job with it. Nothing is left once the command has ended."""
+    root, command = job
+    script = textwrap.dedent(f"""\
+        {quoted(command(f"stopped{signum}", steps=100000))} > {root}/stopped{signum}.log 2>&1 &
+        client=$!
+        until grep -q 'step 10/' {root}/stopped{signum}.log; do sleep 0.2; done
+        kill -{int(signum)} $client; wait $client; echo "client $?"
+        sleep 5
+    """)
+    wrapper = subprocess.Popen([sys.executable, "-m", "cofi.jobserver", "bash", "-c", script], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={k: v for k, v in os.environ.items() if k != "COFI_JOB_SERVER"})
+    try:
+        deadline, server, jobs = time.time() + 120, None, []
+        while time.time() < deadline and not jobs:  # the server and its forked job, while the job trains
+            servers = [p for p in _children(wrapper.pid) if b"--serve" in Path(f"/proc/{p}/cmdline").read_bytes()]
+            server = servers[0] if servers else None
+            jobs = _children(server) if server else []
+            time.sleep(0.1)
+        assert jobs, "the job never started in the server"
+        line = wrapper.stdout.readline()  # the client has been stopped; the command goes on for 5 s
+        time.sleep(1)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in jobs), "the job outlived its client"
+        assert Path(f"/proc/{server}").exists()  # the server serves on
+        out, err = wrapper.communicate(timeout=120)
+    finally:
+        wrapper.kill()
+    assert wrapper.returncode == 0, err[-2000:]
+    assert line.startswith("client") and (status is None or line.strip() == f"client {status}"), line
+    assert not Path(f"/proc/{server}").exists(), "the server outlived the command"
