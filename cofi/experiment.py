@@ -364,12 +364,6 @@ class Experiment:
         """The user's checkpoint, or the model a rule makes: the GGUF's import, or the embedded base model."""
         return self.model.path or self.layout.base_model
 
-    @property
-    def run_splits(self) -> tuple[str, ...]:
-        """The splits every configured run is scored on: test (the tables), and validation where the tables
-        choose among runs on it (the tuned rows of sweeps)."""
-        return SPLITS if self.sweeps else ("test",)
-
     def selection_split(self, task: str) -> str:
         """What the search and the tuned rows select on: 'val', or 'test' where a user gave no validation data."""
         suites = [self.tasks[task], *self.versatility.values()]

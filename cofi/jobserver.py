@@ -21,6 +21,7 @@ Linux only (file descriptors pass over a Unix socket; children die with the serv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -92,12 +93,7 @@ def delegate(argv: list[str]) -> int | None:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, forward)
-    while True:
-        try:
-            line = reader.readline()
-            break
-        except InterruptedError:  # a forwarded signal interrupted the wait
-            continue
+    line = reader.readline()  # the wait goes on after a forwarded signal (PEP 475)
     if not line:
         print(f"cofi: the job server ended during job {answer.get('pid')}", file=sys.stderr)
         return 1
@@ -169,6 +165,7 @@ class Server:
     def _accept(self) -> None:
         connection, _ = self.listener.accept()
         connection.settimeout(10)  # a client that connects and says nothing must not stall the others
+        fds: list[int] = []
         try:
             header, fds, _, _ = socket.recv_fds(connection, HEADER.size, 3)
             (length,) = HEADER.unpack(header)
@@ -179,14 +176,14 @@ class Server:
                     raise OSError("the client left during its request")
                 body += chunk
             request = json.loads(body)
-        except (OSError, ValueError, struct.error):
-            connection.close()
-            return
-        why = self._refusal(request, fds)
+            why = self._refusal(request, fds)
+            if why:
+                connection.sendall((json.dumps({"refused": why}) + "\n").encode())
+        except (OSError, ValueError, TypeError, AttributeError, struct.error):  # a client that left, or nonsense
+            why = "unreadable request"
         if why:
             for fd in fds:
                 os.close(fd)
-            connection.sendall((json.dumps({"refused": why}) + "\n").encode())
             connection.close()
             return
         for stream in (sys.stdout, sys.stderr):  # nothing of the server's may reach the job's log
@@ -354,30 +351,26 @@ def _run_cofi(argv: list[str], cwd: str) -> int:
 # --- the wrapper: python -m cofi.jobserver COMMAND... ------------------------------------------------------
 
 
-def run_with_server(command: list[str]) -> int:
-    """Run ``command`` with a job server beside it; the server ends with it. Returns its exit status."""
+@contextlib.contextmanager
+def serving(environment: dict[str, str] | None = None):
+    """A job server for the duration of the block: yields the environment (``environment``, default this
+    process's, with ``COFI_JOB_SERVER`` set) under which ``python -m cofi`` jobs run in it."""
     import shutil
     import subprocess
     import tempfile
+    import time
 
     directory = tempfile.mkdtemp(prefix="cofi-jobserver-")  # mode 0700: only this user's jobs connect
     path = os.path.join(directory, "socket")
-    environment = {**os.environ, SOCKET_VARIABLE: path}
+    environment = {**(os.environ if environment is None else environment), SOCKET_VARIABLE: path}
     server = subprocess.Popen([sys.executable, "-m", "cofi.jobserver", "--serve", path], stdin=subprocess.PIPE,
                               env=environment)
     try:
         while not os.path.exists(path):  # bound before its imports: jobs may connect from then on
             if server.poll() is not None:
-                raise SystemExit(f"cofi.jobserver: the server exited with status {server.returncode} before starting")
-            import time
-
+                raise RuntimeError(f"the job server exited with status {server.returncode} before it started")
             time.sleep(0.02)
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is COMMAND's to handle
-        try:
-            process = subprocess.Popen(command, env=environment)
-            return process.wait()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        yield environment
     finally:
         server.stdin.close()  # the server stops its jobs, if any are left, and exits
         try:
@@ -385,6 +378,24 @@ def run_with_server(command: list[str]) -> int:
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_with_server(command: list[str]) -> int:
+    """Run ``command`` with a job server beside it; the server ends with it. Returns its exit status."""
+    import subprocess
+
+    with serving() as environment:
+        process = subprocess.Popen(command, env=environment)
+        # Ctrl-C reaches COMMAND from the terminal and is COMMAND's to handle; a SIGTERM or SIGHUP sent to
+        # this process is passed on.
+        handlers = {signal.SIGINT: signal.SIG_IGN} | {
+            signum: (lambda sig, _frame: process.send_signal(sig)) for signum in (signal.SIGTERM, signal.SIGHUP)}
+        previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+        try:
+            return process.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

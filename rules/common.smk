@@ -134,8 +134,15 @@ def run_scoring_flags(w, seeds, splits):
                                       {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files)]
 
 
-# Configured runs (those with files of their own) are scored at every seed in one job: evaluate.smk.
-CONFIGURED_RUNS = "|".join(re.escape(run) for run in RUNS if EXP.storage(run) == run)
+# Configured runs with files of their own are scored at every seed in one job (evaluate.smk), on the splits their
+# rows need: {splits: runs}. Sweep variants need validation scores too: their tuned rows are chosen on them.
+SWEPT = sorted({EXP.storage(variant) for variant in SWEEP_VARIANTS})
+RUNS_BY_SPLITS = {("test",): [r for r in RUNS if EXP.storage(r) == r and r not in SWEPT], SPLITS: SWEPT}
+
+
+def any_of(names):
+    """A wildcard constraint matching exactly these names (none: nothing)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 # --- search.smk's input functions ----------------------------------------------

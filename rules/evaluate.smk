@@ -41,38 +41,43 @@ rule evaluate_base:
         EVALUATE_CMD
 
 
-# A configured run's files are found by this rule first; a search candidate's only by evaluate_model.
+# A configured run's files are found by its run rule first; a search candidate's only by evaluate_model.
 ruleorder: evaluate_run > evaluate_model
+ruleorder: evaluate_sweep > evaluate_model
 
 
-rule evaluate_run:
-    """Every seed of a configured run, on the splits its rows need (EXP.run_splits)."""
-    input:
-        models=expand(rules.finetune.output.model, seed=EXP.seeds, allow_missing=True),
-        data=lambda w: [path for split in EXP.run_splits for path in evaluation_files([w.task], split)],
-    output:
-        [path for files in score_files("{run}", "{task}", EXP.seeds, EXP.run_splits).values() for path in files],
-    wildcard_constraints:
-        run=CONFIGURED_RUNS,
-    params:
-        scorings=lambda w: run_scoring_flags(w, EXP.seeds, EXP.run_splits),
-        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
-        generation=lambda w: GENERATION_JSON,
-        batch_size=EXP.evaluation["batch_size"],
-        max_items=MAX_ITEMS,
-        model_args=MODEL_ARGS,
-    log:
-        log_file("evaluate_run", "{run}", "{task}"),
-    benchmark:
-        benchmark_file("evaluate_run", "{run}", "{task}")
-    conda:
-        "../envs/cofi.yaml"
-    threads: EXP.threads["evaluate"]
-    resources:
-        mem_mb=4000,
-        runtime=60 * len(EXP.seeds) * len(EXP.run_splits),
-    shell:
-        EVALUATE_CMD
+# Every seed of a configured run: evaluate_run on the test split, evaluate_sweep on the test and validation split.
+for name, splits in (("evaluate_run", ("test",)), ("evaluate_sweep", SPLITS)):
+
+    rule:
+        name:
+            name
+        input:
+            models=expand(rules.finetune.output.model, seed=EXP.seeds, allow_missing=True),
+            data=lambda w, splits=splits: [path for split in splits for path in evaluation_files([w.task], split)],
+        output:
+            [path for files in score_files("{run}", "{task}", EXP.seeds, splits).values() for path in files],
+        wildcard_constraints:
+            run=any_of(RUNS_BY_SPLITS[splits]),
+        params:
+            scorings=lambda w, splits=splits: run_scoring_flags(w, EXP.seeds, splits),
+            prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+            generation=lambda w: GENERATION_JSON,
+            batch_size=EXP.evaluation["batch_size"],
+            max_items=MAX_ITEMS,
+            model_args=MODEL_ARGS,
+        log:
+            log_file(name, "{run}", "{task}"),
+        benchmark:
+            benchmark_file(name, "{run}", "{task}")
+        conda:
+            "../envs/cofi.yaml"
+        threads: EXP.threads["evaluate"]
+        resources:
+            mem_mb=4000,
+            runtime=60 * len(EXP.seeds) * len(splits),
+        shell:
+            EVALUATE_CMD
 
 
 rule evaluate_model:

@@ -106,7 +106,7 @@ def test_a_stopped_client_stops_its_job(job, signum, status):
     script = textwrap.dedent(f"""\
         {quoted(command(f"stopped{signum}", steps=100000))} > {root}/stopped{signum}.log 2>&1 &
         client=$!
-        until grep -q 'step 10/' {root}/stopped{signum}.log; do sleep 0.2; done
+        for i in $(seq 600); do grep -q 'step 10/' {root}/stopped{signum}.log && break; sleep 0.2; done
         kill -{int(signum)} $client; wait $client; echo "client $?"
         sleep 5
     """)

@@ -20,11 +20,14 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def snakemake_environment() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+        cwd=workdir, env=env or snakemake_environment(), capture_output=True, text=True, timeout=600,
     )
 
 
@@ -185,6 +188,27 @@ def test_table_options_rebuild_only_tables_and_figures(tiny_run):
         assert re.search(r"\| full +\| +(\*\*)?\d+\.\d{3}(\*\*)? ", (tiny_run / "results/tiny/tables/main.md").read_text())
     finally:
         assert snakemake(tiny_run, "--configfile", "tiny.yaml").returncode == 0  # back to the tiny config's tables
+
+
+def test_the_job_server_changes_nothing_but_the_time(tiny_run, tmp_path):
+    """The tiny workflow through the job server (cofi/jobserver.py) gives the plain run's tables, scores and
+    weights byte for byte, every job having run in the server."""
+    from cofi.jobserver import serving
+
+    copy = copy_workflow(tmp_path / "warm")
+    with serving(snakemake_environment()) as environment:
+        done = snakemake(copy, "--configfile", "tiny.yaml", env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    plain, warm = tiny_run / "results/tiny", copy / "results/tiny"
+    logs = list((warm / "logs").rglob("*.log"))
+    assert logs and all("cofi: job server process" in log.read_text() for log in logs), \
+        [str(log) for log in logs if "cofi: job server process" not in log.read_text()][:3]
+    # (the plain run's folder may hold more: other tests widen its search)
+    compared = [*(warm / "tables").iterdir(), *(warm / "runs").rglob("*_scores.json"),
+                *(warm / "runs").rglob("model.safetensors"), warm / "base_model/model.safetensors"]
+    assert len(compared) > 10
+    for path in compared:
+        assert (plain / path.relative_to(warm)).read_bytes() == path.read_bytes(), path.relative_to(warm)
 
 
 def test_html_report(tiny_run):
