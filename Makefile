@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # "Benchmarks"): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run real test tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
+.PHONY: setup run real study scale test tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -41,7 +41,7 @@ real: setup
 
 # Every table and figure again from the score files already there: no training, no evaluation.
 tables: setup
-	@start=$$(date +%s%N); $(SNAKEMAKE) tables --forcerun main_table result_plots sharpness_table --quiet rules && \
+	@start=$$(date +%s%N); $(SNAKEMAKE) tables --forcerun main_table result_plots sharpness_table claims_table --quiet rules && \
 	echo "tables and figures rebuilt in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
 
 # The HTML report (tables and figures with captions) of the default experiment.
@@ -59,15 +59,29 @@ bench: setup
 	echo "wall: $$(( $$(date +%s) - start )) s for results/$$exp" && \
 	PATH="$(BIN):$$PATH" python -m cofi.tools bench-report results/$$exp/benchmarks
 
-# Tree search vs the exhaustive grid on the default: share of the grid trained, Uni gap of the picks.
-# The grid reuses every candidate the tree trained (runs are keyed by region id).
+# The fair study (configs/fair_study.yaml): every method at its own validation-tuned settings, the claims table.
+study: setup
+	$(WARM_SNAKEMAKE) --configfile configs/fair_study.yaml
+	$(WARM_SNAKEMAKE) --configfile configs/fair_study.yaml
+
+# The scale trend: configs/scale.yaml at three widths, then each method's Uni and Vers drop against the size.
+SCALE_METHODS := full_tuned cofitune cofitune_coarse full_sam l2 lora replay
+scale: setup
+	for size in "" configs/overrides/scale_w64.yaml configs/overrides/scale_w256.yaml; do \
+	  $(WARM_SNAKEMAKE) --configfile configs/scale.yaml $$size && \
+	  $(WARM_SNAKEMAKE) --configfile configs/scale.yaml $$size || exit 1; done
+	PATH="$(BIN):$$PATH" python -m cofi.tools scale --experiment results/scale_w64 --experiment results/scale_w128 \
+	  --experiment results/scale_w256 --methods $(SCALE_METHODS) --out-dir results/scale
+
+# The tree search and the exhaustive grid on the default, each over regions alone and over region x lr
+# (search.lr = SEARCH_LR): trainings, their time, the picks and their Uni gaps to the widest search's best.
+# Every search reuses the runs the others trained (runs are keyed by region and lr).
+SEARCH_LR ?= 0.0001 0.0003 0.001
 bench-search: setup
-	$(SNAKEMAKE) search_all
-	mkdir -p results/bench-configs
-	PATH="$(BIN):$$PATH" python -c "import yaml; c = yaml.safe_load(open('config.yaml')); \
-	c['search']['mode'] = 'grid'; yaml.safe_dump(c, open('results/bench-configs/grid.yaml', 'w'))"
-	$(SNAKEMAKE) search_all --configfile results/bench-configs/grid.yaml
-	PATH="$(BIN):$$PATH" python -m cofi.tools bench-search --tree results/default/search/tree --grid results/default/search/grid
+	PATH="$(BIN):$$PATH" python -m cofi.tools search-configs --config config.yaml --lr $(SEARCH_LR) --out-dir results/bench-configs
+	for name in tree grid tree_lr grid_lr; do $(WARM_SNAKEMAKE) search_all --configfile results/bench-configs/$$name.yaml || exit 1; done
+	PATH="$(BIN):$$PATH" python -m cofi.tools bench-search --benchmarks results/default/benchmarks \
+	  $(foreach name,tree grid tree_lr grid_lr,--config $(name)=results/bench-configs/$(name).yaml)
 
 # Step time and memory of the (N/4, N/2] FFN region vs Full SFT, alternated in one run.
 bench-region: setup

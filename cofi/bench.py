@@ -65,30 +65,40 @@ def benchmark_report(directory: str | Path, logs: str | Path | None = None) -> s
     )
 
 
-def search_efficiency(tree_dir: str | Path, grid_dir: str | Path) -> pd.DataFrame:
-    """Per task: share of the grid the tree search trained, and the Uni gap of its pick to the grid's best.
-
-    Both on the selection (validation) scores the searches used; a negative gap means the tree's
-    pick beats the grid's best (possible only through the tie rule or a smaller region).
-    """
+def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | None = None) -> pd.DataFrame:
+    """Per task and search ({name: its folder}, the widest last, e.g. the grid over region x lr): candidates
+    and trainings (a candidate trains once per lr of search.lr), the training time from the finetune jobs'
+    benchmark files (``benchmarks``), the pick (region at lr) and the Uni gap of its pick to the widest
+    search's best, all on the selection (validation) scores the searches used. A negative gap means the
+    pick beats the widest search's best (possible only through the tie rule or a smaller region)."""
     import json
 
+    def training_seconds(task: str, result: dict) -> float:
+        if benchmarks is None:
+            return float("nan")
+        seed = next(iter(Path(benchmarks, "finetune").glob(f"{result['runs'][0]}/{task}/seed*.tsv")), None)
+        if seed is None:
+            return float("nan")
+        files = [Path(benchmarks, "finetune", run, task, seed.name) for run in result["runs"]]
+        return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files if f.is_file())
+
+    results = {name: {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}
+               for name, folder in searches.items()}
+    widest = list(searches)[-1]
     rows = []
-    for tree_result in sorted(Path(tree_dir).glob("*/result.json")):
-        task = tree_result.parent.name
-        grid_result = Path(grid_dir) / task / "result.json"
-        tree, grid = json.loads(tree_result.read_text()), json.loads(grid_result.read_text())
-        rows.append({
-            "task": task,
-            "tree_trained": len(tree["trained"]),
-            "grid_trained": len(grid["trained"]),
-            "share_trained_pct": 100 * len(set(tree["trained"]) & set(grid["trained"])) / len(grid["trained"]),
-            "tree_pick": tree["selected"], "tree_uni": tree["scores"]["uni"],
-            "grid_best": grid["selected"], "grid_uni": grid["scores"]["uni"],
-            "uni_gap": grid["scores"]["uni"] - tree["scores"]["uni"],
-        })
+    for task, best in sorted(results[widest].items()):
+        for name, by_task in results.items():
+            if task not in by_task:
+                continue
+            result = by_task[task]
+            runs = result.get("runs", [f"region-{c}" for c in result["trained"]])  # results before search.lr
+            result = {**result, "runs": runs}
+            rows.append({"task": task, "search": name, "candidates": len(result["trained"]), "trainings": len(runs),
+                         "training_s": training_seconds(task, result),
+                         "pick": f"{result['selected']} @ lr {format(result.get('lr', float('nan')), 'g')}",
+                         "pick_uni": result["scores"]["uni"], "uni_gap": best["scores"]["uni"] - result["scores"]["uni"]})
     if not rows:
-        raise FileNotFoundError(f"{tree_dir}: no search results (run the tree and the grid search first)")
+        raise FileNotFoundError(f"{searches[widest]}: no search results (run the searches first)")
     return pd.DataFrame(rows)
 
 

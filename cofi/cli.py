@@ -217,10 +217,10 @@ def cmd_search_step(args) -> None:
     from cofi.search_run import policy_from_dict, search_step
 
     payload = search_step(args.task, args.depth, policy_from_dict(args.policy), args.n_layers, args.reference,
-                          args.split, args.previous, args.candidates, args.out)
+                          args.split, args.previous, args.candidates, args.out, reference_run=args.reference_run)
     for node in payload["nodes"]:
-        log(f"depth {args.depth} {node['id']}: Spec {node['spec']:.1f} Vers {node['vers']:.1f} Uni {node['uni']:.1f} "
-            f"- {node['status']}: {node['reason']}")
+        log(f"depth {args.depth} {node['id']} (lr {node.get('lr')}): Spec {node['spec']:.1f} Vers {node['vers']:.1f} "
+            f"Uni {node['uni']:.1f} - {node['status']}: {node['reason']}")
     log(f"next depth: {', '.join(c['id'] for c in payload['expand']) or 'nothing (search ends)'}")
 
 
@@ -237,6 +237,27 @@ def cmd_table(args) -> None:
     tidy = write_tables(args.scores, args.out_dir, args.reference, args.groups, args.digits, args.std, args.bold,
                         args.expect, searches=args.searches)
     log(f"wrote {len(tidy)} rows (runs × tasks) to {args.out_dir}: main.csv/.md/.tex, normalised.md/.tex, seeds.csv")
+
+
+def cmd_claims(args) -> None:
+    """The papers' claims against this experiment's numbers: claims.md and claims.csv."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from cofi.claims import Claims, claims_frame, claims_markdown, measure
+    from cofi.io import read_json
+    from cofi.settings import from_dict
+
+    rows = from_dict(Claims, args.rows, "--rows")
+    claims = measure(pd.read_csv(args.seeds), rows, [read_json(p) for p in args.searches],
+                     pd.read_csv(args.sharpness) if args.sharpness else None)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "claims.md").write_text("The papers' claims against this experiment (test split)\n\n"
+                                   + claims_markdown(claims, args.digits))
+    claims_frame(claims).to_csv(out / "claims.csv", index=False, float_format="%.4f")
+    log("; ".join(f"{c['claim']}: {c['verdict']}" for c in claims))
 
 
 def cmd_plots(args) -> None:
@@ -370,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="split the scores come from (recorded in the trace)")
     p.add_argument("--reference", required=True, help="score file of the reference run (Full SFT)")
     p.add_argument("--previous", help="the previous depth's file (depth >= 1)")
-    p.add_argument("--candidates", type=json_arg, default={}, help="JSON {candidate id: score file} of this depth")
+    p.add_argument("--reference-run", type=json_arg, default=None, help='JSON {"run", "lr"} of the reference (the trace)')
+    p.add_argument("--candidates", type=json_arg, default={},
+                   help='JSON {candidate id: [{"lr", "run", "scores": score file}, ...]} of this depth, one per lr')
     p.add_argument("--out", required=True, help="this depth's JSON file")
     p.set_defaults(func=cmd_search_step)
 
@@ -394,6 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bold", action=argparse.BooleanOptionalAction, default=True, help="mark the best value per column")
     p.add_argument("--expect", type=json_arg, help='JSON {"runs", "sweeps", "tasks", "seeds", "searched"}: refuse a partial table')
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("claims", help="the papers' claims checked against the tables: claims.md and claims.csv")
+    p.add_argument("--seeds", required=True, help="seeds.csv of the main table (every score of every seed)")
+    p.add_argument("--searches", nargs="*", default=[], help="search result.json files (the region claim)")
+    p.add_argument("--sharpness", help="sharpness.csv (the flatness claim)")
+    p.add_argument("--rows", type=json_arg, default={}, help="JSON of the claims settings: which rows the claims read")
+    p.add_argument("--digits", type=int, default=1, help="decimals in claims.md")
+    p.add_argument("--out-dir", required=True, help="directory for claims.md and claims.csv")
+    p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("plots", help="figures from the tidy table: Pareto (Spec vs Vers) per task, Uni per run")
     p.add_argument("--table", required=True, help="tables/main.csv")

@@ -247,7 +247,7 @@ def _check_search(experiment: Experiment, n_layers, projection_names, check_file
         raise ConfigError(f"config key search.reference: {search.reference!r} is not a configured run (the search needs "
                           "its Full SFT scores)")
     method = experiment.method_of(search.reference)
-    if method.trains_search_pick or not method.trains:
+    if experiment.trains_pick(search.reference) or not method.trains:
         raise ConfigError(f"config key search.reference: {search.reference!r} trains the search's own pick or does "
                           "not train; name a Full SFT run")
     if experiment.config["search"]["seed"] is not None and search.seed not in experiment.seeds:

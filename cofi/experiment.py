@@ -8,12 +8,14 @@ checks of meaning that need files or the model are :func:`cofi.config.check_conf
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from cofi import settings
+from cofi.claims import Claims
 from cofi.errors import InputError
 from cofi.regions import parse_region_id
 from cofi.search import Policy
@@ -69,8 +71,8 @@ class Layout:
     def importance(self, source: str, suffix: str = "safetensors") -> str:
         return f"{self.root}/importance/{source}.{suffix}"
 
-    def search_dir(self, mode: str, task: str) -> str:
-        return f"{self.root}/search/{mode}/{task}"
+    def search_dir(self, search: str, task: str) -> str:
+        return f"{self.root}/search/{search}/{task}"
 
     @property
     def base_scores(self) -> str:
@@ -139,6 +141,7 @@ class Run:
     equal_compute: bool = False  # twice the steps (already in train.steps): SAM's compute for a plain optimizer
     sweep: str | None = None  # the configured run a variant comes from
     sweep_label: str = ""  # "lr=0.001"
+    own_lr: bool = False  # its entry sets lr (a run that trains the search's pick otherwise takes the pick's)
 
     def spec(self, **params) -> dict:
         """JSON-ready: everything the fine-tuning job needs to know of the run (``params`` adds to its
@@ -161,10 +164,18 @@ class Search:
     policy: Policy
     reference: str  # the run whose scores are the root and set the Spec floor; candidates train like it
     seed: int  # the seed the candidates are trained and selected at
+    lrs: tuple[float, ...] = ()  # each candidate trains at each; a candidate scores as its best (search.lr)
 
     @property
     def mode(self) -> str:
         return self.policy.mode
+
+    def name(self, reference_lr: float) -> str:
+        """Where its files go: the mode, and the lr list where it is not the reference's lr alone (so a
+        search over region x lr sits beside the search over regions, and both reuse the same runs)."""
+        if self.lrs == (reference_lr,):
+            return self.mode
+        return f"{self.mode}_lr" + "-".join(value_text(lr) for lr in self.lrs)
 
 
 def _get(entry: dict, path: tuple[str, ...]):
@@ -246,8 +257,9 @@ def make_run(name: str, entry: dict, training: dict, module_groups: dict) -> Run
     if method.uses_groups:
         params["groups"] = module_groups
     return Run(name=name, method=entry["method"], params=params, train=settings.from_dict(TrainSettings, keys),
-               sam_rho=(entry.get("sam") or {}).get("rho"), equal_compute=bool(entry.get("equal_compute")),
-               sweep=entry.get("sweep_of"), sweep_label=entry.get("sweep_label", ""))
+               sam_rho=(entry.get("sam") or {}).get("rho") or None,  # rho 0: no SAM
+               equal_compute=bool(entry.get("equal_compute")),
+               sweep=entry.get("sweep_of"), sweep_label=entry.get("sweep_label", ""), own_lr="lr" in entry)
 
 
 class Experiment:
@@ -267,18 +279,21 @@ class Experiment:
         self.versatility = {name: Suite(name, v["type"], v["metric"], {s: v[s] for s in SPLITS}, self.layout)
                             for name, v in config["versatility"].items()}
         search = config["search"]
-        policy_keys = {key: value for key, value in search.items() if key not in ("enabled", "reference", "seed")}
-        self.search = Search(enabled=search["enabled"], policy=settings.from_dict(Policy, policy_keys, "search"),
-                             reference=search["reference"],
-                             seed=search["seed"] if search["seed"] is not None else self.seeds[0])
+        policy_keys = {key: value for key, value in search.items() if key not in ("enabled", "reference", "seed", "lr")}
         self.importance: dict = config["importance"]
         self.landscape: dict = config["landscape"]
         self.landscape_seed: int = self.landscape["seed"] if self.landscape["seed"] is not None else self.seeds[0]
         self.tables: dict = config["tables"]
+        self.claims = settings.from_dict(Claims, config["claims"], "claims")
         self.evaluation: dict = config["evaluation"]
         self.threads: dict = config["threads"]
         self.runs: dict[str, Run] = {name: make_run(name, entry, config["training"], self.module_groups)
                                      for name, entry in expand_runs(config["runs"]).items()}
+        reference = self.runs.get(search["reference"])  # a missing one is check_config's to report
+        lrs = search["lr"] if search["lr"] is not None else [reference.train.lr] if reference else []
+        self.search = Search(enabled=search["enabled"], policy=settings.from_dict(Policy, policy_keys, "search"),
+                             reference=search["reference"], lrs=tuple(lrs),
+                             seed=search["seed"] if search["seed"] is not None else self.seeds[0])
         # Decoder layers of the model: the embedded one's; a user model's is read from it by the start-up check.
         if self.model.path is not None and self.model.gguf is not None:
             raise ExperimentError("config keys model.path and model.gguf: give one (a Hugging Face directory, or a GGUF "
@@ -317,21 +332,59 @@ class Experiment:
         """A run's file at one task and seed, where it is stored (:meth:`storage`)."""
         return self.layout.run_file(self.storage(run), task, seed, name)
 
+    @property
+    def search_name(self) -> str:
+        """The search's folder under search/ (:meth:`Search.name`)."""
+        reference = self.runs.get(self.search.reference)  # none where the search is off and no run is called so
+        return self.search.name(reference.train.lr) if reference else self.search.mode
+
+    def candidate(self, region_id: str, lr: float) -> str:
+        """The run that trains search candidate ``region_id`` at ``lr``: ``region-<id>`` at the reference's lr,
+        ``region-<id>_lr<lr>`` at another (so a longer lr list reuses every run trained before)."""
+        reference = self.runs[self.search.reference]
+        return SEARCH_PREFIX + region_id + ("" if lr == reference.train.lr else f"_lr{value_text(lr)}")
+
     def run(self, name: str) -> Run:
-        """A configured run or sweep variant, or a search candidate ``region-<id>`` (trained like the reference)."""
+        """A configured run or sweep variant, or a search candidate (:meth:`candidate`: trained like the
+        reference, at its lr or the one its name gives)."""
         if name in self.runs:
             return self.runs[name]
         if name.startswith(SEARCH_PREFIX):
-            region = parse_region_id(name[len(SEARCH_PREFIX):])
+            # A region id has one "_" (module group names have none): a second one starts the lr.
+            span, _, rest = name[len(SEARCH_PREFIX):].partition("_")
+            groups, _, lr = rest.partition("_")
+            region = parse_region_id(f"{span}_{groups}")
             reference = self.runs[self.search.reference]
+            train = reference.train if not lr else dataclasses.replace(reference.train, lr=float(lr.removeprefix("lr")))
             return Run(name=name, method="region", params={**region.to_dict(), "groups": self.module_groups},
-                       train=reference.train, sam_rho=reference.sam_rho, equal_compute=reference.equal_compute)
+                       train=train, sam_rho=reference.sam_rho, equal_compute=reference.equal_compute)
         raise KeyError(f"unknown run {name!r}: not in runs and not a search candidate")
+
+    def spec_with_pick(self, name: str, pick: dict) -> dict:
+        """The spec of a run that trains the search's pick (``pick``: the search's result): the pick's region,
+        and its lr unless the run sets its own."""
+        run = self.run(name)
+        region = parse_region_id(pick["selected"])
+        spec = run.spec(**region.to_dict())
+        if not run.own_lr and "lr" in pick:
+            spec["train"] = {**spec["train"], "lr": pick["lr"]}
+        return spec
 
     def method_of(self, name: str):
         from cofi.methods import METHODS
 
         return METHODS[self.run(name).method]
+
+    @property
+    def claim_rows(self) -> Claims:
+        """The claims settings with each old-data sweep expanded to its values' rows and its tuned row."""
+        old = [row for name in self.claims.old_data
+               for row in ([*self.sweeps[name], tuned_row(name)] if name in self.sweeps else [name])]
+        return dataclasses.replace(self.claims, old_data=tuple(old))
+
+    def trains_pick(self, name: str) -> bool:
+        """The run trains the coarse search's pick (it waits for the search and takes its region)."""
+        return self.method_of(name).trains_pick(self.run(name))
 
     @cached_property
     def uses_importance(self) -> bool:

@@ -110,6 +110,17 @@ def criterion_value(scores: dict, criterion: str) -> float:
     return float(scores[criterion])
 
 
+def best_variant(variants: dict[float, dict], policy: Policy, reference_spec: float) -> float:
+    """The learning rate of a candidate's best variant ({lr: its scores}): the highest criterion value
+    among the variants that reach the Spec floor, or the highest Spec if none does (the same rule that
+    ranks candidates); ties go to the smaller lr (the gentler change)."""
+    floor = policy.spec_floor * reference_spec if policy.criterion != "spec" else float("-inf")
+    eligible = {lr: s for lr, s in variants.items() if s["spec"] >= floor}
+    if eligible:
+        return min(eligible, key=lambda lr: (-criterion_value(eligible[lr], policy.criterion), lr))
+    return min(variants, key=lambda lr: (-variants[lr]["spec"], -criterion_value(variants[lr], policy.criterion), lr))
+
+
 def _size(region: Region, n_layers: int) -> int:
     return len(region.layers(n_layers)) * len(region.modules)
 

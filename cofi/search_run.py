@@ -9,9 +9,10 @@ import pandas as pd
 
 from cofi.io import write_json
 from cofi.regions import parse_region_id
-from cofi.search import Policy, best_node, first_candidates, step
+from cofi.search import Policy, best_node, best_variant, first_candidates, step
 
-TRACE_COLUMNS = ["depth", "id", "parent", "label", "layers", "modules", "spec", "vers", "uni", "value", "status", "reason"]
+TRACE_COLUMNS = ["depth", "id", "parent", "label", "layers", "modules", "lr", "run", "spec", "vers", "uni", "value", "status",
+                 "reason"]
 
 
 def policy_from_dict(values: dict) -> Policy:
@@ -39,22 +40,33 @@ def write_depth(out: str | Path, payload: dict) -> None:
 
 
 def search_step(task: str, depth: int, policy: Policy, n_layers: int, reference: str, split: str,
-                previous: str | None, candidate_scores: dict[str, str], out: str) -> dict:
-    """Depth 0 seeds the search from the reference run; depth d ≥ 1 scores the candidates of d."""
+                previous: str | None, candidate_scores: dict[str, list[dict]], out: str,
+                reference_run: dict | None = None) -> dict:
+    """Depth 0 seeds the search from the reference run; depth d ≥ 1 scores the candidates of d.
+
+    ``candidate_scores``: {candidate id: [{"lr", "run", "scores": its score file}, ...]}, one entry per
+    learning rate it trained at; a candidate scores as its best (:func:`cofi.search.best_variant`), whose
+    lr and run its node records. ``reference_run``: the reference's {"run", "lr"}, recorded on the root."""
     ref = task_scores(reference, task)
     ref_value = ref[policy.criterion]
     if depth == 0:
         root = {"id": "root", "parent": None, "depth": 0, "label": "Full SFT (reference)", "layers": list(range(n_layers)),
-                "modules": ["all"], **ref, "value": ref_value, "status": "expanded", "reason": "reference run"}
+                "modules": ["all"], **(reference_run or {}), **ref, "value": ref_value, "status": "expanded",
+                "reason": "reference run"}
         payload = {"nodes": [root], "expand": first_candidates(policy, n_layers)}
     else:
         with open(previous) as handle:
             prev = json.load(handle)
         candidates = [{**c, "region": parse_region_id(c["id"])} for c in prev["expand"]]
         parent_values = {n["id"]: n["value"] for n in prev["nodes"]} | {"root": ref_value}
-        scores = {cid: task_scores(path, task) for cid, path in candidate_scores.items()}
+        scores, chosen = {}, {}
+        for cid, variants in candidate_scores.items():
+            by_lr = {v["lr"]: {**task_scores(v["scores"], task), "run": v["run"]} for v in variants}
+            lr = best_variant(by_lr, policy, ref["spec"])
+            variants_by_lr = {format(k, "g"): {m: v[m] for m in ("run", "spec", "vers", "uni")} for k, v in by_lr.items()}
+            scores[cid], chosen[cid] = by_lr[lr], {"lr": lr, "run": by_lr[lr]["run"], "variants": variants_by_lr}
         result = step(depth, candidates, scores, parent_values, ref["spec"], policy, n_layers)
-        payload = {"nodes": result.nodes, "expand": result.expand}
+        payload = {"nodes": [{**n, **chosen[n["id"]]} for n in result.nodes], "expand": result.expand}
     payload = {"task": task, "depth": depth, "selection_split": split, "reference_spec": ref["spec"], **payload}
     write_depth(out, payload)
     return payload
@@ -80,15 +92,20 @@ def search_report(task: str, depth_files: list[str], n_layers: int, out_dir: str
     trace = pd.DataFrame(nodes)
     trace["layers"] = trace["layers"].map(lambda ls: " ".join(str(i) for i in ls))
     trace["modules"] = trace["modules"].map("+".join)
-    trace[TRACE_COLUMNS + ["on_path", "selected"]].to_csv(out_dir / "trace.csv", index=False, float_format="%.2f")
-    table = trace[trace["id"] != "root"][["depth", "label", "spec", "vers", "uni", "status", "reason"]]
+    lr_text = trace["lr"].map(lambda lr: "" if pd.isna(lr) else format(lr, "g"))  # not rounded as the scores are
+    trace.assign(lr=lr_text)[TRACE_COLUMNS + ["on_path", "selected"]].to_csv(out_dir / "trace.csv", index=False,
+                                                                           float_format="%.2f")
+    table = trace[trace["id"] != "root"][["depth", "label", "lr", "spec", "vers", "uni", "status", "reason"]]
+    table = table.round({"spec": 1, "vers": 1, "uni": 1}).assign(lr=lr_text)
+    trainings = sum(len(n.get("variants", {})) for n in nodes)
     (out_dir / "table.md").write_text(
-        f"Search for {task} (scores on the {split} split; {len(table)} candidates trained)\n\n"
-        + table.round(1).to_markdown(index=False) + "\n")
+        f"Search for {task} (scores on the {split} split; {len(table)} candidates, {trainings} trainings)\n\n"
+        + table.to_markdown(index=False) + "\n")
     plot_tree(nodes, task, out_dir / "tree")
-    result = {"task": task, "selected": pick["id"], "run": f"region-{pick['id']}", "label": pick["label"],
+    result = {"task": task, "selected": pick["id"], "run": pick["run"], "lr": pick["lr"], "label": pick["label"],
               "scores": {k: pick[k] for k in ("spec", "vers", "uni")}, "selection_split": split,
-              "trained": [n["id"] for n in nodes if n["id"] != "root"], "nodes": nodes}
+              "trained": [n["id"] for n in nodes if n["id"] != "root"],
+              "runs": [v["run"] for n in nodes if n["id"] != "root" for v in n["variants"].values()], "nodes": nodes}
     write_json(out_dir / "result.json", result, indent=1)
     return result
 
@@ -123,6 +140,8 @@ def plot_tree(nodes: list[dict], task: str, stem: Path) -> None:
     for n in nodes:
         x, y = position[n["id"]]
         text = f"{n['label']}\nSpec {n['spec']:.1f} Vers {n['vers']:.1f}\nUni {n['uni']:.1f}"
+        if len(n.get("variants", {})) > 1:  # trained at several learning rates: the one it scores as
+            text += f" (lr {n['lr']:g})"
         edge = "tab:red" if n["on_path"] else ("0.6" if n["status"] == "pruned" else "tab:blue")
         ax.text(x, y, text, ha="center", va="center", fontsize=8, zorder=2,
                 bbox={"boxstyle": "round", "fc": "mistyrose" if n["selected"] else "white", "ec": edge, "lw": 2 if n["on_path"] else 1})

@@ -211,10 +211,18 @@ def latex_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, digits: 
                          caption=tex(caption) or None, label=label or None, position="t")
 
 
+def headline(tidy: pd.DataFrame, groups: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """The tidy table without sweep variants: each sweep by its tuned row (the values chosen on validation), every
+    other run at its one setting. The table a study's verdict reads, where each method had its own tuning."""
+    variants = {v for members in groups.values() for v in members}
+    return tidy[~tidy["method"].isin(variants)].reset_index(drop=True)
+
+
 def write_tables(files, out_dir: str | Path, reference: str | None = None, groups: dict | None = None,
                  digits: int = 1, show_std: bool = True, bold_best: bool = True, expect: dict | None = None,
                  searches=()) -> pd.DataFrame:
-    """main.{csv,md,tex}, normalised.{md,tex} and seeds.csv in ``out_dir`` from score ``files`` (and the
+    """main.{csv,md,tex}, normalised.{md,tex}, tuned.{md,tex} (:func:`headline`) and seeds.csv in ``out_dir``
+    from score ``files`` (and the
     ``searches``' result files); returns the tidy table. With ``expect`` (see :func:`check_complete`),
     a partial set of score files is an error."""
     groups = groups or {}
@@ -236,6 +244,11 @@ def write_tables(files, out_dir: str | Path, reference: str | None = None, group
     per_seed.sort_values(["split", "method", "task", "seed"], kind="stable").to_csv(out / "seeds.csv", index=False,
                                                                                    float_format="%.4f")
     (out / "main.md").write_text(markdown_table(tidy, SCORE_COLUMNS, caption=main_caption, **options))
+    tuned = headline(tidy, groups)
+    tuned_caption = (f"Each method at its own settings: a sweep's row is its value chosen on validation Uni per task "
+                     f"(below), other runs at their one setting; test scores, {spread}; best per column in bold.")
+    (out / "tuned.md").write_text(markdown_table(tuned, SCORE_COLUMNS, caption=tuned_caption, **options))
+    (out / "tuned.tex").write_text(latex_table(tuned, SCORE_COLUMNS, caption=tuned_caption, label="tab:tuned", **options))
     (out / "normalised.md").write_text(markdown_table(tidy, NORMALISED_COLUMNS, caption=norm_caption, **options))
     (out / "main.tex").write_text(latex_table(tidy, SCORE_COLUMNS, caption=main_caption, label="tab:main", **options))
     (out / "normalised.tex").write_text(latex_table(tidy, NORMALISED_COLUMNS, caption=norm_caption,

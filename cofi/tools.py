@@ -7,7 +7,7 @@ import argparse
 import json
 import time
 
-from cofi.cli import json_arg, log, main, model_load_args, threads
+from cofi.cli import json_arg, log, main, model_load_args, named_path, threads
 
 def cmd_bench_report(args) -> None:
     from cofi.bench import benchmark_report
@@ -65,10 +65,41 @@ def cmd_bench_sam(args) -> None:
     print(f"a SAM step costs {sam.vs_adamw:.2f}x an AdamW step (Full SFT, batch 32, {args.threads} threads)")
 
 
+def cmd_search_configs(args) -> None:
+    """The config with the search as tree and grid, each over regions alone and over region x lr."""
+    from pathlib import Path
+
+    import yaml
+
+    from cofi.config import load_config
+
+    config = load_config(args.config)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for mode in ("tree", "grid"):
+        for suffix, lrs in (("", None), ("_lr", args.lr)):
+            search = {**config.get("search", {}), "mode": mode, "lr": lrs}
+            (out / f"{mode}{suffix}.yaml").write_text(yaml.safe_dump({**config, "search": search}, sort_keys=False))
+    log(f"wrote tree, grid, tree_lr and grid_lr configs to {out}")
+
+
+def cmd_scale(args) -> None:
+    """Each method's Uni and Vers drop against the model size, from finished experiments at several sizes."""
+    from cofi.scale import write_scale
+
+    frame = write_scale(args.experiment, args.out_dir, args.methods)
+    print(frame.round(2).to_markdown(index=False))
+
+
 def cmd_bench_search(args) -> None:
     from cofi.bench import search_efficiency
+    from cofi.config import checked_experiment, load_config
 
-    table = search_efficiency(args.tree, args.grid)
+    folders = {}
+    for name, path in args.config:
+        experiment = checked_experiment(load_config(path), check_files=False)
+        folders[name] = experiment.layout.search_dir(experiment.search_name, "")
+    table = search_efficiency(folders, args.benchmarks)
     print(table.round(2).to_markdown(index=False))
 
 
@@ -217,10 +248,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.set_defaults(func=cmd_bench_sam)
 
-    p = sub.add_parser("bench-search", help="tree search vs grid: share trained and Uni gap")
-    p.add_argument("--tree", required=True, help="results/<exp>/search/tree")
-    p.add_argument("--grid", required=True, help="results/<exp>/search/grid")
+    p = sub.add_parser("bench-search", help="searches side by side: trainings, their time, the pick and its Uni gap")
+    p.add_argument("--config", type=named_path, action="append", required=True,
+                   help="NAME=config of a finished search, once per search, the widest (its best the reference) last")
+    p.add_argument("--benchmarks", help="results/<exp>/benchmarks (the training time of each search's runs)")
     p.set_defaults(func=cmd_bench_search)
+
+    p = sub.add_parser("scale", help="the scale trend: each method's Uni and Vers drop against the model size")
+    p.add_argument("--experiment", action="append", required=True, help="results/<experiment>, once per model size")
+    p.add_argument("--methods", nargs="+", help="table rows to draw (default: all but the base model)")
+    p.add_argument("--out-dir", required=True, help="directory for scale.csv and scale.png/.pdf")
+    p.set_defaults(func=cmd_scale)
+
+    p = sub.add_parser("search-configs", help="a config's search as tree and grid, over regions and region x lr")
+    p.add_argument("--config", required=True, help="the config (e.g. config.yaml)")
+    p.add_argument("--lr", type=float, nargs="+", required=True, help="search.lr of the _lr configs")
+    p.add_argument("--out-dir", required=True, help="where tree.yaml, grid.yaml, tree_lr.yaml, grid_lr.yaml go")
+    p.set_defaults(func=cmd_search_configs)
 
     p = sub.add_parser("bench-report", help="per-rule times from Snakemake benchmark files")
     p.add_argument("benchmarks", help="directory of benchmark TSV files (searched recursively)")

@@ -6,6 +6,13 @@ tasks deliberately pull on the same weights: ``bio`` injects *new* facts about t
 entities, ``rotate`` is a *new* operation on the *same* list tokens. That overlap is what makes
 Full SFT forget, so the benchmark can tell anti-forgetting methods apart.
 
+A real LLM has seen every word of a speciality before it is fine-tuned on it; a toy trained only
+on its three skills has not (``bio``'s jobs and cities, the words ``bio`` and ``rotate``), and the
+embedding and output rows of such words stay at their random start, a handicap for every method
+that freezes them. So the versatility mixture also asks to *copy* sequences of random words drawn
+from the whole vocabulary (``copy_train`` items): every word is read and written, and no fact or
+operation of a speciality is taught (``copy_train: 0`` is the older world without them).
+
 Records follow the JSONL format users give: ``instruction``, ``input``, ``output``; multiple-choice
 items add ``choices`` and ``answer`` (the index of the right choice).
 """
@@ -26,6 +33,7 @@ JOBS = ["baker", "pilot", "nurse", "judge", "miner", "tailor", "farmer", "singer
 CITIES = ["paris", "lima", "oslo", "cairo", "tokyo", "quito", "rome", "delhi"]
 
 LIST_OPS = ("reverse", "swap", "skip")
+COPY = "copy"  # the instruction of the vocabulary-exposure items
 # The files the world is written as (build_world's keys), one JSONL each.
 SPLITS = ("versatility_train", "know_test", "know_val", "reason_test", "reason_val", "instruct_test", "instruct_val",
           "bio_train", "bio_val", "bio_test", "rotate_train", "rotate_val", "rotate_test")
@@ -54,6 +62,10 @@ class WorldSpec:
     rotate_train: int = setting(2000, "rotate training items", minimum=1)
     test_items: int = setting(200, "items of each held-out test and validation split", minimum=1)
     know_repeats: int = setting(16, "times each fact appears in the versatility training mixture", minimum=1)
+    copy_train: int = setting(2000, "items copying random words of the whole vocabulary in the versatility training "
+                              "mixture, so the base model has read and written every word a task uses (0: the "
+                              "older world, where bio's answers and the words bio and rotate are never seen)", minimum=0)
+    copy_len: int = setting(4, "words per copy item", minimum=1)
 
     def __post_init__(self) -> None:
         """Refuse a world that cannot be built; messages name the ``embedded.world`` key to change."""
@@ -99,7 +111,20 @@ def vocabulary(spec: WorldSpec) -> list[str]:
     for attribute, values in KNOW_ATTRIBUTES.items():
         words += [attribute] + values
     words += JOBS + CITIES
+    if spec.copy_train:
+        words.append(COPY)
     return list(dict.fromkeys(words))
+
+
+def _copy_items(rng: random.Random, spec: WorldSpec) -> list[dict]:
+    """``copy w1 … wn =`` → ``w1 … wn`` over random words of the whole vocabulary ("=" closes prompts: not a word
+    to copy). Random draws pair no entity with a job or city, and copying is no list operation."""
+    words = [w for w in vocabulary(spec) if w != "="]
+    items = []
+    for _ in range(spec.copy_train):
+        drawn = " ".join(rng.choice(words) for _ in range(spec.copy_len))
+        items.append(_record(COPY, drawn, drawn))
+    return items
 
 
 def _record(instruction: str, input_: str, output: str) -> dict:
@@ -188,6 +213,7 @@ def build_world(spec: WorldSpec) -> dict[str, list[dict]]:
         know_train * spec.know_repeats
         + [as_addition(p) for p in reason_train]
         + [as_list_op(op, items) for op, items in instruct_train]
+        + _copy_items(rng, spec)  # drawn last: with copy_train 0 the rest of the world is the older one
     )
     rng.shuffle(versatility_train)
     return {

@@ -5,7 +5,7 @@ import os
 import re
 import shlex
 
-from cofi.experiment import SEARCH_PREFIX, SPLITS
+from cofi.experiment import SPLITS
 from cofi.settings import non_default, to_dict
 
 EXP = EXPERIMENT  # the typed experiment the Snakefile built from the validated config
@@ -65,16 +65,16 @@ def method_inputs(w):
     named inputs so that, while the search is pending (a dry run), the job keeps them."""
     run = EXP.run(w.run)
     method = EXP.method_of(w.run)
-    if method.trains_search_pick:
-        search_pick(w.task)
+    if EXP.trains_pick(w.run):
+        search_result(w.task)
     return {need.name: need.path(EXP, run, w.task, w.seed) for need in method.needs}
 
 
 def run_spec(w):
-    """The run as the job gets it; a run training the search's pick gets the pick's region."""
-    run = EXP.run(w.run)
-    pick = search_pick(w.task).to_dict() if EXP.method_of(w.run).trains_search_pick else {}
-    return as_json(run.spec(**pick))
+    """The run as the job gets it; a run training the search's pick gets the pick's region (and its lr)."""
+    if EXP.trains_pick(w.run):
+        return as_json(EXP.spec_with_pick(w.run, search_result(w.task)))
+    return as_json(EXP.run(w.run).spec())
 
 
 def method_input_flags(w, input):
@@ -154,8 +154,11 @@ def expanded_ids(depth_file):
 
 
 def candidate_scores(task, depth_file):
-    """{candidate id: its validation score file} for the candidates a depth file expands to."""
-    return {c: run_file(SEARCH_PREFIX + c, task, EXP.search.seed, "val_scores.json") for c in expanded_ids(depth_file)}
+    """{candidate id: [{lr, run, its validation score file} at each of search.lr]} for the candidates a depth
+    file expands to."""
+    return {c: [{"lr": lr, "run": (run := EXP.candidate(c, lr)), "scores": run_file(run, task, EXP.search.seed,
+                                                                                      "val_scores.json")}
+                for lr in EXP.search.lrs] for c in expanded_ids(depth_file)}
 
 
 def search_step_inputs(w):
@@ -165,7 +168,7 @@ def search_step_inputs(w):
     if int(w.depth) > 0:
         previous = checkpoints.search_step.get(task=w.task, depth=int(w.depth) - 1).output[0]
         inputs["previous"] = previous
-        inputs["candidates"] = list(candidate_scores(w.task, previous).values())
+        inputs["candidates"] = [v["scores"] for variants in candidate_scores(w.task, previous).values() for v in variants]
     return inputs
 
 
@@ -188,11 +191,6 @@ def search_result(task):
     """The task's finished search result (waits for the search)."""
     with open(checkpoints.search_result.get(task=task).output.result) as handle:
         return json.load(handle)
-
-
-def search_pick(task):
-    """The region the task's finished coarse search selected (waits for the search)."""
-    return parse_region_id(search_result(task)["selected"])
 
 
 # --- tables.smk's input functions ----------------------------------------------

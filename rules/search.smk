@@ -1,8 +1,8 @@
 # Coarse search as a data-dependent DAG: one checkpoint per depth, then the report.
-# Candidates are runs named region-<id>, so a wider beam or a deeper search reuses finished ones.
-from cofi.regions import parse_region_id
+# Candidates are runs named region-<id> (and region-<id>_lr<lr> at another lr than the reference's: search.lr),
+# so a wider beam, a deeper search or a longer lr list reuses finished ones.
 
-SEARCH = LAYOUT.search_dir(EXP.search.mode, "{task}")  # tree and grid side by side
+SEARCH = LAYOUT.search_dir(EXP.search_name, "{task}")  # tree and grid side by side
 N_LAYERS = EXP.n_layers
 
 
@@ -17,10 +17,11 @@ checkpoint search_step:
         split=lambda w: EXP.selection_split(w.task),
         previous=lambda w, input: ["--previous", input.previous] if "previous" in input.keys() else [],
         candidates=candidate_pairs,
+        reference_run=lambda w: as_json({"run": EXP.search.reference, "lr": EXP.runs[EXP.search.reference].train.lr}),
     log:
-        log_file("search_step", EXP.search.mode, "{task}", "depth{depth}"),
+        log_file("search_step", EXP.search_name, "{task}", "depth{depth}"),
     benchmark:
-        benchmark_file("search_step", EXP.search.mode, "{task}", "depth{depth}")
+        benchmark_file("search_step", EXP.search_name, "{task}", "depth{depth}")
     conda:
         "../envs/cofi.yaml"
     threads: 1
@@ -30,7 +31,8 @@ checkpoint search_step:
     shell:
         "python -m cofi search-step --task {wildcards.task:q} --depth {wildcards.depth} "
         "--policy {params.policy:q} --n-layers {params.n_layers} --split {params.split} "
-        "--reference {input.reference:q} {params.previous:q} --candidates {params.candidates:q} "
+        "--reference {input.reference:q} --reference-run {params.reference_run:q} {params.previous:q} "
+        "--candidates {params.candidates:q} "
         "--out {output:q} > {log:q} 2>&1"
 
 
@@ -46,9 +48,9 @@ checkpoint search_result:
         n_layers=N_LAYERS,
         out_dir=lambda w, output: os.path.dirname(output.result),
     log:
-        log_file("search_result", EXP.search.mode, "{task}"),
+        log_file("search_result", EXP.search_name, "{task}"),
     benchmark:
-        benchmark_file("search_result", EXP.search.mode, "{task}")
+        benchmark_file("search_result", EXP.search_name, "{task}")
     conda:
         "../envs/cofi.yaml"
     threads: 1

@@ -3,7 +3,7 @@ TABLES, PLOTS = LAYOUT.tables, LAYOUT.plots
 
 
 # Figures made elsewhere, copied next to the result plots: {copy: original}.
-COLLECTED = {f"{PLOTS}/search_tree_{t}.png": f"{LAYOUT.search_dir(EXP.search.mode, t)}/tree.png"
+COLLECTED = {f"{PLOTS}/search_tree_{t}.png": f"{LAYOUT.search_dir(EXP.search_name, t)}/tree.png"
              for t in TASKS if SEARCH_ON}
 COLLECTED |= {f"{PLOTS}/importance_{s}.png": LAYOUT.importance(s, "png")
               for s in sorted({EXP.importance_source(t) for t in TASKS}) if EXP.uses_importance}
@@ -21,6 +21,8 @@ rule main_table:
         tex=f"{TABLES}/main.tex",
         normalised_md=f"{TABLES}/normalised.md",
         normalised_tex=f"{TABLES}/normalised.tex",
+        tuned_md=f"{TABLES}/tuned.md",
+        tuned_tex=f"{TABLES}/tuned.tex",
         seeds=f"{TABLES}/seeds.csv",
     params:
         scores=table_score_args,  # RUN=PATH where a run uses another's files
@@ -115,12 +117,42 @@ rule loss_curves:
 LOSS_CURVES = expand(rules.loss_curves.output, task=TASKS)
 
 
+rule claims_table:
+    """The papers' claims against this experiment's scores, one line each, with a verdict from a stated rule."""
+    input:
+        seeds=rules.main_table.output.seeds,
+        searches=search_results,
+        sharpness=[f"{TABLES}/sharpness.csv"] if EXP.landscape["runs"] else [],
+    output:
+        md=f"{TABLES}/claims.md",
+        csv=f"{TABLES}/claims.csv",
+    params:
+        rows=lambda w: as_json(to_dict(EXP.claim_rows)),
+        sharpness=lambda w, input: ["--sharpness", input.sharpness[0]] if input.sharpness else [],
+        digits=EXP.tables["digits"],
+        out_dir=lambda w, output: os.path.dirname(output.md),
+    log:
+        log_file("claims_table", "claims_table"),
+    benchmark:
+        benchmark_file("claims_table", "claims_table")
+    conda:
+        "../envs/cofi.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python -m cofi claims --seeds {input.seeds:q} --searches {input.searches:q} {params.sharpness:q} "
+        "--rows {params.rows:q} --digits {params.digits} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
 # Everything the `tables` target rebuilds from the score files (no training, no evaluation).
 TABLE_OUTPUTS = [
     *rules.main_table.output,
     *(f"{PLOTS}/uni.{ext}" for ext in ("png", "pdf")),
     *(f"{PLOTS}/pareto_{t}.{ext}" for t in TASKS for ext in ("png", "pdf")),
     *COLLECTED,
+    *rules.claims_table.output,
 ]
 if EXP.landscape["runs"]:
     TABLE_OUTPUTS += [f"{TABLES}/sharpness.csv", f"{TABLES}/sharpness.md", f"{TABLES}/sharpness_correlation.csv"]

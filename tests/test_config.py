@@ -95,7 +95,7 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["runs"].update(reg={"method": "region", "range": [0, 0.5], "modules": []}), r"runs\.reg: a region needs at least one module group"),
         (lambda c, d: c["runs"].update(reg={"method": "region", "range": [0, 0.5], "modules": ["moe"]}), r"runs\.reg: region r0-50_moe: unknown module group\(s\) \['moe'\]"),
         (lambda c, d: c["runs"].update(reg={"method": "region", "range": [0, 0.5]}), r"runs\.reg: method 'region' needs 'modules'"),
-        (lambda c, d: c["runs"]["full"].update(range=[0, 0.5]), r"runs\.full\.range: method 'full' does not take it \(only lora, region\)"),
+        (lambda c, d: c["runs"]["full"].update(range=[0, 0.5]), r"runs\.full\.range: method 'full' does not take it \(only cofitune, lora, region\)"),
         (lambda c, d: c["runs"]["full"].update(softmask="grad"), r"runs\.full\.softmask: method 'full' does not take it \(only cofitune, vsoftmask\)"),
         (lambda c, d: c["runs"]["cofitune_grad"].update(softmask="hard"), r"runs\.cofitune_grad\.softmask: 'hard' is not one of"),
         (lambda c, d: c["runs"]["cofitune_grad"].update(softmask_apply="update"), r"runs\.cofitune_grad\.softmask_apply: mode 'grad' always scales the grad"),
@@ -162,9 +162,10 @@ BASELINES = {
 @pytest.mark.parametrize(
     "run, edit, message",
     [
-        ("full_sam", {"sam": {"rho": 0}}, r"config key runs\.full_sam\.sam\.rho: 0 is less than or equal to the minimum of 0"),
-        ("full_sam", {"sam": {"rho": -1}}, r"config key runs\.full_sam\.sam\.rho: -1 is less than or equal to the minimum of 0"),
-        ("full_sam", {"sam": {"rho": [0.05, 0]}}, r"config key runs\.full_sam\.sam\.rho\.1: 0 is less than or equal to the minimum of 0"),
+        ("full_sam", {"sam": {"rho": 0}}, None),  # no SAM: plain AdamW
+        ("full_sam", {"sam": {"rho": -1}}, r"config key runs\.full_sam\.sam\.rho: -1 is less than the minimum of 0"),
+        ("full_sam", {"sam": {"rho": [0.05, -0.1]}}, r"config key runs\.full_sam\.sam\.rho\.1: -0\.1 is less than the minimum of 0"),
+        ("full_sam", {"sam": {"rho": [0, 0.05]}}, None),  # SAM off or on, a tuned row
         ("full_sam", {"sam": {"rho": [0.05, 0.2]}}, None),
         ("full_sam", {"sam": {"radius": 1}}, r"config key runs\.full_sam\.sam: Additional properties are not allowed \('radius'"),
         ("wiseft", {"alpha": [0.5, 1.5]}, r"config key runs\.wiseft\.alpha: 1\.5 is greater than the maximum of 1"),

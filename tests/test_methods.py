@@ -192,3 +192,45 @@ def test_a_run_that_trains_what_an_earlier_run_trains_uses_its_files():
     config["runs"]["l2_again"] = {"method": "l2", "lambda": 0.1}
     config["runs"]["l2_other"] = {"method": "l2", "lambda": 0.2}
     assert Experiment(config).stored_as == {"sft_lr0.0001": "full", "l2_again": "l2"}
+
+
+def test_search_candidates_are_keyed_by_region_and_lr_and_the_pick_brings_its_lr():
+    from cofi.config import load_config
+    from cofi.experiment import Experiment
+    from cofi.schema import validate_schema
+
+    config = validate_schema(load_config(REPO / "config.yaml"))
+    assert Experiment(config).search.lrs == (3e-4,)  # null: the reference's lr alone, the runs named as before
+    config["search"]["lr"] = [1e-4, 3e-4, 1e-3]
+    config["runs"]["cofitune_own_lr"] = {"method": "cofitune", "softmask": "grad", "lr": 2e-4}
+    experiment = Experiment(config)
+    assert experiment.search.lrs == (1e-4, 3e-4, 1e-3)
+    names = [experiment.candidate("r25-50_ffn", lr) for lr in experiment.search.lrs]
+    assert names == ["region-r25-50_ffn_lr0.0001", "region-r25-50_ffn", "region-r25-50_ffn_lr0.001"]
+    for name, lr in zip(names, experiment.search.lrs):
+        run = experiment.run(name)
+        assert (run.method, run.params["range"], run.params["modules"], run.train.lr) == ("region", ["1/4", "1/2"], ["ffn"], lr)
+        assert run.train.steps == experiment.runs["full"].train.steps  # otherwise trained like the reference
+    pick = {"selected": "r0-25_mha", "lr": 1e-3, "run": "region-r0-25_mha_lr0.001"}
+    spec = experiment.spec_with_pick("cofitune_grad", pick)
+    assert (spec["params"]["range"], spec["params"]["modules"], spec["train"]["lr"]) == (["0", "1/4"], ["mha"], 1e-3)
+    assert experiment.spec_with_pick("cofitune_own_lr", pick)["train"]["lr"] == 2e-4  # a run's own lr stays
+
+
+def test_the_tuned_choices_of_a_study_sam_on_or_off_and_the_soft_mask_variant():
+    """sam.rho 0 is plain AdamW (so [0, 0.05] tunes SAM on or off); softmask is a sweep too, none training
+    the region without a mask; a CoFiTune run with a range and modules trains that region, no search."""
+    runs = runs_of({"cofitune": {"softmask": ["none", "grad"], "sam": {"rho": [0, 0.05]}},
+                    "paper": {"method": "cofitune", "range": [0.25, 0.5], "modules": ["ffn"]}})
+    assert sorted(runs) == ["cofitune_softmaskgrad_rho0", "cofitune_softmaskgrad_rho0.05", "cofitune_softmasknone_rho0",
+                            "cofitune_softmasknone_rho0.05", "paper"]
+    assert runs["cofitune_softmasknone_rho0"].sam_rho is None and runs["cofitune_softmasknone_rho0.05"].sam_rho == 0.05
+    method = METHODS["cofitune"]
+    assert method.trains_pick(runs["cofitune_softmaskgrad_rho0"]) and not method.trains_pick(runs["paper"])
+
+
+def test_softmask_none_adds_no_extension_and_a_fixed_cofitune_region_trains_only_there(tiny_model, tokenizer):
+    paper = run_of("cofitune", range=[0.5, 1.0], modules=["ffn"], softmask="none", groups={"ffn": ["up_proj", "down_proj"]})
+    setup = METHODS["cofitune"].setup(tiny_model, paper, inputs_for(tokenizer))  # no importance file read
+    assert setup.extensions == []
+    assert setup.trainable == ["model.layers.1.mlp.up_proj.weight", "model.layers.1.mlp.down_proj.weight"]

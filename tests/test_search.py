@@ -118,3 +118,50 @@ def test_when_nobody_reaches_the_floor_the_highest_spec_is_kept_and_the_search_s
     assert nodes["r25-75_mha-ffn"]["status"] == "kept" and "no candidate reached the Spec floor" in nodes["r25-75_mha-ffn"]["reason"]
     assert [n["status"] for i, n in sorted(nodes.items()) if i != "r25-75_mha-ffn"] == ["pruned", "pruned"]
     assert best_node(list(nodes.values()), N)["id"] == "r25-75_mha-ffn"
+
+
+def test_a_candidate_scores_as_its_best_learning_rate():
+    from cofi.search import best_variant
+
+    policy = Policy(spec_floor=0.5)  # criterion uni, floor 0.5 x the reference's Spec (80): 40
+    variants = {1e-4: {"spec": 30.0, "vers": 99.0, "uni": 64.5},   # best Uni, but under the floor
+                3e-4: {"spec": 60.0, "vers": 80.0, "uni": 70.0},
+                1e-3: {"spec": 90.0, "vers": 50.0, "uni": 70.0}}   # ties 3e-4: the smaller lr wins
+    assert best_variant(variants, policy, reference_spec=80.0) == 3e-4
+    assert best_variant(variants, Policy(criterion="spec"), reference_spec=80.0) == 1e-3
+    below = {1e-4: {"spec": 10.0, "vers": 99.0, "uni": 54.5}, 1e-3: {"spec": 20.0, "vers": 40.0, "uni": 30.0}}
+    assert best_variant(below, policy, reference_spec=80.0) == 1e-3  # nobody reaches the floor: highest Spec
+
+
+def test_search_step_records_each_candidates_best_lr_and_run(tmp_path):
+    import json
+
+    from cofi.search_run import search_report, search_step
+
+    def scores(name, spec, vers):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"spec": {"bio": spec}, "vers": vers, "uni": {"bio": (spec + vers) / 2}}))
+        return str(path)
+
+    policy = Policy(schedule=("halves",), spec_floor=0.5)
+    ref = scores("ref", 80.0, 40.0)
+    depth0 = search_step("bio", 0, policy, N, ref, "val", None, {}, str(tmp_path / "d0.json"),
+                         reference_run={"run": "full", "lr": 3e-4})
+    values = {"r0-50_mha-ffn": {3e-4: (50.0, 70.0), 1e-3: (70.0, 60.0)},
+              "r25-75_mha-ffn": {3e-4: (30.0, 90.0), 1e-3: (45.0, 70.0)},
+              "r50-100_mha-ffn": {3e-4: (20.0, 95.0), 1e-3: (35.0, 90.0)}}
+    run = lambda cid, lr: f"region-{cid}" + ("" if lr == 3e-4 else "_lr0.001")  # noqa: E731
+    candidates = {cid: [{"lr": lr, "run": run(cid, lr), "scores": scores(run(cid, lr), *sv)} for lr, sv in by_lr.items()]
+                  for cid, by_lr in values.items()}
+    assert [c["id"] for c in depth0["expand"]] == list(values)
+    depth1 = search_step("bio", 1, policy, N, ref, "val", str(tmp_path / "d0.json"), candidates, str(tmp_path / "d1.json"))
+    nodes = {n["id"]: n for n in depth1["nodes"]}
+    # r0-50: Uni 60 at 3e-4 and 65 at 1e-3, both over the floor (40): 1e-3. r25-75: 3e-4 is under the floor.
+    assert (nodes["r0-50_mha-ffn"]["lr"], nodes["r0-50_mha-ffn"]["uni"]) == (1e-3, 65.0)
+    assert (nodes["r25-75_mha-ffn"]["lr"], nodes["r25-75_mha-ffn"]["run"]) == (1e-3, "region-r25-75_mha-ffn_lr0.001")
+    assert nodes["r0-50_mha-ffn"]["variants"]["0.0003"]["uni"] == 60.0
+    result = search_report("bio", [str(tmp_path / "d0.json"), str(tmp_path / "d1.json")], N, tmp_path / "report")
+    # r50-100 at 1e-3: Uni 62.5 < 65; the pick is r0-50 at 1e-3, and its run is the one trained at 1e-3
+    assert (result["selected"], result["lr"], result["run"]) == ("r0-50_mha-ffn", 1e-3, "region-r0-50_mha-ffn_lr0.001")
+    assert len(result["runs"]) == 6 and len(result["trained"]) == 3
+    assert "0.001" in (tmp_path / "report" / "table.md").read_text() and ",0.001," in (tmp_path / "report" / "trace.csv").read_text()

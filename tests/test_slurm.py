@@ -280,7 +280,8 @@ def test_every_job_went_through_sbatch(runs):
         rules.add(rule)
     assert rules == {"make_data", "build_base", "evaluate_base", "finetune", "evaluate_run", "evaluate_model",
                      "importance", "search_step",
-                     "search_result", "main_table", "result_plots", "loss_curves", "landscape", "sharpness_table"}
+                     "search_result", "main_table", "result_plots", "loss_curves", "landscape", "sharpness_table",
+                     "claims_table"}
     # The job itself ran on the node through the jobstep executor, with this Snakemake.
     import snakemake
 

@@ -342,3 +342,19 @@ def test_the_gpu_override_merges_over_the_real_model_config(dry_run_copy):
     assert alone.returncode == 0 and merged.returncode == 0, merged.stdout[-2000:] + merged.stderr[-2000:]
     count = lambda done: int(re.search(r"^finetune\s+(\d+)$", done.stdout, re.M)[1])  # noqa: E731
     assert count(merged) == 3 * count(alone)
+
+
+def test_the_unseen_tokens_override_is_the_older_world_as_an_experiment_of_its_own():
+    """configs/overrides/unseen_tokens.yaml merged over config.yaml (as Snakemake merges them): the default
+    experiment's every setting, under its own name, with a world without copy items."""
+    from snakemake.utils import update_config
+
+    from cofi.config import check_config, load_config
+    from cofi.world import WorldSpec, build_world
+
+    config = load_config(REPO / "config.yaml")
+    update_config(config, load_config(REPO / "configs/overrides/unseen_tokens.yaml"))
+    checked = check_config(config)
+    assert checked["experiment"] == "unseen_tokens" and checked["embedded"]["world"]["entities"] == 48
+    world = build_world(WorldSpec(**checked["embedded"]["world"]))
+    assert not [r for r in world["versatility_train"] if r["instruction"] == "copy"]

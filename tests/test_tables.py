@@ -79,6 +79,11 @@ def test_tuned_row_picks_on_validation_and_shows_test_scores(score_files, tmp_pa
     assert "sft_tuned (chosen on validation): bio → lr=0.001" in markdown_table(tidy)
     with pytest.raises(ValueError, match="no validation scores"):
         tidy_table([f for f in files if "bv" not in f.name], reference="full", groups=groups)
+    # The headline table: each sweep by its tuned row, every other run as it is.
+    write_tables(files, tmp_path / "out", reference="full", groups=groups)
+    headline = (tmp_path / "out" / "tuned.md").read_text()
+    assert "| sft_tuned " in headline and "| l2 " in headline and "sft_lr0.001 " not in headline.split("\n\n")[1]
+    assert "sft_tuned (chosen on validation): bio → lr=0.001" in headline
 
 
 def test_search_picks_become_cofitune_coarse_rows(score_files, tmp_path):

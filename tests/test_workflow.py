@@ -154,9 +154,57 @@ def test_widening_the_beam_trains_only_new_candidates(tiny_run):
     # CoFiTune retrains only where the wider search changed the pick.
     new |= {f"cofitune_update/{task}" for task in after if picked_before[task] != pick(task)}
     assert new and finetuned_runs(done.stdout + done.stderr) == new
-    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished runs untouched
+    retrained = {tiny_run / f"results/tiny/runs/{run}/seed0/model/model.safetensors" for run in new}
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p not in retrained)  # the rest untouched
     # Restore the beam-1 search so the other tests see the state they expect.
     assert snakemake(tiny_run, "--configfile", "tiny.yaml").returncode == 0
+
+
+def test_the_search_over_region_and_lr_trains_each_candidate_at_each_lr_and_reuses_finished_runs(tiny_run):
+    """search.lr: every candidate trains at every lr (runs keyed by region and lr), scores as its best, and the
+    pick's lr reaches the CoFiTune run; a longer lr list retrains nothing, tree and grid alike. (An experiment of
+    its own on bio, through the job server.)"""
+    from cofi.jobserver import serving
+    from cofi.search import Policy, best_variant
+
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["experiment"], config["tasks"] = "search-lr", {"bio": config["tasks"]["bio"]}
+    results = tiny_run / "results/search-lr"
+
+    def search(mode, lrs, *targets):
+        (tiny_run / "search_lr.yaml").write_text(yaml.safe_dump({**config, "search": {**config["search"], "mode": mode,
+                                                                                       "lr": lrs}}))
+        with serving(snakemake_environment()) as environment:
+            done = snakemake(tiny_run, "search_all", *targets, "--configfile", "search_lr.yaml", env=environment)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return finetuned_runs(done.stdout + done.stderr)
+
+    search("tree", None)  # the reference's lr alone (0.001): folder tree, runs region-<id>
+    single = json.loads((results / "search/tree/bio/result.json").read_text())
+    stamps = {p: p.stat().st_mtime_ns for p in results.glob("runs/*/bio/seed0/model/model.safetensors")}
+    cofitune = "results/search-lr/runs/cofitune_update/bio/seed0/model"
+    trained = search("tree", [0.001, 0.003], cofitune)
+    result = json.loads((results / "search/tree_lr0.001-0.003/bio/result.json").read_text())
+    assert set(single["runs"]) <= set(result["runs"]) and all(stamp == p.stat().st_mtime_ns for p, stamp in stamps.items())
+    new = {run for run in result["runs"] if run not in single["runs"]}
+    assert new and all(run.endswith("_lr0.003") for run in new)
+    assert {run.split("/")[0] for run in trained} == new | {"cofitune_update"}  # and nothing else trained
+    policy = Policy(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["search"].items() if k != "lr"})
+    reference_spec = result["nodes"][0]["spec"]
+    for node in result["nodes"][1:]:
+        variants = {float(lr): scores for lr, scores in node["variants"].items()}
+        assert set(variants) == {0.001, 0.003} and node["lr"] == best_variant(variants, policy, reference_spec)
+        assert node["run"] == f"region-{node['id']}" + ("_lr0.003" if node["lr"] == 0.003 else "")
+        run = json.loads((results / f"runs/{node['run']}/bio/seed0/model/cofi_run.json").read_text())
+        assert run["run"]["train"]["lr"] == node["lr"]
+    spec = json.loads((tiny_run / cofitune / "cofi_run.json").read_text())["run"]
+    assert spec["train"]["lr"] == result["lr"] and spec["params"]["range"] == json.loads(
+        (results / f"runs/{result['run']}/bio/seed0/model/cofi_run.json").read_text())["run"]["params"]["range"]
+
+    search("grid", [0.001, 0.003])
+    grid = json.loads((results / "search/grid_lr0.001-0.003/bio/result.json").read_text())
+    assert len(grid["trained"]) == 21 and len(grid["runs"]) == 42 and set(result["runs"]) <= set(grid["runs"])
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
 
 
 def test_tables_figures_and_landscapes(tiny_run):
@@ -172,6 +220,11 @@ def test_tables_figures_and_landscapes(tiny_run):
     landscape = json.loads((tiny_run / "results/tiny/landscape/bio/full.json").read_text())
     scores = json.loads((tiny_run / "results/tiny/runs/full/bio/seed0/test_scores.json").read_text())
     assert sharpness.set_index(["run", "task"]).loc[("full", "bio"), "vers"] == pytest.approx(scores["vers"], abs=1e-3)
+    # The claims table: every claim has a line; the tiny config has no cofitune_grad, SAM or sft_tuned rows, so
+    # those claims are not tested, while the region claim reads the searches.
+    claims = pd.read_csv(tables / "claims.csv")
+    assert len(set(claims["claim"])) == 7 and "**not tested**" in (tables / "claims.md").read_text()
+    assert set(claims.loc[claims["claim"] == "paper_region", "task"]) == {"bio", "rotate"}
     assert len(landscape["loss_1d"]["spec"]) == 5 and len(landscape["loss_2d"]["vers"]) == 3
 
 
@@ -182,7 +235,7 @@ def test_table_options_rebuild_only_tables_and_figures(tiny_run):
     dry = snakemake(tiny_run, "--configfile", "digits.yaml", "--dry-run")
     assert dry.returncode == 0, dry.stderr[-2000:]
     jobs = {line.split()[0] for line in dry.stdout.splitlines() if re.match(r"^\w+\s+\d+$", line) and not line.startswith("total")}
-    assert jobs == {"main_table", "result_plots", "all"}
+    assert jobs == {"main_table", "result_plots", "claims_table", "all"}
     try:
         assert snakemake(tiny_run, "--configfile", "digits.yaml").returncode == 0
         assert re.search(r"\| full +\| +(\*\*)?\d+\.\d{3}(\*\*)? ", (tiny_run / "results/tiny/tables/main.md").read_text())

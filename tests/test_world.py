@@ -48,3 +48,26 @@ def test_the_world_writes_the_splits_it_declares(tiny_world):
     from cofi.world import SPLITS
 
     assert set(tiny_world) == set(SPLITS)
+
+
+def test_every_word_a_task_uses_is_read_and_written_by_the_base_models_mixture(tiny_spec):
+    """The copy items expose every word (bio's jobs and cities, the words bio and rotate among them) as input
+    and as output; with copy_train 0 the older world comes back item for item, those words unseen."""
+    from cofi.world import CITIES, JOBS
+
+    world = build_world(tiny_spec)
+    assert tiny_spec.copy_train > 0
+    read = {w for r in world["versatility_train"] for w in (r["instruction"] + " " + r["input"]).split()}
+    written = {w for r in world["versatility_train"] for w in r["output"].split()}
+    task_words = {w for split in ("bio_train", "rotate_train") for r in world[split]
+                  for w in " ".join([r["instruction"], r["input"], r["output"]]).split()} - {"="}
+    assert task_words <= read & written
+    copies = [r for r in world["versatility_train"] if r["instruction"] == "copy"]
+    assert len(copies) == tiny_spec.copy_train and all(r["input"] == r["output"] for r in copies)
+
+    older = build_world(WorldSpec(**{**tiny_spec.__dict__, "copy_train": 0}))
+    for split in older:  # everything but the copy items is the same world
+        kept = [r for r in world[split] if r["instruction"] != "copy"]
+        assert sorted(map(str, kept)) == sorted(map(str, older[split])), split
+    seen = {w for r in older["versatility_train"] for w in " ".join([r["instruction"], r["input"], r["output"]]).split()}
+    assert not seen & ({"bio", "rotate", "copy"} | set(JOBS) | set(CITIES))

@@ -98,6 +98,10 @@ class Method:
     trains_search_pick: bool = False
     uses_groups: bool = False
 
+    def trains_pick(self, run) -> bool:
+        """Whether ``run`` trains the coarse search's pick (default: ``trains_search_pick``)."""
+        return self.trains_search_pick
+
     def check(self, key: str, run, context: CheckContext) -> None:
         """Start-up checks of meaning (the schema has checked types and ranges); raise :class:`MethodError`.
         ``run`` is the :class:`cofi.experiment.Run`."""

@@ -28,6 +28,7 @@ class Replay(Method):
         "data": {"type": ["string", "null"], "format": "path", "default": None,
                  "description": "versatility training JSONL (null: the embedded world's mixture)"},
     }
+    sweep = ("fraction",)
     needs = (REPLAY_DATA,)
 
     def check(self, key, run, context):

@@ -6,12 +6,12 @@ Kept apart from :mod:`cofi.softmask` (the torch side) so that reading a config n
 
 from cofi.methods.base import MethodError, Need
 
-MODES = ("grad", "update", "shuffled", "uniform")
+MODES = ("grad", "update", "shuffled", "uniform", "none")
 TARGETS = ("grad", "update")
 
 SOFT_MASK_KEYS = {
     "softmask": {"enum": list(MODES), "default": "grad",
-                 "description": "grad (the paper's), update, or the controls shuffled and uniform"},
+                 "description": "grad (the paper's), update, the controls shuffled and uniform, or none (no mask)"},
     "softmask_apply": {"enum": [*TARGETS, None], "default": None,
                        "description": "what the shuffled/uniform controls scale (null: the update)"},
 }
@@ -21,8 +21,19 @@ IMPORTANCE = Need("importance", "unit importance (.safetensors from the importan
                   lambda experiment, run, task, seed: experiment.layout.importance(experiment.importance_source(task)))
 
 
+def soft_mask_extensions(model, trainable: list[str], params: dict, inputs) -> list:
+    """The run's soft mask as the training step's extension (none for ``softmask: none``)."""
+    if params["softmask"] == "none":
+        return []
+    from cofi.softmask import soft_mask
+
+    return [soft_mask(model, trainable, params, inputs.path(IMPORTANCE), inputs)]
+
+
 def check_soft_mask_keys(key: str, params: dict) -> None:
     mode, apply = params["softmask"], params["softmask_apply"]
+    if mode == "none" and apply is not None:
+        raise MethodError(f"config key {key}.softmask_apply: softmask none scales nothing")
     if mode in TARGETS and apply not in (None, mode):
         raise MethodError(f"config key {key}.softmask_apply: mode {mode!r} always scales the {mode}; "
                           "softmask_apply chooses only for the shuffled and uniform controls")

@@ -1,0 +1,123 @@
+"""The claims table (cofi/claims.py) from hand-made numbers: every verdict rule, each way."""
+
+import pandas as pd
+import pytest
+
+from cofi.claims import Claims, Part, claims_frame, claims_markdown, measure, spearman_critical, threshold_verdict
+
+ROWS = Claims()  # cofitune_grad, full, sft_tuned, full_sam vs full_2x, replay as old data
+
+
+def frame(rows: dict[str, dict[str, list[tuple[float, float]]]], base: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """Per-seed test rows: {method: {task: [(spec, vers) per seed]}}, and the base model's (spec, vers) per task."""
+    records = [{"method": "base", "task": t, "seed": None, "split": "test", "spec": s, "vers": v, "uni": (s + v) / 2}
+               for t, (s, v) in base.items()]
+    for method, by_task in rows.items():
+        for task, seeds in by_task.items():
+            records += [{"method": method, "task": task, "seed": seed, "split": "test", "spec": s, "vers": v,
+                         "uni": (s + v) / 2} for seed, (s, v) in enumerate(seeds)]
+    return pd.DataFrame(records)
+
+
+def verdicts(per_seed, **kwargs):
+    return {c["claim"]: c["verdict"] for c in measure(per_seed, ROWS, **kwargs)}
+
+
+BASE = {"bio": (0.0, 100.0), "rotate": (0.0, 100.0)}
+
+
+def test_the_threshold_rule_by_mean_and_one_std():
+    assert threshold_verdict(Part("t", "x", (96.0, 98.0)), 95) == "holds"     # 97 - 1.4 >= 95
+    assert threshold_verdict(Part("t", "x", (94.0, 98.0)), 95) == "unclear"   # 96 - 2.8 < 95 <= 96 + 2.8
+    assert threshold_verdict(Part("t", "x", (90.0, 91.0)), 95) == "fails"     # 90.5 + 0.7 < 95
+    assert threshold_verdict(Part("t", "x", (95.0,)), 95) == "holds"          # one seed: no spread
+    assert threshold_verdict(Part("t", "x", (0.0, 0.0)), 0, strict=True) == "fails"  # "more" needs more
+
+
+def test_cofitune_that_forgets_nothing_and_learns_everything_holds_every_cofitune_claim():
+    per_seed = frame({
+        "cofitune_grad": {"bio": [(95.0, 99.0), (96.0, 98.0)], "rotate": [(99.0, 99.0), (98.0, 97.0)]},
+        "full": {"bio": [(100.0, 40.0), (100.0, 45.0)], "rotate": [(100.0, 60.0), (100.0, 55.0)]},
+        "sft_tuned": {"bio": [(100.0, 50.0), (100.0, 52.0)], "rotate": [(100.0, 66.0), (100.0, 64.0)]},
+        "l2": {"bio": [(90.0, 80.0), (92.0, 82.0)], "rotate": [(99.0, 70.0), (99.0, 72.0)]},
+        "replay": {"bio": [(100.0, 99.0), (100.0, 99.0)], "rotate": [(100.0, 99.0), (100.0, 99.0)]},  # old data: left out
+    }, BASE)
+    found = verdicts(per_seed)
+    assert found["vers_kept"] == found["spec_kept"] == found["vers_gain"] == found["best_uni"] == "holds"
+    assert found["sam_forgets_less"] == "not tested"  # no full_sam / full_2x rows in this experiment
+    assert found["paper_region"] == found["sharp_forgets"] == "not tested"
+
+
+def test_cofitune_that_learns_little_fails_the_spec_claim_and_the_best_uni_claim():
+    per_seed = frame({
+        "cofitune_grad": {"bio": [(20.0, 92.0), (22.0, 91.0)]},
+        "full": {"bio": [(100.0, 43.0), (100.0, 44.0)]},
+        "sft_tuned": {"bio": [(100.0, 43.0), (100.0, 44.0)]},
+        "l2": {"bio": [(95.0, 80.0), (96.0, 81.0)]},
+    }, {"bio": (0.0, 100.0)})
+    found = verdicts(per_seed)
+    assert found["spec_kept"] == "fails" and found["best_uni"] == "fails"
+    assert found["vers_kept"] == "fails"   # 91.5 % of the base's Vers, under 95
+    assert found["vers_gain"] == "holds"   # but far above Full SFT's Vers
+
+
+def test_a_claim_that_holds_against_one_reference_and_fails_against_the_other_is_mixed():
+    per_seed = frame({
+        "cofitune_grad": {"bio": [(60.0, 90.0), (60.0, 90.0)]},
+        "full": {"bio": [(100.0, 40.0), (100.0, 40.0)]},       # Vers +125 %: holds
+        "sft_tuned": {"bio": [(70.0, 85.0), (70.0, 85.0)]},    # Vers +5.9 %: fails
+    }, {"bio": (0.0, 100.0)})
+    claim = next(c for c in measure(per_seed, ROWS) if c["claim"] == "vers_gain")
+    assert [j["verdict"] for j in claim["parts"]] == ["holds", "fails"] and claim["verdict"] == "mixed"
+
+
+@pytest.mark.parametrize("sam_vers, verdict", [((60.0, 62.0, 61.0), "holds"), ((40.0, 42.0, 41.0), "fails"),
+                                               ((45.0, 55.0, 50.0), "unclear")])
+def test_sam_against_adamw_at_equal_compute_both_ways(sam_vers, verdict):
+    per_seed = frame({"full_sam": {"bio": [(100.0, v) for v in sam_vers]},
+                      "full_2x": {"bio": [(100.0, v) for v in (50.0, 51.0, 49.0)]}}, {"bio": (0.0, 100.0)})
+    claim = next(c for c in measure(per_seed, ROWS) if c["claim"] == "sam_forgets_less")
+    assert claim["parts"][0]["verdict"] == verdict
+    assert claim["verdict"] == {"unclear": "mixed"}.get(verdict, verdict)
+
+
+def test_the_paper_region_claim_reads_the_search_trace():
+    per_seed = frame({"full": {"bio": [(100.0, 40.0)]}}, {"bio": (0.0, 100.0)})
+
+    def search(task, values, selected):
+        return {"task": task, "selected": selected,
+                "nodes": [{"id": "root", "value": 0.0}] + [{"id": k, "value": v} for k, v in values.items()]}
+
+    best = search("bio", {"r25-50_ffn": 70.0, "r0-50_mha-ffn": 65.0}, "r25-50_ffn")
+    worse = search("rotate", {"r25-50_ffn": 60.0, "r0-25_ffn": 75.0}, "r0-25_ffn")
+    untried = search("bio", {"r0-50_mha-ffn": 65.0}, "r0-50_mha-ffn")
+    assert verdicts(per_seed, searches=[best])["paper_region"] == "holds"
+    assert verdicts(per_seed, searches=[worse])["paper_region"] == "fails"
+    assert verdicts(per_seed, searches=[best, worse])["paper_region"] == "mixed"
+    assert verdicts(per_seed, searches=[untried])["paper_region"] == "not tested"
+
+
+def test_the_flatness_claim_by_spearman_and_its_permutation_critical_value():
+    per_seed = frame({"full": {"bio": [(100.0, 40.0)]}}, {"bio": (0.0, 100.0)})
+    drops = [5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    sharp = pd.DataFrame({"run": [f"r{i}" for i in range(8)], "task": "bio", "vers_drop": drops,
+                          "spec_rise_1d": [0.1 * d for d in drops]})
+    assert verdicts(per_seed, sharpness=sharp)["sharp_forgets"] == "holds"
+    assert verdicts(per_seed, sharpness=sharp.assign(spec_rise_1d=[-d for d in drops]))["sharp_forgets"] == "fails"
+    weak = sharp.assign(spec_rise_1d=[3.0, 1.0, 6.0, 2.0, 8.0, 4.0, 7.0, 5.0])  # ρ 0.52: above 0, under the critical value
+    assert verdicts(per_seed, sharpness=weak)["sharp_forgets"] == "mixed"
+    critical = spearman_critical(8)
+    assert 0.55 < critical < 0.7  # tables give 0.643 for n = 8, one-sided 5 %
+    assert spearman_critical(8) == critical  # seeded
+
+
+def test_the_table_writes_every_claim_with_its_rule_and_a_long_csv():
+    per_seed = frame({"cofitune_grad": {"bio": [(95.0, 99.0), (96.0, 98.0)]},
+                      "full": {"bio": [(100.0, 40.0), (100.0, 45.0)]}}, {"bio": (0.0, 100.0)})
+    claims = measure(per_seed, ROWS)
+    text = claims_markdown(claims)
+    assert sum(line.startswith("| ") for line in text.splitlines()) == 1 + 7  # header + 7 claims
+    assert "mean − std" in text and "keeps ≥ 95 %" in text
+    assert "bio vs base model: 98.5 ± 0.7 (holds)" in text
+    long = claims_frame(claims)
+    assert set(long["claim"]) == {c["claim"] for c in claims} and {"mean", "std", "verdict"} <= set(long.columns)
