@@ -377,10 +377,21 @@ class Experiment:
 
     @property
     def claim_rows(self) -> Claims:
-        """The claims settings with each old-data sweep expanded to its values' rows and its tuned row."""
-        old = [row for name in self.claims.old_data
-               for row in ([*self.sweeps[name], tuned_row(name)] if name in self.sweeps else [name])]
-        return dataclasses.replace(self.claims, old_data=tuple(old))
+        """The claims settings as the claims job reads them: each old-data sweep expanded to its values' rows and
+        its tuned row; CoFiTune's own rows (the coarse pick, every run of its method) added."""
+        def rows_of(name: str) -> list[str]:
+            return [*self.sweeps[name], tuned_row(name)] if name in self.sweeps else [name]
+
+        old = [row for name in self.claims.old_data for row in rows_of(name)]
+        claimed = self.claims.cofitune
+        sweep = next((name for name in self.sweeps if tuned_row(name) == claimed), None)
+        method = self.runs[next(iter(self.sweeps[sweep]))].method if sweep else \
+            self.runs[claimed].method if claimed in self.runs else None
+        own = {COARSE_ROW, *self.claims.own_rows}
+        for name, run in self.runs.items():
+            if method is not None and run.method == method:
+                own |= {name, *([tuned_row(run.sweep)] if run.sweep else [])}
+        return dataclasses.replace(self.claims, old_data=tuple(old), own_rows=tuple(sorted(own)))
 
     def trains_pick(self, name: str) -> bool:
         """The run trains the coarse search's pick (it waits for the search and takes its region)."""

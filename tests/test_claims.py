@@ -121,3 +121,22 @@ def test_the_table_writes_every_claim_with_its_rule_and_a_long_csv():
     assert "bio vs base model: 98.5 ± 0.7 (holds)" in text
     long = claims_frame(claims)
     assert set(long["claim"]) == {c["claim"] for c in claims} and {"mean", "std", "verdict"} <= set(long.columns)
+
+
+def test_cofitunes_own_rows_are_not_its_rivals():
+    """The coarse pick and CoFiTune's other variants are CoFiTune, not another method: 'best Uni without old data'
+    compares with the other methods only (the experiment names them: Experiment.claim_rows)."""
+    from cofi.config import load_config
+    from cofi.experiment import Experiment
+    from cofi.schema import validate_schema
+
+    from conftest import REPO
+
+    per_seed = frame({"cofitune_grad": {"bio": [(95.0, 99.0), (96.0, 98.0)]},
+                      "cofitune_coarse": {"bio": [(96.0, 99.0), (97.0, 98.0)]},   # a shade better: CoFiTune's own
+                      "l2": {"bio": [(90.0, 80.0), (92.0, 82.0)]}}, {"bio": (0.0, 100.0)})
+    rows = Experiment(validate_schema(load_config(REPO / "config.yaml"))).claim_rows
+    assert {"cofitune_coarse", "cofitune_update", "cofitune_sam"} <= set(rows.own_rows) and "full" not in rows.own_rows
+    claim = next(c for c in measure(per_seed, rows) if c["claim"] == "best_uni")
+    assert claim["verdict"] == "holds" and "(l2)" in claim["parts"][0]["part"].against
+    assert next(c for c in measure(per_seed, ROWS) if c["claim"] == "best_uni")["verdict"] == "fails"  # rivals unnamed
