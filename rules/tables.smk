@@ -32,7 +32,7 @@ rule main_table:
         digits=EXP.tables["digits"],
         std="--std" if EXP.tables["show_std"] else "--no-std",
         bold="--bold" if EXP.tables["bold_best"] else "--no-bold",
-        # What a complete table holds: the job refuses a partial input list (README, Known issues).
+        # What a complete table holds: the job refuses a partial input list (docs/known-issues.md).
         expect=lambda w: as_json({"runs": RUNS, "sweeps": SWEEP_VARIANTS, "tasks": TASKS, "seeds": EXP.seeds,
                                   "searched": TASKS if SEARCH_ON else []}),
     log:

@@ -315,12 +315,6 @@ def test_an_internal_command_names_the_flag_that_is_not_json(flag, capsys):
     assert f"argument {flag}: not valid JSON" in capsys.readouterr().err
 
 
-def test_readme_status_is_current():
-    status = next(line for line in (REPO / "README.md").read_text().split("\n\n") if line.startswith("Status:"))
-    assert "SLURM" in status and not re.search(r"(SLURM|multi-process)[^.]*come next", status)
-
-
-
 def test_the_max_len_check_counts_the_embedded_tokenizers_tokens(tiny_world, tokenizer):
     """The start-up check counts one token per word after BOS; the real embedded tokenizer agrees."""
     from cofi.prompts import Prompter

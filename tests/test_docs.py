@@ -1,0 +1,141 @@
+"""The docs stay true: the generated references are current, every relative link resolves, the front page's
+default table matches the default's table when one is there, and the site builds offline."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, skip_or_fail
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchors(markdown: str) -> set[str]:
+    """The heading anchors a Markdown renderer gives this text (GitHub's and MkDocs' rule for plain headings:
+    lower case, punctuation but hyphens and underscores dropped, spaces to hyphens)."""
+    found = set()
+    in_code = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or not (match := re.match(r"#{1,6} (.+)", line)):
+            continue
+        text = re.sub(r"[`*]", "", match[1]).strip().lower()
+        found.add(re.sub(r"\s", "-", re.sub(r"[^\w\- ]", "", text)))
+    return found
+
+
+def links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # code blocks hold no links
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return [a or b for a, b in LINK.findall(text)]
+
+
+def test_the_generated_references_are_current():
+    """docs/reference/ is what `python -m cofi.tools docs` writes from today's schema and registry."""
+    from cofi.reference import REFERENCE_DIR, references
+
+    for name, text in references().items():
+        path = REPO / REFERENCE_DIR / name
+        assert path.exists() and path.read_text() == text, f"{path} is stale: run python -m cofi.tools docs"
+
+
+def test_every_config_key_and_method_key_is_described():
+    from cofi.methods import METHODS
+    from cofi.reference import config_rows
+    from cofi.schema import load_schema
+
+    keys = {key for key, *_ in config_rows(load_schema())}  # raises on a key without a description
+    assert {"training.lr", "search.lr", "runs.<run>.sam", "tasks.<task>.metric", "claims.cofitune"} <= keys
+    assert all(spec.get("description") for method in METHODS.values() for spec in method.keys.values())
+
+
+def test_a_key_without_a_description_is_an_error():
+    from cofi.reference import ReferenceError, config_rows
+
+    schema = {"type": "object", "properties": {"a": {"type": "object", "description": "A.",
+                                                     "properties": {"b": {"type": "integer", "default": 1}}}}}
+    with pytest.raises(ReferenceError, match="key a.b has no description"):
+        config_rows(schema)
+
+
+def test_the_config_reference_shows_types_defaults_and_bounds():
+    from cofi.reference import config_reference
+
+    schema = {"definitions": {"n": {"type": "integer", "minimum": 1}},
+              "type": "object", "properties": {
+                  "s": {"type": "object", "default": {}, "description": "S.", "properties": {
+                      "k": {"$ref": "#/definitions/n", "default": 3, "description": "k <things> | more"},
+                      "e": {"enum": ["a", "b"], "default": "a", "description": "E."}}}}}
+    text = config_reference(schema)
+    assert "| `s.k` | integer | `3` | ≥ 1 | k &lt;things&gt; \\| more |" in text
+    assert '| `s.e` | `"a"` \\| `"b"` | `"a"` | – | E. |' in text
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_resolves(page):
+    """Files exist and #anchors name a heading of their page."""
+    broken = []
+    for target in links(page):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.exists():
+            broken.append(f"{target}: no file {resolved.relative_to(REPO) if resolved.is_relative_to(REPO) else resolved}")
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved.read_text()):
+            broken.append(f"{target}: no heading #{anchor} in {resolved.relative_to(REPO)}")
+    assert not broken, f"{page.relative_to(REPO)}: " + "; ".join(broken)
+
+
+def test_the_link_check_finds_a_broken_link_and_a_broken_anchor(tmp_path, monkeypatch):
+    page = tmp_path / "page.md"
+    (tmp_path / "other.md").write_text("# Other\n\n## A section\n")
+    page.write_text("[ok](other.md#a-section) [gone](missing.md) [bad](other.md#nothing) `[code](x.md)`\n")
+    assert links(page) == ["other.md#a-section", "missing.md", "other.md#nothing"]
+    assert anchors((tmp_path / "other.md").read_text()) == {"other", "a-section"}
+
+
+def markdown_table(text: str) -> dict[str, dict[str, str]]:
+    """The first pipe table of ``text`` as {first cell: {column: cell}}, bold marks dropped."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[c.strip().replace("**", "") for c in line.strip().strip("|").split("|")] for line in rows]
+    head, body = cells[0], cells[2:]
+    return {row[0]: dict(zip(head, row)) for row in body}
+
+
+def test_the_front_pages_default_table_matches_the_defaults_main_table():
+    """Every cell the README quotes from results/default/tables/main.md is the cell there, whenever the default
+    has run here (results/ is not in the repository)."""
+    readme = REPO / "README.md"
+    section = readme.read_text().split("## What the default shows", 1)[1].split("\n## ", 1)[0]
+    quoted = markdown_table(section)
+    assert {"base", "full"} <= set(quoted), "README: no default table under 'What the default shows'"
+    assert all(re.fullmatch(r"\d+\.\d( ± \d+\.\d)?", value) for cells in quoted.values()
+               for column, value in cells.items() if column != "method"), "README's table: a cell is not 'mean ± std'"
+    main = REPO / "results/default/tables/main.md"
+    if not main.exists():  # a clean clone (CI): the cells' form is all that can be checked
+        return
+    measured = markdown_table(main.read_text())
+    differ = [f"{row} / {column}: README {value!r}, main.md {measured.get(row, {}).get(column)!r}"
+              for row, cells in quoted.items() for column, value in cells.items()
+              if column != "method" and measured.get(row, {}).get(column) != value]
+    assert not differ, "README's default table is out of date: " + "; ".join(differ)
+
+
+def test_the_site_builds_offline(tmp_path):
+    """`make docs`'s build: MkDocs in strict mode (a broken link or nav entry fails it)."""
+    try:
+        import mkdocs  # noqa: F401
+    except ImportError:
+        skip_or_fail("mkdocs is not installed (pip install -e '.[docs]')")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "site/index.html").exists() and (tmp_path / "site/reference/configuration/index.html").exists()
