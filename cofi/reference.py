@@ -44,10 +44,10 @@ def _type(node: dict) -> str:
 
 def _bounds(node: dict) -> str:
     parts = []
-    for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"),
-                      ("minItems", "items ≥"), ("minProperties", "entries ≥")):
+    for key, form in (("minimum", "≥ {}"), ("exclusiveMinimum", "> {}"), ("maximum", "≤ {}"), ("exclusiveMaximum", "< {}"),
+                      ("minItems", "at least {} item(s)"), ("minProperties", "at least {} entry(ies)")):
         if key in node:
-            parts.append(f"{sign} {node[key]}")
+            parts.append(form.format(node[key]))
     if "pattern" in node:
         parts.append(f"matches `{node['pattern']}`")
     if node.get("format") == "path":
