@@ -65,21 +65,22 @@ def benchmark_report(directory: str | Path, logs: str | Path | None = None) -> s
     )
 
 
-def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | None = None) -> pd.DataFrame:
+def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | None = None,
+                      seed: int = 0) -> pd.DataFrame:
     """Per task and search ({name: its folder}, the widest last, e.g. the grid over region x lr): candidates
     and trainings (a candidate trains once per lr of search.lr), the training time from the finetune jobs'
-    benchmark files (``benchmarks``), the pick (region at lr) and the Uni gap of its pick to the widest
-    search's best, all on the selection (validation) scores the searches used. A negative gap means the
-    pick beats the widest search's best (possible only through the tie rule or a smaller region)."""
+    benchmark files (``benchmarks``) at the search's ``seed`` (the pick is trained at every seed later: only the
+    search's own trainings count), the pick (region at lr) and the Uni gap of its pick to the widest search's
+    best, all on the selection (validation) scores the searches used. A negative gap means the pick beats the
+    widest search's best (possible only through the tie rule or a smaller region)."""
     import json
 
     def training_seconds(task: str, result: dict) -> float:
         if benchmarks is None:
             return float("nan")
-        seed = next(iter(Path(benchmarks, "finetune").glob(f"{result['runs'][0]}/{task}/seed*.tsv")), None)
-        if seed is None:
+        files = [Path(benchmarks, "finetune", run, task, f"seed{seed}.tsv") for run in result["runs"]]
+        if not any(f.is_file() for f in files):
             return float("nan")
-        files = [Path(benchmarks, "finetune", run, task, seed.name) for run in result["runs"]]
         return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files if f.is_file())
 
     results = {name: {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}

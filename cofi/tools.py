@@ -95,11 +95,14 @@ def cmd_bench_search(args) -> None:
     from cofi.bench import search_efficiency
     from cofi.config import checked_experiment, load_config
 
-    folders = {}
+    folders, seeds = {}, set()
     for name, path in args.config:
         experiment = checked_experiment(load_config(path), check_files=False)
         folders[name] = experiment.layout.search_dir(experiment.search_name, "")
-    table = search_efficiency(folders, args.benchmarks)
+        seeds.add(experiment.search.seed)
+    if len(seeds) != 1:
+        raise SystemExit(f"bench-search: the searches ran with different seeds {sorted(seeds)}: their times do not compare")
+    table = search_efficiency(folders, args.benchmarks, seeds.pop())
     print(table.round(2).to_markdown(index=False))
 
 

@@ -165,3 +165,30 @@ def test_search_step_records_each_candidates_best_lr_and_run(tmp_path):
     assert (result["selected"], result["lr"], result["run"]) == ("r0-50_mha-ffn", 1e-3, "region-r0-50_mha-ffn_lr0.001")
     assert len(result["runs"]) == 6 and len(result["trained"]) == 3
     assert "0.001" in (tmp_path / "report" / "table.md").read_text() and ",0.001," in (tmp_path / "report" / "trace.csv").read_text()
+
+
+def test_search_efficiency_counts_the_search_seeds_trainings_and_the_gap_to_the_widest_search(tmp_path):
+    """bench-search's table: trainings per search, their time at the search's seed only (the pick is trained at every
+    seed afterwards), and each pick's validation Uni against the widest search's best."""
+    import json
+
+    from cofi.bench import search_efficiency
+
+    def result(folder, runs, selected, uni):
+        path = tmp_path / folder / "bio"
+        path.mkdir(parents=True)
+        (path / "result.json").write_text(json.dumps({"selected": selected, "lr": 0.001, "trained": sorted({r.split("_lr")[0] for r in runs}),
+                                                      "runs": runs, "scores": {"uni": uni}}))
+
+    result("tree", ["region-a", "region-b"], "a", 90.0)
+    result("grid", ["region-a", "region-b", "region-c"], "c", 92.5)
+    for run, seconds in (("region-a", 10), ("region-b", 20), ("region-c", 30)):
+        for seed, factor in ((0, 1), (1, 100)):  # seed 1: the pick trained again later, not the search's time
+            tsv = tmp_path / "benchmarks/finetune" / run / "bio" / f"seed{seed}.tsv"
+            tsv.parent.mkdir(parents=True, exist_ok=True)
+            tsv.write_text(f"s\th:m:s\n{seconds * factor}\t0:00:00\n")
+    table = search_efficiency({"tree": tmp_path / "tree", "grid": tmp_path / "grid"}, tmp_path / "benchmarks", seed=0)
+    rows = table.set_index("search")
+    assert rows.loc["tree", "trainings"] == 2 and rows.loc["tree", "training_s"] == 30.0
+    assert rows.loc["grid", "training_s"] == 60.0 and rows.loc["tree", "uni_gap"] == 2.5 and rows.loc["grid", "uni_gap"] == 0
+    assert search_efficiency({"tree": tmp_path / "tree"}, tmp_path / "benchmarks", seed=1).loc[0, "training_s"] == 3000.0
