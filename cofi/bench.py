@@ -75,10 +75,10 @@ def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | 
     widest search's best (possible only through the tie rule or a smaller region)."""
     import json
 
-    def training_seconds(task: str, result: dict) -> float:
+    def training_seconds(task: str, runs: list[str]) -> float:
         if benchmarks is None:
             return float("nan")
-        files = [Path(benchmarks, "finetune", run, task, f"seed{seed}.tsv") for run in result["runs"]]
+        files = [Path(benchmarks, "finetune", run, task, f"seed{seed}.tsv") for run in runs]
         if not any(f.is_file() for f in files):
             return float("nan")
         return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files if f.is_file())
@@ -93,9 +93,8 @@ def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | 
                 continue
             result = by_task[task]
             runs = result.get("runs", [f"region-{c}" for c in result["trained"]])  # results before search.lr
-            result = {**result, "runs": runs}
             rows.append({"task": task, "search": name, "candidates": len(result["trained"]), "trainings": len(runs),
-                         "training_s": training_seconds(task, result),
+                         "training_s": training_seconds(task, runs),
                          "pick": f"{result['selected']} @ lr {format(result.get('lr', float('nan')), 'g')}",
                          "pick_uni": result["scores"]["uni"], "uni_gap": best["scores"]["uni"] - result["scores"]["uni"]})
     if not rows:

@@ -165,15 +165,17 @@ class Search:
     reference: str  # the run whose scores are the root and set the Spec floor; candidates train like it
     seed: int  # the seed the candidates are trained and selected at
     lrs: tuple[float, ...] = ()  # each candidate trains at each; a candidate scores as its best (search.lr)
+    reference_lr: float | None = None  # the reference's lr (None where no run is called so: check_config says so)
 
     @property
     def mode(self) -> str:
         return self.policy.mode
 
-    def name(self, reference_lr: float) -> str:
+    @property
+    def name(self) -> str:
         """Where its files go: the mode, and the lr list where it is not the reference's lr alone (so a
         search over region x lr sits beside the search over regions, and both reuse the same runs)."""
-        if self.lrs == (reference_lr,):
+        if self.lrs in ((), (self.reference_lr,)):
             return self.mode
         return f"{self.mode}_lr" + "-".join(value_text(lr) for lr in self.lrs)
 
@@ -290,9 +292,10 @@ class Experiment:
         self.runs: dict[str, Run] = {name: make_run(name, entry, config["training"], self.module_groups)
                                      for name, entry in expand_runs(config["runs"]).items()}
         reference = self.runs.get(search["reference"])  # a missing one is check_config's to report
-        lrs = search["lr"] if search["lr"] is not None else [reference.train.lr] if reference else []
+        reference_lr = reference.train.lr if reference else None
+        lrs = search["lr"] if search["lr"] is not None else [reference_lr] if reference else []
         self.search = Search(enabled=search["enabled"], policy=settings.from_dict(Policy, policy_keys, "search"),
-                             reference=search["reference"], lrs=tuple(lrs),
+                             reference=search["reference"], lrs=tuple(lrs), reference_lr=reference_lr,
                              seed=search["seed"] if search["seed"] is not None else self.seeds[0])
         # Decoder layers of the model: the embedded one's; a user model's is read from it by the start-up check.
         if self.model.path is not None and self.model.gguf is not None:
@@ -332,17 +335,10 @@ class Experiment:
         """A run's file at one task and seed, where it is stored (:meth:`storage`)."""
         return self.layout.run_file(self.storage(run), task, seed, name)
 
-    @property
-    def search_name(self) -> str:
-        """The search's folder under search/ (:meth:`Search.name`)."""
-        reference = self.runs.get(self.search.reference)  # none where the search is off and no run is called so
-        return self.search.name(reference.train.lr) if reference else self.search.mode
-
     def candidate(self, region_id: str, lr: float) -> str:
         """The run that trains search candidate ``region_id`` at ``lr``: ``region-<id>`` at the reference's lr,
         ``region-<id>_lr<lr>`` at another (so a longer lr list reuses every run trained before)."""
-        reference = self.runs[self.search.reference]
-        return SEARCH_PREFIX + region_id + ("" if lr == reference.train.lr else f"_lr{value_text(lr)}")
+        return SEARCH_PREFIX + region_id + ("" if lr == self.search.reference_lr else f"_lr{value_text(lr)}")
 
     def run(self, name: str) -> Run:
         """A configured run or sweep variant, or a search candidate (:meth:`candidate`: trained like the

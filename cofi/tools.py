@@ -98,7 +98,7 @@ def cmd_bench_search(args) -> None:
     folders, seeds = {}, set()
     for name, path in args.config:
         experiment = checked_experiment(load_config(path), check_files=False)
-        folders[name] = experiment.layout.search_dir(experiment.search_name, "")
+        folders[name] = experiment.layout.search_dir(experiment.search.name, "")
         seeds.add(experiment.search.seed)
     if len(seeds) != 1:
         raise SystemExit(f"bench-search: the searches ran with different seeds {sorted(seeds)}: their times do not compare")

@@ -2,7 +2,7 @@
 # Candidates are runs named region-<id> (and region-<id>_lr<lr> at another lr than the reference's: search.lr),
 # so a wider beam, a deeper search or a longer lr list reuses finished ones.
 
-SEARCH = LAYOUT.search_dir(EXP.search_name, "{task}")  # tree and grid side by side
+SEARCH = LAYOUT.search_dir(EXP.search.name, "{task}")  # tree and grid side by side
 N_LAYERS = EXP.n_layers
 
 
@@ -17,11 +17,11 @@ checkpoint search_step:
         split=lambda w: EXP.selection_split(w.task),
         previous=lambda w, input: ["--previous", input.previous] if "previous" in input.keys() else [],
         candidates=candidate_pairs,
-        reference_run=lambda w: as_json({"run": EXP.search.reference, "lr": EXP.runs[EXP.search.reference].train.lr}),
+        reference_run=lambda w: as_json({"run": EXP.search.reference, "lr": EXP.search.reference_lr}),
     log:
-        log_file("search_step", EXP.search_name, "{task}", "depth{depth}"),
+        log_file("search_step", EXP.search.name, "{task}", "depth{depth}"),
     benchmark:
-        benchmark_file("search_step", EXP.search_name, "{task}", "depth{depth}")
+        benchmark_file("search_step", EXP.search.name, "{task}", "depth{depth}")
     conda:
         "../envs/cofi.yaml"
     threads: 1
@@ -48,9 +48,9 @@ checkpoint search_result:
         n_layers=N_LAYERS,
         out_dir=lambda w, output: os.path.dirname(output.result),
     log:
-        log_file("search_result", EXP.search_name, "{task}"),
+        log_file("search_result", EXP.search.name, "{task}"),
     benchmark:
-        benchmark_file("search_result", EXP.search_name, "{task}")
+        benchmark_file("search_result", EXP.search.name, "{task}")
     conda:
         "../envs/cofi.yaml"
     threads: 1

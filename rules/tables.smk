@@ -3,7 +3,7 @@ TABLES, PLOTS = LAYOUT.tables, LAYOUT.plots
 
 
 # Figures made elsewhere, copied next to the result plots: {copy: original}.
-COLLECTED = {f"{PLOTS}/search_tree_{t}.png": f"{LAYOUT.search_dir(EXP.search_name, t)}/tree.png"
+COLLECTED = {f"{PLOTS}/search_tree_{t}.png": f"{LAYOUT.search_dir(EXP.search.name, t)}/tree.png"
              for t in TASKS if SEARCH_ON}
 COLLECTED |= {f"{PLOTS}/importance_{s}.png": LAYOUT.importance(s, "png")
               for s in sorted({EXP.importance_source(t) for t in TASKS}) if EXP.uses_importance}

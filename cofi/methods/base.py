@@ -84,7 +84,7 @@ class Method:
     the method cannot do without defaults to None and is enforced by :meth:`check`); a fragment with
     ``format: path`` is a file path. ``sweep``: keys whose value may be a list, giving one run (and
     one table row) per value. ``trains``: False for methods that build weights without training.
-    ``needs``: the :class:`Need` of each file the job reads. ``trains_search_pick``: the run trains
+    ``needs``: the :class:`Need` of each file the job reads. :meth:`trains_pick`: the run trains
     the coarse search's pick (its region arrives in the params). ``uses_groups``: the params carry
     the config's ``module_groups`` (methods that train a region).
     """
@@ -95,12 +95,11 @@ class Method:
     sweep: tuple[str, ...] = ()
     trains: bool = True
     needs: tuple[Need, ...] = ()
-    trains_search_pick: bool = False
     uses_groups: bool = False
 
     def trains_pick(self, run) -> bool:
-        """Whether ``run`` trains the coarse search's pick (default: ``trains_search_pick``)."""
-        return self.trains_search_pick
+        """Whether ``run`` trains the coarse search's pick (it waits for the search and takes its region)."""
+        return False
 
     def check(self, key: str, run, context: CheckContext) -> None:
         """Start-up checks of meaning (the schema has checked types and ranges); raise :class:`MethodError`.

@@ -16,7 +16,6 @@ class CoFiTune(Method):
             "modules": {**MODULES, "default": None, "description": "the module groups of a fixed range"}}
     sweep = ("softmask",)
     needs = (IMPORTANCE,)
-    trains_search_pick = True
     uses_groups = True
 
     def trains_pick(self, run) -> bool:
