@@ -32,11 +32,13 @@ PAPER_REGION = "r25-50_ffn"  # (N/4, N/2] – FFN: where the paper's search ende
 class Claims:
     """Which table rows the claims read (the config's ``claims`` section)."""
 
-    cofitune: str = setting("cofitune_grad", "the row that stands for CoFiTune (e.g. cofitune_tuned in a study)")
-    full: str = setting("full", "Full SFT at the shared lr")
+    cofitune: str | None = setting("cofitune_grad", "the row that stands for CoFiTune (e.g. cofitune_tuned in a study; "
+                                   "null: its claims are not tested)")
+    full: str | None = setting("full", "Full SFT at the shared lr (null: none)")
     full_tuned: str | None = setting("sft_tuned", "Full SFT at its validation-tuned lr (null: none)")
-    sam: str = setting("full_sam", "SAM")
-    equal_compute: str = setting("full_2x", "AdamW with SAM's compute (twice the steps)")
+    sam: str | None = setting("full_sam", "SAM (null: the SAM claim is not tested)")
+    equal_compute: str | None = setting("full_2x", "AdamW with SAM's compute, twice the steps (null: the SAM claim is "
+                                        "not tested)")
     old_data: tuple[str, ...] = setting(("replay",), "rows that train on old (versatility) data: left out of 'best "
                                                      "Uni without old data'")
     sharpness: str = setting("spec_rise_1d", "the sharpness figure (column of sharpness.csv) of the flatness claim")
@@ -138,7 +140,8 @@ def measure(per_seed: pd.DataFrame, rows: Claims, searches: list[dict] = (), sha
     test = _test_rows(per_seed)
     tasks = list(dict.fromkeys(test["task"]))
     present = set(test["method"])
-    fulls = [(rows.full, "Full SFT, shared lr")] + ([(rows.full_tuned, "Full SFT, tuned lr")] if rows.full_tuned else [])
+    fulls = [(row, label) for row, label in ((rows.full, "Full SFT, shared lr"), (rows.full_tuned, "Full SFT, tuned lr"))
+             if row]
     claims = []
 
     def parts_against(others, column, relation):

@@ -1,6 +1,7 @@
 """``python -m cofi <command>``: the workflow's jobs from the command line (each parses its flags into
-a job spec and calls the job in :mod:`cofi.jobs` or the module named), plus ``check-config`` and
-``methods``. Benchmarks, the GPU check and the lm-eval bridge are in ``python -m cofi.tools``.
+a job spec and calls the job in :mod:`cofi.jobs` or the module named), plus ``check-config``,
+``methods`` and ``plan`` for users. Benchmarks, the GPU check and the lm-eval bridge are in
+``python -m cofi.tools``.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def cmd_import_gguf(args) -> None:
 
 def cmd_build_base(args) -> None:
     from cofi.jobs.base_model import BaseModelJob, build_base
-    from cofi.settings import PromptSettings, TrainSettings, from_dict
+    from cofi.settings import BaseTrainSettings, PromptSettings, from_dict
     from cofi.world import WorldSpec
 
     threads(args.threads)
@@ -156,7 +157,7 @@ def cmd_build_base(args) -> None:
     build_base(BaseModelJob(
         world=from_dict(WorldSpec, args.world, "--world"), seed=base["seed"],
         architecture={k: base[k] for k in ("layers", "hidden", "intermediate", "heads")},
-        train=from_dict(TrainSettings, base["train"], "--base train"), train_data=args.train,
+        train=from_dict(BaseTrainSettings, base["train"], "--base train"), train_data=args.train,
         prompt=from_dict(PromptSettings, args.prompt, "--prompt"), out=args.out, log=log))
 
 

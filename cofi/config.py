@@ -11,11 +11,13 @@ method's in its class, the model directory's in :mod:`cofi.modeling`, the search
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import yaml
 
+from cofi.claims import Claims
 from cofi.errors import InputError
 from cofi.experiment import BASE_ROW, RUN_OPTIONS, Experiment, tuned_row
 from cofi.schema import SchemaError, validate_schema
@@ -65,6 +67,7 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
         check(experiment, n_layers, projections, check_files)
     _check_table_reference(experiment)
     _check_landscape(experiment)
+    _check_claims(experiment)
     _check_prompt(experiment, train_records, check_files)
     return experiment
 
@@ -116,6 +119,13 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
                                       ("versatility", experiment.versatility, made_here.SUITE_TYPES)):
         for name, suite in suites.items():
             key = f"{section}.{name}"
+            # Null paths: embedded data; or a user suite's missing validation file (its test file serves).
+            own = {split: path for split, path in suite.paths.items()
+                   if not (path is None and (name in embedded or (split == "val" and suite.paths.get("test"))))}
+            if missing := next((split for split, path in own.items() if path is None), None):
+                raise ConfigError(f"config key {key}.{missing}: null means the embedded data, but the "
+                                  f"{experiment.embedded_suites} suites have no {name!r} (they have "
+                                  f"{', '.join(embedded)}); give a JSONL path")
             try:
                 kind = task_type(key, suite.type)
                 kind.check_metric(key, suite.metric)
@@ -124,13 +134,7 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
             if name in embedded and suite.embedded and suite.type != embedded[name]:
                 raise ConfigError(f"config key {key}.type: the embedded {name} data is {embedded[name]}, not "
                                   f"{suite.type} (set type: {embedded[name]}, or give your own data paths)")
-            for split, path in suite.paths.items():
-                if path is None and (name in embedded or (split == "val" and suite.paths.get("test"))):
-                    continue  # embedded data; or a user suite's missing validation file (its test file serves)
-                if path is None:
-                    raise ConfigError(f"config key {key}.{split}: null means the embedded data, but the "
-                                      f"{experiment.embedded_suites} suites have no {name!r} (they have "
-                                      f"{', '.join(embedded)}); give a JSONL path")
+            for split, path in own.items():
                 if not check_files:
                     continue
                 try:  # training files are always instruction data; test files follow the suite's type
@@ -280,6 +284,31 @@ def _check_landscape(experiment: Experiment) -> None:
         raise ConfigError(f"config key landscape.radius: {land['radius']} exceeds landscape.span {land['span']}")
     if land["seed"] is not None and land["seed"] not in experiment.seeds:
         raise ConfigError(f"config key landscape.seed: {land['seed']} is not one of seeds {experiment.seeds}")
+
+
+def _check_claims(experiment: Experiment) -> None:
+    """Each claims row the config names, other than its default, is a row of the tables (old_data may name a
+    sweep: all its rows); the sharpness figure is a column of sharpness.csv. A default row the experiment lacks
+    leaves its claim not tested (a config of Full SFT alone has no SAM row to compare)."""
+    from cofi.sharpness import COLUMNS
+
+    claims, defaults, rows = experiment.claims, Claims(), experiment.table_rows
+    for field in dataclasses.fields(claims):
+        key, value = field.name, getattr(claims, field.name)
+        if key == "sharpness":
+            if value not in COLUMNS:
+                raise ConfigError(f"config key claims.sharpness: {value!r} is not a column of sharpness.csv (expected "
+                                  f"one of {', '.join(COLUMNS)})")
+            continue
+        named = list(enumerate(value)) if isinstance(value, tuple) else [(None, value)]
+        default = getattr(defaults, key)
+        for index, row in named:
+            if row is None or row in rows or row == default or (isinstance(default, tuple) and row in default) \
+                    or (key == "old_data" and row in experiment.sweeps):
+                continue
+            where = f"claims.{key}" + (f"[{index}]" if index is not None else "")
+            hint = "" if index is not None else "; null leaves its claim untested"
+            raise ConfigError(f"config key {where}: {row!r} is not a row of the tables (rows: {', '.join(rows)}{hint})")
 
 
 def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool) -> None:

@@ -276,10 +276,13 @@ class Experiment:
         self.prompt = settings.from_dict(PromptSettings, config["prompt"], "prompt")
         self.seeds: list[int] = list(config["seeds"])
         self.module_groups: dict = config["module_groups"]
-        self.tasks = {name: Suite(name, t["type"], t["metric"], {s: t[s] for s in ("train", *SPLITS)}, self.layout)
-                      for name, t in config["tasks"].items()}
-        self.versatility = {name: Suite(name, v["type"], v["metric"], {s: v[s] for s in SPLITS}, self.layout)
-                            for name, v in config["versatility"].items()}
+        from cofi.embedded import suites_module
+
+        made_here = suites_module(config["embedded"]["suites"])
+        self.tasks = {name: self._suite("tasks", name, entry, ("train", *SPLITS), made_here.TASK_TYPES)
+                      for name, entry in config["tasks"].items()}
+        self.versatility = {name: self._suite("versatility", name, entry, SPLITS, made_here.SUITE_TYPES)
+                            for name, entry in config["versatility"].items()}
         search = config["search"]
         policy_keys = {key: value for key, value in search.items() if key not in ("enabled", "reference", "seed", "lr")}
         self.importance: dict = config["importance"]
@@ -303,6 +306,24 @@ class Experiment:
                                   "file cofi imports)")
         self.n_layers: int | None = config["embedded"]["base"]["layers"] if self.embedded_model else None
         self.embedded_suites: str = config["embedded"]["suites"]  # what null suite paths take: world or chat
+
+    def _suite(self, section: str, name: str, entry: dict, splits, embedded_types: dict[str, str]) -> Suite:
+        """A suite of the config: its type as given, else the embedded data's (a suite with data of its own must
+        name it: a multiple-choice file read as generation would be scored wrongly without a word); its metric as
+        given, else its type's first (:mod:`cofi.tasks`)."""
+        from cofi.tasks import TASK_TYPES
+
+        paths = {split: entry[split] for split in splits}
+        kind = entry["type"]
+        if kind is None and any(path is not None for path in paths.values()):
+            raise ExperimentError(f"config key {section}.{name}.type: a suite with data of its own must name its type "
+                                  f"(one of {', '.join(TASK_TYPES)})")
+        if kind is None:
+            kind = embedded_types.get(name)  # None: no data at all, which the suite checks report
+        metric = entry["metric"]
+        if metric is None and kind in TASK_TYPES:
+            metric = TASK_TYPES[kind].metrics[0]
+        return Suite(name, kind, metric, paths, self.layout)
 
     # --- runs ---------------------------------------------------------------------------------------
     @cached_property
@@ -442,6 +463,12 @@ class Experiment:
         if source != "versatility":
             return self.tasks[source].file("train")
         return self.importance["versatility_data"] or self.layout.data_file("versatility_train")
+
+    @property
+    def table_rows(self) -> list[str]:
+        """Every row the main table can have: the base model, each run and sweep variant, each sweep's tuned row,
+        and the coarse search's pick."""
+        return [BASE_ROW, *self.runs, *map(tuned_row, self.sweeps), *([COARSE_ROW] if self.search.enabled else [])]
 
     @property
     def table_reference(self) -> str:

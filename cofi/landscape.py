@@ -136,6 +136,7 @@ def fixed_batches(task_records: list[dict], versatility_records: list[list[dict]
     """A seeded sample of the task's examples and an equal share of each versatility suite's, collated."""
     import random
 
+    from cofi.sharpness import BATCHES
     from cofi.train import collate, tokenize_dataset
 
     rng = random.Random(seed)
@@ -147,7 +148,7 @@ def fixed_batches(task_records: list[dict], versatility_records: list[list[dict]
     spec = tokenize_dataset(sample(task_records, batch_size), prompter, mask_prompt, max_len)
     vers = [e for records in versatility_records
             for e in tokenize_dataset(sample(records, per_suite), prompter, mask_prompt, max_len)]
-    return {"spec": collate(spec, pad_id), "vers": collate(vers[:batch_size], pad_id)}
+    return dict(zip(BATCHES, (collate(spec, pad_id), collate(vers[:batch_size], pad_id))))
 
 
 def plot_landscape(result: dict, title: str, stem) -> None:

@@ -117,6 +117,17 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class BaseTrainSettings(TrainSettings):
+    """The embedded base model's training on the versatility mixture: a run's keys, with the defaults that
+    align it (every key defaults on its own: setting one keeps the others')."""
+
+    lr: float = setting(2e-3, "AdamW's peak learning rate", exclusiveMinimum=0)
+    steps: int = setting(600, "optimizer steps", minimum=1)
+    batch_size: int = setting(128, "examples per batch", minimum=1)
+    log_every: int = setting(50, "a progress line in the log every N steps", minimum=1)
+
+
+@dataclass(frozen=True)
 class ComputeSettings:
     """How jobs compute, not what a run is: changing these never changes a run's identity."""
 

@@ -17,6 +17,8 @@ def spearman(a, b) -> float:
 
 
 FIGURES = ("rise_1d", "rise_2d", "grad", "curvature")
+BATCHES = ("spec", "vers")  # the landscape's fixed batches: the task's examples, the versatility suites'
+COLUMNS = tuple(f"{batch}_{figure}" for batch in BATCHES for figure in FIGURES)  # of sharpness.csv
 
 
 def sharpness_table(landscapes: list[dict], vers: dict[tuple[str, str], float], base_vers: dict[str, float]):

@@ -15,7 +15,8 @@ class TaskTypeError(InputError):
 
 
 class TaskType:
-    """Base class: ``name``, the ``metrics`` it can be scored with, and whether items carry choices."""
+    """Base class: ``name``, the ``metrics`` it can be scored with (the first is a suite's default), and whether
+    items carry choices."""
 
     name: str = ""
     metrics: tuple[str, ...] = ()

@@ -1,5 +1,6 @@
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 import yaml
 
 from cofi.config import ConfigError, check_config, load_config
+from cofi.experiment import Experiment
 from cofi.schema import load_schema
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +33,8 @@ def test_minimal_config_gets_the_defaults():
     assert config["training"] == {"lr": 0.0003, "steps": 200, "batch_size": 32, "grad_accum": 1,
                                   "warmup_ratio": 0.05, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 25}
     assert config["importance"]["source"] == "speciality" and config["importance"]["dropout"] == 0.003
-    assert config["versatility"]["know"]["type"] == "multiple_choice"
+    know = Experiment(config).versatility["know"]  # the embedded data's type, and that type's first metric
+    assert (know.type, know.metric) == ("multiple_choice", "accuracy")
     assert config["model"] == {"path": None, "gguf": None, "trust_remote_code": False, "dtype": "float32"}
     assert config["compute"] == {"device": "auto", "precision": "fp32", "gradient_checkpointing": False, "tensorboard": False,
                                  "checkpoint_every": 0}
@@ -81,8 +84,8 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["versatility"]["know"].update(metric="exact_match"), r"versatility\.know\.metric: unknown metric"),
         (lambda c, d: c["runs"].update(magic={}), r"config key runs\.magic: unknown method"),
         (lambda c, d: c["tasks"].update(law={}), r"config key tasks\.law\.train: null means the embedded data"),
-        (lambda c, d: c["tasks"].update(law={"train": str(d / "no.jsonl"), "test": str(d / "no.jsonl")}), r"no\.jsonl: data file does not exist"),
-        (lambda c, d: c["tasks"].update(law={"train": write_jsonl(d / "t.jsonl", [GOOD_RECORD, {"input": "x"}]), "test": write_jsonl(d / "u.jsonl", [GOOD_RECORD])}),
+        (lambda c, d: c["tasks"].update(law={"train": str(d / "no.jsonl"), "test": str(d / "no.jsonl"), "type": "generation"}), r"no\.jsonl: data file does not exist"),
+        (lambda c, d: c["tasks"].update(law={"train": write_jsonl(d / "t.jsonl", [GOOD_RECORD, {"input": "x"}]), "test": write_jsonl(d / "u.jsonl", [GOOD_RECORD]), "type": "generation"}),
          r"t\.jsonl:2: missing field 'instruction'"),
         (lambda c, d: c["versatility"]["know"].update(test=write_jsonl(d / "mc.jsonl", [GOOD_RECORD])), r"mc\.jsonl:1: multiple-choice item needs 'choices'"),
         (lambda c, d: c["prompt"].update(template="{instruction} {question}"), r"config key prompt\.template: must be a format string"),
@@ -119,12 +122,71 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["search"].update(min_layers=5), r"search\.min_layers: no first-depth candidate keeps 5 layers of 8"),
         (lambda c, d: c["search"].update(criterion="loss"), r"search\.criterion: 'loss' is not one of"),
         (lambda c, d: (d / "empty").mkdir() or c["model"].update(path=str(d / "empty")), r"model\.path '.*empty': no config\.json"),
+        (lambda c, d: c["claims"].update(cofitune="no_such_run"), r"config key claims\.cofitune: 'no_such_run' is not a row of the tables \(rows: base, full, "),
+        (lambda c, d: c["claims"].update(full_tuned="full_tuned"), r"claims\.full_tuned: 'full_tuned' is not a row"),
+        (lambda c, d: c["claims"].update(old_data=["replay", "replya"]), r"claims\.old_data\[1\]: 'replya' is not a row"),
+        (lambda c, d: c["claims"].update(sharpness="rise_1d"), r"claims\.sharpness: 'rise_1d' is not a column of sharpness\.csv \(expected one of spec_rise_1d, "),
     ],
 )
 def test_bad_config_names_the_key(config, tmp_path, edit, message):
     edit(config, tmp_path)
     with pytest.raises(ConfigError, match=message):
         check_config(config)
+
+
+def test_a_suite_with_data_of_its_own_must_name_its_type(config, tmp_path):
+    """Without a type, a multiple-choice file would have been scored as generation, without a word."""
+    mc = {"instruction": "pick", "input": "x", "choices": ["a", "b"], "answer": 0}
+    config["versatility"]["know"] = {"test": write_jsonl(tmp_path / "mc.jsonl", [mc])}
+    with pytest.raises(ConfigError, match=r"config key versatility\.know\.type: a suite with data of its own must "
+                                          r"name its type \(one of generation, multiple_choice, instruction_following\)"):
+        check_config(config)
+    config["versatility"]["know"]["type"] = "multiple_choice"
+    assert Experiment(check_config(config)).versatility["know"].metric == "accuracy"  # the type's first metric
+
+
+def test_embedded_suites_take_the_embedded_types_and_their_first_metrics(config):
+    for section in ("tasks", "versatility"):
+        for entry in config[section].values():
+            entry.pop("type"), entry.pop("metric")
+    experiment = Experiment(check_config(config))
+    assert {n: (s.type, s.metric) for n, s in experiment.versatility.items()} == {
+        "know": ("multiple_choice", "accuracy"), "reason": ("generation", "exact_match"),
+        "instruct": ("generation", "exact_match")}
+    assert experiment.tasks["bio"].type == "generation"
+
+
+def test_the_schema_names_every_task_type_and_metric():
+    """The descriptions of a suite's type and metric (and so the configuration reference) list exactly the task
+    types and metrics cofi.tasks has."""
+    from cofi.schema import load_schema
+    from cofi.tasks import TASK_TYPES
+
+    schema = load_schema()
+    suites = [schema["definitions"]["suite"]["properties"], schema["properties"]["tasks"]["additionalProperties"]["properties"]]
+    for properties in suites:
+        words = lambda key: set(re.findall(r"[a-z_]+", properties[key]["description"]))  # noqa: E731
+        assert set(TASK_TYPES) <= words("type"), properties["type"]["description"]
+        assert {m for kind in TASK_TYPES.values() for m in kind.metrics} <= words("metric")
+        assert set(TASK_TYPES) <= words("metric")  # each metric list says whose it is
+
+
+def test_claims_rows_left_at_their_defaults_may_be_absent_and_null_leaves_a_claim_untested(config):
+    """A config that sets no claims key and lacks the default rows (full_sam, full_2x, ...) starts: those claims are
+    not tested. A key set to null is accepted; rows that exist (a run, a sweep's tuned row, the coarse pick, a
+    sweep as old data) are accepted."""
+    del config["claims"]
+    config["runs"] = {"full": {}, "cofitune": {"softmask": "grad"}}
+    config["landscape"]["runs"] = ["base", "full"]
+    check_config(config)
+    config["claims"] = {"cofitune": "cofitune_coarse", "sam": None, "equal_compute": None, "full_tuned": None}
+    check_config(config)
+
+
+def test_claims_rows_may_name_tuned_rows_and_sweeps(config):
+    config["claims"].update(cofitune="cofitune_grad", full_tuned="sft_tuned", old_data=["replay", "wiseft"],
+                            own_rows=["wiseft_tuned"])
+    check_config(config)
 
 
 def test_model_that_is_not_a_causal_lm(config, tmp_path):
