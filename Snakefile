@@ -1,5 +1,7 @@
 # cofi: fine-tune an aligned LLM for a speciality without forgetting its versatility.
 # Config, validation, includes and targets only; the logic lives in the cofi package.
+import copy
+
 from snakemake.utils import min_version
 
 from cofi.config import checked_experiment, load_config
@@ -19,6 +21,7 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+CALL_CONFIG = copy.deepcopy(config)  # as given, before the defaults: what the completion check's dry run reads
 try:
     for path in workflow.configfiles:
         load_config(path)  # what Snakemake's own loader lets pass: duplicate keys
@@ -46,6 +49,7 @@ include: "rules/evaluate.smk"
 include: "rules/search.smk"
 include: "rules/tables.smk"
 include: "rules/analysis.smk"
+include: "rules/completion.smk"
 
 
 rule all:
