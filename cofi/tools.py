@@ -1,5 +1,5 @@
 """``python -m cofi.tools <command>``: developer tools that are not workflow jobs: benchmarks, the GPU
-check, and the optional lm-evaluation-harness bridge."""
+check, the lm-evaluation-harness bridge, the generated docs references."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-lr", type=float, default=3e-4, help="learning rate of the trajectory comparison")
     p.set_defaults(func=cmd_bench_softmask)
 
-    p = sub.add_parser("lm-eval", help="(optional, needs lm-eval) harness tasks on a checkpoint, as a cofi score file")
+    p = sub.add_parser("lm-eval", help="harness tasks on a checkpoint, as a cofi score file")
     model_load_args(p)
     p.add_argument("--tasks", required=True,
                    help='JSON {"spec": {task: [harness task, ...]}, "vers": {"know": [...], "reason": [...], "instruct": [...]}}; '

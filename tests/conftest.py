@@ -24,8 +24,8 @@ def copy_workflow(workdir: Path) -> Path:
 
 
 def skip_or_fail(reason: str):
-    """Skip a test whose optional part (SLURM, lm-eval) is missing; under CI (COFI_CI=1, set by
-    .ci/run) fail instead, so CI never counts a skipped test as passing."""
+    """Skip a test whose part beside cofi (the SLURM cluster, the real chat model's file) is missing; under
+    CI (COFI_CI=1, set by .ci/run) fail instead, so CI never counts a skipped test as passing."""
     if os.environ.get("COFI_CI") == "1":
         pytest.fail(f"COFI_CI=1: this test must run here, but {reason}")
     pytest.skip(reason)

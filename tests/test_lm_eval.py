@@ -1,4 +1,4 @@
-"""The optional lm-eval evaluator: cofi's own suites as local harness tasks score as cofi scores them."""
+"""The lm-eval bridge: cofi's own suites as local harness tasks score as cofi scores them."""
 
 import json
 import os
@@ -14,7 +14,7 @@ from cofi.settings import TrainSettings
 from cofi.prompts import Prompter
 from cofi.train import tokenize_dataset, train
 
-from conftest import TEMPLATE, TINY_ARCH, skip_or_fail
+from conftest import TEMPLATE, TINY_ARCH
 
 REPO = Path(__file__).resolve().parent.parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -45,10 +45,6 @@ def test_mapping_and_metric_choice():
 
 
 def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world):
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        skip_or_fail("lm-eval is not installed (an optional extra; make setup installs it)")
     # Memorise the test items for a while, so generation scores are far from 0 and from 100.
     model = build_llama(len(tokenizer), TINY_ARCH, seed=0)
     records = [r for split in ("rotate_test", "know_test", "reason_test", "instruct_test") for r in tiny_world[split]]
@@ -92,10 +88,6 @@ def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_
     """A chat model (the tiny GGUF's ChatML template): tasks exported with --chat-template, run with
     lm-eval's --chat-template, score item for item as ``cofi evaluate`` with prompt.chat_template does,
     for each task type and each metric the chat suites use (exact_match, accuracy, number, ifeval_strict)."""
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        skip_or_fail("lm-eval is not installed (an optional extra; make setup installs it)")
     import random
 
     from cofi.gguf import import_gguf

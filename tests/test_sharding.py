@@ -1,7 +1,7 @@
 """Sharded training (FSDP2, gloo, CPU): 2 and 3 processes train the weights one process trains.
 
 A tiny Llama in float64 whose widths do not divide by 3 (so the last shards are shorter), several
-steps with gradient accumulation, every method the issue names. The losses are divided by the
+steps with gradient accumulation: Full SFT, a region, both soft masks, SAM, L2 and LoRA. The losses are divided by the
 global token count and FSDP2 is set to sum, so the sharded weights equal one process's up to the
 order of float sums; an average instead of a sum (FSDP2's default) shows up here through Adam's ε,
 the clipping and the penalty, which do not scale with the gradient.

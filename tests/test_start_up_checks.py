@@ -1,4 +1,4 @@
-"""Bad input a newcomer gives stops at start-up with the key or file:line and what was expected (issue 11)."""
+"""Bad input a newcomer gives stops at start-up with the key or file:line and what was expected."""
 
 import json
 import os
