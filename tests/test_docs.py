@@ -56,6 +56,62 @@ def test_every_config_key_and_method_key_is_described():
     assert all(spec.get("description") for method in METHODS.values() for spec in method.keys.values())
 
 
+# Where a reader meets the project's words: the pages, and the files whose comments they read.
+READ_BY_USERS = [*PAGES, REPO / "config.yaml", *sorted((REPO / "configs").rglob("*.yaml")), REPO / "Makefile",
+                 *sorted((REPO / "workflow").rglob("*.yaml")), *sorted((REPO / "workflow").rglob("*.rst"))]
+HISTORY = re.compile(r"\bissues? #?\d+|\bthe brief\b|\bdevice tool\b|\bthis session\b|\blent to\b", re.I)
+FILE_SUFFIXES = (".md", ".csv", ".tex", ".json", ".jsonl", ".yaml", ".yml", ".png", ".pdf", ".html", ".py", ".tsv",
+                 ".safetensors", ".log", ".txt", ".gguf", ".smk")
+
+
+def config_keys_named(text: str, top_level: set[str]) -> set[str]:
+    """The dotted names in backticks whose first part is a top-level config key (file names excepted)."""
+    names = set(re.findall(r"`([a-z_]+(?:\.[A-Za-z0-9_<>-]+)+)(?:: [^`]*)?`", text))
+    return {n for n in names if n.split(".")[0] in top_level and not n.endswith(FILE_SUFFIXES)}
+
+
+def known_config_key(name: str, keys: set[str], method_keys: set[str]) -> bool:
+    """``name`` is a schema key; a <task>, <run> or other <...> part takes any name; a run takes its method's keys."""
+    for key in keys:
+        if re.fullmatch(re.sub(r"<[^>]+>", "[^.]+", re.escape(key).replace(r"\<", "<").replace(r"\>", ">")), name):
+            return True
+    parts = name.split(".")
+    return parts[0] == "runs" and len(parts) >= 3 and parts[2] in method_keys
+
+
+@pytest.mark.parametrize("page", READ_BY_USERS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_config_key_a_page_names_exists(page):
+    from cofi.methods import METHODS
+    from cofi.reference import config_rows
+    from cofi.schema import load_schema
+
+    schema = load_schema()
+    keys = {key for key, *_ in config_rows(schema)}
+    method_keys = {key for method in METHODS.values() for key in method.keys}
+    named = config_keys_named(page.read_text(), set(schema["properties"]))
+    unknown = sorted(n for n in named if not known_config_key(n, keys, method_keys))
+    assert not unknown, f"{page.relative_to(REPO)} names config keys the schema does not have: {unknown}"
+
+
+def test_the_key_check_finds_a_key_that_does_not_exist():
+    from cofi.reference import config_rows
+    from cofi.schema import load_schema
+
+    schema = load_schema()
+    keys = {key for key, *_ in config_rows(schema)}
+    named = config_keys_named("set `embedded.base.seeds`, `tasks.law.metric`, `runs.l2.lambda` and read `claims.md`",
+                              set(schema["properties"]))
+    assert named == {"embedded.base.seeds", "tasks.law.metric", "runs.l2.lambda"}
+    assert [n for n in sorted(named) if not known_config_key(n, keys, {"lambda"})] == ["embedded.base.seeds"]
+
+
+@pytest.mark.parametrize("page", READ_BY_USERS, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_page_speaks_of_the_projects_history_instead_of_the_project(page):
+    """A reader can follow a commit, a command or a page; not an issue number or how the work was organised."""
+    found = [match[0] for match in HISTORY.finditer(page.read_text())]
+    assert not found, f"{page.relative_to(REPO)}: {found}"
+
+
 def test_a_key_without_a_description_is_an_error():
     from cofi.reference import ReferenceError, config_rows
 
