@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run real study scale test docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
+.PHONY: setup run real study scale base-seeds test docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -74,6 +74,17 @@ scale: setup
 	  { $(call TO_THE_END,--configfile configs/scale.yaml $$size); } || exit 1; done
 	PATH="$(BIN):$$PATH" python -m cofi.tools scale --experiment results/scale_w64 --experiment results/scale_w128 \
 	  --experiment results/scale_w256 --methods $(SCALE_METHODS) --out-dir results/scale
+
+# The default (or CONFIG=file) on base models of each seed of BASE_SEEDS, each an experiment of its own (the
+# config's own seed keeps its name and results); then every cell's spread between base seeds against the
+# fine-tuning seeds', and each claim's verdict per base seed (results/base-seeds/; docs/study.md).
+BASE_SEEDS ?= 0 1 2
+base-seeds: setup
+	PATH="$(BIN):$$PATH" python -m cofi.tools base-seed-configs --config $(or $(CONFIG),config.yaml) --seeds $(BASE_SEEDS) \
+	  --out-dir results/base-seeds/configs
+	for seed in $(BASE_SEEDS); do { $(call TO_THE_END,--configfile results/base-seeds/configs/base$$seed.yaml); } || exit 1; done
+	PATH="$(BIN):$$PATH" python -m cofi.tools base-seeds $(foreach seed,$(BASE_SEEDS),--config results/base-seeds/configs/base$(seed).yaml) \
+	  --out-dir results/base-seeds
 
 # The tree search and the exhaustive grid on the default, each over regions alone and over region x lr
 # (search.lr = SEARCH_LR): trainings, their time, the picks and their Uni gaps to the widest search's best.

@@ -91,6 +91,36 @@ def cmd_scale(args) -> None:
     print(frame.round(2).to_markdown(index=False))
 
 
+def cmd_base_seed_configs(args) -> None:
+    """The config once per base seed (cofi.base_seeds.seed_configs), as base<seed>.yaml."""
+    from pathlib import Path
+
+    import yaml
+
+    from cofi.base_seeds import seed_configs
+    from cofi.config import load_config
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed, config in seed_configs(load_config(args.config), args.seeds).items():
+        (out / f"base{seed}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        log(f"base seed {seed}: {out / f'base{seed}.yaml'} (results/{config['experiment']})")
+
+
+def cmd_base_seeds(args) -> None:
+    """Every cell's spread between base seeds against the fine-tuning seeds', each claim's verdict per base seed."""
+    from cofi.base_seeds import write_base_seeds
+    from cofi.config import checked_experiment, load_config
+
+    experiments = {}
+    for path in args.config:
+        config = load_config(path)
+        experiment = checked_experiment(config, check_files=False)
+        experiments[config["embedded"]["base"]["seed"]] = experiment.layout.root
+    spread, verdicts = write_base_seeds(experiments, args.out_dir)
+    print(verdicts.to_markdown(index=False))
+
+
 def cmd_bench_search(args) -> None:
     from cofi.bench import search_efficiency
     from cofi.config import checked_experiment, load_config
@@ -277,6 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", help="table rows to draw (default: all but the base model)")
     p.add_argument("--out-dir", required=True, help="directory for scale.csv and scale.png/.pdf")
     p.set_defaults(func=cmd_scale)
+
+    p = sub.add_parser("base-seed-configs", help="a config once per base model seed, each an experiment of its own")
+    p.add_argument("--config", required=True, help="the config (e.g. config.yaml)")
+    p.add_argument("--seeds", type=int, nargs="+", required=True, help="embedded.base.seed values")
+    p.add_argument("--out-dir", required=True, help="where base<seed>.yaml go")
+    p.set_defaults(func=cmd_base_seed_configs)
+
+    p = sub.add_parser("base-seeds", help="how the tables and claims move with the base model's seed")
+    p.add_argument("--config", action="append", required=True, help="a finished base-seed config, once per seed")
+    p.add_argument("--out-dir", required=True, help="directory for spread.csv/.md and verdicts.csv/.md")
+    p.set_defaults(func=cmd_base_seeds)
 
     p = sub.add_parser("search-configs", help="a config's search as tree and grid, over regions and region x lr")
     p.add_argument("--config", required=True, help="the config (e.g. config.yaml)")
