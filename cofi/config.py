@@ -300,11 +300,11 @@ def _check_claims(experiment: Experiment) -> None:
                 raise ConfigError(f"config key claims.sharpness: {value!r} is not a column of sharpness.csv (expected "
                                   f"one of {', '.join(COLUMNS)})")
             continue
-        named = list(enumerate(value)) if isinstance(value, tuple) else [(None, value)]
+        listed = isinstance(value, tuple)
         default = getattr(defaults, key)
-        for index, row in named:
-            if row is None or row in rows or row == default or (isinstance(default, tuple) and row in default) \
-                    or (key == "old_data" and row in experiment.sweeps):
+        known = {*rows, *(default if listed else (default,)), *(experiment.sweeps if key == "old_data" else ())}
+        for index, row in (enumerate(value) if listed else [(None, value)]):
+            if row is None or row in known:
                 continue
             where = f"claims.{key}" + (f"[{index}]" if index is not None else "")
             hint = "" if index is not None else "; null leaves its claim untested"

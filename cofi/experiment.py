@@ -16,6 +16,7 @@ from functools import cached_property
 
 from cofi import settings
 from cofi.claims import Claims
+from cofi.embedded import suites_module
 from cofi.errors import InputError
 from cofi.regions import parse_region_id
 from cofi.search import Policy
@@ -276,8 +277,6 @@ class Experiment:
         self.prompt = settings.from_dict(PromptSettings, config["prompt"], "prompt")
         self.seeds: list[int] = list(config["seeds"])
         self.module_groups: dict = config["module_groups"]
-        from cofi.embedded import suites_module
-
         made_here = suites_module(config["embedded"]["suites"])
         self.tasks = {name: self._suite("tasks", name, entry, ("train", *SPLITS), made_here.TASK_TYPES)
                       for name, entry in config["tasks"].items()}
@@ -430,8 +429,6 @@ class Experiment:
     @property
     def embedded_data_fits_model(self) -> bool:
         """The data made here can train this model: the world the embedded model, the chat suites a real one."""
-        from cofi.embedded import suites_module
-
         return suites_module(self.embedded_suites).FITS_EMBEDDED_MODEL == self.embedded_model
 
     def embedded_spec(self):

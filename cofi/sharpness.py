@@ -35,7 +35,7 @@ def sharpness_table(landscapes: list[dict], vers: dict[tuple[str, str], float], 
             row |= {f"{batch}_{name}": figures[name] for name in FIGURES}
         rows.append(row)
     table = pd.DataFrame(rows)
-    figure_columns = [c for c in table.columns if c.split("_", 1)[-1] in FIGURES]
+    figure_columns = [c for c in COLUMNS if c in table.columns]
     correlations = []
     for task, group in table[table["run"] != "base"].groupby("task", sort=False):
         correlations.append({"task": task, "runs": len(group),

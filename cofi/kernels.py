@@ -1,0 +1,56 @@
+"""Pinned CPU kernels: the same arithmetic on every x86-64 machine with AVX2, for the jobs whose result
+would otherwise follow the machine.
+
+torch's CPU kernels (ATen), MKL's matrix products and oneDNN each pick their code path by the CPU's
+instruction set, and each path rounds differently. For most jobs that is noise: fine-tuning and
+evaluation from one base model agree across instruction sets to about 1e-6. The embedded base model's
+training is chaotic, though: two instruction sets gave base models 37-55 % apart (relative norm of the
+weight difference; docs/reproducibility.md), so every table built on it followed the reader's CPU.
+The variables below put all three libraries on their AVX2 paths (every Intel CPU since 2013, every AMD
+Zen), MKL in its conditional numerical reproducibility mode, which also makes its matrix products
+independent of the thread count. They must be set before the libraries start, so a job that needs them
+runs again in a fresh process with them set (:func:`pin`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PINNED = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's own kernels: the AVX2 build of each, even on AVX-512 machines
+    "MKL_CBWR": "AVX2,STRICT",  # MKL: its AVX2 branch; STRICT: the same bits whatever the thread count
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # and no narrower: a setting of the user's would change the branch
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN, where torch calls it
+}
+EXPECTED_CAPABILITY = "AVX2"  # what torch reports when the pin took
+
+
+def pinned(environ=os.environ) -> bool:
+    return all(environ.get(name) == value for name, value in PINNED.items())
+
+
+def pin(argv: list[str]) -> None:
+    """Make this process ``python -m cofi ARGV`` under the pinned kernels: return if it is already, else
+    replace it (``os.execve``: the same process id, streams and working directory) by a fresh one that is.
+    The fresh process runs the job itself, not through a job server (whose warm process is not pinned)."""
+    if pinned():
+        return
+    from cofi.jobserver import SOCKET_VARIABLE
+
+    environment = {name: value for name, value in os.environ.items() if name != SOCKET_VARIABLE} | PINNED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "cofi", *argv], environment)
+
+
+def in_use() -> str:
+    """The instruction set torch's kernels run on, and a warning where the pin could not take (no AVX2 on this
+    CPU, or not x86): the result then differs from other machines'."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability == EXPECTED_CAPABILITY:
+        return f"pinned CPU kernels: torch {capability}, MKL_CBWR={os.environ.get('MKL_CBWR')}"
+    return (f"warning: the CPU kernels could not be pinned to {EXPECTED_CAPABILITY} (torch reports {capability}): "
+            "this job's result will differ from other machines'")
