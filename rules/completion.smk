@@ -11,12 +11,13 @@ from cofi.completeness import UNFINISHED_STATUS, CheckError, left_after, unfinis
 
 def dry_run_command(config_file):
     settings = workflow.dag_settings
-    triggers = sorted(trigger.name.lower() for trigger in settings.rerun_triggers)
-    deployment = sorted(method.name.lower() for method in workflow.deployment_settings.deployment_method)
-    return [sys.executable, "-m", "snakemake", "--snakefile", workflow.main_snakefile, "--configfile", config_file,
-            "--dry-run", "--nolock", "--rerun-incomplete", "--cores", "1", "--quiet", "rules",
-            "--rerun-triggers", *triggers, *(["--software-deployment-method", *deployment] if deployment else []),
-            *sorted(settings.targets)]
+    triggers = sorted(trigger.item_to_choice() for trigger in settings.rerun_triggers)  # as the command line spells them
+    deployment = sorted(method.item_to_choice() for method in workflow.deployment_settings.deployment_method)
+    # The targets first: the options after them take several values each.
+    return [sys.executable, "-m", "snakemake", *sorted(settings.targets), "--snakefile", workflow.main_snakefile,
+            "--configfile", config_file, "--dry-run", "--nolock", "--rerun-incomplete", "--cores", "1",
+            "--quiet", "rules", "--rerun-triggers", *triggers,
+            *(["--software-deployment-method", *deployment] if deployment else [])]
 
 
 def partial_on_purpose():
