@@ -1,7 +1,10 @@
 import sys
 
+from cofi import kernels
 from cofi.jobserver import delegate
 
+if sys.argv[1:2] and sys.argv[1] in kernels.COMMANDS:
+    kernels.pin(sys.argv[1:])  # before torch starts; no-op where the environment pins already (a job server's)
 # Under `python -m cofi.jobserver COMMAND`, the job runs in the server's warm process; else here.
 status = delegate(sys.argv[1:])
 if status is None:

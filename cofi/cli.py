@@ -148,15 +148,11 @@ def cmd_import_gguf(args) -> None:
 
 
 def cmd_build_base(args) -> None:
-    from cofi import kernels
-
-    kernels.pin(args.argv)  # its training is chaotic: without pinned kernels the model follows the machine
     from cofi.jobs.base_model import BaseModelJob, build_base
     from cofi.settings import BaseTrainSettings, PromptSettings, from_dict
     from cofi.world import WorldSpec
 
     threads(args.threads)
-    log(kernels.in_use())
     base = args.base
     build_base(BaseModelJob(
         world=from_dict(WorldSpec, args.world, "--world"), seed=base["seed"],
@@ -457,8 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     from cofi.errors import InputError
 
+    from cofi import kernels
+
     args = (parser or build_parser()).parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else argv  # a job that must start afresh runs these again
+    if args.command in kernels.COMMANDS:
+        log(kernels.in_use())
     try:
         args.func(args)
     except InputError as error:  # bad data, config or model path: say what is wrong, no traceback

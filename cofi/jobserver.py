@@ -8,8 +8,9 @@ started under COMMAND sends its arguments, working directory, environment and st
 server, which forks a child to run it and sends back its exit status: the child is the job (the same
 code on the same arguments, writing the same files and log), with the imports already done.
 
-A job runs in its own process instead, as without a server, wherever the server could differ from a
-fresh process: the server is unreachable, another Python or another copy of cofi runs the job (a
+The server and COMMAND start with cofi's pinned CPU kernels (:mod:`cofi.kernels`), as every computing
+job must. A job runs in its own process instead, as without a server, wherever the server could differ
+from a fresh process: the server is unreachable, another Python or another copy of cofi runs the job (a
 conda environment), or the job's environment differs from the server's in anything but the working
 and temporary directories and the thread counts, which every computing cofi command sets itself
 (e.g. the processes of torchrun or srun, or a SLURM job). A job whose client is killed is killed; a
@@ -360,9 +361,13 @@ def serving(environment: dict[str, str] | None = None):
     import tempfile
     import time
 
+    from cofi.kernels import PINNED
+
     directory = tempfile.mkdtemp(prefix="cofi-jobserver-")  # mode 0700: only this user's jobs connect
     path = os.path.join(directory, "socket")
-    environment = {**(os.environ if environment is None else environment), SOCKET_VARIABLE: path}
+    # Pinned kernels from the start (cofi.kernels): the warm process computes as every job must, and the jobs,
+    # whose environment is this one, run in it rather than starting themselves again.
+    environment = {**(os.environ if environment is None else environment), **PINNED, SOCKET_VARIABLE: path}
     server = subprocess.Popen([sys.executable, "-m", "cofi.jobserver", "--serve", path], stdin=subprocess.PIPE,
                               env=environment)
     try:

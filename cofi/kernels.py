@@ -1,15 +1,15 @@
-"""Pinned CPU kernels: the same arithmetic on every x86-64 machine with AVX2, for the jobs whose result
-would otherwise follow the machine.
+"""Pinned CPU kernels: the same arithmetic on every x86-64 machine with AVX2, so that a job's result does
+not follow the machine.
 
 torch's CPU kernels (ATen), MKL's matrix products and oneDNN each pick their code path by the CPU's
-instruction set, and each path rounds differently. For most jobs that is noise: fine-tuning and
-evaluation from one base model agree across instruction sets to about 1e-6. The embedded base model's
-training is chaotic, though: two instruction sets gave base models 37-55 % apart (relative norm of the
-weight difference; docs/reproducibility.md), so every table built on it followed the reader's CPU.
-The variables below put all three libraries on their AVX2 paths (every Intel CPU since 2013, every AMD
-Zen), MKL in its conditional numerical reproducibility mode, which also makes its matrix products
-independent of the thread count. They must be set before the libraries start, so a job that needs them
-runs again in a fresh process with them set (:func:`pin`).
+instruction set, and each path rounds differently. Training amplifies that: the embedded base model's
+600 steps turned it into base models 37-55 % apart (relative norm of the weight difference), and
+fine-tuning at a high learning rate or with SAM moved the default's scores by up to 6.7 points
+(docs/reproducibility.md). The variables below put all three libraries on their AVX2 paths (every Intel
+CPU since 2013, every AMD Zen), MKL in its conditional numerical reproducibility mode, which also makes
+its matrix products independent of the thread count. They must be set before the libraries start: each
+command of :data:`COMMANDS` starts itself again with them where they are not set (:func:`pin`, from
+``python -m cofi``), and the job server's warm process starts with them (:mod:`cofi.jobserver`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ PINNED = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN, where torch calls it
 }
 EXPECTED_CAPABILITY = "AVX2"  # what torch reports when the pin took
+# The `python -m cofi` commands that compute with torch: each runs under the pinned kernels.
+COMMANDS = frozenset({"build-base", "finetune", "evaluate", "importance", "landscape", "import-gguf"})
 
 
 def pinned(environ=os.environ) -> bool:
@@ -32,16 +34,12 @@ def pinned(environ=os.environ) -> bool:
 
 def pin(argv: list[str]) -> None:
     """Make this process ``python -m cofi ARGV`` under the pinned kernels: return if it is already, else
-    replace it (``os.execve``: the same process id, streams and working directory) by a fresh one that is.
-    The fresh process runs the job itself, not through a job server (whose warm process is not pinned)."""
+    replace it (``os.execve``: the same process id, streams and working directory) by a fresh one that is."""
     if pinned():
         return
-    from cofi.jobserver import SOCKET_VARIABLE
-
-    environment = {name: value for name, value in os.environ.items() if name != SOCKET_VARIABLE} | PINNED
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "cofi", *argv], environment)
+    os.execve(sys.executable, [sys.executable, "-m", "cofi", *argv], {**os.environ, **PINNED})
 
 
 def in_use() -> str:

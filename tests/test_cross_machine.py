@@ -87,3 +87,14 @@ def test_the_base_models_score_the_same_on_every_suite(built):
     assert 0 < reference["know"]["score"] < 100  # a half-trained model: the comparison can tell
     for machine, scores in scored.items():
         assert scores == reference, machine
+
+
+def test_every_pinned_command_is_a_command_and_the_job_server_starts_pinned():
+    from cofi import kernels
+    from cofi.cli import build_parser
+    from cofi.jobserver import serving
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert kernels.COMMANDS <= set(commands)
+    with serving({**os.environ, "ATEN_CPU_CAPABILITY": "default"}) as environment:
+        assert kernels.pinned(environment)
