@@ -451,9 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    from cofi.errors import InputError
-
     from cofi import kernels
+    from cofi.errors import InputError
 
     args = (parser or build_parser()).parse_args(argv)
     if args.command in kernels.COMMANDS:

@@ -114,7 +114,7 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
 def test_a_config_naming_a_latin1_file_stops_with_the_message(config, tmp_path):
     bad = tmp_path / "law.jsonl"
     bad.write_bytes((json.dumps({**GOOD, "output": "é"}, ensure_ascii=False) + "\n").encode("latin-1"))
-    config["tasks"]["law"] = {"train": str(bad), "test": str(bad)}
+    config["tasks"]["law"] = {"train": str(bad), "test": str(bad), "type": "generation"}
     with pytest.raises(ConfigError, match=r"config key tasks\.law\.train: .*law\.jsonl:1: byte \d+ .*expected UTF-8"):
         check_config(config)
 
@@ -274,7 +274,7 @@ def test_a_duplicated_sweep_value_is_called_a_duplicate(config):
 def test_a_home_relative_path_is_expanded(config, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "law.jsonl").write_text(json.dumps(GOOD) + "\n")
-    config["tasks"]["law"] = {"train": "~/law.jsonl", "test": "~/law.jsonl"}
+    config["tasks"]["law"] = {"train": "~/law.jsonl", "test": "~/law.jsonl", "type": "generation"}
     checked = check_config(config)
     assert checked["tasks"]["law"]["train"] == str(tmp_path / "law.jsonl")
 
@@ -290,8 +290,8 @@ def test_a_max_len_too_short_for_a_users_data_is_refused(config, tmp_path):
     data = tmp_path / "law.jsonl"
     data.write_text(json.dumps({"instruction": "a b a b a b", "output": "a"}) + "\n")
     config["model"]["path"] = str(_tiny_llama_dir(tmp_path / "model"))
-    config["tasks"] = {"law": {"train": str(data), "test": str(data)}}
-    config["versatility"] = {n: {"test": str(data)} for n in ("reason", "instruct")} | {
+    config["tasks"] = {"law": {"train": str(data), "test": str(data), "type": "generation"}}
+    config["versatility"] = {n: {"test": str(data), "type": "generation"} for n in ("reason", "instruct")} | {
         "know": {"test": str(tmp_path / "mc.jsonl"), "type": "multiple_choice", "metric": "accuracy"}}
     (tmp_path / "mc.jsonl").write_text(json.dumps({"instruction": "a", "choices": ["a", "b"], "answer": 0}) + "\n")
     config["runs"], config["search"]["enabled"], config["landscape"]["runs"] = {"full": {}}, False, []

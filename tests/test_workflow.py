@@ -339,9 +339,9 @@ def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
     config["search"]["enabled"] = False
     config["runs"] = {"full": {}, "vsoftmask": {"softmask": "grad"}}  # its importance: from law's inputs
     config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
-    config["tasks"] = {"law": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
+    config["tasks"] = {"law": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl"), "type": "generation"}}
     config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
-        ("know", {"type": "multiple_choice", "metric": "accuracy"}), ("reason", {}), ("instruct", {})]}
+        ("know", {"type": "multiple_choice"}), ("reason", {"type": "generation"}), ("instruct", {"type": "generation"})]}
     (tiny_run / "user.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(tiny_run, "--configfile", "user.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -367,9 +367,9 @@ def test_every_baseline_goes_through_the_same_rules(tiny_run):
     config["experiment"] = "baselines"
     config["search"]["enabled"] = False
     config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
-    config["tasks"] = {"rotate": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl")}}
+    config["tasks"] = {"rotate": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl"), "type": "generation"}}
     config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
-        ("know", {"type": "multiple_choice", "metric": "accuracy"}), ("reason", {}), ("instruct", {})]}
+        ("know", {"type": "multiple_choice"}), ("reason", {"type": "generation"}), ("instruct", {"type": "generation"})]}
     config["runs"] = {
         "full": {},
         "full_sam": {"method": "full", "sam": {"rho": 0.05}},
