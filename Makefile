@@ -49,7 +49,7 @@ report: setup
 	$(SNAKEMAKE) --report results/default/report.html
 
 test: setup
-	PATH="$(BIN):$$PATH" python -m pytest -v --durations=10
+	PATH="$(BIN):$$PATH" python -m pytest -v --durations=25
 
 # The docs site (docs/ → site/), offline; the generated references first, so the site is never stale.
 docs: setup

@@ -1,5 +1,7 @@
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,28 @@ def copy_workflow(workdir: Path) -> Path:
     for name in ("rules", "workflow", "envs"):
         shutil.copytree(REPO / name, workdir / name)
     shutil.copy(REPO / "tests" / "tiny_config.yaml", workdir / "tiny.yaml")
+    return workdir
+
+
+def snakemake_environment() -> dict[str, str]:
+    """This environment with this Python's bin first, so every job runs this Python and this cofi."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir, env=env or snakemake_environment(), capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config run locally (--cores 2) to the end, in a copy of the workflow: one run for the whole session
+    (the end-to-end tests read it and extend it; the SLURM test compares its tables with it)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny_run") / "wf")
+    done = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
     return workdir
 
 

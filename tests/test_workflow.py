@@ -14,33 +14,15 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from conftest import copy_workflow
+from conftest import copy_workflow, snakemake, snakemake_environment
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
 
 
-def snakemake_environment() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, env=env or snakemake_environment(), capture_output=True, text=True, timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("workflow"))
-
-
-@pytest.fixture(scope="module")
-def tiny_run(workflow_copy):
-    done = snakemake(workflow_copy, "--configfile", "tiny.yaml")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return workflow_copy
 
 
 def test_table_from_a_real_run(tiny_run):
