@@ -76,13 +76,13 @@ def nodes() -> int:
     return world_size() // per_node
 
 
-def mesh(device: torch.device):
-    """The device mesh to shard over: one dimension on one node; across nodes a 2-D mesh
-    (replicate across nodes, shard within one: hybrid sharding)."""
+def mesh(device: torch.device, hybrid: bool = True):
+    """The device mesh to shard over: one dimension over every process (one node, or ``hybrid`` False: flat
+    sharding); across nodes with ``hybrid``, a 2-D mesh (replicate across nodes, shard within one)."""
     from torch.distributed.device_mesh import init_device_mesh
 
     n_nodes = nodes()
-    if n_nodes == 1:
+    if n_nodes == 1 or not hybrid:
         return init_device_mesh(device.type, (world_size(),), mesh_dim_names=("shard",))
     return init_device_mesh(device.type, (n_nodes, world_size() // n_nodes), mesh_dim_names=("replicate", "shard"))
 
@@ -94,12 +94,11 @@ def shard(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value[rank() :: world_size()] for key, value in batch.items()}
 
 
-def sum_scalar(value: float, device: torch.device) -> float:
-    if not active():
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return float(tensor.item())
+def summed(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the processes, in place, on its device (no wait for the host)."""
+    if active():
+        dist.all_reduce(tensor)
+    return tensor
 
 
 def gather(value) -> list:

@@ -164,16 +164,20 @@ def _layers(n: int, lo, hi) -> int:
     return sum(1 for layer in range(1, n + 1) if lo * n < layer <= hi * n)
 
 
-def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int, dtype: str, precision: str) -> Needs:
-    """The memory of ``run`` per GPU when ``gpus`` GPUs share it (1: no sharding)."""
+def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int, dtype: str, precision: str,
+          shards: int | None = None, accumulate_unsharded: bool = False) -> Needs:
+    """The memory of ``run`` per GPU when ``gpus`` GPUs train it (1: no sharding), its weights sharded over
+    ``shards`` of them (all by default; one node's under hybrid sharding). ``accumulate_unsharded``: with several
+    micro-batches, every GPU also holds the whole unsharded gradient until the last one."""
+    processes, gpus = gpus, shards or gpus
     model_bytes = DTYPE_BYTES[dtype]
     mixed = precision in ("bf16", "fp16")
     compute_bytes = 2 if mixed else model_bytes
     # What trains: float32 copies under mixed precision and in FSDP2's shards; else the model's dtype.
     master = max(model_bytes, 4) if mixed or gpus > 1 else model_bytes
     trained = trained_params(arch, run, module_groups)
-    if run.method == "wiseft":  # no training: the base and the source model, one process
-        return Needs(1, 2 * arch.params * model_bytes, 0, 0, 0, 0, 0)
+    if run.method == "wiseft":  # no training, no GPU: the files interpolated tensor by tensor (cofi.weights)
+        return Needs(0, 0, 0, 0, 0, 0, 0)
     lora = run.method == "lora"
     if gpus > 1:  # FSDP2: float32 shards of every weight; one layer gathered at a time (two with prefetch)
         weights = math.ceil((arch.params + (trained if lora else 0)) * master / gpus) + 2 * arch.layer_params * compute_bytes
@@ -190,19 +194,44 @@ def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int,
         extra += shard(trained * master)  # the start the penalty pulls toward
     if run.params.get("softmask") in ("update", "shuffled", "uniform") and run.params.get("softmask_apply") != "grad":
         extra += shard(trained * master)  # the weights before the step
-    tokens = math.ceil(run.train.batch_size / gpus) * max_len  # one micro-batch per process
+    gradients = shard(trained * master)
+    if processes > 1 and accumulate_unsharded and run.train.grad_accum > 1:
+        gradients += trained * master  # FSDP2 keeps each backward's unsharded gradients until it reduces
+    tokens = math.ceil(run.train.batch_size / processes) * max_len  # one micro-batch per process
     mode = "autocast" if mixed and gpus == 1 and model_bytes > compute_bytes else "weights"
-    return Needs(gpus, weights, shard(trained * master), shard(2 * trained * master), extra,
+    return Needs(processes, weights, gradients, shard(2 * trained * master), extra,
                  activation_bytes(arch, tokens, mode, compute_bytes, False),
                  activation_bytes(arch, tokens, mode, compute_bytes, True))
 
 
+def shard_count(gpus: int, gpus_per_node: int, mesh: str) -> int:
+    """Over how many of ``gpus`` GPUs a run's weights are sharded: all of them (flat), or one node's (hybrid:
+    replicas across nodes, so a GPU never holds less than its share of one node)."""
+    return gpus if mesh == "flat" else min(gpus, gpus_per_node)
+
+
+def mesh_for(arch, run, module_groups, gpus, max_len, dtype, precision, gpu_memory_gib: float, checkpointing: bool,
+             gpus_per_node: int, sharding: str, accumulate_unsharded: bool = False) -> str:
+    """``compute.sharding`` resolved: flat or hybrid as set; auto takes hybrid where the run fits one node's
+    GPUs at ``gpus`` GPUs, else flat."""
+    if sharding != "auto":
+        return sharding
+    hybrid = needs(arch, run, module_groups, gpus, max_len, dtype, precision, shard_count(gpus, gpus_per_node, "hybrid"),
+                   accumulate_unsharded)
+    return "hybrid" if hybrid.total(checkpointing) <= gpu_memory_gib * GIB else "flat"
+
+
 def smallest_fit(arch, run, module_groups, max_len, dtype, precision, gpu_memory_gib: float, checkpointing: bool,
+                 gpus_per_node: int = 8, sharding: str = "flat", accumulate_unsharded: bool = False,
                  most: int = 4096) -> int | None:
-    """The fewest GPUs (1, 2, 4, …) whose per-GPU memory holds the run, or None."""
+    """The fewest GPUs (1, 2, 4, …) whose per-GPU memory holds the run under ``sharding``, or None."""
     gpus = 1
     while gpus <= most:
-        if needs(arch, run, module_groups, gpus, max_len, dtype, precision).total(checkpointing) <= gpu_memory_gib * GIB:
+        mesh = mesh_for(arch, run, module_groups, gpus, max_len, dtype, precision, gpu_memory_gib, checkpointing,
+                        gpus_per_node, sharding, accumulate_unsharded)
+        n = needs(arch, run, module_groups, gpus, max_len, dtype, precision, shard_count(gpus, gpus_per_node, mesh),
+                  accumulate_unsharded)
+        if n.total(checkpointing) <= gpu_memory_gib * GIB:
             return gpus
         gpus *= 2
     return None
@@ -218,19 +247,29 @@ def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float,
         reference = runs[experiment.search.reference]
         runs["search candidates"] = type(reference)(name="search candidates", method="region", train=reference.train,
                                                     sam_rho=reference.sam_rho)
+    compute = experiment.compute
     for name, run in runs.items():
-        used = 1 if run.method == "wiseft" else gpus
+        if run.method == "wiseft":
+            rows.append({"run": name, "method": run.method, "gpus": 0, "needs": "no GPU (host memory: one 5 GiB shard)"})
+            continue
+        used = gpus
+        mesh = mesh_for(arch, run, experiment.module_groups, used, experiment.prompt.max_len, experiment.model.dtype,
+                        compute.precision, gpu_memory_gib, compute.gradient_checkpointing, gpus_per_node,
+                        compute.sharding, compute.accumulate_unsharded)
         n = needs(arch, run, experiment.module_groups, used, experiment.prompt.max_len, experiment.model.dtype,
-                  experiment.compute.precision)
-        row = {"run": name, "method": run.method, "gpus": used, "weights": n.weights / GIB, "gradients": n.gradients / GIB,
+                  compute.precision, shard_count(used, gpus_per_node, mesh), compute.accumulate_unsharded)
+        row = {"run": name, "method": run.method, "gpus": used,
+               "mesh": "-" if used == 1 else mesh if used > gpus_per_node else "one node", "weights": n.weights / GIB, "gradients": n.gradients / GIB,
                "optimizer": n.optimizer / GIB, "method extra": n.method / GIB, "activations": n.activations / GIB,
                "activations (ckpt)": n.activations_checkpointed / GIB, "total": n.total(False) / GIB,
                "total (ckpt)": n.total(True) / GIB}
         for checkpointing, key in ((False, "fits"), (True, "fits (ckpt)")):
             row[key] = "yes" if n.total(checkpointing) <= gpu_memory_gib * GIB else "no"
         fewest = smallest_fit(arch, run, experiment.module_groups, experiment.prompt.max_len, experiment.model.dtype,
-                              experiment.compute.precision, gpu_memory_gib, experiment.compute.gradient_checkpointing)
-        row["needs"] = "more than 4096 GPUs" if fewest is None else (
+                              compute.precision, gpu_memory_gib, compute.gradient_checkpointing, gpus_per_node,
+                              compute.sharding, compute.accumulate_unsharded)
+        row["needs"] = ("no GPU count (hybrid sharding: set compute.sharding flat or auto)" if compute.sharding == "hybrid"
+                        else "more than 4096 GPUs") if fewest is None else (
             f"{fewest} GPU{'s' if fewest > 1 else ''}" + (f" ({math.ceil(fewest / gpus_per_node)} nodes)"
                                                           if fewest > gpus_per_node else ""))
         rows.append(row)

@@ -34,7 +34,7 @@ class SAM(Extension):
         self.params = [p for p in params if p.requires_grad] if params is not None else []
         self.rho, self.eps = rho, eps
         self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.last_grad_norm = float("nan")
+        self.last_grad_norm = None  # a tensor on the device (reading it waits for the step)
 
     def attach(self, optimizer) -> None:
         if not self.params:  # what the optimizer trains, in its order
@@ -63,7 +63,7 @@ class SAM(Extension):
     def ascend(self) -> None:
         """w ← w + ρ·g/‖g‖ for every parameter with a gradient (each process its own shard); remembers w."""
         norm = self.grad_norm()
-        self.last_grad_norm = float(norm)
+        self.last_grad_norm = norm
         scale = self.rho / (norm + self.eps)
         self._saved = []
         for p in self.params:

@@ -139,6 +139,14 @@ class ComputeSettings:
     gradient_checkpointing: bool = setting(False, "recompute activations in backward: less memory, about a third more time")
     tensorboard: bool = setting(False, "also write each step's loss, lr and penalty as TensorBoard event files in the "
                                 "run's tensorboard/ directory (needs the tensorboard package)")
+    sharding: typing.Literal["auto", "flat", "hybrid"] = setting(
+        "auto", "a sharded job across nodes: flat shards every weight over every GPU of every node; hybrid shards "
+        "within a node and replicates across nodes (less traffic between nodes, but a GPU holds a node's share of the "
+        "model); auto takes hybrid where cofi's plan says the run fits one node's GPUs and flat where it does not")
+    accumulate_unsharded: bool = setting(
+        False, "sharded training with grad_accum > 1: reduce-scatter the gradients once, after the last micro-batch "
+        "(fewer collectives, but every GPU holds the unsharded gradient of every trained weight until then: about "
+        "25 GiB at 7B); by default every micro-batch reduce-scatters and a GPU holds only its shards' gradients")
     checkpoint_every: int = setting(0, "a resumable training checkpoint every N optimizer steps (0: none); a rerun job "
                                     "resumes from the latest", minimum=0)
 

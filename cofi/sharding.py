@@ -8,6 +8,11 @@
 - **Reduction**: the loss of each process is already divided by the global batch's token count, so
   the gradients are *summed* over processes: every unit reduces with factor 1 and sum-only
   collectives (FSDP2 averages by default, and gloo once summed where NCCL averaged).
+- **Accumulation**: with ``grad_accum`` > 1 every micro-batch reduce-scatters, so a process only ever
+  holds the gradients of its own shards (torchtitan does the same); across nodes the replicas'
+  all-reduce waits for the last micro-batch. ``compute.accumulate_unsharded`` reduces once, after the
+  last micro-batch instead: fewer collectives, but until then every process holds the unsharded
+  gradient of every trained weight (at 7B in fp32 about 25 GiB per GPU).
 - **Precision**: trained and frozen shards are kept in float32 (float64 in the tests); under bf16
   a ``MixedPrecisionPolicy`` gathers bf16 weights for the forward and backward and reduces in fp32.
 - **Loading**: only process 0 reads the weights; the others build the model on the meta device, and
@@ -43,9 +48,9 @@ def local(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
-def scalar(tensor: torch.Tensor) -> float:
-    """The value of a scalar that may be a DTensor (e.g. a penalty summed over shards)."""
-    return float(tensor.full_tensor() if isinstance(tensor, DTensor) else tensor)
+def whole(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor that may be a DTensor (e.g. a penalty summed over shards) as a plain tensor, still on its device."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
 def _shard_dim(tensor: DTensor) -> int:
@@ -113,6 +118,35 @@ def shard_model(model, mesh, precision: str):
             module.set_gradient_divide_factor(1.0)  # the losses are divided by the global token count already
             module.set_force_sum_reduction_for_comms(True)
     return model
+
+
+def set_gradient_sync(model, last_micro_batch: bool, accumulate_unsharded: bool) -> None:
+    """The collectives of the next backward (see the module's *Accumulation*)."""
+    if accumulate_unsharded:
+        model.set_requires_gradient_sync(last_micro_batch)
+    else:
+        model.set_requires_gradient_sync(True)
+        model.set_requires_all_reduce(last_micro_batch)  # only meaningful across nodes (hybrid); sums the partial shards
+
+
+def gradient_bytes(model) -> int:
+    """Bytes of gradient this process holds now: its shards' reduced gradients, and the unsharded
+    gradients FSDP2 keeps between backwards that did not reduce-scatter. (FSDP2 has no public
+    accessor for the latter: its parameter groups are read directly.)"""
+    from torch.distributed.fsdp import FSDPModule
+
+    held = {}
+    for module in model.modules():
+        if not isinstance(module, FSDPModule):
+            continue
+        for group in module._get_fsdp_state()._fsdp_param_groups:
+            for param in group.fsdp_params:
+                unsharded = param._unsharded_param.grad if hasattr(param, "_unsharded_param") else None
+                for grad in (param.sharded_param.grad, unsharded, param.unsharded_accumulated_grad):
+                    if grad is not None:
+                        grad = local(grad)
+                        held[grad.data_ptr()] = grad.numel() * grad.element_size()
+    return sum(held.values())
 
 
 def restore_non_persistent_buffers(model, device: torch.device) -> None:

@@ -22,7 +22,7 @@ from transformers import get_cosine_schedule_with_warmup
 from cofi import distributed
 from cofi.methods.base import Extension
 from cofi.prompts import IGNORE_INDEX
-from cofi.sharding import is_sharded, local, scalar
+from cofi.sharding import gradient_bytes, is_sharded, local, set_gradient_sync, whole
 from cofi.settings import ComputeSettings, TrainSettings, to_dict
 
 CURVE_COLUMNS = ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds"]
@@ -143,6 +143,8 @@ class Trainer:
         self.sharded = any(is_sharded(p) for p in self.params)
         self.device = local(next(model.parameters())).device
         self.precision = Precision(compute.precision, self.device, self.params, self.sharded)
+        self.accumulate_unsharded = compute.accumulate_unsharded
+        self.gradient_mb_after_first_micro_batch = None  # sharded: what accumulation holds (cofi.sharding)
         if compute.gradient_checkpointing and not self.sharded:
             enable_gradient_checkpointing(model)
         # One fused kernel on GPUs (the step of a 1B model is otherwise memory-bound loops); torch's default elsewhere.
@@ -156,23 +158,26 @@ class Trainer:
 
     def _compute(self, micro_batches: list[dict], n_tokens: int) -> dict:
         """Gradients of the step's objective — token-mean cross-entropy over the global batch's
-        micro-batches, plus the penalties once — unscaled and summed over processes."""
-        total = 0.0
+        micro-batches, plus the penalties once — unscaled and summed over processes. The fields it returns are
+        tensors on the device: reading them waits for the step, which the loop does once per log line."""
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         for i, batch in enumerate(micro_batches):
-            if self.sharded:  # reduce-scatter once, after the last micro-batch
-                self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
+            if self.sharded:
+                set_gradient_sync(self.model, i == len(micro_batches) - 1, self.accumulate_unsharded)
             with self.precision.autocast():
                 loss_sum, _ = token_loss_sum(self.model, distributed.shard(batch))
             self.precision.backward(loss_sum / n_tokens)
-            total += loss_sum.item()
+            total += loss_sum.detach().double()
+            if self.sharded and self.gradient_mb_after_first_micro_batch is None:
+                self.gradient_mb_after_first_micro_batch = round(gradient_bytes(self.model) / 2**20, 3)
         self.precision.unscale(self.optimizer)
         penalty = 0.0
         terms = [term for e in self.extensions if (term := e.penalty()) is not None]
         if terms:  # on the weights (each process its shards): added after the reduction, once
             term = sum(terms)
             term.backward()
-            penalty = scalar(term.detach())
-        return {"loss": distributed.sum_scalar(total, self.device) / n_tokens, "penalty": penalty}
+            penalty = whole(term.detach())
+        return {"loss": distributed.summed(total) / n_tokens, "penalty": penalty}
 
     def step(self, micro_batches: list[dict]) -> dict:
         """One optimizer step on ``micro_batches``; returns the curve's fields for it."""
@@ -242,6 +247,11 @@ def _tensorboard(directory: Path):
     return SummaryWriter(log_dir=str(directory))
 
 
+def _read(fields: dict) -> dict:
+    """A step's fields with its device tensors read as floats."""
+    return {key: float(value) if torch.is_tensor(value) else value for key, value in fields.items()}
+
+
 def _curve_row(step: int, fields: dict, elapsed: float) -> list:
     sam_loss = fields.get("sam_loss")
     return [step, f"{fields['loss']:.6f}", f"{fields['penalty']:.6g}", "" if sam_loss is None else f"{sam_loss:.6f}",
@@ -289,21 +299,39 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
     started = time.perf_counter() - spent
     fields = {"loss": float("nan")}
     board = _tensorboard(Path(curve_path).parent / "tensorboard") if compute.tensorboard and distributed.is_main() else None
+    pending: list[tuple[int, dict, float]] = []  # steps whose fields are still tensors on the device
+
+    def settle() -> dict:
+        """The pending steps' fields read (one wait for the device) into curve rows and TensorBoard scalars;
+        returns the last step's."""
+        read = {}
+        for step, values, elapsed in pending:
+            read = _read(values)
+            rows.append(_curve_row(step, read, elapsed))
+            if board is not None:
+                for name in ("loss", "lr", "penalty", "sam_loss", "tokens"):
+                    if read.get(name) is not None:
+                        board.add_scalar(f"train/{name}", read[name], step)
+        pending.clear()
+        return read
+
     for step in range(first_step, settings.steps + 1):
-        fields = trainer.step([next(stream) for _ in range(settings.grad_accum)])
-        elapsed = time.perf_counter() - started
-        rows.append(_curve_row(step, fields, elapsed))
-        if board is not None:
-            for name in ("loss", "lr", "penalty", "sam_loss", "tokens"):
-                if fields.get(name) is not None:
-                    board.add_scalar(f"train/{name}", fields[name], step)
-        if step % settings.log_every == 0 or step == settings.steps:
+        stepped = trainer.step([next(stream) for _ in range(settings.grad_accum)])
+        logging = step % settings.log_every == 0 or step == settings.steps
+        saving = checkpointing and step % compute.checkpoint_every == 0 and step < settings.steps
+        if logging or saving:
+            stepped = _read(stepped)  # waits for the device, so this step's time below is its end
+        pending.append((step, stepped, time.perf_counter() - started))
+        elapsed = pending[-1][2]
+        if logging or saving:
+            fields = settle()
+        if logging:
             extra = (f"  penalty {fields['penalty']:.4g}" if trainer.has_penalty else "") + (
                 f"  loss at w+eps {fields['sam_loss']:.6f}" if "sam_loss" in fields else "")
             remaining = elapsed / step * (settings.steps - step)
             log(f"step {step}/{settings.steps}  loss {fields['loss']:.4f}{extra}  lr {fields['lr']:.2e}  "
                 f"{elapsed:.1f}s  (ETA {remaining:.0f}s)")
-        if checkpointing and step % compute.checkpoint_every == 0 and step < settings.steps:
+        if saving:
             trainer.save_checkpoint(checkpoint_dir, step, identity, rows, elapsed)
     if board is not None:
         board.close()
@@ -317,6 +345,8 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
     model.eval()
     summary = {"steps": settings.steps, "seconds": time.perf_counter() - started, "final_loss": fields["loss"],
                "resumed_at_step": first_step - 1 if resume is not None else None}
+    if trainer.sharded:
+        summary["gradient_mb_after_first_micro_batch"] = distributed.gather(trainer.gradient_mb_after_first_micro_batch)
     if trainer.device.type == "cuda":
         summary["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**30
     return summary

@@ -37,7 +37,7 @@ def test_minimal_config_gets_the_defaults():
     assert (know.type, know.metric) == ("multiple_choice", "accuracy")
     assert config["model"] == {"path": None, "gguf": None, "trust_remote_code": False, "dtype": "float32"}
     assert config["compute"] == {"device": "auto", "precision": "fp32", "gradient_checkpointing": False, "tensorboard": False,
-                                 "checkpoint_every": 0}
+                                 "sharding": "auto", "accumulate_unsharded": False, "checkpoint_every": 0}
 
 
 @pytest.mark.parametrize(

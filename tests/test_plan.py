@@ -120,3 +120,35 @@ def test_plan_command_names_what_each_method_needs_at_7b():
             for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| run")}
     assert rows["full"][-3:] == ["yes", "yes", "2 GPUs"] and rows["lora"][-1] == "1 GPU"
     assert "6.74 B parameters" in done.stdout
+
+
+def test_unsharded_accumulation_adds_the_whole_trained_gradient_to_every_gpu():
+    from cofi.plan import GIB
+
+    arch = Architecture.load("llama2-7b")
+    for accumulation, extra in ((1, 0), (4, arch.params * 4)):
+        run = Run(name="full", method="full", train=TrainSettings(batch_size=16, grad_accum=accumulation))
+        sharded = needs(arch, run, {}, 8, 1024, "bfloat16", "bf16")
+        unsharded = needs(arch, run, {}, 8, 1024, "bfloat16", "bf16", accumulate_unsharded=True)
+        assert unsharded.gradients - sharded.gradients == extra
+    assert extra / GIB == pytest.approx(25.1, abs=0.1)  # the "+25 GiB per GPU at 7B"
+
+
+def test_hybrid_sharding_never_holds_less_than_one_nodes_share_and_flat_does():
+    from cofi.plan import mesh_for, shard_count, smallest_fit
+
+    arch = Architecture.load("llama1-33b")
+    run = Run(name="sam", method="full", train=TrainSettings(batch_size=64), sam_rho=0.05)
+    plan = (arch, run, {}, 32, 1024, "bfloat16", "bf16")
+    one_node, hybrid, flat = (needs(*plan[:3], gpus, *plan[4:], shards=shards)
+                              for gpus, shards in ((8, 8), (32, shard_count(32, 8, "hybrid")), (32, shard_count(32, 8, "flat"))))
+    assert hybrid.weights == one_node.weights and hybrid.optimizer == one_node.optimizer
+    assert flat.weights < one_node.weights and flat.optimizer * 4 == pytest.approx(one_node.optimizer, rel=1e-6)
+    fit = dict(max_len=1024, dtype="bfloat16", precision="bf16", gpu_memory_gib=80, checkpointing=True, gpus_per_node=8)
+    assert smallest_fit(arch, run, {}, **fit, sharding="hybrid") is None  # 33B SAM: no node count helps
+    fewest = smallest_fit(arch, run, {}, **fit, sharding="flat")
+    assert fewest is not None and fewest > 8 and smallest_fit(arch, run, {}, **fit, sharding="auto") == fewest
+    assert mesh_for(arch, run, {}, fewest, 1024, "bfloat16", "bf16", 80, True, 8, "auto") == "flat"
+    small = Run(name="lora", method="lora", train=TrainSettings(batch_size=64),
+                params={"rank": 8, "target_modules": ["q_proj", "v_proj"], "range": None})
+    assert mesh_for(arch, small, {}, 16, 1024, "bfloat16", "bf16", 80, True, 8, "auto") == "hybrid"

@@ -200,11 +200,12 @@ def test_srun_tasks_become_torch_distributed_ranks():
         from_slurm({**slurm, "SLURM_NTASKS": "7"})
 
 
-@pytest.mark.parametrize("case", ["full", "sam"])
-def test_two_nodes_shard_within_and_replicate_across(files, single, case, tmp_path):
+@pytest.mark.parametrize("case, sharding", [("full", "hybrid"), ("sam", "hybrid"), ("full", "flat")])
+def test_two_nodes_shard_hybrid_or_flat(files, single, case, sharding, tmp_path):
     """Two torchrun agents on this machine stand in for two nodes of two processes each (c10d
-    rendezvous, as across real nodes): hybrid sharding (a 2-D mesh) trains one process's weights;
-    SAM's norm is summed over the shards only, not over the replicas."""
+    rendezvous, as across real nodes): hybrid sharding (a 2-D mesh: shard within a node, replicate across) and flat
+    sharding (every weight over all four) train one process's weights; SAM's norm is summed over the shards only,
+    not over the replicas."""
     import socket
 
     with socket.socket() as probe:
@@ -221,12 +222,30 @@ def test_two_nodes_shard_within_and_replicate_across(files, single, case, tmp_pa
          "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=cofi-test", "-m", "cofi", "finetune",
          "--model", str(files / "base"), "--run-spec", json.dumps(run.spec()), "--train", str(files / "train.jsonl"),
          "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu", "--dtype", "float64",
-         "--out", str(out / "model"), "--curve", str(out / "loss.csv")],
+         "--out", str(out / "model"), "--curve", str(out / "loss.csv"), "--compute", json.dumps({"sharding": sharding})],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path) for node in (0, 1)]
     outputs = [agent.communicate(timeout=600)[0] for agent in agents]
     assert all(agent.returncode == 0 for agent in agents), "\n".join(o[-3000:] for o in outputs)
     record = json.loads((out / "model" / "cofi_run.json").read_text())
-    assert record["processes"] == 4 and record["sharded"] and record["mesh"] == {"replicate": 2, "shard": 2}
+    mesh = {"replicate": 2, "shard": 2} if sharding == "hybrid" else {"shard": 4}
+    assert record["processes"] == 4 and record["sharded"] and record["mesh"] == mesh
     many, one = load_file(out / "model" / "model.safetensors"), single[case]
     for name in one:
         torch.testing.assert_close(many[name], one[name], **TOLERANCE, msg=name)
+
+
+def test_accumulation_holds_only_this_processs_shards_of_the_gradients(files, single):
+    """grad_accum 2 on 2 processes. After the first micro-batch, by default, each process holds the gradients of its
+    own shards (about half the trained weights' bytes): every micro-batch reduce-scatters. accumulate_unsharded
+    defers the reduction to the last micro-batch, so each holds the whole gradient until then. Both train one
+    process's weights."""
+    trained_mb = sum(t.numel() * t.element_size() for t in single["full"].values()) / 2**20
+    held = {}
+    for name, compute in (("accumulate", {}), ("accumulate_unsharded", {"accumulate_unsharded": True})):
+        weights = finetune(files, name, "full", {}, processes=2, extra=["--compute", json.dumps(compute)])
+        for key, tensor in single["full"].items():
+            torch.testing.assert_close(weights[key], tensor, **TOLERANCE, msg=key)
+        record = json.loads((files / f"{name}-2" / "model" / "cofi_run.json").read_text())
+        held[name] = record["gradient_mb_after_first_micro_batch"]
+    assert all(0.45 * trained_mb < mb < 0.6 * trained_mb for mb in held["accumulate"]), (held, trained_mb)
+    assert all(0.98 * trained_mb < mb < 1.02 * trained_mb for mb in held["accumulate_unsharded"]), (held, trained_mb)

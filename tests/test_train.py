@@ -104,3 +104,57 @@ def test_tensorboard_event_files_hold_the_curves_losses(tiny_model, tokenizer, t
     assert [step for step, _ in logged] == curve["step"].tolist() == [1, 2, 3, 4]
     assert [value for _, value in logged] == pytest.approx(curve["loss"].tolist(), rel=1e-5)
     assert {"train/lr", "train/tokens"} <= set(events.Tags()["scalars"])
+
+
+class ScalarReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records each read of a floating-point tensor's value by the host (``.item()``, ``float()``: on a GPU, a wait
+    for the device). Integer reads (the host batch's token counts) do not wait for the device and are not kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].is_floating_point():
+            self.reads += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("method", ["full", "sam", "l2"])
+def test_a_step_leaves_its_losses_on_the_device_and_the_curve_reads_them_at_log_lines(method, tiny_model, tokenizer,
+                                                                                    tiny_world, tmp_path):
+    """Between log lines no step reads a loss, a penalty or a norm back to the host; the curve still has every step
+    (the optimizer's own step is left out: torch's CPU AdamW reads its step count, its fused GPU kernel does not)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    from cofi.methods.penalty import DistanceToInit
+    from cofi.sam import SAM
+    from cofi.train import Precision, Trainer
+
+    examples = tokenize_dataset(tiny_world["rotate_train"][:16], Prompter(tokenizer, TEMPLATE), True, 32)
+    names = [n for n, _ in tiny_model.named_parameters()]
+    extensions = {"full": [], "sam": [SAM(0.05)], "l2": [DistanceToInit(tiny_model, names, 2, 1.0)]}[method]
+    reads_per_step, plain_step, plain_optimizer_step = [], Trainer.step, Precision.step
+
+    def watched_step(self, micro_batches):
+        with ScalarReads() as reads:
+            fields = plain_step(self, micro_batches)
+        reads_per_step.append(reads.reads)
+        return fields
+
+    def unwatched_optimizer_step(self, optimizer):
+        with _disable_current_modes():
+            return plain_optimizer_step(self, optimizer)
+
+    Trainer.step, Precision.step = watched_step, unwatched_optimizer_step
+    try:
+        run(tiny_model, examples, tmp_path, method, hooks=extensions, steps=6, log_every=3, grad_accum=2)
+    finally:
+        Trainer.step, Precision.step = plain_step, plain_optimizer_step
+    assert reads_per_step == [0] * 6
+    curve = pd.read_csv(tmp_path / f"{method}.csv")
+    assert curve["step"].tolist() == [1, 2, 3, 4, 5, 6] and curve["loss"].notna().all()
+    if method == "l2":
+        assert (curve["penalty"].iloc[1:] > 0).all()
+    if method == "sam":
+        assert curve["sam_loss"].notna().all()

@@ -45,6 +45,26 @@ def _skeleton(path: str, dtype, trust_remote_code: bool):
         return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code, dtype=dtype)
 
 
+def _hybrid(job: FinetuneJob, run: Run, device, log) -> bool:
+    """``compute.sharding`` for this job across nodes: hybrid or flat as set; auto asks the plan whether the run fits
+    one node's GPUs (on CPUs, which have no such limit here, hybrid)."""
+    from cofi import distributed
+
+    sharding = job.compute.sharding
+    if sharding == "auto" and distributed.nodes() > 1 and device.type == "cuda":
+        import torch
+
+        from cofi.plan import Architecture, mesh_for
+
+        gpu_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+        sharding = mesh_for(Architecture.load(job.model), run, run.params.get("groups") or {}, distributed.world_size(),
+                            job.prompt.max_len, job.dtype, job.compute.precision, gpu_gib,
+                            job.compute.gradient_checkpointing, distributed.world_size() // distributed.nodes(), "auto",
+                            job.compute.accumulate_unsharded)
+        log(f"compute.sharding auto: {sharding} (the plan at {gpu_gib:.0f} GiB per GPU)")
+    return sharding != "flat"
+
+
 def finetune(job: FinetuneJob) -> dict:
     """Train (or build) and save the run's model; returns the run record written as ``cofi_run.json``."""
     import torch
@@ -56,6 +76,7 @@ def finetune(job: FinetuneJob) -> dict:
     from cofi.modeling import DTYPES, load_model, load_tokenizer, resolve_device, save_model
     from cofi.prompts import Prompter
     from cofi.sam import SAM
+    from cofi.weights import save_beside_weights
     from cofi.train import enable_gradient_checkpointing, tokenize_dataset, train
 
     run, prompt = job.run, job.prompt
@@ -73,8 +94,10 @@ def finetune(job: FinetuneJob) -> dict:
         model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, "cpu") if main else \
             (_skeleton(job.model, dtype, job.trust_remote_code), load_tokenizer(job.model, job.trust_remote_code))
         model.to(dtype)
-    elif main or method.trains:
+    elif method.trains:
         model, tokenizer = load(job.model)
+    elif main:  # a method that builds its weights from the files (Wise-FT) loads no model
+        tokenizer = load_tokenizer(job.model, job.trust_remote_code)
     inputs = Inputs(seed=job.seed, log=log, load_model=load, paths=dict(job.inputs),
                     tokenize=lambda records: tokenize_dataset(records, Prompter.of(tokenizer, prompt), prompt.mask_prompt,
                                                               prompt.max_len))
@@ -83,7 +106,8 @@ def finetune(job: FinetuneJob) -> dict:
     if not method.trains:
         if main:
             started = time.perf_counter()
-            model = method.build(model, run, inputs)
+            method.build(job.model, out, run, inputs, DTYPES[job.dtype])
+            save_beside_weights(job.model, tokenizer, out, DTYPES[job.dtype], job.trust_remote_code)
             Path(job.curve).write_text("step,loss,penalty,sam_loss,lr,tokens,seconds\n")  # no training, no curve
             record |= {"trainable": [], "steps": 0, "seconds": time.perf_counter() - started}
             log(compute_line(record["seconds"]))
@@ -97,7 +121,7 @@ def finetune(job: FinetuneJob) -> dict:
             full = trained.state_dict() if main else None  # process 0's weights, before sharding splits them
             if job.compute.gradient_checkpointing:
                 enable_gradient_checkpointing(trained)
-            mesh = distributed.mesh(device)
+            mesh = distributed.mesh(device, hybrid=_hybrid(job, run, device, log))
             record["mesh"] = dict(zip(mesh.mesh_dim_names, mesh.shape))
             sharding.shard_model(trained, mesh, job.compute.precision)
             sharding.broadcast_full_state(trained, full, device)
@@ -127,7 +151,8 @@ def finetune(job: FinetuneJob) -> dict:
                    "precision": job.compute.precision, "sharded": sharded,
                    "peak_host_memory_mb": distributed.gather(round(distributed.host_memory_mb(), 1))}
     if main:
-        save_model(model, tokenizer, out)
+        if method.trains:
+            save_model(model, tokenizer, out)
         write_json(out / "cofi_run.json", record)
         if job.checkpoint_dir:
             checkpoint.remove(job.checkpoint_dir)  # the outputs are complete: the checkpoints have served
