@@ -3,8 +3,29 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
+
+def in_chunks(count: int, batch_size: int, run) -> None:
+    """``run(start, stop)`` over [0, count) in chunks of ``batch_size``. Where a chunk runs out of GPU memory it is
+    run again at half the size, and the rest keeps the smaller size (down to one item; then the error stands)."""
+    start = 0
+    while start < count:
+        stop = min(count, start + batch_size)
+        try:
+            run(start, stop)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size //= 2
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            print(f"out of GPU memory at a batch of {stop - start}: going on with batches of {batch_size}",
+                  file=sys.stderr, flush=True)
+            continue
+        start = stop
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,13 +58,16 @@ def generate(model, prompter, records: list[dict], batch_size: int, max_new_toke
     encoded = [prompter.prompt_ids(r) for r in records]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     outputs: list[str] = [""] * len(records)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+
+    def run(start: int, stop: int) -> None:
+        chunk = order[start:stop]
         ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
         ids, mask = ids.to(model.device), mask.to(model.device)
         generated = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
         for row, i in enumerate(chunk):
             outputs[i] = tokenizer.decode(generated[row, ids.shape[1] :], skip_special_tokens=True).strip()
+
+    in_chunks(len(order), batch_size, run)
     return outputs
 
 
@@ -56,8 +80,9 @@ def choice_loglikelihoods(model, prompter, records: list[dict], batch_size: int)
         prompt_ids = prompter.prompt_ids(record)
         pairs += [(item, prompt_ids, prompter.response_ids(option, end=False)) for option in record["choices"]]
     scores: list[list[float]] = [[] for _ in records]
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
+
+    def run(start: int, stop: int) -> None:
+        chunk = pairs[start:stop]
         width = max(len(p) + len(c) for _, p, c in chunk)
         ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -69,4 +94,6 @@ def choice_loglikelihoods(model, prompter, records: list[dict], batch_size: int)
         for row, (item, p, c) in enumerate(chunk):
             positions = torch.arange(len(p) - 1, len(p) + len(c) - 1)
             scores[item].append(logprobs[row, positions, torch.tensor(c)].sum().item())
+
+    in_chunks(len(pairs), batch_size, run)
     return scores

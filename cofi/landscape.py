@@ -24,20 +24,52 @@ import torch
 LossFn = Callable[[torch.nn.Module], float]
 
 
+class Direction:
+    """A filter-normalised direction that is drawn tensor by tensor when it is used, never held whole: the
+    generator's state before each parameter's draw is kept (a few KB each), and :meth:`tensor` draws that
+    parameter's part again and scales it to the weights it is given. The draws are those of one pass over the
+    parameters in order from ``seed``, on the CPU (the same direction on any device). A direction of at most
+    ``KEEP_BYTES`` is kept once drawn (a small model's landscape would otherwise spend its time drawing)."""
+
+    KEEP_BYTES = 256 * 2**20
+
+    def __init__(self, shapes: dict[str, torch.Size], seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        self.shapes, self.states, self.kept = dict(shapes), {}, {}
+        self.keep = sum(torch.Size(shape).numel() for shape in self.shapes.values()) * 4 <= self.KEEP_BYTES
+        for name, shape in self.shapes.items():
+            self.states[name] = generator.get_state()
+            torch.randn(shape, generator=generator, dtype=torch.float32)  # advances the generator past this draw
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, seed: int) -> "Direction":
+        return cls({name: p.shape for name, p in model.named_parameters()}, seed)
+
+    def tensor(self, name: str, weights: torch.Tensor) -> torch.Tensor:
+        """This parameter's part of the direction, rows scaled to the norms of the rows of ``weights`` (float32, on
+        ``weights``' device); zero for vectors (norms, biases). Kept directions are scaled to the first weights
+        they were given (a landscape gives each parameter's starting weights, always the same)."""
+        if name in self.kept:
+            return self.kept[name]
+        generator = torch.Generator()
+        generator.set_state(self.states[name])
+        draw = torch.randn(self.shapes[name], generator=generator, dtype=torch.float32)
+        if draw.dim() < 2:
+            direction = torch.zeros_like(draw, device=weights.device)
+        else:
+            draw = draw.to(weights.device)
+            dims = tuple(range(1, draw.dim()))
+            scale = weights.detach().float().norm(dim=dims, keepdim=True) / draw.norm(dim=dims, keepdim=True).clamp_min(1e-12)
+            direction = draw * scale
+        if self.keep:
+            self.kept[name] = direction
+        return direction
+
+
 def filter_normalised_direction(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    direction = {}
-    for name, parameter in model.named_parameters():
-        draw = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
-        if parameter.dim() < 2:
-            direction[name] = torch.zeros_like(draw)
-            continue
-        draw = draw.to(parameter.device)  # drawn on the CPU: the same direction on any device
-        weights = parameter.detach().float()
-        dims = tuple(range(1, parameter.dim()))
-        scale = weights.norm(dim=dims, keepdim=True) / draw.norm(dim=dims, keepdim=True).clamp_min(1e-12)
-        direction[name] = draw * scale
-    return direction
+    """The whole direction for ``model``'s weights at once (:class:`Direction`, every tensor drawn)."""
+    direction = Direction.of(model, seed)
+    return {name: direction.tensor(name, p) for name, p in model.named_parameters()}
 
 
 def grid(span: float, points: int) -> np.ndarray:
@@ -48,17 +80,18 @@ def grid(span: float, points: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def _losses_at(model, offsets, loss_fns: dict[str, LossFn], directions: list[dict[str, torch.Tensor]],
-               progress=None) -> dict[str, list]:
+def _losses_at(model, offsets, loss_fns: dict[str, LossFn], directions: list[Direction], progress=None) -> dict[str, list]:
     """Loss of every ``loss_fn`` at w + Σ cᵢ·dᵢ for each coefficient tuple in ``offsets``; w restored after.
-    ``progress(done, total)`` is called after each point."""
+    ``progress(done, total)`` is called after each point. The weights w are kept in host memory, and each
+    tensor's move is made on its own: the device holds the model and a few tensors, not the directions."""
     parameters = dict(model.named_parameters())
-    start = {name: p.detach().clone() for name, p in parameters.items()}
+    start = {name: p.detach().to("cpu", copy=True) for name, p in parameters.items()}
     losses = {key: [] for key in loss_fns}
     try:
         for done, coefficients in enumerate(offsets, 1):
             for name, p in parameters.items():
-                moved = start[name].float() + sum(c * d[name] for c, d in zip(coefficients, directions))
+                weights = start[name]
+                moved = weights.float() + sum(c * d.tensor(name, weights) for c, d in zip(coefficients, directions))
                 p.copy_(moved.to(p.dtype))
             for key, loss_fn in loss_fns.items():
                 losses[key].append(loss_fn(model))
@@ -93,8 +126,7 @@ def landscape(model, loss_fns: dict[str, LossFn], span: float, points_1d: int, p
     a progress line with the ETA about every tenth of the grid."""
     if not 0 < radius <= span:
         raise ValueError(f"radius {radius} must be in (0, span={span}]")
-    d1 = filter_normalised_direction(model, direction_seed)
-    d2 = filter_normalised_direction(model, direction_seed + 1)
+    d1, d2 = Direction.of(model, direction_seed), Direction.of(model, direction_seed + 1)
     alphas, betas = grid(span, points_1d), grid(span, points_2d)
     total, started = points_1d + points_2d ** 2, time.perf_counter()
 
@@ -126,7 +158,7 @@ def batch_loss(batch: dict) -> LossFn:
 
     def loss(model) -> float:
         total, n = token_loss_sum(model, batch)
-        return float(total) / n
+        return float(total.detach()) / n
 
     return loss
 

@@ -161,18 +161,30 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "float32", device: str = "cpu"):
+def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "float32", device: str = "cpu",
+               spread: bool = False):
     """Load ``(model, tokenizer)`` from a local directory onto ``device`` (see :func:`resolve_device`);
-    a pad token is added if missing."""
+    a pad token is added if missing. ``spread`` (inference only): a model too big for the GPU is spread over
+    every visible GPU by accelerate's big-model inference (``device_map="auto"``)."""
     check_model_dir(path, trust_remote_code)
     device = resolve_device(device)
     hf_logging.disable_progress_bar()  # per-shard bars would flood the rule logs
     tokenizer = load_tokenizer(path, trust_remote_code)
+    device_map = None if device.type == "cpu" else {"": device}  # straight onto the GPU, no CPU copy
+    if spread and device.type == "cuda" and torch.cuda.device_count() > 1:
+        from cofi.weights import stored_bytes
+
+        if spreads(stored_bytes(path, DTYPES[dtype]), torch.cuda.mem_get_info(device)[0], torch.cuda.device_count()):
+            device_map = "auto"
     model = AutoModelForCausalLM.from_pretrained(
-        path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype], local_files_only=True,
-        device_map=None if device.type == "cpu" else {"": device},  # straight onto the GPU, no CPU copy
-    )
+        path, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype], local_files_only=True, device_map=device_map)
     return model, tokenizer
+
+
+def spreads(model_bytes: int, free_gpu_bytes: int, gpus: int, room: float = 0.8) -> bool:
+    """Whether inference spreads the model over the GPUs: it would take more than ``room`` of one GPU's free memory
+    (the rest is for activations and the generation cache), and there is more than one."""
+    return gpus > 1 and model_bytes > room * free_gpu_bytes
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cofi.evaluate import choice_loglikelihoods, generate
+from cofi.evaluate import choice_loglikelihoods, generate, in_chunks
 from cofi.tasks import TASK_TYPES
 from cofi.prompts import Prompter
 
@@ -17,6 +17,45 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model, tokeniz
     batched = generate(tiny_model, prompter, records, batch_size=9, max_new_tokens=5)
     single = [generate(tiny_model, prompter, [r], batch_size=1, max_new_tokens=5)[0] for r in records]
     assert batched == single
+
+
+class SmallGPU(torch.nn.Module):
+    """A model whose forward runs out of GPU memory above ``most`` rows (the rest of it is the tiny model's)."""
+
+    def __init__(self, model, most: int):
+        super().__init__()
+        self.model, self.most, self.rows = model, most, []
+
+    def forward(self, input_ids, **kwargs):
+        self.rows.append(len(input_ids))
+        if len(input_ids) > self.most:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.model(input_ids=input_ids, **kwargs)
+
+    @property
+    def device(self):
+        return self.model.device
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_halved_until_it_fits(tiny_model, tokenizer, tiny_world, capsys):
+    chunks = []
+
+    def run(start, stop):
+        if stop - start > 3:
+            raise torch.OutOfMemoryError("simulated")
+        chunks.append((start, stop))
+
+    in_chunks(10, 8, run)
+    assert chunks == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]  # 8 -> 4 -> 2, then 2 to the end
+    assert "going on with batches of 2" in capsys.readouterr().err
+    with pytest.raises(torch.OutOfMemoryError):
+        in_chunks(3, 4, lambda start, stop: (_ for _ in ()).throw(torch.OutOfMemoryError("never fits")))
+    records = [{**r, "choices": ["red", "blue", "green"]} for r in tiny_world["know_test"][:5]]
+    prompter = Prompter(tokenizer, TEMPLATE)
+    small = SmallGPU(tiny_model, most=4)
+    assert choice_loglikelihoods(small, prompter, records, batch_size=16) == \
+        choice_loglikelihoods(tiny_model, prompter, records, batch_size=4)
+    assert small.rows == [15, 8, 4, 4, 4, 3]  # all 15 pairs, 8, then batches of 4
 
 
 @torch.no_grad()
@@ -93,3 +132,15 @@ def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(t
     assert json.loads((together / "seed1_val.json").read_text())["model"] == str(tmp_path / "seed1")
     with pytest.raises(SystemExit, match="once per score file"):  # a --labels short: refused before any work
         main(["evaluate", *common, *scoring(0, "test", together), *scoring(1, "test", together)[:-6]])
+
+
+def test_a_model_bigger_than_one_gpu_is_spread_over_the_gpus_for_inference(tiny_model, tokenizer, tmp_path):
+    from cofi.modeling import save_model, spreads
+    from cofi.weights import stored_bytes
+
+    save_model(tiny_model, tokenizer, tmp_path / "model")
+    size = sum(p.numel() for p in tiny_model.parameters()) * 4
+    assert stored_bytes(tmp_path / "model") == size and stored_bytes(tmp_path / "model", torch.bfloat16) == size // 2
+    gib = 2**30
+    assert spreads(66 * gib, 79 * gib, 8)  # 33B in bf16 on 80 GB GPUs
+    assert not spreads(13 * gib, 79 * gib, 8) and not spreads(66 * gib, 79 * gib, 1)

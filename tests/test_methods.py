@@ -10,6 +10,7 @@ from cofi.experiment import Run, expand_runs, make_run
 from cofi.methods import METHODS, Inputs
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.wiseft import interpolate
+from cofi.weights import save_beside_weights
 from cofi.settings import TrainSettings, to_dict
 from cofi.train import tokenize_dataset, train
 
@@ -90,26 +91,57 @@ def test_l2_penalty_joins_the_objective_once_per_step_and_pulls_toward_the_start
     assert curve["penalty"].iloc[0] == 0 and (curve["penalty"].iloc[1:] > 0).all()
 
 
-def test_wiseft_interpolates_tensor_by_tensor(tiny_model):
+def test_wiseft_interpolates_the_files_tensor_by_tensor(tiny_model, tokenizer, tmp_path):
+    from cofi.modeling import load_model, save_model
+
     source = copy.deepcopy(tiny_model)
     with torch.no_grad():
         for p in source.parameters():
             p.add_(1.0)
+    save_model(tiny_model, tokenizer, tmp_path / "base")
+    save_model(source, tokenizer, tmp_path / "source")
     for alpha in (0.0, 0.25, 1.0):
-        mixed = interpolate(copy.deepcopy(tiny_model), source, alpha)
+        out = tmp_path / f"mixed{alpha}"
+        # shards of at most 20 KB: several files and an index, read back by from_pretrained
+        files = interpolate(tmp_path / "base", tmp_path / "source", alpha, torch.float32, out, max_shard_bytes=20_000)
+        assert len(files) > 1 and (out / "model.safetensors.index.json").is_file()
+        save_beside_weights(tmp_path / "base", tokenizer, out, torch.float32)
+        mixed, _ = load_model(out)
         for (name, m), b, s in zip(mixed.named_parameters(), tiny_model.parameters(), source.parameters()):
             torch.testing.assert_close(m, (1 - alpha) * b + alpha * s, msg=name)
             if alpha in (0.0, 1.0):
                 assert torch.equal(m, b if alpha == 0 else s), name
 
 
-def test_wiseft_refuses_a_source_of_another_shape(tiny_model):
+def test_wiseft_interpolates_tied_embeddings_once(tokenizer, tmp_path):
+    """A model whose head is its embedding (SmolLM2's layout) stores the tensor once, and it moves by α once."""
+    from cofi.modeling import build_llama, load_model, save_model
+
+    base = build_llama(len(tokenizer), {"layers": 1, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 16}, 0)
+    base.config.tie_word_embeddings = True
+    base.tie_weights()
+    source = copy.deepcopy(base)
+    with torch.no_grad():
+        source.get_input_embeddings().weight.add_(1.0)
+    save_model(base, tokenizer, tmp_path / "base")
+    save_model(source, tokenizer, tmp_path / "source")
+    interpolate(tmp_path / "base", tmp_path / "source", 0.25, torch.float32, tmp_path / "mixed")
+    save_beside_weights(tmp_path / "base", tokenizer, tmp_path / "mixed", torch.float32)
+    mixed, _ = load_model(tmp_path / "mixed")
+    expected = base.get_input_embeddings().weight.detach() + 0.25
+    torch.testing.assert_close(mixed.get_input_embeddings().weight, expected)
+    assert mixed.get_output_embeddings().weight.data_ptr() == mixed.get_input_embeddings().weight.data_ptr()
+
+
+def test_wiseft_refuses_a_source_of_another_shape(tiny_model, tokenizer, tmp_path):
     from cofi.methods import MethodError
-    from cofi.modeling import build_llama
+    from cofi.modeling import build_llama, save_model
 
     other = build_llama(tiny_model.config.vocab_size, {"layers": 1, "hidden": 32, "intermediate": 64, "heads": 4, "max_len": 32}, 0)
+    save_model(tiny_model, tokenizer, tmp_path / "base")
+    save_model(other, tokenizer, tmp_path / "other")
     with pytest.raises(MethodError, match="the source model's tensors differ"):
-        interpolate(tiny_model, other, 0.5)
+        interpolate(tmp_path / "base", tmp_path / "other", 0.5, torch.float32, tmp_path / "out")
 
 
 def test_replay_mixes_a_fixed_share_of_every_batch(tiny_model, tokenizer, tiny_world, tmp_path):

@@ -73,7 +73,7 @@ def evaluate(job: EvaluateJob) -> list[dict]:
     written, computed, loaded = [], 0.0, None
     for scoring in job.scorings:
         if loaded is None or loaded[0] != scoring.model:  # each model once: a job lists a model's scorings together
-            model, tokenizer = load_model(scoring.model, job.trust_remote_code, job.dtype, job.device)
+            model, tokenizer = load_model(scoring.model, job.trust_remote_code, job.dtype, job.device, spread=True)
             model.eval()
             loaded = (scoring.model, model, Prompter.of(tokenizer, job.prompt))
         started = time.perf_counter()

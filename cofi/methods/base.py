@@ -110,8 +110,10 @@ class Method:
         method's own keys, ``run.train`` the training settings)."""
         raise TypeError(f"method {self.name!r} does not train")
 
-    def build(self, model, run, inputs: Inputs):
-        """For methods that do not train: the model to save, made from the base ``model``."""
+    def build(self, base: str, out, run, inputs: Inputs, dtype) -> None:
+        """For methods that do not train: write the weights of the model to save into the directory ``out`` (in
+        ``dtype``, a torch dtype), made from the base model's directory ``base``; the job adds its config and
+        tokenizer. Work from the files (:mod:`cofi.weights`): at 7B and up, whole models may not fit twice."""
         raise TypeError(f"method {self.name!r} trains (it has no build step)")
 
 

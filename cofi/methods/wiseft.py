@@ -11,22 +11,31 @@ SOURCE_MODEL = Need("source_model", "the fine-tuned model to interpolate toward"
                     lambda experiment, run, task, seed: experiment.run_file(run.params["source"], task, seed, "model"))
 
 
-def interpolate(base, source, alpha: float):
-    """Write (1 − α)·base + α·source into ``base``'s floating-point tensors; returns ``base``."""
-    import torch
+def interpolate(base: str, source: str, alpha: float, dtype, out, max_shard_bytes: int | None = None) -> list:
+    """Write (1 − α)·base + α·source, the weights of the model directories ``base`` and ``source`` in ``dtype``
+    (floating-point tensors; others are the base's), into ``out``, tensor by tensor: neither model is loaded, and
+    memory holds one shard of the result (:mod:`cofi.weights`). Returns the files written."""
+    from cofi.weights import stored_weights, write_shards
 
-    base_state, source_state = base.state_dict(), source.state_dict()
-    if base_state.keys() != source_state.keys():
-        differ = sorted(set(base_state) ^ set(source_state))[:5]
-        raise MethodError(f"wiseft: the source model's tensors differ from the base model's (e.g. {differ})")
-    with torch.no_grad():
-        for name, tensor in base_state.items():
-            other = source_state[name]
-            if tensor.shape != other.shape:
-                raise MethodError(f"wiseft: {name} has shape {tuple(other.shape)} in the source, {tuple(tensor.shape)} in the base")
-            if tensor.is_floating_point():
-                tensor.lerp_(other.to(tensor.dtype), alpha)
-    return base
+    with stored_weights(base) as base_weights, stored_weights(source) as source_weights:
+        names = base_weights.names()
+        if set(names) != set(source_weights.names()):
+            differ = sorted(set(names) ^ set(source_weights.names()))[:5]
+            raise MethodError(f"wiseft: the source model's tensors differ from the base model's (e.g. {differ})")
+        shapes = {}
+        for name in names:
+            (shape, stored), (other, _) = base_weights.shape_and_dtype(name), source_weights.shape_and_dtype(name)
+            if shape != other:
+                raise MethodError(f"wiseft: {name} has shape {other} in the source, {shape} in the base")
+            shapes[name] = (shape, dtype if stored.is_floating_point else stored)
+
+        def mixed(name: str):
+            tensor = base_weights.tensor(name)
+            if not tensor.is_floating_point():
+                return tensor
+            return tensor.to(dtype, copy=True).lerp_(source_weights.tensor(name).to(dtype), alpha)
+
+        return write_shards(out, shapes, mixed, **({"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}))
 
 
 class WiseFT(Method):
@@ -48,9 +57,7 @@ class WiseFT(Method):
         if not context.experiment.method_of(source).trains:
             raise MethodError(f"config key {key}.source: {source!r} does not train; name a fine-tuned run such as full")
 
-    def build(self, model, run, inputs):
-        params = run.params
+    def build(self, base, out, run, inputs, dtype):
         path = inputs.path(SOURCE_MODEL)
-        source, _ = inputs.load_model(path)
-        inputs.log(f"interpolating {path} with alpha {params['alpha']}")
-        return interpolate(model, source, params["alpha"])
+        inputs.log(f"interpolating {path} with alpha {run.params['alpha']}, tensor by tensor")
+        interpolate(base, path, run.params["alpha"], dtype, out)
