@@ -126,7 +126,7 @@ def cmd_plan(args) -> None:
           f"{experiment.prompt.max_len} tokens, {experiment.model.dtype} weights, {experiment.compute.precision}, "
           f"+{CUDA_OVERHEAD_GIB} GiB CUDA overhead; 'needs': the fewest GPUs that fit"
           f"{' (with gradient checkpointing)' if experiment.compute.gradient_checkpointing else ''}:\n")
-    print(table.round(2).to_markdown(index=False))
+    print(table.round(2).fillna("-").to_markdown(index=False))
 
 
 def cmd_make_data(args) -> None:

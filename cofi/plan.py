@@ -109,6 +109,17 @@ def layer_activation_bytes(arch: Architecture, tokens: int, mode: str, value_byt
     return int(tokens * (per_hidden * arch.hidden + per_intermediate * arch.intermediate + constant))
 
 
+# The loss's transient float32 copies of the logits beyond the log-softmax that autograd keeps: the float32 logits and
+# their shifted copy (cofi.train.token_loss_sum), then their gradients in the backward: 8 bytes per vocabulary entry
+# and token more (measured: 12 in all at a 32k vocabulary, tests/test_plan.py).
+LOSS_PATH_TRANSIENT = 8
+
+
+def root_unit_bytes(arch: Architecture, compute_bytes: int) -> int:
+    """What stays unsharded for the whole step under FSDP2: the root unit (embeddings, head, final norm), gathered."""
+    return (arch.vocab * arch.hidden * (1 if arch.tied else 2) + arch.hidden) * compute_bytes
+
+
 def activation_bytes(arch: Architecture, tokens: int, mode: str, value_bytes: int, checkpointing: bool) -> int:
     """The activations of one micro-batch of ``tokens`` tokens at the backward's peak. With
     checkpointing: every layer's input, and one layer's activations while it is recomputed."""
@@ -131,10 +142,16 @@ class Needs:
     method: int  # what the method adds (SAM's weights copy, L1/L2's start, the update mask's copy)
     activations: int
     activations_checkpointed: int
+    accumulating: bool = False  # gradients of earlier micro-batches are held while the next one runs forward
 
     def total(self, checkpointing: bool) -> int:
-        states = self.weights + self.gradients + self.optimizer + self.method
-        return states + (self.activations_checkpointed if checkpointing else self.activations) + int(CUDA_OVERHEAD_GIB * GIB)
+        """The peak: the forward's end (activations, and the gradients accumulation holds) or the backward's end
+        (every gradient, the activations freed), whichever is higher, over the weights, optimizer state and the
+        method's copies."""
+        activations = self.activations_checkpointed if checkpointing else self.activations
+        states = self.weights + self.optimizer + self.method
+        peak = max(activations + (self.gradients if self.accumulating else 0), self.gradients)
+        return states + peak + int(CUDA_OVERHEAD_GIB * GIB)
 
 
 def trained_params(arch: Architecture, run, module_groups: dict) -> int:
@@ -179,8 +196,9 @@ def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int,
     if run.method == "wiseft":  # no training, no GPU: the files interpolated tensor by tensor (cofi.weights)
         return Needs(0, 0, 0, 0, 0, 0, 0)
     lora = run.method == "lora"
-    if gpus > 1:  # FSDP2: float32 shards of every weight; one layer gathered at a time (two with prefetch)
-        weights = math.ceil((arch.params + (trained if lora else 0)) * master / gpus) + 2 * arch.layer_params * compute_bytes
+    if gpus > 1:  # FSDP2: float32 shards of every weight; one layer gathered at a time (two with prefetch), the root
+        weights = math.ceil((arch.params + (trained if lora else 0)) * master / gpus) + 2 * arch.layer_params * compute_bytes \
+            + root_unit_bytes(arch, compute_bytes)
     else:
         frozen = arch.params - (0 if lora else trained)
         weights = frozen * model_bytes + trained * master
@@ -199,9 +217,10 @@ def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int,
         gradients += trained * master  # FSDP2 keeps each backward's unsharded gradients until it reduces
     tokens = math.ceil(run.train.batch_size / processes) * max_len  # one micro-batch per process
     mode = "autocast" if mixed and gpus == 1 and model_bytes > compute_bytes else "weights"
+    loss_path = tokens * arch.vocab * LOSS_PATH_TRANSIENT
     return Needs(processes, weights, gradients, shard(2 * trained * master), extra,
-                 activation_bytes(arch, tokens, mode, compute_bytes, False),
-                 activation_bytes(arch, tokens, mode, compute_bytes, True))
+                 activation_bytes(arch, tokens, mode, compute_bytes, False) + loss_path,
+                 activation_bytes(arch, tokens, mode, compute_bytes, True) + loss_path, run.train.grad_accum > 1)
 
 
 def shard_count(gpus: int, gpus_per_node: int, mesh: str) -> int:
