@@ -1,5 +1,6 @@
-"""Peak bytes of two sharded training steps of one method, measured by FSDP2's memory tracker (run under torchrun,
-gloo on CPU): what tests/test_plan.py checks `cofi plan` against. Prints one JSON line on process 0."""
+"""Peak bytes of two sharded training steps of each of several runs, measured by torch's memory tracker (run under
+torchrun, gloo on CPU): what tests/test_plan.py checks `cofi plan` against. Takes a JSON list of run specs; prints
+one JSON line per run on process 0."""
 
 import json
 import sys
@@ -35,8 +36,7 @@ class StepPeak(MemTracker):
         return super()._track_module_params_and_buffers(module, install_grad_hooks and not frozen)
 
 
-def main(spec: dict) -> None:
-    dist.init_process_group("gloo")
+def measure(spec: dict) -> dict:
     torch.manual_seed(0)
     arch, tokens = spec["arch"], spec["max_len"]
     model = build_llama(arch["vocab"], {**arch, "max_len": tokens}, seed=0).train()
@@ -59,10 +59,13 @@ def main(spec: dict) -> None:
         for _ in range(2):
             trainer.step(batches)
     peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
-    if dist.get_rank() == 0:
-        print(json.dumps({"peak": peak["Total"], **{str(k.value): v for k, v in peak.items() if k != "Total"}}))
-    dist.destroy_process_group()
+    return {"peak": peak["Total"], **{str(k.value): v for k, v in peak.items() if k != "Total"}}
 
 
 if __name__ == "__main__":
-    main(json.loads(sys.argv[1]))
+    dist.init_process_group("gloo")
+    for spec in json.loads(sys.argv[1]):
+        measured = measure(spec)
+        if dist.get_rank() == 0:
+            print(json.dumps(measured), flush=True)
+    dist.destroy_process_group()
