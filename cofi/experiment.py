@@ -456,6 +456,15 @@ class Experiment:
         """Importance is estimated per task on its own inputs, or once on the versatility set."""
         return task if self.importance["source"] == "speciality" else "versatility"
 
+    def importance_options(self) -> dict:
+        """The importance job's options: the config's importance keys but where its data comes from, and without
+        those left at null (so a finished estimate keeps its command line); gradient checkpointing where compute
+        asks for it."""
+        options = {k: v for k, v in self.importance.items() if k not in ("source", "versatility_data") and v is not None}
+        if self.compute.gradient_checkpointing:
+            options["gradient_checkpointing"] = True
+        return options
+
     def importance_data(self, source: str) -> str:
         if source != "versatility":
             return self.tasks[source].file("train")

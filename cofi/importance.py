@@ -117,11 +117,15 @@ def virtual_masks(model, dropout: float):
             attention.attention_dropout = value
 
 
-def accumulate_importance(model, batches, dropout: float, signed: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
+def accumulate_importance(model, batches, dropout: float, signed: bool = False, seed: int = 0,
+                          micro_batch_size: int | None = None, checkpointing: bool = False) -> dict[str, torch.Tensor]:
     """Raw importance per unit kind, shape [layers, units]: accumulated mask gradients / token count.
 
     ``batches`` yield ``input_ids`` and ``attention_mask`` (unlabeled text; no labels are used).
-    The model's own parameters are frozen meanwhile (only the masks need gradients).
+    The model's own parameters are frozen meanwhile (only the masks need gradients). For large models:
+    ``micro_batch_size`` runs each batch in parts of that many rows (their mask gradients summed before the
+    batch's absolute value is taken; the dropout draws differ from the whole batch's), and ``checkpointing``
+    recomputes each layer's activations in the backward (the same dropout draws: the RNG state is replayed).
     """
     torch.manual_seed(seed)
     was_training = model.training
@@ -131,23 +135,30 @@ def accumulate_importance(model, batches, dropout: float, signed: bool = False, 
     total = {kind: torch.zeros(shape, dtype=torch.float64) for kind, shape in unit_shapes(model.config).items()}
     tokens = 0
     model.train()  # dropout on
+    if checkpointing:
+        from cofi.train import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model)
     try:
         with virtual_masks(model, dropout) as masks:
             for batch in batches:
                 device = next(model.parameters()).device
-                inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
-                first = F.log_softmax(model(**inputs).logits.float(), dim=-1)
-                second = F.log_softmax(model(**inputs).logits.float(), dim=-1)
-                # KL(first ‖ second) per token, summed over the real (unpadded) tokens.
-                per_token = F.kl_div(second, first, log_target=True, reduction="none").sum(-1)
-                real = inputs["attention_mask"].bool()
-                loss = KL_WEIGHT * per_token[real].sum()
-                loss.backward()
+                rows = len(batch["input_ids"])
+                step = micro_batch_size or max(rows, 1)
+                for start in range(0, rows, step):
+                    inputs = {key: batch[key][start : start + step].to(device) for key in ("input_ids", "attention_mask")}
+                    first = F.log_softmax(model(**inputs).logits.float(), dim=-1)
+                    second = F.log_softmax(model(**inputs).logits.float(), dim=-1)
+                    # KL(first ‖ second) per token, summed over the real (unpadded) tokens.
+                    per_token = F.kl_div(second, first, log_target=True, reduction="none").sum(-1)
+                    real = inputs["attention_mask"].bool()
+                    loss = KL_WEIGHT * per_token[real].sum()
+                    loss.backward()  # the masks' gradients add up over the batch's parts
+                    tokens += int(real.sum())
                 for kind, mask in masks.items():
                     grad = mask.grad.detach().double().cpu()
                     total[kind] += grad if signed else grad.abs()
                     mask.grad = None
-                tokens += int(real.sum())
     finally:
         for parameter, flag in requires:
             parameter.requires_grad_(flag)

@@ -10,7 +10,7 @@ rule importance:
         tensors=LAYOUT.importance("{source}"),
         plot=LAYOUT.importance("{source}", "png"),
     params:
-        options=lambda w: as_json({k: v for k, v in EXP.importance.items() if k not in ("source", "versatility_data")}),
+        options=lambda w: as_json(EXP.importance_options()),
         prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         model_args=MODEL_ARGS,
     log:

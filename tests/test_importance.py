@@ -99,3 +99,23 @@ def test_importance_of_another_shape_is_refused(tiny_model, tokenizer, batches, 
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ImportanceError, match="junk.safetensors: cannot read as safetensors"):
         load_importance(tmp_path / "junk.safetensors", tiny_model.config)
+
+
+def test_micro_batches_sum_the_parts_of_each_batch_and_checkpointing_changes_nothing(tiny_model, batches):
+    """A batch in parts of 3 rows: its mask gradients are the sum over the parts, so signed importance equals the
+    batches cut into those parts (the same dropout draws, in the same order); gradient checkpointing replays the
+    dropout draws and gives the same importance."""
+    import copy
+
+    parts = [{key: batch[key][start : start + 3] for key in batch} for batch in batches
+             for start in range(0, len(batch["input_ids"]), 3)]
+    split = accumulate_importance(tiny_model, parts, dropout=0.05, seed=0, signed=True)
+    micro = accumulate_importance(tiny_model, batches, dropout=0.05, seed=0, signed=True, micro_batch_size=3)
+    for kind in split:
+        torch.testing.assert_close(micro[kind], split[kind], rtol=1e-5, atol=1e-9)
+    whole = accumulate_importance(tiny_model, batches, dropout=0.05, seed=0)
+    assert not all(torch.allclose(whole[k], accumulate_importance(tiny_model, batches, dropout=0.05, seed=0,
+                                                                    micro_batch_size=3)[k]) for k in whole)
+    checkpointed = accumulate_importance(copy.deepcopy(tiny_model), batches, dropout=0.05, seed=0, checkpointing=True)
+    for kind in whole:
+        torch.testing.assert_close(checkpointed[kind], whole[kind], rtol=1e-5, atol=1e-9)

@@ -14,7 +14,7 @@ from cofi.settings import PromptSettings
 class ImportanceJob:
     model: str
     data: str  # JSONL whose inputs (instruction + input) are used, unlabeled
-    options: dict  # dropout, batches, batch_size, signed, seed
+    options: dict  # dropout, batches, batch_size, signed, seed; micro_batch_size, gradient_checkpointing if set
     prompt: PromptSettings
     out: str  # .safetensors
     plot: str  # heatmap .png
@@ -36,7 +36,8 @@ def importance(job: ImportanceJob) -> None:
     batches = prompt_batches(load_records(job.data), Prompter.of(tokenizer, job.prompt), options["batch_size"],
                              options["batches"], job.prompt.max_len, options["seed"])
     started = time.perf_counter()
-    raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"])
+    raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"],
+                                options.get("micro_batch_size"), options.get("gradient_checkpointing", False))
     computed = time.perf_counter() - started
     recorded = {**options, "data": job.data, "model": job.model, "prompt": to_dict(job.prompt)}
     values = save_importance(job.out, raw, model.config, recorded)
