@@ -51,13 +51,13 @@ class Direction:
         they were given (a landscape gives each parameter's starting weights, always the same)."""
         if name in self.kept:
             return self.kept[name]
-        generator = torch.Generator()
-        generator.set_state(self.states[name])
-        draw = torch.randn(self.shapes[name], generator=generator, dtype=torch.float32)
-        if draw.dim() < 2:
-            direction = torch.zeros_like(draw, device=weights.device)
+        shape = self.shapes[name]
+        if len(shape) < 2:
+            direction = torch.zeros(shape, dtype=torch.float32, device=weights.device)
         else:
-            draw = draw.to(weights.device)
+            generator = torch.Generator()
+            generator.set_state(self.states[name])
+            draw = torch.randn(shape, generator=generator, dtype=torch.float32).to(weights.device)
             dims = tuple(range(1, draw.dim()))
             scale = weights.detach().float().norm(dim=dims, keepdim=True) / draw.norm(dim=dims, keepdim=True).clamp_min(1e-12)
             direction = draw * scale

@@ -229,15 +229,23 @@ def shard_count(gpus: int, gpus_per_node: int, mesh: str) -> int:
     return gpus if mesh == "flat" else min(gpus, gpus_per_node)
 
 
-def mesh_for(arch, run, module_groups, gpus, max_len, dtype, precision, gpu_memory_gib: float, checkpointing: bool,
-             gpus_per_node: int, sharding: str, accumulate_unsharded: bool = False) -> str:
-    """``compute.sharding`` resolved: flat or hybrid as set; auto takes hybrid where the run fits one node's
-    GPUs at ``gpus`` GPUs, else flat."""
-    if sharding != "auto":
-        return sharding
-    hybrid = needs(arch, run, module_groups, gpus, max_len, dtype, precision, shard_count(gpus, gpus_per_node, "hybrid"),
-                   accumulate_unsharded)
-    return "hybrid" if hybrid.total(checkpointing) <= gpu_memory_gib * GIB else "flat"
+def needs_on_mesh(arch, run, module_groups, gpus, max_len, dtype, precision, gpu_memory_gib: float,
+                  checkpointing: bool, gpus_per_node: int, sharding: str,
+                  accumulate_unsharded: bool = False) -> tuple[str, Needs]:
+    """``compute.sharding`` resolved at ``gpus`` GPUs, and the run's needs on that mesh: flat or hybrid as set; auto
+    takes hybrid where the run fits one node's GPUs, else flat."""
+    mesh = "hybrid" if sharding == "auto" else sharding
+    planned = needs(arch, run, module_groups, gpus, max_len, dtype, precision, shard_count(gpus, gpus_per_node, mesh),
+                    accumulate_unsharded)
+    if sharding == "auto" and planned.total(checkpointing) > gpu_memory_gib * GIB:
+        mesh = "flat"
+        planned = needs(arch, run, module_groups, gpus, max_len, dtype, precision, gpus, accumulate_unsharded)
+    return mesh, planned
+
+
+def mesh_for(*args, **kwargs) -> str:
+    """The mesh of :func:`needs_on_mesh` alone (what a starting job asks)."""
+    return needs_on_mesh(*args, **kwargs)[0]
 
 
 def smallest_fit(arch, run, module_groups, max_len, dtype, precision, gpu_memory_gib: float, checkpointing: bool,
@@ -246,11 +254,9 @@ def smallest_fit(arch, run, module_groups, max_len, dtype, precision, gpu_memory
     """The fewest GPUs (1, 2, 4, …) whose per-GPU memory holds the run under ``sharding``, or None."""
     gpus = 1
     while gpus <= most:
-        mesh = mesh_for(arch, run, module_groups, gpus, max_len, dtype, precision, gpu_memory_gib, checkpointing,
-                        gpus_per_node, sharding, accumulate_unsharded)
-        n = needs(arch, run, module_groups, gpus, max_len, dtype, precision, shard_count(gpus, gpus_per_node, mesh),
-                  accumulate_unsharded)
-        if n.total(checkpointing) <= gpu_memory_gib * GIB:
+        _, planned = needs_on_mesh(arch, run, module_groups, gpus, max_len, dtype, precision, gpu_memory_gib,
+                                   checkpointing, gpus_per_node, sharding, accumulate_unsharded)
+        if planned.total(checkpointing) <= gpu_memory_gib * GIB:
             return gpus
         gpus *= 2
     return None
@@ -269,16 +275,13 @@ def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float,
     compute = experiment.compute
     for name, run in runs.items():
         if run.method == "wiseft":
-            rows.append({"run": name, "method": run.method, "gpus": 0, "needs": "no GPU (host memory: one 5 GiB shard)"})
+            rows.append({"run": name, "method": run.method, "gpus": 0, "needs": "no GPU (host memory: one shard of the output)"})
             continue
-        used = gpus
-        mesh = mesh_for(arch, run, experiment.module_groups, used, experiment.prompt.max_len, experiment.model.dtype,
-                        compute.precision, gpu_memory_gib, compute.gradient_checkpointing, gpus_per_node,
-                        compute.sharding, compute.accumulate_unsharded)
-        n = needs(arch, run, experiment.module_groups, used, experiment.prompt.max_len, experiment.model.dtype,
-                  compute.precision, shard_count(used, gpus_per_node, mesh), compute.accumulate_unsharded)
-        row = {"run": name, "method": run.method, "gpus": used,
-               "mesh": "-" if used == 1 else mesh if used > gpus_per_node else "one node", "weights": n.weights / GIB, "gradients": n.gradients / GIB,
+        mesh, n = needs_on_mesh(arch, run, experiment.module_groups, gpus, experiment.prompt.max_len,
+                                experiment.model.dtype, compute.precision, gpu_memory_gib, compute.gradient_checkpointing,
+                                gpus_per_node, compute.sharding, compute.accumulate_unsharded)
+        row = {"run": name, "method": run.method, "gpus": gpus,
+               "mesh": "-" if gpus == 1 else mesh if gpus > gpus_per_node else "one node", "weights": n.weights / GIB, "gradients": n.gradients / GIB,
                "optimizer": n.optimizer / GIB, "method extra": n.method / GIB, "activations": n.activations / GIB,
                "activations (ckpt)": n.activations_checkpointed / GIB, "total": n.total(False) / GIB,
                "total (ckpt)": n.total(True) / GIB}

@@ -321,8 +321,8 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
         saving = checkpointing and step % compute.checkpoint_every == 0 and step < settings.steps
         if logging or saving:
             stepped = _read(stepped)  # waits for the device, so this step's time below is its end
-        pending.append((step, stepped, time.perf_counter() - started))
-        elapsed = pending[-1][2]
+        elapsed = time.perf_counter() - started
+        pending.append((step, stepped, elapsed))
         if logging or saving:
             fields = settle()
         if logging:

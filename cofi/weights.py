@@ -88,30 +88,21 @@ def stored_bytes(path: str | Path, dtype: torch.dtype | None = None) -> int:
 def write_shards(out: str | Path, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]],
                  make: Callable[[str], torch.Tensor], max_shard_bytes: int = MAX_SHARD_BYTES) -> list[Path]:
     """Write the tensors named in ``shapes`` (name -> (shape, dtype) of what ``make(name)`` returns) into ``out``,
-    one shard in memory at a time; returns the files written."""
+    one shard in memory at a time; returns the files written. The cut into shards and their names are
+    huggingface_hub's, from the shapes alone."""
+    from huggingface_hub import split_state_dict_into_shards_factory
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    groups: list[list[str]] = [[]]
-    size = 0
-    for name, (shape, dtype) in shapes.items():
-        nbytes = torch.Size(shape).numel() * dtype.itemsize
-        if groups[-1] and size + nbytes > max_shard_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append(name)
-        size += nbytes
-    if len(groups) == 1:
-        names = ["model.safetensors"]
-    else:
-        names = [f"model-{i:05d}-of-{len(groups):05d}.safetensors" for i in range(1, len(groups) + 1)]
-    for group, file in zip(groups, names):
-        save_file({name: make(name).contiguous() for name in group}, str(out / file), metadata={"format": "pt"})
-    if len(groups) > 1:
-        total = sum(torch.Size(shape).numel() * dtype.itemsize for shape, dtype in shapes.values())
-        weight_map = {name: file for group, file in zip(groups, names) for name in group}
+    split = split_state_dict_into_shards_factory(
+        shapes, get_storage_size=lambda entry: torch.Size(entry[0]).numel() * entry[1].itemsize,
+        get_storage_id=lambda _: None, filename_pattern="model{suffix}.safetensors", max_shard_size=max_shard_bytes)
+    for file, names in split.filename_to_tensors.items():
+        save_file({name: make(name).contiguous() for name in names}, str(out / file), metadata={"format": "pt"})
+    if split.is_sharded:
         (out / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
-    return [out / file for file in names]
+            json.dumps({"metadata": split.metadata, "weight_map": split.tensor_to_filename}, indent=2) + "\n")
+    return [out / file for file in split.filename_to_tensors]
 
 
 def save_beside_weights(base: str | Path, tokenizer, out: str | Path, dtype: torch.dtype,

@@ -185,7 +185,9 @@ def test_the_plan_is_within_15_percent_of_the_peak_a_sharded_step_holds(probed, 
     from cofi.plan import CUDA_OVERHEAD_GIB, GIB
 
     method, params, train_extra = PROBED[case]
-    arch = Architecture(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=4, vocab=32000, tied=False, head_dim=16)
+    from cofi.modeling import llama_config
+
+    arch = Architecture.from_config(llama_config(PROBE_ARCH["vocab"], {**PROBE_ARCH, "max_len": 64}).to_dict())
     run = Run(name=case, method=method, train=TrainSettings(batch_size=4, **train_extra), sam_rho=params.get("sam_rho"),
               params={k: v for k, v in params.items() if k != "sam_rho"})
     planned = needs(arch, run, {}, 2, 64, "float32", "fp32").total(False) - int(CUDA_OVERHEAD_GIB * GIB)
