@@ -4,6 +4,7 @@ import copy
 
 from snakemake.utils import min_version
 
+from cofi.cluster import check_described
 from cofi.config import checked_experiment, load_config
 from cofi.errors import InputError
 from cofi.experiment import RUN_NAME
@@ -29,6 +30,15 @@ try:
     EXPERIMENT = checked_experiment(config)
 except InputError as error:
     raise SystemExit(f"cofi: {error}")
+
+
+onstart:
+    # The executor is known only once the workflow starts (not in a dry run): sent to SLURM, the site layer
+    # must say what the cluster's nodes have, or no job would ask for a GPU.
+    try:
+        check_described(EXPERIMENT.cluster, workflow.executor_plugin.name)
+    except InputError as error:
+        raise SystemExit(f"cofi: {error}")
 
 
 wildcard_constraints:

@@ -104,29 +104,35 @@ def cmd_methods(args) -> None:
 
 
 def cmd_plan(args) -> None:
-    """Memory per GPU of every run of a config, sharded over --gpus GPUs; what fits and what each needs."""
+    """Memory per GPU of every run of a config, sharded over --gpus GPUs; what fits and what each needs; with the
+    config's cluster described, what each training job asks SLURM for."""
+    import dataclasses
+
+    from cofi.cluster import ClusterError, training_request
     from cofi.config import checked_experiment, load_config
     from cofi.plan import CUDA_OVERHEAD_GIB, Architecture, plan_table
 
     experiment = checked_experiment(load_config(args.config), check_files=False)
-    source = args.architecture or experiment.model.path
-    if source is None:
-        from cofi.world import WorldSpec, vocabulary
-
-        base = experiment.config["embedded"]["base"]
-        vocab = len(vocabulary(WorldSpec(**experiment.config["embedded"]["world"]))) + 4  # + the special tokens
-        arch = Architecture(hidden=base["hidden"], intermediate=base["intermediate"], layers=base["layers"],
-                            heads=base["heads"], kv_heads=base["heads"], vocab=vocab, tied=False,
-                            head_dim=base["hidden"] // base["heads"])
-    else:
-        arch = Architecture.load(source)
-    table = plan_table(experiment, arch, args.gpus, args.gpu_memory, args.gpus_per_node)
+    arch = Architecture.load(args.architecture) if args.architecture else Architecture.of(experiment)
+    site = experiment.cluster
+    gpu_memory = args.gpu_memory if args.gpu_memory is not None else site.gpu_memory_gib
+    per_node = args.gpus_per_node or site.gpus_per_node or 8
+    table = plan_table(experiment, arch, args.gpus, gpu_memory, per_node)
     print(f"{arch.params / 1e9:.2f} B parameters ({arch.layers} layers, hidden {arch.hidden}); per GPU in GiB at "
-          f"{args.gpus} GPUs of {args.gpu_memory:g} GiB, micro-batch = batch_size / GPUs rows of "
+          f"{args.gpus} GPUs of {gpu_memory:g} GiB, micro-batch = batch_size / GPUs rows of "
           f"{experiment.prompt.max_len} tokens, {experiment.model.dtype} weights, {experiment.compute.precision}, "
           f"+{CUDA_OVERHEAD_GIB} GiB CUDA overhead; 'needs': the fewest GPUs that fit"
           f"{' (with gradient checkpointing)' if experiment.compute.gradient_checkpointing else ''}:\n")
     print(table.round(2).fillna("-").to_markdown(index=False))
+    if site.has_gpus:
+        experiment.cluster = dataclasses.replace(site, gpu_memory_gib=gpu_memory, gpus_per_node=per_node)
+        print(f"\nWhat each training job asks for (config key cluster: {per_node} GPUs of {gpu_memory:g} GiB per node):\n")
+        for name, run in experiment.runs.items():
+            try:
+                request = training_request(experiment, arch, run)
+            except ClusterError as error:
+                request = str(error)
+            print(f"- {name}: {request}")
 
 
 def cmd_make_data(args) -> None:
@@ -301,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="memory per GPU of every run of a config, and the GPUs or nodes each needs")
     p.add_argument("--config", required=True, help="YAML config file")
     p.add_argument("--gpus", type=int, default=8, help="GPUs the runs are sharded over")
-    p.add_argument("--gpu-memory", type=float, default=80, help="memory of one GPU, GiB")
-    p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (for the nodes a run needs)")
+    p.add_argument("--gpu-memory", type=float, help="memory of one GPU, GiB (default: cluster.gpu_memory_gib)")
+    p.add_argument("--gpus-per-node", type=int, help="GPUs per node, for the nodes a run needs (default: "
+                   "cluster.gpus_per_node, else 8)")
     p.add_argument("--architecture", help="a model directory, a config.json, or a preset (llama2-7b, llama2-13b, "
                    "llama1-33b, tinyllama-1.1b); default: the config's model")
     p.set_defaults(func=cmd_plan)

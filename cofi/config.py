@@ -40,9 +40,20 @@ def _read_legacy_runs(config: dict) -> None:
               file=sys.stderr)
 
 
+def _read_cluster_text(config: dict) -> None:
+    """A site layer's ``config: {cluster: {...}}`` reaches the workflow as text: Snakemake reads a nested value given
+    on its command line or in a profile with YAML's base loader, so ``gpus_per_node: 8`` arrives as ``"8"``. Read such
+    values back as YAML (a number stays a number, a name a name)."""
+    cluster = config.get("cluster")
+    if isinstance(cluster, dict):
+        config["cluster"] = {key: yaml.safe_load(value) if isinstance(value, str) else value
+                             for key, value in cluster.items()}
+
+
 def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     """Schema (defaults filled in place), then meaning: the :class:`Experiment` of a valid config."""
     _read_legacy_runs(config)
+    _read_cluster_text(config)
     try:
         validate_schema(config)
     except SchemaError as error:

@@ -20,7 +20,7 @@ from cofi.embedded import suites_module
 from cofi.errors import InputError
 from cofi.regions import parse_region_id
 from cofi.search import Policy
-from cofi.settings import ComputeSettings, ModelSettings, PromptSettings, TrainSettings
+from cofi.settings import ClusterSettings, ComputeSettings, ModelSettings, PromptSettings, TrainSettings
 
 RUN_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # what a run (and a search candidate) may be called
 SEARCH_PREFIX = "region-"  # search candidates are runs named region-<region id>
@@ -274,6 +274,7 @@ class Experiment:
         self.layout = Layout(f"results/{self.name}")
         self.model = settings.from_dict(ModelSettings, config["model"], "model")
         self.compute = settings.from_dict(ComputeSettings, config["compute"], "compute")
+        self.cluster = settings.from_dict(ClusterSettings, config["cluster"], "cluster")
         self.prompt = settings.from_dict(PromptSettings, config["prompt"], "prompt")
         self.seeds: list[int] = list(config["seeds"])
         self.module_groups: dict = config["module_groups"]

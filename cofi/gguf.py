@@ -46,6 +46,22 @@ def read_header(path: str | Path, key: str = "model.gguf") -> dict:
             "chat_template": _field(reader, "tokenizer.chat_template") is not None}
 
 
+def architecture_keys(path: str | Path, key: str = "model.gguf") -> dict:
+    """The config.json keys of the model's shape, from the header and the tensor names (memory-mapped: no weights
+    read), for planning before the import."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(check_gguf(path, key) and Path(path))
+    arch = _field(reader, "general.architecture")
+    heads = _field(reader, f"{arch}.attention.head_count")
+    vocab = _field(reader, f"{arch}.vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
+    return {"hidden_size": _field(reader, f"{arch}.embedding_length"),
+            "intermediate_size": _field(reader, f"{arch}.feed_forward_length"),
+            "num_hidden_layers": _field(reader, f"{arch}.block_count"), "num_attention_heads": heads,
+            "num_key_value_heads": _field(reader, f"{arch}.attention.head_count_kv") or heads, "vocab_size": vocab,
+            "tie_word_embeddings": not any(tensor.name == "output.weight" for tensor in reader.tensors)}
+
+
 def check_gguf(path: str | Path, key: str = "model.gguf") -> dict:
     """The header of a GGUF file cofi can import; else :class:`GGUFError` naming ``key`` and the file."""
     header = read_header(path, key)

@@ -64,6 +64,23 @@ class Architecture:
                    attention_bias=bool(values.get("attention_bias", False)), mlp_bias=bool(values.get("mlp_bias", False)))
 
     @classmethod
+    def of(cls, experiment) -> "Architecture":
+        """The experiment's model: its config.json, the GGUF file's header, or the embedded base model's settings."""
+        if experiment.model.path is not None:
+            return cls.load(experiment.model.path)
+        if experiment.model.gguf is not None:
+            from cofi.gguf import architecture_keys
+
+            return cls.from_config(architecture_keys(experiment.model.gguf))
+        from cofi.modeling import SPECIAL_TOKENS
+        from cofi.world import WorldSpec, vocabulary
+
+        base = experiment.config["embedded"]["base"]
+        vocab = len(vocabulary(WorldSpec(**experiment.config["embedded"]["world"]))) + len(SPECIAL_TOKENS)
+        return cls(hidden=base["hidden"], intermediate=base["intermediate"], layers=base["layers"], heads=base["heads"],
+                   kv_heads=base["heads"], vocab=vocab, tied=False, head_dim=base["hidden"] // base["heads"])
+
+    @classmethod
     def load(cls, source: str) -> "Architecture":
         """A preset name, a model directory, or a config.json."""
         if source in PRESETS:

@@ -164,6 +164,30 @@ class ComputeSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """What a GPU and a node of the cluster are, as the site layer says (cofi.cluster turns them and cofi's plan into
+    each job's request); never part of a run's identity."""
+
+    gpus_per_node: int | None = setting(
+        None, "GPUs per node; null: jobs request no GPUs (a workstation); 0: a CPU cluster. Set it in the site layer: "
+        "each training job then asks for the GPUs, nodes, memory and runtime cofi's plan gives its run", minimum=0)
+    gpu_memory_gib: float = setting(80.0, "memory of one GPU, GiB", exclusiveMinimum=0)
+    gpu_model: str | None = setting(None, "SLURM's name of the GPU model (--gpus=MODEL:N); null: any model",
+                                    pattern=r"^[A-Za-z0-9_.]+$")
+    gpu_tflops: float | None = setting(
+        None, "dense bf16 peak TFLOP/s of one GPU, for runtimes; null: the data sheet's for a known gpu_model (a100, "
+        "h100, h200, l40s, ...), else 312", exclusiveMinimum=0)
+    cpus_per_gpu: int = setting(8, "CPUs a GPU job reserves per GPU", minimum=1)
+    node_memory_gib: float | None = setting(None, "host memory a job may take on one node, GiB; a run whose plan "
+                                            "needs more stops the workflow before it starts; null: unchecked",
+                                            exclusiveMinimum=0)
+
+    @property
+    def has_gpus(self) -> bool:
+        return bool(self.gpus_per_node)
+
+
+@dataclass(frozen=True)
 class PromptSettings:
     """How a record becomes tokens (cofi.prompts)."""
 

@@ -38,6 +38,7 @@ rule landscape:
     resources:
         mem_mb=4000,
         runtime=30,
+        **model_resources(),
     shell:
         "python -m cofi landscape --model {input.model:q} --task-data {input.task_data:q} "
         "--vers-suites {params.suites:q} --options {params.options:q} --labels {params.labels:q} "

@@ -47,6 +47,7 @@ else:
         resources:
             mem_mb=4000,
             runtime=60,
+            **model_resources(),
         shell:
             "python -m cofi build-base --world {params.world:q} --base {params.base:q} --train {input:q} "
             "--prompt {params.prompt:q} --out {output:q} --threads {threads} > {log:q} 2>&1"

@@ -1,11 +1,14 @@
 # Shared by every rules/*.smk file. The experiment, where its files go, how a job loads a model, and the
 # input functions of each rule file (Snakemake's linter keeps functions apart from rules), by file.
+import functools
 import json
 import os
 import re
 import shlex
 
+import cofi.cluster
 from cofi.experiment import SPLITS
+from cofi.plan import Architecture
 from cofi.settings import non_default, to_dict
 
 EXP = EXPERIMENT  # the typed experiment the Snakefile built from the validated config
@@ -53,6 +56,33 @@ MODEL_ARGS = " ".join(part for part in (f"--dtype {EXP.model.dtype}", f"--device
 PROMPT = EXP.prompt
 PROMPT_JSON = as_json(non_default(PROMPT))  # a prompt setting left at its default changes no command line
 GENERATION_JSON = as_json(EXP.evaluation["generation"])
+
+
+# --- what a job asks the cluster for (config key cluster, from the site layer) -----------
+
+
+# The model's architecture, for the plan; read only where the site describes GPUs.
+ARCHITECTURE = Architecture.of(EXP) if EXP.cluster.has_gpus else None
+TRAINING_KEYS = ("gpu", "gpu_model", "cpus_per_gpu", "nodes", "tasks_per_node", "tasks", "gres", "cpus_per_task", "mpi")
+
+
+@functools.cache
+def training_request(run, attempt):
+    return cofi.cluster.training_request(EXP, ARCHITECTURE, EXP.run(run), attempt)
+
+
+def training_resources(mem_mb, runtime):
+    """A finetune job's resources: from the plan for its run where the site describes GPUs (cofi.cluster: a key the
+    run does not need is None, which Snakemake leaves out), else ``mem_mb`` and ``runtime`` for a workstation."""
+    if not EXP.cluster.has_gpus:
+        return {"mem_mb": mem_mb, "runtime": runtime}
+    return {key: lambda w, attempt, key=key: training_request(w.run, attempt).get(key)
+            for key in (*TRAINING_KEYS, "mem_mb", "runtime")}
+
+
+def model_resources(spreads=False):
+    """The GPU keys of a job that loads the whole model (the profile adds its CPUs, memory and runtime)."""
+    return cofi.cluster.model_request(EXP, ARCHITECTURE, spreads) if EXP.cluster.has_gpus else {}
 
 
 # --- finetune.smk's input functions --------------------------------------------

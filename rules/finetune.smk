@@ -25,8 +25,7 @@ rule finetune:
         "../envs/cofi.yaml"
     threads: EXP.threads["finetune"]
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **training_resources(mem_mb=4000, runtime=120),
     shell:
         "{params.launcher} -m cofi finetune --model {input.model:q} --train {input.train:q} --run-spec {params.run:q} "
         "--seed {wildcards.seed} --prompt {params.prompt:q} --compute {params.compute:q} {params.inputs:q} "

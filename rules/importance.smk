@@ -23,6 +23,7 @@ rule importance:
     resources:
         mem_mb=4000,
         runtime=30,
+        **model_resources(),
     shell:
         "python -m cofi importance --model {input.model:q} --data {input.data:q} --options {params.options:q} "
         "--prompt {params.prompt:q} {params.model_args} --threads {threads} "

@@ -8,8 +8,9 @@ import pytest
 import torch
 import yaml
 
-from cofi.gguf import GGUFError, check_gguf, import_gguf
+from cofi.gguf import GGUFError, architecture_keys, check_gguf, import_gguf
 from cofi.modeling import load_model
+from cofi.plan import Architecture
 from cofi.prompts import Prompter
 
 from conftest import REPO
@@ -35,6 +36,8 @@ def test_an_imported_gguf_computes_what_the_original_model_computes(tiny_gguf, t
     prompter = Prompter(tokenizer, chat=True)
     assert prompter.text({"instruction": "hi", "input": ""}) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert prompter.end_ids == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    # The plan reads the same shape from the header before the import (cluster requests at start-up).
+    assert Architecture.from_config(architecture_keys(path)) == Architecture.load(str(tmp_path / "model"))
 
 
 def test_without_llama_cpps_permutation_the_weights_would_not_match(tmp_path):

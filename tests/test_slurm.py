@@ -318,8 +318,9 @@ def test_gpu_profile_and_site_layer_reach_sbatch(runs, tmp_path):
     This node has no GPU, so SLURM refuses the GPU job: its sbatch call is in Snakemake's error.
     """
     workdir = copy_workflow(tmp_path / "wf")
-    (workdir / "site.yaml").write_text("default-resources:\n  slurm_partition: debug\nslurm-status-command: squeue\n")
-    env = {**runs["cluster"].env, "COFI_GPU_MODEL": "a100",
+    (workdir / "site.yaml").write_text("default-resources:\n  slurm_partition: debug\nslurm-status-command: squeue\n"
+                                       "config:\n  cluster: {gpus_per_node: 4, gpu_model: a100, cpus_per_gpu: 3}\n")
+    env = {**runs["cluster"].env,
            "PATH": os.pathsep.join([str(runs["cluster"].bin), str(Path(sys.executable).parent), os.environ["PATH"]])}
     done = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "site.yaml", "--workflow-profile", "workflow/profiles/slurm",
                            "--configfile", "tiny.yaml", "--slurm-init-seconds-before-status-checks", "2", "--retries", "0",
@@ -330,7 +331,7 @@ def test_gpu_profile_and_site_layer_reach_sbatch(runs, tmp_path):
     assert data_job and "/logs/slurm/rule_make_data/" in data_job[2], out[-3000:]
     assert (workdir / "results/tiny/data/bio_train.jsonl").is_file()
     call = out.split("sbatch call:", 1)[1].split("\n", 2)[1]
-    for flag in ("-p debug", "-t 60", "--mem 16000", "--cpus-per-gpu=4", "--gpus=a100:1", "--comment rule_build_base"):
+    for flag in ("-p debug", "-t 60", "--mem 16000", "--cpus-per-gpu=3", "--gpus=a100:1", "--comment rule_build_base"):
         assert flag in call, (flag, call)
     assert "Invalid generic resource" in out
 
