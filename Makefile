@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run real study scale base-seeds test docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check
+.PHONY: setup run real study scale base-seeds test docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check gpu-validate
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -117,3 +117,9 @@ bench-sam: setup
 # GPU machines only: a random 1.1B Llama fine-tuned by the finetune command on one GPU (tokens/s, MFU).
 gpu-check: setup
 	PATH="$(BIN):$$PATH" python -m cofi.tools gpu-check --work-dir results/gpu-check --out results/gpu-check/gpu_check.json
+
+# GPU machines only: every GPU claim in one script, about 7 minutes on one 80 GB GPU (docs/gpus.md):
+# results/gpu-validate/gpu_validate.json and summary.md.
+gpu-validate: setup
+	PATH="$(BIN):$$PATH" python -m cofi.tools gpu-validate --work-dir results/gpu-validate/work \
+	  --out results/gpu-validate/gpu_validate.json --summary results/gpu-validate/summary.md

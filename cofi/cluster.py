@@ -63,11 +63,14 @@ def _gpus(site, gpus: int) -> dict:
             "mpi": "srun"}
 
 
-def rank0_host_bytes(arch: Architecture, dtype: str, processes: int, sharded: bool) -> int:
-    """Host memory on the first node: process 0 reads the weights in their stored dtype (sharded: and turns them into
-    float32 masters before it hands out the shards), and every process on the node has its own runtime."""
+def rank0_host_bytes(arch: Architecture, dtype: str, processes: int, sharded: bool, trained: int) -> int:
+    """Host memory on the first node: process 0 reads the weights once in their stored dtype; a sharded run gathers
+    them there at the end (float32 masters of the trained ones, the others as stored) before writing them; and every
+    process on the node has its own runtime."""
     stored = DTYPE_BYTES[dtype]
-    model = arch.params * (stored + (max(stored, 4) if sharded else 0))
+    model = arch.params * stored
+    if sharded:
+        model = max(model, trained * max(stored, 4) + (arch.params - trained) * stored)
     return model + processes * HOST_GIB_PER_PROCESS * GIB
 
 
@@ -97,13 +100,13 @@ def training_request(experiment, arch: Architecture, run, attempt: int = 1) -> d
             "use flat or auto sharding, compute.gradient_checkpointing, or a smaller batch_size")
     request = _gpus(site, gpus)
     processes_per_node = min(gpus, site.gpus_per_node)
-    host = rank0_host_bytes(arch, experiment.model.dtype, processes_per_node, sharded=gpus > 1)
+    trained = trained_params(arch, run, experiment.module_groups)
+    host = rank0_host_bytes(arch, experiment.model.dtype, processes_per_node, gpus > 1, trained)
     if site.node_memory_gib is not None and host > site.node_memory_gib * GIB:
         raise ClusterError(
-            f"run {run.name}: its first node needs {host / GIB:.0f} GiB of host memory (the weights as loaded and "
-            f"{processes_per_node} processes), more than cluster.node_memory_gib {site.node_memory_gib:g}")
-    flops = training_flops(arch, run, trained_params(arch, run, experiment.module_groups), experiment.prompt.max_len,
-                           compute.gradient_checkpointing)
+            f"run {run.name}: its first node needs {host / GIB:.0f} GiB of host memory (the weights as read or "
+            f"gathered, and {processes_per_node} processes), more than cluster.node_memory_gib {site.node_memory_gib:g}")
+    flops = training_flops(arch, run, trained, experiment.prompt.max_len, compute.gradient_checkpointing)
     seconds = RUNTIME_MARGIN * flops / (gpus * peak_tflops(site) * 1e12 * ASSUMED_MFU)
     return {**request, "mem_mb": math.ceil(host / 2**20), "runtime": (SETUP_MINUTES + math.ceil(seconds / 60)) * attempt}
 

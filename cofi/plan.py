@@ -213,9 +213,11 @@ def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int,
     if run.method == "wiseft":  # no training, no GPU: the files interpolated tensor by tensor (cofi.weights)
         return Needs(0, 0, 0, 0, 0, 0, 0)
     lora = run.method == "lora"
-    if gpus > 1:  # FSDP2: float32 shards of every weight; one layer gathered at a time (two with prefetch), the root
-        weights = math.ceil((arch.params + (trained if lora else 0)) * master / gpus) + 2 * arch.layer_params * compute_bytes \
-            + root_unit_bytes(arch, compute_bytes)
+    if gpus > 1:  # FSDP2: shards of every weight (float32 masters of the trained ones, the frozen ones in the compute
+        # dtype under mixed precision); one layer gathered at a time (two with prefetch), the root for the whole step
+        frozen = arch.params - (0 if lora else trained)
+        shards = trained * master + frozen * (compute_bytes if mixed else master)
+        weights = math.ceil(shards / gpus) + 2 * arch.layer_params * compute_bytes + root_unit_bytes(arch, compute_bytes)
     else:
         frozen = arch.params - (0 if lora else trained)
         weights = frozen * model_bytes + trained * master

@@ -164,11 +164,11 @@ def restore_non_persistent_buffers(model, device: torch.device) -> None:
 
 
 def broadcast_full_state(model, full_state: dict | None, device: torch.device) -> None:
-    """Fill every process's shards from process 0's ``full_state`` (the others pass None and hold meta
-    tensors until now)."""
+    """Fill every process's shards from process 0's ``full_state`` (the others pass None): weightless (meta) shards
+    are allocated on ``device`` first, then each tensor is sent, cut, and copied into its shards' dtype."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    if dist.get_rank() != 0:
+    if any(parameter.is_meta for parameter in model.parameters()):
         model.to_empty(device=device)
         restore_non_persistent_buffers(model, device)
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from cofi.cli import json_arg, log, main, model_load_args, named_path, threads
 
@@ -192,6 +193,20 @@ def cmd_gpu_check(args) -> None:
         f"{result['peak_gpu_memory_gb']:.1f} GiB; evaluation of {result['eval_items']} items {result['evaluate_job_s']:.1f} s")
 
 
+def cmd_gpu_validate(args) -> None:
+    from cofi.gpu_validate import summary, validate
+    from cofi.io import write_json
+
+    result = validate(args.work_dir, smoke=args.smoke, budget_s=args.budget_s, log=log)
+    write_json(args.out, result)
+    Path(args.summary).write_text(summary(result))
+    failed = [name for name, step in result["steps"].items() if step["status"] != "ok"]
+    log(f"wrote {args.out} and {args.summary} in {result['total_s']:.0f} s; "
+        + (f"not ok: {', '.join(failed)}" if failed else "every step ok"))
+    if failed:
+        raise SystemExit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cofi.tasks import TASK_TYPES  # light: no torch
     from cofi.regions import DEFAULT_GROUPS
@@ -284,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: known GPUs)")
     p.add_argument("--eval-items", type=int, default=256, help="items per evaluation suite")
     p.set_defaults(func=cmd_gpu_check)
+
+    p = sub.add_parser("gpu-validate", help="every GPU claim in one script (minutes on one GPU): the finetune job's "
+                       "MFU, FSDP2, DCP, the methods' step times, memory against the plan; --smoke on the CPU")
+    p.add_argument("--work-dir", required=True, help="scratch directory (models, data, outputs; several GB)")
+    p.add_argument("--out", required=True, help="result JSON")
+    p.add_argument("--summary", required=True, help="Markdown summary")
+    p.add_argument("--smoke", action="store_true", help="the same steps on the CPU with tiny shapes")
+    p.add_argument("--budget-s", type=float, default=None, help="seconds after which the steps left are skipped "
+                   "(default: 420 on a GPU)")
+    p.set_defaults(func=cmd_gpu_validate)
 
     p = sub.add_parser("bench-sam", help="SAM step time vs plain AdamW (Full SFT), side by side")
     p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")

@@ -186,6 +186,36 @@ def test_only_the_first_process_holds_the_whole_model(tmp_path, tokenizer, tiny_
     assert model_mb > 100 and first - second > 0.75 * model_mb, (first, second, model_mb)
 
 
+def test_half_precision_loads_one_stored_copy_and_keeps_frozen_weights_in_the_compute_dtype(tmp_path, tokenizer,
+                                                                                               tiny_world):
+    """A bfloat16 model trained in bf16 over two processes, half of its layers' FFN trained: process 0 holds the
+    weights as stored, once (no float32 copy of the whole model: that alone would be twice their size), and the
+    shards keep float32 masters of the trained weights only."""
+    arch = {"layers": 8, "hidden": 1024, "intermediate": 4096, "heads": 8, "max_len": 32}
+    model = build_llama(len(tokenizer), arch, seed=0).to(torch.bfloat16)
+    stored_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    save_model(model, tokenizer, tmp_path / "base")
+    del model
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tiny_world["rotate_train"][:8]))
+    run = Run(name="region", method="region", train=TrainSettings(lr=1e-3, steps=1, batch_size=4),
+              params={"range": ["1/2", "1"], "modules": ["ffn"], "groups": GROUPS})
+    prompt = {"template": TEMPLATE, "mask_prompt": True, "max_len": 32}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cofi",
+                           "finetune", "--model", str(tmp_path / "base"), "--run-spec", json.dumps(run.spec()), "--train",
+                           str(tmp_path / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu",
+                           "--dtype", "bfloat16", "--compute", json.dumps({"precision": "bf16"}),
+                           "--out", str(tmp_path / "out"), "--curve", str(tmp_path / "loss.csv")],
+                          capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "out" / "cofi_run.json").read_text())
+    assert record["sharded_dtypes"] == {"trained": ["float32"], "frozen": ["bfloat16"]}
+    first, second = record["loading_peak_host_memory_mb"]
+    assert stored_mb > 250 and 0.75 * stored_mb < first - second < 1.5 * stored_mb, (first, second, stored_mb)
+    saved = load_file(tmp_path / "out" / "model.safetensors")
+    assert {tensor.dtype for tensor in saved.values()} == {torch.bfloat16}  # written back in the stored dtype
+
+
 def test_srun_tasks_become_torch_distributed_ranks():
     """Two nodes of four tasks each (srun, one task per GPU): the variables of the sixth task."""
     from cofi.distributed import from_slurm

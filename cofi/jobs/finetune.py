@@ -90,10 +90,11 @@ def finetune(job: FinetuneJob) -> dict:
     log = job.log if main else (lambda _: None)
     dtype = sharding.master_dtype(DTYPES[job.dtype]) if sharded else DTYPES[job.dtype]
     load = lambda path: load_model(path, job.trust_remote_code, job.dtype, str(device))  # noqa: E731
-    if sharded:  # process 0 reads the weights (on the CPU), the others only the architecture
-        model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, "cpu") if main else \
-            (_skeleton(job.model, dtype, job.trust_remote_code), load_tokenizer(job.model, job.trust_remote_code))
-        model.to(dtype)
+    stored = None
+    if sharded:  # every process builds the model without weights; process 0 also reads them, once, on the CPU
+        model, tokenizer = _skeleton(job.model, dtype, job.trust_remote_code), load_tokenizer(job.model, job.trust_remote_code)
+        if main:
+            stored, _ = load_model(job.model, job.trust_remote_code, job.dtype, "cpu")
     elif method.trains:
         model, tokenizer = load(job.model)
     elif main:  # a method that builds its weights from the files (Wise-FT) loads no model
@@ -113,19 +114,22 @@ def finetune(job: FinetuneJob) -> dict:
             log(compute_line(record["seconds"]))
     else:
         torch.manual_seed(job.seed)  # adapters and other new weights start from the run's seed
+        full = None
+        if stored is not None:  # the weights as stored, and the method's new ones (LoRA's adapters) drawn from the seed
+            full = method.setup(stored, run, _quiet(inputs)).model.state_dict()
         setup = method.setup(model, run, inputs)
         trained = setup.model
         log(f"method {run.method}: {len(setup.trainable)} parameter tensors train on {device}"
             + (f", sharded over {distributed.world_size()} processes" if sharded else ""))
         if sharded:
-            full = trained.state_dict() if main else None  # process 0's weights, before sharding splits them
+            record["sharded_dtypes"] = _keep_frozen_in_compute_dtype(trained, job.compute.precision)
             if job.compute.gradient_checkpointing:
                 enable_gradient_checkpointing(trained)
             mesh = distributed.mesh(device, hybrid=_hybrid(job, run, device, log))
             record["mesh"] = dict(zip(mesh.mesh_dim_names, mesh.shape))
             sharding.shard_model(trained, mesh, job.compute.precision)
             sharding.broadcast_full_state(trained, full, device)
-            del full
+            del full, stored
             record["loading_peak_host_memory_mb"] = distributed.gather(round(distributed.host_memory_mb(), 1))
         examples = inputs.tokenize(load_records(job.train_data))
         extensions = list(setup.extensions)
@@ -162,6 +166,27 @@ def finetune(job: FinetuneJob) -> dict:
     return record
 
 
+def _quiet(inputs):
+    """The method's inputs without its log (a second setup would repeat every line)."""
+    return type(inputs)(**{**inputs.__dict__, "log": lambda _: None})
+
+
+def _keep_frozen_in_compute_dtype(model, precision: str) -> dict[str, list[str]]:
+    """Under bf16/fp16 only the trained weights need float32 masters: the frozen ones are only ever gathered in the
+    compute dtype, so they are kept in it (half the bytes; FSDP2 asks a uniform dtype of the trained ones only).
+    Returns the dtypes of each kind, for the run record."""
+    import torch
+
+    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    for parameter in model.parameters():
+        if compute is not None and not parameter.requires_grad and parameter.is_floating_point():
+            parameter.data = parameter.data.to(compute)  # on the meta device: nothing is allocated yet
+    kinds = {"trained": set(), "frozen": set()}
+    for parameter in model.parameters():
+        kinds["trained" if parameter.requires_grad else "frozen"].add(str(parameter.dtype).removeprefix("torch."))
+    return {kind: sorted(dtypes) for kind, dtypes in kinds.items()}
+
+
 def _gathered(job: FinetuneJob, method, run: Run, inputs, sharded_model, dtype):
     """The trained model whole, on process 0's CPU: its gathered state loaded (in place, no copy) into a
     weightless model of the same structure (the method's setup again, e.g. for LoRA's adapters)."""
@@ -173,8 +198,7 @@ def _gathered(job: FinetuneJob, method, run: Run, inputs, sharded_model, dtype):
     if not distributed.is_main():
         return None, None
     skeleton = _skeleton(job.model, sharding.master_dtype(dtype), job.trust_remote_code)
-    quiet = type(inputs)(**{**inputs.__dict__, "log": lambda _: None})
-    setup = method.setup(skeleton, run, quiet)
+    setup = method.setup(skeleton, run, _quiet(inputs))
     setup.model.load_state_dict(full, assign=True)
     sharding.restore_non_persistent_buffers(setup.model, torch.device("cpu"))
     return setup.model.to(dtype), setup
