@@ -110,7 +110,7 @@ def cmd_plan(args) -> None:
 
     from cofi.cluster import ClusterError, training_request
     from cofi.config import checked_experiment, load_config
-    from cofi.plan import CUDA_OVERHEAD_GIB, Architecture, plan_table
+    from cofi.plan import CUDA_OVERHEAD_GIB, Architecture, analysis_table, plan_table
 
     experiment = checked_experiment(load_config(args.config), check_files=False)
     arch = Architecture.load(args.architecture) if args.architecture else Architecture.of(experiment)
@@ -124,6 +124,9 @@ def cmd_plan(args) -> None:
           f"+{CUDA_OVERHEAD_GIB} GiB CUDA overhead; 'needs': the fewest GPUs that fit"
           f"{' (with gradient checkpointing)' if experiment.compute.gradient_checkpointing else ''}:\n")
     print(table.round(2).fillna("-").to_markdown(index=False))
+    print(f"\nThe other jobs, on one GPU of {gpu_memory:g} GiB at the config's batch sizes (evaluation halves its batch "
+          "where one does not fit, and spreads a model over a node's GPUs where the weights do not):\n")
+    print(analysis_table(experiment, arch, gpu_memory).to_markdown(index=False))
     if site.has_gpus:
         experiment.cluster = dataclasses.replace(site, gpu_memory_gib=gpu_memory, gpus_per_node=per_node)
         print(f"\nWhat each training job asks for (config key cluster: {per_node} GPUs of {gpu_memory:g} GiB per node):\n")

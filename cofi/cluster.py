@@ -3,7 +3,7 @@
 The site layer describes a GPU and a node once (config key ``cluster``); a training job's request follows from
 cofi's plan for its run (:mod:`cofi.plan`), so a LoRA run asks for one GPU where Full SFT asks for two, and a run
 that needs more GPUs than a node has spans nodes, one srun task per GPU. Jobs that load one whole model ask for one
-GPU, or as many of a node's as evaluation needs to spread the weights over. Keys are Snakemake resources as the SLURM
+GPU, or as many of a node's as an evaluation batch needs by the plan. Keys are Snakemake resources as the SLURM
 executor plugin reads them (``gpu``, ``gpu_model``, ``nodes``, ``tasks_per_node``, ``gres``, ``mpi``, ``mem_mb``,
 ``runtime`` in minutes); a key a job does not need is absent.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from cofi.errors import InputError
-from cofi.plan import CUDA_OVERHEAD_GIB, DTYPE_BYTES, GIB, Architecture, smallest_fit
+from cofi.plan import ANSWER_TOKENS, CUDA_OVERHEAD_GIB, DTYPE_BYTES, GIB, Architecture, evaluation_bytes, smallest_fit
 
 # Dense bf16 peak TFLOP/s from the vendors' data sheets, for runtimes where cluster.gpu_tflops is null.
 PEAK_TFLOPS = {"a100": 312, "h100": 989, "h200": 989, "b200": 2250, "l40s": 362, "l40": 181, "a6000": 155,
@@ -111,14 +111,16 @@ def training_request(experiment, arch: Architecture, run, attempt: int = 1) -> d
     return {**request, "mem_mb": math.ceil(host / 2**20), "runtime": (SETUP_MINUTES + math.ceil(seconds / 60)) * attempt}
 
 
-def model_gpus(site, arch: Architecture, dtype: str, spreads: bool) -> int:
+def model_gpus(experiment, arch: Architecture, spreads: bool) -> int:
     """GPUs for a job that loads the whole model: one, or where it ``spreads`` the weights (evaluation) as many of a
-    node's as the weights need with a quarter more for the cache and activations."""
+    node's as its batch needs by the plan (a batch that still does not fit is halved by the job itself)."""
     if not spreads:
         return 1
-    needed = arch.params * DTYPE_BYTES[dtype] * 1.25 + CUDA_OVERHEAD_GIB * GIB
+    site = experiment.cluster
+    needed = evaluation_bytes(arch, experiment.evaluation["batch_size"], experiment.prompt.max_len, ANSWER_TOKENS,
+                              experiment.model.dtype)
     gpus = 1
-    while gpus < site.gpus_per_node and gpus * site.gpu_memory_gib * GIB < needed:
+    while gpus < site.gpus_per_node and needed / gpus + CUDA_OVERHEAD_GIB * GIB > site.gpu_memory_gib * GIB:
         gpus *= 2
     return min(gpus, site.gpus_per_node)
 
@@ -126,7 +128,7 @@ def model_gpus(site, arch: Architecture, dtype: str, spreads: bool) -> int:
 def model_request(experiment, arch: Architecture, spreads: bool) -> dict:
     """The GPU keys of a job that loads the whole model (the profile gives its host memory and runtime)."""
     site = experiment.cluster
-    request = {"gpu": model_gpus(site, arch, experiment.model.dtype, spreads), "cpus_per_gpu": site.cpus_per_gpu}
+    request = {"gpu": model_gpus(experiment, arch, spreads), "cpus_per_gpu": site.cpus_per_gpu}
     if site.gpu_model:
         request["gpu_model"] = site.gpu_model
     return request

@@ -148,6 +148,83 @@ def activation_bytes(arch: Architecture, tokens: int, mode: str, value_bytes: in
     return int(arch.layers * layer + outside)
 
 
+# The analysis and evaluation jobs (one device, no optimizer). Bytes per vocabulary entry and token beyond what
+# activation_bytes counts, measured with torch's MemTracker on a float32 model with a 32k vocabulary
+# (tests/test_plan.py): importance keeps two float32 log-softmaxes (counted) and its KL divergence's exp and
+# difference and their gradients; a loss without gradients holds the logits, their shifted copy and the
+# log-softmax; a multiple-choice batch the logits and their log-softmax; generation, per row, three float32 copies
+# of the last position's logits (the step's output, its float copy, the processors').
+IMPORTANCE_TRANSIENT = 16
+NO_GRAD_LOSS = 12
+CHOICE_SCORING = 8
+GENERATION_VECTORS = 3 * 4
+
+
+def model_bytes(arch: Architecture, dtype: str) -> int:
+    return arch.params * DTYPE_BYTES[dtype]
+
+
+def importance_bytes(arch: Architecture, rows: int, max_len: int, dtype: str, checkpointing: bool) -> int:
+    """The importance job's device memory: the weights as loaded and one part of a batch (``rows`` inputs:
+    importance.micro_batch_size, else batch_size) through its two forward passes and the backward to the masks."""
+    tokens, value_bytes = rows * max_len, DTYPE_BYTES[dtype]
+    passes = 2 * activation_bytes(arch, tokens, "weights", value_bytes, checkpointing)
+    return model_bytes(arch, dtype) + passes + tokens * arch.vocab * IMPORTANCE_TRANSIENT
+
+
+def kv_cache_bytes(arch: Architecture, rows: int, length: int, dtype: str) -> int:
+    return 2 * arch.layers * arch.kv_heads * arch.head_dim * rows * length * DTYPE_BYTES[dtype]
+
+
+def generation_bytes(arch: Architecture, rows: int, prompt_len: int, new_tokens: int, dtype: str) -> int:
+    """Greedy generation of ``rows`` answers: the weights, the key-value cache of prompt and answer, and the last
+    position's logits per row (the prompt's other positions get none)."""
+    return model_bytes(arch, dtype) + kv_cache_bytes(arch, rows, prompt_len + new_tokens, dtype) \
+        + rows * arch.vocab * GENERATION_VECTORS
+
+
+def choice_bytes(arch: Architecture, rows: int, length: int, dtype: str) -> int:
+    """Multiple-choice scoring of ``rows`` prompt + choice sequences of ``length`` tokens: the logits over every
+    position and their float32 log-softmax (a half-precision model's logits get a float32 copy first)."""
+    value_bytes = DTYPE_BYTES[dtype]
+    per_entry = value_bytes + CHOICE_SCORING - 4 + (4 if value_bytes < 4 else 0)
+    return model_bytes(arch, dtype) + rows * length * arch.vocab * per_entry
+
+
+def evaluation_bytes(arch: Architecture, rows: int, prompt_len: int, new_tokens: int, dtype: str) -> int:
+    """An evaluation batch on the device: the larger of generation and multiple-choice scoring."""
+    return max(generation_bytes(arch, rows, prompt_len, new_tokens, dtype),
+               choice_bytes(arch, rows, prompt_len + new_tokens, dtype))
+
+
+def largest_tensor(arch: Architecture) -> int:
+    return max(arch.vocab * arch.hidden, *(arch.projection_params(p) for p in PROJECTIONS))
+
+
+@dataclass(frozen=True)
+class LandscapeBytes:
+    """The landscape job: on the device the weights and a loss without gradients over a fixed batch; on the host
+    the starting weights and both directions where they are kept (a model whose direction is at most 256 MiB);
+    between two points, each tensor's move in float32 (its weights, one part per direction, the sum) on the host and
+    its copy to the device. The moves and the losses take turns: on one memory (a CPU) the peak is the larger."""
+
+    device: int
+    host: int
+    moving: int
+
+    def one_memory(self, weights: int) -> int:
+        return self.host + max(self.device, weights + self.moving)
+
+
+def landscape_bytes(arch: Architecture, rows: int, max_len: int, dtype: str) -> LandscapeBytes:
+    tokens, value_bytes, weights = rows * max_len, DTYPE_BYTES[dtype], model_bytes(arch, dtype)
+    layer = layer_activation_bytes(arch, tokens, "weights", value_bytes)  # a forward frees each layer's values
+    direction = arch.params * 4
+    kept = 2 * direction if direction <= 256 * 2**20 else 0
+    return LandscapeBytes(device=weights + layer + tokens * arch.vocab * NO_GRAD_LOSS, host=weights + kept,
+                          moving=3 * largest_tensor(arch) * 4 + largest_tensor(arch) * value_bytes)
+
+
 @dataclass(frozen=True)
 class Needs:
     """Bytes per GPU of one run at ``gpus`` GPUs."""
@@ -315,3 +392,33 @@ def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float,
                                                           if fewest > gpus_per_node else ""))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+ANSWER_TOKENS = 96  # the longest answers cofi generates (instruction following's); references set the others'
+
+
+def analysis_table(experiment, arch: Architecture, gpu_memory_gib: float):
+    """The jobs beside training, each on one GPU at the config's batch sizes: GiB on the device (and on the host
+    where it holds more than a few tensors), and whether they fit."""
+    import pandas as pd
+
+    dtype, length = experiment.model.dtype, experiment.prompt.max_len
+    importance = experiment.importance
+    rows = importance.get("micro_batch_size") or importance["batch_size"]
+    scape = landscape_bytes(arch, experiment.landscape["batch_size"], length, dtype)
+    batch = experiment.evaluation["batch_size"]
+    jobs = [
+        ("importance", f"{rows} inputs", importance_bytes(arch, rows, length, dtype,
+                                                          experiment.compute.gradient_checkpointing), None),
+        ("landscape", f"{experiment.landscape['batch_size']} examples", scape.device, scape.host + scape.moving),
+        ("evaluation: generation", f"{batch} prompts", generation_bytes(arch, batch, length, ANSWER_TOKENS, dtype), None),
+        ("evaluation: multiple choice", f"{batch} prompts", choice_bytes(arch, batch, length, dtype), None),
+        ("Wise-FT", "-", 0, min(5 * GIB, model_bytes(arch, dtype)) + 2 * largest_tensor(arch) * 4),
+    ]
+    rows_out = []
+    for job, size, device, host in jobs:
+        planned = device + (int(CUDA_OVERHEAD_GIB * GIB) if device else 0)
+        rows_out.append({"job": job, "batch": size, "GPU GiB": f"{planned / GIB:.1f}" if device else "no GPU",
+                         "host GiB": f"{host / GIB:.1f}" if host is not None else "-",
+                         "fits one GPU": ("yes" if planned <= gpu_memory_gib * GIB else "no") if device else "-"})
+    return pd.DataFrame(rows_out)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, snakemake_environment
-from cofi.cluster import (ClusterError, SETUP_MINUTES, check_described, model_gpus, training_request)
+from cofi.cluster import SETUP_MINUTES, ClusterError, check_described, model_gpus, training_request
 from cofi.config import checked_experiment
 from cofi.plan import PRESETS, Architecture
 from cofi.settings import ClusterSettings
@@ -96,12 +96,18 @@ def test_a_run_that_cannot_fit_is_refused_naming_the_run_and_the_key():
         requests(example_config(**A100_NODE, node_memory_gib=32), "llama2-7b")
 
 
-def test_evaluation_spreads_a_model_over_as_many_of_a_node_gpus_as_its_weights_need():
-    site = ClusterSettings(**A100_NODE)
-    assert model_gpus(site, Architecture.load("llama2-7b"), "bfloat16", spreads=True) == 1
-    assert model_gpus(site, Architecture.load("llama1-33b"), "bfloat16", spreads=True) == 1
-    assert model_gpus(site, Architecture.load("llama1-33b"), "float32", spreads=True) == 2
-    assert model_gpus(site, Architecture.load("llama1-33b"), "float32", spreads=False) == 1
+def test_evaluation_spreads_a_model_over_as_many_of_a_node_gpus_as_its_batch_needs():
+    """At the 7B example's evaluation batch (32 prompts of 1024 tokens, answers of 96): a 33B model in bf16 plans
+    115 GiB for generation, so it takes two GPUs; in float32, four; a 7B model one. Other GPU jobs take one."""
+    def gpus(dtype, preset, spreads=True):
+        config = example_config(**A100_NODE)
+        config["model"]["dtype"] = dtype
+        return model_gpus(experiment_of(config), Architecture.load(preset), spreads)
+
+    assert gpus("bfloat16", "llama2-7b") == 1
+    assert gpus("bfloat16", "llama1-33b") == 2
+    assert gpus("float32", "llama1-33b") == 4
+    assert gpus("float32", "llama1-33b", spreads=False) == 1
 
 
 def test_a_site_layer_cluster_block_reaches_the_config_as_numbers():

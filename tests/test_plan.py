@@ -192,3 +192,46 @@ def test_the_plan_is_within_15_percent_of_the_peak_a_sharded_step_holds(probed, 
               params={k: v for k, v in params.items() if k != "sam_rho"})
     planned = needs(arch, run, {}, 2, 64, "float32", "fp32").total(False) - int(CUDA_OVERHEAD_GIB * GIB)
     assert planned == pytest.approx(probed[case], rel=0.15), (planned, probed[case])
+
+
+ANALYSIS_ARCH = {"vocab": 40000, "layers": 3, "hidden": 96, "intermediate": 256, "heads": 4}  # not the fitted shape
+
+
+@pytest.mark.parametrize("job", ["importance", "importance, checkpointed", "landscape", "choice", "generation"])
+def test_the_analysis_jobs_plan_is_within_15_percent_of_what_they_hold(job):
+    """One process, a float32 model of another shape than the one the loss-path constants were measured on: the peak
+    torch's MemTracker measures over each job's work against the plan's figure."""
+    import torch
+
+    from cofi.importance import accumulate_importance
+    from cofi.landscape import batch_loss, landscape
+    from cofi.modeling import build_llama, llama_config
+    from cofi.plan import choice_bytes, generation_bytes, importance_bytes, landscape_bytes
+    from plan_probe import StepPeak
+
+    length, rows = 48, 6
+    arch = Architecture.from_config(llama_config(ANALYSIS_ARCH["vocab"], {**ANALYSIS_ARCH, "max_len": 128}).to_dict())
+    model = build_llama(ANALYSIS_ARCH["vocab"], {**ANALYSIS_ARCH, "max_len": 128}, seed=0)
+    ids = torch.randint(4, ANALYSIS_ARCH["vocab"], (rows, length), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    prompt = ids[:, :32]
+    work = {
+        "importance": (lambda: accumulate_importance(model, [batch], 0.01, seed=0),
+                       importance_bytes(arch, rows, length, "float32", False)),
+        "importance, checkpointed": (lambda: accumulate_importance(model, [batch], 0.01, seed=0, checkpointing=True),
+                                     importance_bytes(arch, rows, length, "float32", True)),
+        "landscape": (lambda: landscape(model.eval(), {"task": batch_loss(batch)}, 0.5, 3, 3, 0.25, direction_seed=0),
+                      landscape_bytes(arch, rows, length, "float32").one_memory(arch.params * 4)),
+        "choice": (lambda: torch.log_softmax(model.eval()(input_ids=ids, attention_mask=batch["attention_mask"]).logits.float(), -1),
+                   choice_bytes(arch, rows, length, "float32")),
+        "generation": (lambda: model.eval().generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=16,
+                                                     do_sample=False, pad_token_id=0, eos_token_id=None),
+                       generation_bytes(arch, rows, 32, 16, "float32")),
+    }
+    run, planned = work[job]
+    tracker = StepPeak()
+    tracker.track_external(model, ids, prompt)
+    with tracker, torch.set_grad_enabled(job.startswith("importance")):
+        run()
+    measured = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
+    assert planned == pytest.approx(measured, rel=0.15), (planned, measured)
