@@ -17,8 +17,8 @@ spent is recorded as skipped):
 8. ``generation``: greedy generation by the fine-tuned 1.1B model: new tokens per second;
 9. ``landscape``: the landscape job on the smallest grid (3 points, 3 × 3): seconds per point.
 
-``--smoke`` runs the same steps on the CPU with tiny shapes (``tests/test_gpu_validate.py``), so the script cannot rot
-between the times a GPU is available. Peak memory is CUDA's allocator's (``max_memory_allocated``); on the CPU it is
+``--smoke`` runs the same steps on the CPU with tiny shapes, each job's command line in this process
+(``tests/test_gpu_validate.py``), so the script cannot rot between the times a GPU is available. Peak memory is CUDA's allocator's (``max_memory_allocated``); on the CPU it is
 not measured.
 """
 
@@ -77,6 +77,18 @@ class Context:
             self.torch.cuda.synchronize()
 
 
+def _job(ctx: Context, args: list[str]) -> None:
+    """A cofi job: its own process on the GPU, as the workflow runs it; in smoke mode in this process (the same
+    command line, without a fresh interpreter for each of the eight jobs)."""
+    if ctx.smoke:
+        from cofi.cli import main
+
+        if main(args) != 0:
+            raise RuntimeError(f"cofi {args[0]} failed")
+        return
+    subprocess.run([sys.executable, "-m", "cofi", *args], check=True, capture_output=True, text=True)
+
+
 def _run_spec(name: str, entry: dict, steps: int, batch: int, module_groups: dict, lr: float):
     from cofi.experiment import make_run
 
@@ -90,14 +102,14 @@ def _finetune(ctx: Context, model: Path, run, out: Path, warmup: int, inputs: di
     import pandas as pd
 
     compute = {"precision": ctx.precision}
-    command = [sys.executable, "-m", "cofi", "finetune", "--model", str(model), "--run-spec", json.dumps(run.spec()),
+    command = ["finetune", "--model", str(model), "--run-spec", json.dumps(run.spec()),
                "--train", str(ctx.made["train"]), "--seed", "0", "--prompt", json.dumps(ctx.prompt),
                "--compute", json.dumps(compute), "--dtype", ctx.dtype, "--device", ctx.device,
                "--out", str(out / "model"), "--curve", str(out / "loss.csv")]
     for name, path in (inputs or {}).items():
         command += ["--input", f"{name}={path}"]
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    _job(ctx, command)
     job_s = time.perf_counter() - started
     curve = pd.read_csv(out / "loss.csv")
     timed = curve[curve["step"] > warmup]
@@ -273,10 +285,10 @@ def step_methods(ctx: Context) -> dict:
     groups = {"mha": ["q_proj", "k_proj", "v_proj"], "ffn": ["up_proj", "down_proj"]}
     importance = ctx.work / "importance.safetensors"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cofi", "importance", "--model", str(ctx.made["slice"]), "--data",
+    _job(ctx, ["importance", "--model", str(ctx.made["slice"]), "--data",
                     str(ctx.made["train"]), "--options", json.dumps({"dropout": 0.003, "batches": 1, "batch_size": size["batch"], "signed": False, "seed": 0}),
                     "--prompt", json.dumps(ctx.prompt), "--dtype", ctx.dtype, "--device", ctx.device, "--out",
-                    str(importance), "--plot", str(ctx.work / "importance.png")], check=True, capture_output=True, text=True)
+                    str(importance), "--plot", str(ctx.work / "importance.png")])
     found = {"importance_one_batch_job_s": time.perf_counter() - started}
     entries = {"full": {"method": "full"},
                "region_softmask": {"method": "cofitune", "range": [0.25, 0.75], "modules": ["mha", "ffn"],
@@ -350,12 +362,11 @@ def step_landscape(ctx: Context) -> dict:
     options = {"span": 0.5, "points_1d": 3, "points_2d": 3, "radius": 0.25, "batch_size": ctx.size["batch"],
                "direction_seed": 0, "data_seed": 0}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cofi", "landscape", "--model", str(ctx.made.get("tuned") or ctx.made["model"]),
+    _job(ctx, ["landscape", "--model", str(ctx.made.get("tuned") or ctx.made["model"]),
                     "--task-data", str(ctx.made["train"]), "--vers-suites", json.dumps(vers), "--options",
                     json.dumps(options), "--labels", json.dumps({"run": "full", "task": "random", "seed": 0}),
                     "--prompt", json.dumps(ctx.prompt), "--dtype", ctx.dtype, "--device", ctx.device,
-                    "--out", str(ctx.work / "landscape.json"), "--plot", str(ctx.work / "landscape")],
-                   check=True, capture_output=True, text=True)
+                    "--out", str(ctx.work / "landscape.json"), "--plot", str(ctx.work / "landscape")])
     seconds = time.perf_counter() - started
     points = options["points_1d"] + options["points_2d"] ** 2
     return {"job_s": seconds, "points": points, "s_per_point_upper_bound": seconds / points}
