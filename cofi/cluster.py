@@ -26,6 +26,9 @@ ASSUMED_MFU = 0.25
 RUNTIME_MARGIN = 2.0
 SETUP_MINUTES = 30  # start-up, loading the weights, the final save, checkpoints
 HOST_GIB_PER_PROCESS = 8  # torch, CUDA's host side, the tokenized data and the tokenizer of one process
+# Every key a training request may hold (a rule declares them all; a job's request leaves out what it does not need).
+REQUEST_KEYS = ("gpu", "gpu_model", "cpus_per_gpu", "nodes", "tasks_per_node", "tasks", "gres", "cpus_per_task", "mpi",
+                "mem_mb", "runtime")
 
 
 class ClusterError(InputError):

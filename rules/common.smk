@@ -63,7 +63,6 @@ GENERATION_JSON = as_json(EXP.evaluation["generation"])
 
 # The model's architecture, for the plan; read only where the site describes GPUs.
 ARCHITECTURE = Architecture.of(EXP) if EXP.cluster.has_gpus else None
-TRAINING_KEYS = ("gpu", "gpu_model", "cpus_per_gpu", "nodes", "tasks_per_node", "tasks", "gres", "cpus_per_task", "mpi")
 
 
 @functools.cache
@@ -77,11 +76,11 @@ def training_resources(mem_mb, runtime):
     if not EXP.cluster.has_gpus:
         return {"mem_mb": mem_mb, "runtime": runtime}
     return {key: lambda w, attempt, key=key: training_request(w.run, attempt).get(key)
-            for key in (*TRAINING_KEYS, "mem_mb", "runtime")}
+            for key in cofi.cluster.REQUEST_KEYS}
 
 
 def model_resources(spreads=False):
-    """The GPU keys of a job that loads the whole model (the profile adds its CPUs, memory and runtime)."""
+    """The GPU keys of a job that loads the whole model (the profile adds its memory and runtime)."""
     return cofi.cluster.model_request(EXP, ARCHITECTURE, spreads) if EXP.cluster.has_gpus else {}
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, snakemake_environment
-from cofi.cluster import SETUP_MINUTES, ClusterError, check_described, model_gpus, training_request
+from cofi.cluster import REQUEST_KEYS, SETUP_MINUTES, ClusterError, check_described, model_gpus, training_request
 from cofi.config import checked_experiment
 from cofi.plan import PRESETS, Architecture
 from cofi.settings import ClusterSettings
@@ -201,3 +201,10 @@ def test_a_run_on_slurm_without_a_cluster_description_stops_before_any_submissio
     assert done.returncode != 0
     assert "cofi: config key cluster.gpus_per_node: the workflow runs on SLURM" in done.stderr
     assert "submitted with SLURM jobid" not in done.stdout + done.stderr
+
+
+def test_every_key_a_request_holds_is_one_the_rule_declares():
+    asked = [*requests(example_config(**A100_NODE), "llama2-7b").values(),
+             *requests(example_config(**A100_NODE), "llama1-33b").values(),
+             *requests(example_config(**{**A100_NODE, "gpus_per_node": 1}), "llama2-7b").values()]
+    assert set().union(*asked) <= set(REQUEST_KEYS)
