@@ -3,7 +3,7 @@
 The site layer describes a GPU and a node once (config key ``cluster``); a training job's request follows from
 cofi's plan for its run (:mod:`cofi.plan`), so a LoRA run asks for one GPU where Full SFT asks for two, and a run
 that needs more GPUs than a node has spans nodes, one srun task per GPU. Jobs that load one whole model ask for one
-GPU, or as many of a node's as an evaluation batch needs by the plan. Keys are Snakemake resources as the SLURM
+GPU, or as many of a node's as an evaluation batch or the sharded importance needs by the plan. Keys are Snakemake resources as the SLURM
 executor plugin reads them (``gpu``, ``gpu_model``, ``nodes``, ``tasks_per_node``, ``gres``, ``mpi``, ``mem_mb``,
 ``runtime`` in minutes); a key a job does not need is absent.
 """
@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 
 from cofi.errors import InputError
-from cofi.plan import ANSWER_TOKENS, CUDA_OVERHEAD_GIB, DTYPE_BYTES, GIB, Architecture, evaluation_bytes, smallest_fit
+from cofi.plan import (ANSWER_TOKENS, CUDA_OVERHEAD_GIB, DTYPE_BYTES, GIB, Architecture, evaluation_bytes,
+                       importance_bytes, smallest_fit)
 
 # Dense bf16 peak TFLOP/s from the vendors' data sheets, for runtimes where cluster.gpu_tflops is null.
 PEAK_TFLOPS = {"a100": 312, "h100": 989, "h200": 989, "b200": 2250, "l40s": 362, "l40": 181, "a6000": 155,
@@ -114,24 +115,33 @@ def training_request(experiment, arch: Architecture, run, attempt: int = 1) -> d
     return {**request, "mem_mb": math.ceil(host / 2**20), "runtime": (SETUP_MINUTES + math.ceil(seconds / 60)) * attempt}
 
 
-def model_gpus(experiment, arch: Architecture, spreads: bool) -> int:
-    """GPUs for a job that loads the whole model: one, or where it ``spreads`` the weights (evaluation) as many of a
-    node's as its batch needs by the plan (a batch that still does not fit is halved by the job itself)."""
-    if not spreads:
+def model_gpus(experiment, arch: Architecture, job: str) -> int:
+    """GPUs for a job that loads the whole model: one; for ``job`` "evaluation" as many of a node's as its batch needs
+    by the plan (it spreads the weights over them; a batch that still does not fit is halved by the job itself); for
+    "importance" as many as its shards and parts need (each GPU runs batch / GPUs inputs at a time, or
+    importance.micro_batch_size)."""
+    site, dtype, length = experiment.cluster, experiment.model.dtype, experiment.prompt.max_len
+    room = lambda gpus: site.gpu_memory_gib * GIB - CUDA_OVERHEAD_GIB * GIB  # noqa: E731
+    if job == "evaluation":
+        needed = evaluation_bytes(arch, experiment.evaluation["batch_size"], length, ANSWER_TOKENS, dtype)
+        fits = lambda gpus: needed / gpus <= room(gpus)  # noqa: E731
+    elif job == "importance":
+        options = experiment.importance
+        fits = lambda gpus: importance_bytes(  # noqa: E731
+            arch, options.get("micro_batch_size") or -(-options["batch_size"] // gpus), length, dtype,
+            experiment.compute.gradient_checkpointing, gpus) <= room(gpus)
+    else:
         return 1
-    site = experiment.cluster
-    needed = evaluation_bytes(arch, experiment.evaluation["batch_size"], experiment.prompt.max_len, ANSWER_TOKENS,
-                              experiment.model.dtype)
     gpus = 1
-    while gpus < site.gpus_per_node and needed / gpus + CUDA_OVERHEAD_GIB * GIB > site.gpu_memory_gib * GIB:
+    while gpus < site.gpus_per_node and not fits(gpus):
         gpus *= 2
     return min(gpus, site.gpus_per_node)
 
 
-def model_request(experiment, arch: Architecture, spreads: bool) -> dict:
+def model_request(experiment, arch: Architecture, job: str) -> dict:
     """The GPU keys of a job that loads the whole model (the profile gives its host memory and runtime)."""
     site = experiment.cluster
-    request = {"gpu": model_gpus(experiment, arch, spreads), "cpus_per_gpu": site.cpus_per_gpu}
+    request = {"gpu": model_gpus(experiment, arch, job), "cpus_per_gpu": site.cpus_per_gpu}
     if site.gpu_model:
         request["gpu_model"] = site.gpu_model
     return request

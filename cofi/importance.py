@@ -117,15 +117,26 @@ def virtual_masks(model, dropout: float):
             attention.attention_dropout = value
 
 
+def part_seed(seed: int, batch: int, part: int) -> int:
+    """The dropout seed of one part of one batch: the same wherever that part runs (any process, any micro-batch)."""
+    return seed + 1_000_003 * (batch + 1) + part
+
+
 def accumulate_importance(model, batches, dropout: float, signed: bool = False, seed: int = 0,
-                          micro_batch_size: int | None = None, checkpointing: bool = False) -> dict[str, torch.Tensor]:
+                          micro_batch_size: int | None = None, checkpointing: bool = False,
+                          process: int = 0, processes: int = 1, reduce=None) -> dict[str, torch.Tensor]:
     """Raw importance per unit kind, shape [layers, units]: accumulated mask gradients / token count.
 
     ``batches`` yield ``input_ids`` and ``attention_mask`` (unlabeled text; no labels are used).
     The model's own parameters are frozen meanwhile (only the masks need gradients). For large models:
     ``micro_batch_size`` runs each batch in parts of that many rows (their mask gradients summed before the
-    batch's absolute value is taken; the dropout draws differ from the whole batch's), and ``checkpointing``
-    recomputes each layer's activations in the backward (the same dropout draws: the RNG state is replayed).
+    batch's absolute value is taken), and ``checkpointing`` recomputes each layer's activations in the backward
+    (the same dropout draws: the RNG state is replayed). Sharded over ``processes`` (FSDP2), this one runs the parts
+    ``process``, ``process + processes``, … of each batch (parts of ``micro_batch_size`` rows, else of
+    batch_size / processes) and ``reduce`` sums a tensor over the processes: the mask gradients of each batch before
+    their absolute value, and the token count. A batch run in parts draws each part's dropout from its own seed
+    (:func:`part_seed`), so the parts give the same importance whichever process runs them; a whole batch draws
+    from one stream started at ``seed``.
     """
     torch.manual_seed(seed)
     was_training = model.training
@@ -141,11 +152,18 @@ def accumulate_importance(model, batches, dropout: float, signed: bool = False, 
         enable_gradient_checkpointing(model)
     try:
         with virtual_masks(model, dropout) as masks:
-            for batch in batches:
+            for index, batch in enumerate(batches):
                 device = next(model.parameters()).device
                 rows = len(batch["input_ids"])
-                step = micro_batch_size or max(rows, 1)
-                for start in range(0, rows, step):
+                step = micro_batch_size or (-(-rows // processes) if processes > 1 else max(rows, 1))
+                starts = list(range(0, rows, step))
+                if len(starts) % processes:
+                    raise ValueError(f"importance: a batch of {rows} inputs in parts of {step} does not split evenly "
+                                     f"over {processes} processes (set batch_size or micro_batch_size so that it does)")
+                for part in range(process, len(starts), processes):
+                    start = starts[part]
+                    if len(starts) > 1:
+                        torch.manual_seed(part_seed(seed, index, part))
                     inputs = {key: batch[key][start : start + step].to(device) for key in ("input_ids", "attention_mask")}
                     first = F.log_softmax(model(**inputs).logits.float(), dim=-1)
                     second = F.log_softmax(model(**inputs).logits.float(), dim=-1)
@@ -156,13 +174,16 @@ def accumulate_importance(model, batches, dropout: float, signed: bool = False, 
                     loss.backward()  # the masks' gradients add up over the batch's parts
                     tokens += int(real.sum())
                 for kind, mask in masks.items():
-                    grad = mask.grad.detach().double().cpu()
+                    grad = mask.grad.detach() if mask.grad is not None else torch.zeros_like(mask)
+                    grad = (reduce(grad.double()) if reduce else grad.double()).cpu()
                     total[kind] += grad if signed else grad.abs()
                     mask.grad = None
     finally:
         for parameter, flag in requires:
             parameter.requires_grad_(flag)
         model.train(was_training)
+    if reduce:
+        tokens = int(reduce(torch.tensor(tokens, dtype=torch.float64, device=next(model.parameters()).device)).item())
     if tokens == 0:
         raise ValueError("importance: the batches hold no tokens")
     return {kind: (value / tokens).float() for kind, value in total.items()}

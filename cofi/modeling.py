@@ -181,6 +181,14 @@ def load_model(path: str | Path, trust_remote_code: bool = False, dtype: str = "
     return model, tokenizer
 
 
+def skeleton(path: str | Path, dtype: torch.dtype, trust_remote_code: bool = False):
+    """The model of ``path`` without weights (meta device): what a sharded job's processes build before their shards
+    are filled (:func:`cofi.sharding.broadcast_full_state`)."""
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code, dtype=dtype)
+
+
 def spreads(model_bytes: int, free_gpu_bytes: int, gpus: int, room: float = 0.8) -> bool:
     """Whether inference spreads the model over the GPUs: it would take more than ``room`` of one GPU's free memory
     (the rest is for activations and the generation cache), and there is more than one."""

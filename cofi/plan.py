@@ -164,12 +164,16 @@ def model_bytes(arch: Architecture, dtype: str) -> int:
     return arch.params * DTYPE_BYTES[dtype]
 
 
-def importance_bytes(arch: Architecture, rows: int, max_len: int, dtype: str, checkpointing: bool) -> int:
-    """The importance job's device memory: the weights as loaded and one part of a batch (``rows`` inputs:
-    importance.micro_batch_size, else batch_size) through its two forward passes and the backward to the masks."""
+def importance_bytes(arch: Architecture, rows: int, max_len: int, dtype: str, checkpointing: bool,
+                     gpus: int = 1) -> int:
+    """The importance job's memory per GPU: the weights as loaded (over ``gpus``: their shards, two layers and the root
+    gathered) and one part of a batch (``rows`` inputs) through its two forward passes and the backward to the
+    masks."""
     tokens, value_bytes = rows * max_len, DTYPE_BYTES[dtype]
     passes = 2 * activation_bytes(arch, tokens, "weights", value_bytes, checkpointing)
-    return model_bytes(arch, dtype) + passes + tokens * arch.vocab * IMPORTANCE_TRANSIENT
+    weights = model_bytes(arch, dtype) if gpus == 1 else math.ceil(model_bytes(arch, dtype) / gpus) \
+        + 2 * arch.layer_params * value_bytes + root_unit_bytes(arch, value_bytes)
+    return weights + passes + tokens * arch.vocab * IMPORTANCE_TRANSIENT
 
 
 def kv_cache_bytes(arch: Architecture, rows: int, length: int, dtype: str) -> int:

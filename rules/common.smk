@@ -79,9 +79,10 @@ def training_resources(mem_mb, runtime):
             for key in cofi.cluster.REQUEST_KEYS}
 
 
-def model_resources(spreads=False):
-    """The GPU keys of a job that loads the whole model (the profile adds its memory and runtime)."""
-    return cofi.cluster.model_request(EXP, ARCHITECTURE, spreads) if EXP.cluster.has_gpus else {}
+def model_resources(job="single"):
+    """The GPU keys of a job that loads the whole model: "evaluation" and "importance" ask for the GPUs the plan
+    gives them (the profile adds the memory and runtime)."""
+    return cofi.cluster.model_request(EXP, ARCHITECTURE, job) if EXP.cluster.has_gpus else {}
 
 
 # --- finetune.smk's input functions --------------------------------------------
@@ -134,6 +135,12 @@ def launcher(w, resources):
         return " ".join([*(shlex.quote(part) for part in shlex.split(str(resources.mpi))), *geometry, "python"])
     processes = max(int(resources.get("gpu", 0) or 0), int(resources.get("processes", 0) or 0))
     return f"torchrun --standalone --nproc-per-node {processes}" if processes > 1 else "python"
+
+
+# Importance shards over several GPUs where the site describes them (torchrun or srun, as a finetune job); elsewhere
+# its rule keeps the parameters and command line it had, so finished estimates are not redone.
+IMPORTANCE_LAUNCHER = {"launcher": launcher} if EXP.cluster.has_gpus else {}
+IMPORTANCE_PYTHON = "{params.launcher}" if EXP.cluster.has_gpus else "python"
 
 
 # --- evaluate.smk's input functions --------------------------------------------

@@ -37,7 +37,7 @@ rule evaluate_base:
     resources:
         mem_mb=4000,
         runtime=60,
-        **model_resources(spreads=True),
+        **model_resources("evaluation"),
     shell:
         EVALUATE_CMD
 
@@ -77,7 +77,7 @@ for name, splits in (("evaluate_run", ("test",)), ("evaluate_sweep", SPLITS)):
         resources:
             mem_mb=4000,
             runtime=60 * len(EXP.seeds) * len(splits),
-            **model_resources(spreads=True),
+            **model_resources("evaluation"),
         shell:
             EVALUATE_CMD
 
@@ -107,6 +107,6 @@ rule evaluate_model:
     resources:
         mem_mb=4000,
         runtime=60,
-        **model_resources(spreads=True),
+        **model_resources("evaluation"),
     shell:
         EVALUATE_CMD

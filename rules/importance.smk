@@ -13,6 +13,7 @@ rule importance:
         options=lambda w: as_json(EXP.importance_options()),
         prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
         model_args=MODEL_ARGS,
+        **IMPORTANCE_LAUNCHER,
     log:
         log_file("importance", "{source}"),
     benchmark:
@@ -23,8 +24,8 @@ rule importance:
     resources:
         mem_mb=4000,
         runtime=30,
-        **model_resources(),
+        **model_resources("importance"),
     shell:
-        "python -m cofi importance --model {input.model:q} --data {input.data:q} --options {params.options:q} "
+        IMPORTANCE_PYTHON + " -m cofi importance --model {input.model:q} --data {input.data:q} --options {params.options:q} "
         "--prompt {params.prompt:q} {params.model_args} --threads {threads} "
         "--out {output.tensors:q} --plot {output.plot:q} > {log:q} 2>&1"

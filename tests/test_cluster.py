@@ -96,18 +96,20 @@ def test_a_run_that_cannot_fit_is_refused_naming_the_run_and_the_key():
         requests(example_config(**A100_NODE, node_memory_gib=32), "llama2-7b")
 
 
-def test_evaluation_spreads_a_model_over_as_many_of_a_node_gpus_as_its_batch_needs():
-    """At the 7B example's evaluation batch (32 prompts of 1024 tokens, answers of 96): a 33B model in bf16 plans
-    115 GiB for generation, so it takes two GPUs; in float32, four; a 7B model one. Other GPU jobs take one."""
-    def gpus(dtype, preset, spreads=True):
+def test_evaluation_and_importance_take_as_many_of_a_node_gpus_as_the_plan_needs():
+    """At the 7B example's batches (evaluation: 32 prompts of 1024 tokens, answers of 96; importance: 32 inputs,
+    checkpointed): a 33B model in bf16 plans 115 GiB for generation, so it takes two GPUs, in float32 four, a 7B
+    model one; importance shards a 13B model over two GPUs and a 33B one over four. Other GPU jobs take one."""
+    def gpus(dtype, preset, job):
         config = example_config(**A100_NODE)
         config["model"]["dtype"] = dtype
-        return model_gpus(experiment_of(config), Architecture.load(preset), spreads)
+        return model_gpus(experiment_of(config), Architecture.load(preset), job)
 
-    assert gpus("bfloat16", "llama2-7b") == 1
-    assert gpus("bfloat16", "llama1-33b") == 2
-    assert gpus("float32", "llama1-33b") == 4
-    assert gpus("float32", "llama1-33b", spreads=False) == 1
+    assert gpus("bfloat16", "llama2-7b", "evaluation") == 1
+    assert gpus("bfloat16", "llama1-33b", "evaluation") == 2
+    assert gpus("float32", "llama1-33b", "evaluation") == 4
+    assert [gpus("bfloat16", preset, "importance") for preset in ("llama2-7b", "llama2-13b", "llama1-33b")] == [1, 2, 4]
+    assert gpus("float32", "llama1-33b", "single") == 1
 
 
 def test_a_site_layer_cluster_block_reaches_the_config_as_numbers():

@@ -101,21 +101,26 @@ def test_importance_of_another_shape_is_refused(tiny_model, tokenizer, batches, 
         load_importance(tmp_path / "junk.safetensors", tiny_model.config)
 
 
-def test_micro_batches_sum_the_parts_of_each_batch_and_checkpointing_changes_nothing(tiny_model, batches):
-    """A batch in parts of 3 rows: its mask gradients are the sum over the parts, so signed importance equals the
-    batches cut into those parts (the same dropout draws, in the same order); gradient checkpointing replays the
-    dropout draws and gives the same importance."""
+def test_parts_of_a_batch_give_the_same_importance_whichever_process_runs_them(tiny_model, batches):
+    """A batch in parts of one row: each part draws its dropout from its own seed, so signed importance (linear in the
+    parts) from two processes that each run every other part, recombined by their token counts, equals one process
+    running every part; parts draw otherwise than the whole batch; gradient checkpointing replays the draws and gives
+    the same importance; parts that do not split evenly over the processes are refused."""
     import copy
 
-    parts = [{key: batch[key][start : start + 3] for key in batch} for batch in batches
-             for start in range(0, len(batch["input_ids"]), 3)]
-    split = accumulate_importance(tiny_model, parts, dropout=0.05, seed=0, signed=True)
-    micro = accumulate_importance(tiny_model, batches, dropout=0.05, seed=0, signed=True, micro_batch_size=3)
-    for kind in split:
-        torch.testing.assert_close(micro[kind], split[kind], rtol=1e-5, atol=1e-9)
+    micro = accumulate_importance(tiny_model, batches, dropout=0.05, seed=0, signed=True, micro_batch_size=1)
+    halves = [accumulate_importance(tiny_model, batches, dropout=0.05, seed=0, signed=True, micro_batch_size=1,
+                                    process=p, processes=2) for p in (0, 1)]
+    tokens = [sum(int(b["attention_mask"][p::2].sum()) for b in batches) for p in (0, 1)]
+    for kind in micro:
+        combined = (halves[0][kind].double() * tokens[0] + halves[1][kind].double() * tokens[1]) / sum(tokens)
+        torch.testing.assert_close(micro[kind].double(), combined, rtol=1e-5, atol=1e-9)
     whole = accumulate_importance(tiny_model, batches, dropout=0.05, seed=0)
     assert not all(torch.allclose(whole[k], accumulate_importance(tiny_model, batches, dropout=0.05, seed=0,
-                                                                    micro_batch_size=3)[k]) for k in whole)
+                                                                    micro_batch_size=1)[k]) for k in whole)
     checkpointed = accumulate_importance(copy.deepcopy(tiny_model), batches, dropout=0.05, seed=0, checkpointing=True)
     for kind in whole:
         torch.testing.assert_close(checkpointed[kind], whole[kind], rtol=1e-5, atol=1e-9)
+    five = [{key: value[:5] for key, value in batches[0].items()}]
+    with pytest.raises(ValueError, match="a batch of 5 inputs in parts of 2 does not split evenly over 2 processes"):
+        accumulate_importance(tiny_model, five, dropout=0.05, seed=0, micro_batch_size=2, process=0, processes=2)

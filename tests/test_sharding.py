@@ -216,6 +216,32 @@ def test_half_precision_loads_one_stored_copy_and_keeps_frozen_weights_in_the_co
     assert {tensor.dtype for tensor in saved.values()} == {torch.bfloat16}  # written back in the stored dtype
 
 
+@pytest.mark.parametrize("processes", [2, 3])
+def test_sharded_importance_gives_one_process_importance(files, processes):
+    """The importance job over 2 and 3 processes (FSDP2, gloo, float64; each runs its parts of every batch) writes
+    the importance one process writes from the same parts (micro_batch_size = batch / processes), up to the float32
+    the file keeps (the sums run in another order)."""
+    prompt = {"template": TEMPLATE, "mask_prompt": True, "max_len": 32}
+    options = {"dropout": 0.1, "batches": 2, "batch_size": 6, "signed": False, "seed": 0}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    written = {}
+    for count in (1, processes):
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={count}"] \
+            if count > 1 else [sys.executable]
+        given = options if count > 1 else {**options, "micro_batch_size": 6 // processes}
+        out = files / f"importance-{processes}-{count}.safetensors"
+        done = subprocess.run([*launcher, "-m", "cofi", "importance", "--model", str(files / "base"), "--data",
+                               str(files / "train.jsonl"), "--options", json.dumps(given), "--prompt", json.dumps(prompt),
+                               "--device", "cpu", "--dtype", "float64", "--out", str(out), "--plot",
+                               str(out.with_suffix(".png"))], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        written[count] = load_file(out)
+    assert written[1].keys() == written[processes].keys()
+    for kind, values in written[1].items():
+        torch.testing.assert_close(written[processes][kind], values, rtol=1e-5, atol=1e-6)
+        assert values.abs().sum() > 0
+
+
 def test_srun_tasks_become_torch_distributed_ranks():
     """Two nodes of four tasks each (srun, one task per GPU): the variables of the sixth task."""
     from cofi.distributed import from_slurm

@@ -25,27 +25,62 @@ class ImportanceJob:
 
 
 def importance(job: ImportanceJob) -> None:
+    """Unit importance of the job's model, written with its heatmap. Under ``torchrun`` (or srun tasks) with several
+    processes the model is sharded with FSDP2 like a training job's (process 0 reads the weights once), each process
+    runs its parts of every batch, and the mask gradients are summed over the processes before their absolute value
+    (:func:`cofi.importance.accumulate_importance`)."""
+    from cofi import distributed
     from cofi.data import load_records
     from cofi.importance import accumulate_importance, plot_importance, prompt_batches, save_importance
-    from cofi.modeling import load_model
+    from cofi.modeling import load_model, load_tokenizer, resolve_device
     from cofi.prompts import Prompter
     from cofi.settings import to_dict
 
     options = job.options
-    model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
+    distributed.adopt_launcher()
+    device = resolve_device(job.device)
+    distributed.init(device)
+    checkpointing = options.get("gradient_checkpointing", False)
+    if distributed.active():
+        model, tokenizer = _sharded(job, device, checkpointing), load_tokenizer(job.model, job.trust_remote_code)
+        checkpointing = False  # enabled before sharding
+    else:
+        model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)
     batches = prompt_batches(load_records(job.data), Prompter.of(tokenizer, job.prompt), options["batch_size"],
                              options["batches"], job.prompt.max_len, options["seed"])
     started = time.perf_counter()
     raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"],
-                                options.get("micro_batch_size"), options.get("gradient_checkpointing", False))
+                                options.get("micro_batch_size"), checkpointing, process=distributed.rank(),
+                                processes=distributed.world_size(),
+                                reduce=distributed.summed if distributed.active() else None)
     computed = time.perf_counter() - started
-    recorded = {**options, "data": job.data, "model": job.model, "prompt": to_dict(job.prompt)}
-    values = save_importance(job.out, raw, model.config, recorded)
-    plot_importance(values, job.plot, title=f"unit importance from {Path(job.data).name}")
-    job.log(f"importance from {sum(len(b['input_ids']) for b in batches)} inputs in {time.perf_counter() - started:.1f}s; "
-            + ", ".join(f"{k} mean {v.mean():.3f}" for k, v in values.items()))
-    job.log(f"wrote {job.out} and {job.plot}")
-    job.log(compute_line(computed))
+    if distributed.is_main():
+        recorded = {**options, "data": job.data, "model": job.model, "prompt": to_dict(job.prompt)}
+        values = save_importance(job.out, raw, model.config, recorded)
+        plot_importance(values, job.plot, title=f"unit importance from {Path(job.data).name}")
+        job.log(f"importance from {sum(len(b['input_ids']) for b in batches)} inputs in "
+                f"{time.perf_counter() - started:.1f}s" + (f" over {distributed.world_size()} processes"
+                                                           if distributed.active() else "") + "; "
+                + ", ".join(f"{k} mean {v.mean():.3f}" for k, v in values.items()))
+        job.log(f"wrote {job.out} and {job.plot}")
+        job.log(compute_line(computed))
+    distributed.barrier()
+    distributed.finish()
+
+
+def _sharded(job: ImportanceJob, device, checkpointing: bool):
+    """The model as FSDP2 shards in its loaded dtype: every process builds it without weights, process 0 reads them."""
+    from cofi import distributed, sharding
+    from cofi.modeling import DTYPES, load_model, skeleton
+    from cofi.train import enable_gradient_checkpointing
+
+    model = skeleton(job.model, DTYPES[job.dtype], job.trust_remote_code)
+    stored = load_model(job.model, job.trust_remote_code, job.dtype, "cpu")[0] if distributed.is_main() else None
+    if checkpointing:
+        enable_gradient_checkpointing(model)
+    sharding.shard_model(model, distributed.mesh(device, hybrid=False), "fp32")  # no casts: the loaded dtype
+    sharding.broadcast_full_state(model, stored.state_dict() if stored is not None else None, device)
+    return model
 
 
 @dataclass(frozen=True)

@@ -35,16 +35,6 @@ class FinetuneJob:
     log: object = print
 
 
-def _skeleton(path: str, dtype, trust_remote_code: bool):
-    """The model of ``path`` without weights (meta device): what a process that does not read them holds."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code, dtype=dtype)
-
-
 def _hybrid(job: FinetuneJob, run: Run, device, log) -> bool:
     """``compute.sharding`` for this job across nodes: hybrid or flat as set; auto asks the plan whether the run fits
     one node's GPUs (on CPUs, which have no such limit here, hybrid)."""
@@ -73,7 +63,7 @@ def finetune(job: FinetuneJob) -> dict:
     from cofi.data import load_records
     from cofi.io import write_json
     from cofi.methods import METHODS, Inputs
-    from cofi.modeling import DTYPES, load_model, load_tokenizer, resolve_device, save_model
+    from cofi.modeling import DTYPES, load_model, load_tokenizer, resolve_device, save_model, skeleton
     from cofi.prompts import Prompter
     from cofi.sam import SAM
     from cofi.weights import save_beside_weights
@@ -92,7 +82,7 @@ def finetune(job: FinetuneJob) -> dict:
     load = lambda path: load_model(path, job.trust_remote_code, job.dtype, str(device))  # noqa: E731
     stored = None
     if sharded:  # every process builds the model without weights; process 0 also reads them, once, on the CPU
-        model, tokenizer = _skeleton(job.model, dtype, job.trust_remote_code), load_tokenizer(job.model, job.trust_remote_code)
+        model, tokenizer = skeleton(job.model, dtype, job.trust_remote_code), load_tokenizer(job.model, job.trust_remote_code)
         if main:
             stored, _ = load_model(job.model, job.trust_remote_code, job.dtype, "cpu")
     elif method.trains:
@@ -197,8 +187,9 @@ def _gathered(job: FinetuneJob, method, run: Run, inputs, sharded_model, dtype):
     full = sharding.gather_full_state(sharded_model)  # every process takes part; process 0 receives
     if not distributed.is_main():
         return None, None
-    skeleton = _skeleton(job.model, sharding.master_dtype(dtype), job.trust_remote_code)
-    setup = method.setup(skeleton, run, _quiet(inputs))
+    from cofi.modeling import skeleton
+
+    setup = method.setup(skeleton(job.model, sharding.master_dtype(dtype), job.trust_remote_code), run, _quiet(inputs))
     setup.model.load_state_dict(full, assign=True)
     sharding.restore_non_persistent_buffers(setup.model, torch.device("cpu"))
     return setup.model.to(dtype), setup
