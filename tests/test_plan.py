@@ -156,7 +156,10 @@ def test_hybrid_sharding_never_holds_less_than_one_nodes_share_and_flat_does():
 
 PROBE_ARCH = {"vocab": 32000, "layers": 2, "hidden": 64, "intermediate": 128, "heads": 4}
 PROBED = {"full": ("full", {}, {}), "full, 2 micro-batches": ("full", {}, {"grad_accum": 2}),
-          "l2": ("l2", {"lambda": 0.1}, {}),  # (SAM's copy of the weights is planned as L2's start is)
+          "l2": ("l2", {"lambda": 0.1}, {}),
+          "sam": ("full", {"sam_rho": 0.05}, {}),
+          "region": ("region", {"range": ["1/2", "1"], "modules": ["ffn"],
+                                "groups": {"mha": ["q_proj", "k_proj", "v_proj"], "ffn": ["up_proj", "down_proj"]}}, {}),
           "lora": ("lora", {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "range": None}, {})}
 
 
@@ -190,7 +193,7 @@ def test_the_plan_is_within_15_percent_of_the_peak_a_sharded_step_holds(probed, 
     arch = Architecture.from_config(llama_config(PROBE_ARCH["vocab"], {**PROBE_ARCH, "max_len": 64}).to_dict())
     run = Run(name=case, method=method, train=TrainSettings(batch_size=4, **train_extra), sam_rho=params.get("sam_rho"),
               params={k: v for k, v in params.items() if k != "sam_rho"})
-    planned = needs(arch, run, {}, 2, 64, "float32", "fp32").total(False) - int(CUDA_OVERHEAD_GIB * GIB)
+    planned = needs(arch, run, params.get("groups", {}), 2, 64, "float32", "fp32").total(False) - int(CUDA_OVERHEAD_GIB * GIB)
     assert planned == pytest.approx(probed[case], rel=0.15), (planned, probed[case])
 
 
