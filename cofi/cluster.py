@@ -3,9 +3,9 @@
 The site layer describes a GPU and a node once (config key ``cluster``); a training job's request follows from
 cofi's plan for its run (:mod:`cofi.plan`), so a LoRA run asks for one GPU where Full SFT asks for two, and a run
 that needs more GPUs than a node has spans nodes, one srun task per GPU. Jobs that load one whole model ask for one
-GPU, or as many of a node's as an evaluation batch or the sharded importance needs by the plan. Keys are Snakemake resources as the SLURM
-executor plugin reads them (``gpu``, ``gpu_model``, ``nodes``, ``tasks_per_node``, ``gres``, ``mpi``, ``mem_mb``,
-``runtime`` in minutes); a key a job does not need is absent.
+GPU, or as many of a node's as an evaluation batch or the sharded importance needs by the plan. Keys are Snakemake
+resources as the SLURM executor plugin reads them (``gpu``, ``gpu_model``, ``nodes``, ``tasks_per_node``, ``gres``,
+``mpi``, ``mem_mb``, ``runtime`` in minutes); a key a job does not need is absent.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 
 from cofi.errors import InputError
 from cofi.plan import (ANSWER_TOKENS, CUDA_OVERHEAD_GIB, DTYPE_BYTES, GIB, Architecture, evaluation_bytes,
-                       importance_bytes, smallest_fit)
+                       importance_bytes, smallest_fit, trained_params)
 
 # Dense bf16 peak TFLOP/s from the vendors' data sheets, for runtimes where cluster.gpu_tflops is null.
 PEAK_TFLOPS = {"a100": 312, "h100": 989, "h200": 989, "b200": 2250, "l40s": 362, "l40": 181, "a6000": 155,
@@ -89,8 +89,6 @@ def training_flops(arch: Architecture, run, trained: int, max_len: int, checkpoi
 
 def training_request(experiment, arch: Architecture, run, attempt: int = 1) -> dict:
     """What the finetune job of ``run`` asks for on the cluster ``experiment.cluster`` describes."""
-    from cofi.plan import trained_params
-
     site, compute = experiment.cluster, experiment.compute
     if run.method == "wiseft":  # no training and no GPU: the two files interpolated tensor by tensor
         return {"cpus_per_task": 1, "mem_mb": 8 * 1024, "runtime": SETUP_MINUTES * attempt}
@@ -121,15 +119,15 @@ def model_gpus(experiment, arch: Architecture, job: str) -> int:
     "importance" as many as its shards and parts need (each GPU runs batch / GPUs inputs at a time, or
     importance.micro_batch_size)."""
     site, dtype, length = experiment.cluster, experiment.model.dtype, experiment.prompt.max_len
-    room = lambda gpus: site.gpu_memory_gib * GIB - CUDA_OVERHEAD_GIB * GIB  # noqa: E731
+    room = site.gpu_memory_gib * GIB - CUDA_OVERHEAD_GIB * GIB
     if job == "evaluation":
         needed = evaluation_bytes(arch, experiment.evaluation["batch_size"], length, ANSWER_TOKENS, dtype)
-        fits = lambda gpus: needed / gpus <= room(gpus)  # noqa: E731
+        fits = lambda gpus: needed / gpus <= room  # noqa: E731
     elif job == "importance":
         options = experiment.importance
         fits = lambda gpus: importance_bytes(  # noqa: E731
             arch, options.get("micro_batch_size") or -(-options["batch_size"] // gpus), length, dtype,
-            experiment.compute.gradient_checkpointing, gpus) <= room(gpus)
+            experiment.compute.gradient_checkpointing, gpus) <= room
     else:
         return 1
     gpus = 1
