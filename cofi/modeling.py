@@ -7,6 +7,7 @@ checkpoint take the same code path (``AutoModelForCausalLM`` / ``AutoTokenizer``
 from __future__ import annotations
 
 from cofi.errors import InputError
+from cofi.world import SPECIAL_TOKENS
 
 import json
 from pathlib import Path
@@ -24,7 +25,6 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.utils import logging as hf_logging
 
-SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 

@@ -72,8 +72,7 @@ class Architecture:
             from cofi.gguf import architecture_keys
 
             return cls.from_config(architecture_keys(experiment.model.gguf))
-        from cofi.modeling import SPECIAL_TOKENS
-        from cofi.world import WorldSpec, vocabulary
+        from cofi.world import SPECIAL_TOKENS, WorldSpec, vocabulary
 
         base = experiment.config["embedded"]["base"]
         vocab = len(vocabulary(WorldSpec(**experiment.config["embedded"]["world"]))) + len(SPECIAL_TOKENS)

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 from cofi.settings import setting
 
+# The embedded tokenizer's special tokens, ids 0-3 before the world's words (cofi.modeling builds the tokenizer).
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
 COLORS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]
 FOODS = ["bread", "rice", "fish", "apples", "cheese", "soup", "beans", "cake"]
 SPORTS = ["chess", "tennis", "golf", "rugby", "boxing", "rowing", "hockey", "skiing"]
