@@ -1,7 +1,7 @@
 """Know before you submit: the memory each run needs per GPU, sharded over W GPUs (pure: no torch).
 
-Per run and W: the weights, gradients and AdamW state (sharded over W, FSDP2 keeps float32 shards),
-what the method adds (SAM's copy of the weights, L1/L2's start, the update mask's copy), and the
+Per run and W: the weights, gradients and AdamW state (sharded over W, FSDP2 keeps float32 shards of the trained
+weights and, under bf16/fp16, the frozen ones in that dtype), what the method adds (SAM's copy of the weights, L1/L2's start, the update mask's copy), and the
 activations of one micro-batch per process at the configured length, with and without gradient
 checkpointing. A single GPU trains without sharding: frozen weights in the model's dtype, float32
 copies of what trains. The smallest W that fits, and the nodes it takes, are reported.
@@ -13,6 +13,9 @@ modes: weights in one dtype (float32; or bf16, as FSDP2's mixed precision gather
 GPU (the residual stream stays float32; it also keeps a bf16 copy of every weight a matmul used).
 Outside the layers: a few values per hidden unit and the float32 log-softmax over the vocabulary.
 With checkpointing, a layer keeps only its input until the backward recomputes it.
+
+The jobs beside training are planned too, on one GPU each (importance also sharded): importance, the landscape,
+evaluation (generation and multiple choice) and Wise-FT's host memory (:func:`analysis_table`).
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ def activation_bytes(arch: Architecture, tokens: int, mode: str, value_bytes: in
 
 
 # The analysis and evaluation jobs (one device, no optimizer). Bytes per vocabulary entry and token beyond what
-# activation_bytes counts, measured with torch's MemTracker on a float32 model with a 32k vocabulary
-# (tests/test_plan.py): importance keeps two float32 log-softmaxes (counted) and its KL divergence's exp and
+# activation_bytes counts, read from torch's MemTracker on a float32 model (2 layers, hidden 64, a 32k vocabulary)
+# and checked on another shape (tests/test_plan.py): importance keeps two float32 log-softmaxes (counted) and its KL divergence's exp and
 # difference and their gradients; a loss without gradients holds the logits, their shifted copy and the
 # log-softmax; a multiple-choice batch the logits and their log-softmax; generation, per row, three float32 copies
 # of the last position's logits (the step's output, its float copy, the processors').
