@@ -113,6 +113,13 @@ def training_request(experiment, arch: Architecture, run, attempt: int = 1) -> d
     return {**request, "mem_mb": math.ceil(host / 2**20), "runtime": (SETUP_MINUTES + math.ceil(seconds / 60)) * attempt}
 
 
+def check_requests(experiment, arch: Architecture) -> None:
+    """Every configured run's request, computed once at start-up, so that a run the cluster cannot hold stops the
+    workflow before any job (:class:`ClusterError` naming the run)."""
+    for run in experiment.runs.values():
+        training_request(experiment, arch, run)
+
+
 def model_gpus(experiment, arch: Architecture, job: str) -> int:
     """GPUs for a job that loads the whole model: one; for ``job`` "evaluation" as many of a node's as its batch needs
     by the plan (it spreads the weights over them; a batch that still does not fit is halved by the job itself); for

@@ -61,8 +61,14 @@ GENERATION_JSON = as_json(EXP.evaluation["generation"])
 # --- what a job asks the cluster for (config key cluster, from the site layer) -----------
 
 
-# The model's architecture, for the plan; read only where the site describes GPUs.
+# The model's architecture, for the plan; read only where the site describes GPUs. A run the described cluster cannot
+# hold stops the workflow here, before any job.
 ARCHITECTURE = Architecture.of(EXP) if EXP.cluster.has_gpus else None
+if ARCHITECTURE is not None:
+    try:
+        cofi.cluster.check_requests(EXP, ARCHITECTURE)
+    except cofi.cluster.ClusterError as error:
+        raise SystemExit(f"cofi: {error}")
 
 
 @functools.cache

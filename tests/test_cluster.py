@@ -210,3 +210,13 @@ def test_every_key_a_request_holds_is_one_the_rule_declares():
              *requests(example_config(**A100_NODE), "llama1-33b").values(),
              *requests(example_config(**{**A100_NODE, "gpus_per_node": 1}), "llama2-7b").values()]
     assert set().union(*asked) <= set(REQUEST_KEYS)
+
+
+def test_a_run_the_described_cluster_cannot_hold_stops_the_workflow_before_any_job(seven_b_workflow):
+    (seven_b_workflow / "small_nodes.yaml").write_text(
+        "config:\n  cluster: {gpus_per_node: 8, gpu_memory_gib: 80, node_memory_gib: 32}\n")
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "small_nodes.yaml",
+                           "--workflow-profile", "workflow/profiles/slurm", "--configfile", "seven_b.yaml"],
+                          cwd=seven_b_workflow, env=snakemake_environment(), capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "cofi: run full: its first node needs 41 GiB of host memory" in done.stderr, done.stderr[-2000:]
