@@ -190,48 +190,42 @@ def _batch(ctx: Context, vocab: int, rows: int):
     return {"input_ids": ids, "attention_mask": ctx.torch.ones_like(ids), "labels": ids}
 
 
-def _time_steps(ctx: Context, model, batches: list[dict], steps: int, sync=None) -> float:
-    """Seconds per optimizer step (after one warm-up step) of AdamW over ``batches`` as micro-batches."""
-    from cofi.train import token_loss_sum
+def _time_steps(ctx: Context, model, batches: list[dict], steps: int):
+    """Seconds per optimizer step (after one warm-up step) of cofi's trainer over ``batches`` as micro-batches, and
+    the trainer (its optimizer holds state afterwards)."""
+    from cofi.settings import ComputeSettings, TrainSettings
+    from cofi.train import Trainer
 
-    optimizer = ctx.torch.optim.AdamW(model.parameters(), lr=1e-5)
-    started = 0.0
-    for step in range(steps + 1):
-        if step == 1:
-            ctx.sync()
-            started = time.perf_counter()
-        for i, batch in enumerate(batches):
-            if sync:
-                sync(i == len(batches) - 1)
-            loss, count = token_loss_sum(model, batch)
-            (loss / count).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    settings = TrainSettings(lr=1e-5, steps=steps + 1, batch_size=len(batches[0]["input_ids"]),
+                             grad_accum=len(batches))
+    trainer = Trainer(model, settings, 0, ComputeSettings(precision=ctx.precision), ())
+    trainer.step(batches)
     ctx.sync()
-    return (time.perf_counter() - started) / steps
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(batches)
+    ctx.sync()
+    return (time.perf_counter() - started) / steps, trainer
 
 
 def step_fsdp(ctx: Context) -> dict:
-    from cofi import sharding
     from cofi.modeling import load_model
 
-    torch, size = ctx.torch, ctx.size
+    size = ctx.size
     rows = max(1, size["batch"] // 4)
     batch = _batch(ctx, size["slice"]["vocab"], rows)
     steps = size["method_steps"]
     plain, _ = load_model(ctx.made["slice"], dtype="float32", device=ctx.device)
     ctx.reset_peak()
-    with torch.autocast(ctx.device, dtype=torch.bfloat16, enabled=ctx.cuda):
-        plain_s = _time_steps(ctx, plain, [batch], steps)
+    plain_s, _ = _time_steps(ctx, plain, [batch], steps)
     plain_peak = ctx.peak_gib()
     del plain
     model, _ = _sharded_slice(ctx)
     ctx.reset_peak()
-    sharded_s = _time_steps(ctx, model, [batch], steps)
+    sharded_s, _ = _time_steps(ctx, model, [batch], steps)
     peak_1 = ctx.peak_gib()
     ctx.reset_peak()
-    accum_s = _time_steps(ctx, model, [batch] * 4, 2,
-                          sync=lambda last: sharding.set_gradient_sync(model, last, accumulate_unsharded=False))
+    accum_s, _ = _time_steps(ctx, model, [batch] * 4, 2)
     peak_4 = ctx.peak_gib()
     ctx.made["sharded"] = model
     return {"rows_per_micro_batch": rows, "plain_s_per_step": plain_s, "sharded_s_per_step": sharded_s,
@@ -247,12 +241,11 @@ def step_checkpoint(ctx: Context) -> dict:
 
     torch = ctx.torch
     model = ctx.made.get("sharded") or _sharded_slice(ctx)[0]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     batch = _batch(ctx, ctx.size["slice"]["vocab"], 1)
-    _time_steps(ctx, model, [batch], 1)  # optimizer state to save
+    _, trainer = _time_steps(ctx, model, [batch], 1)  # optimizer state to save
     directory = ctx.work / "dcp"
     started = time.perf_counter()
-    sharding.save_checkpoint(directory, model, optimizer)
+    sharding.save_checkpoint(directory, model, trainer.optimizer)
     save_s = time.perf_counter() - started
     fresh, _ = _sharded_slice(ctx)
     fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-5)
