@@ -155,7 +155,7 @@ def accumulate_importance(model, batches, dropout: float, signed: bool = False, 
             for index, batch in enumerate(batches):
                 device = next(model.parameters()).device
                 rows = len(batch["input_ids"])
-                step = micro_batch_size or (-(-rows // processes) if processes > 1 else max(rows, 1))
+                step = micro_batch_size or max(-(-rows // processes), 1)
                 starts = list(range(0, rows, step))
                 if len(starts) % processes:
                     raise ValueError(f"importance: a batch of {rows} inputs in parts of {step} does not split evenly "

@@ -89,8 +89,8 @@ def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
 class Precision:
     """The precision policy, decided once at setup: autocast dtype, fp16's loss scaler, and float32
     copies of the trained weights while training (half-precision AdamW updates vanish). A sharded
-    model (:mod:`cofi.sharding`) keeps float32 shards and computes in bf16 through FSDP2's mixed
-    precision policy instead: no autocast, no copies."""
+    model (:mod:`cofi.sharding`) keeps float32 shards of its trained weights and computes in bf16
+    through FSDP2's mixed precision policy instead: no autocast, no copies."""
 
     DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

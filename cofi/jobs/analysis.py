@@ -51,8 +51,7 @@ def importance(job: ImportanceJob) -> None:
     started = time.perf_counter()
     raw = accumulate_importance(model, batches, options["dropout"], options["signed"], options["seed"],
                                 options.get("micro_batch_size"), checkpointing, process=distributed.rank(),
-                                processes=distributed.world_size(),
-                                reduce=distributed.summed if distributed.active() else None)
+                                processes=distributed.world_size(), reduce=distributed.summed)
     computed = time.perf_counter() - started
     if distributed.is_main():
         recorded = {**options, "data": job.data, "model": job.model, "prompt": to_dict(job.prompt)}

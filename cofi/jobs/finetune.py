@@ -165,9 +165,9 @@ def _keep_frozen_in_compute_dtype(model, precision: str) -> dict[str, list[str]]
     """Under bf16/fp16 only the trained weights need float32 masters: the frozen ones are only ever gathered in the
     compute dtype, so they are kept in it (half the bytes; FSDP2 asks a uniform dtype of the trained ones only).
     Returns the dtypes of each kind, for the run record."""
-    import torch
+    from cofi.train import Precision
 
-    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    compute = Precision.DTYPES[precision]
     for parameter in model.parameters():
         if compute is not None and not parameter.requires_grad and parameter.is_floating_point():
             parameter.data = parameter.data.to(compute)  # on the meta device: nothing is allocated yet
