@@ -51,7 +51,8 @@ def architecture_keys(path: str | Path, key: str = "model.gguf") -> dict:
     read), for planning before the import."""
     from gguf import GGUFReader
 
-    reader = GGUFReader(check_gguf(path, key) and Path(path))
+    check_gguf(path, key)
+    reader = GGUFReader(Path(path))
     arch = _field(reader, "general.architecture")
     heads = _field(reader, f"{arch}.attention.head_count")
     vocab = _field(reader, f"{arch}.vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)

@@ -39,11 +39,11 @@ SEVEN_B_SLICE = {"layers": 4, "hidden": 4096, "intermediate": 11008, "heads": 32
 SIZES = {
     "gpu": {"model": ONE_B, "slice": SEVEN_B_SLICE, "batch": 8, "seq": 1024, "steps": 30, "warmup": 10,
             "method_steps": 8, "method_warmup": 3, "loss_vocab": 128256, "loss_tokens": 8 * 1024, "gen_batch": 32,
-            "gen_tokens": 128, "lr": 1e-4, "budget_s": 420},
+            "gen_tokens": 128, "budget_s": 420},
     "smoke": {"model": {"layers": 2, "hidden": 64, "intermediate": 128, "heads": 4, "kv_heads": 2, "vocab": 300},
               "slice": {"layers": 2, "hidden": 96, "intermediate": 160, "heads": 4, "kv_heads": 4, "vocab": 300},
               "batch": 4, "seq": 32, "steps": 4, "warmup": 1, "method_steps": 3, "method_warmup": 1,
-              "loss_vocab": 4096, "loss_tokens": 64, "gen_batch": 2, "gen_tokens": 4, "lr": 1e-4, "budget_s": 600},
+              "loss_vocab": 4096, "loss_tokens": 64, "gen_batch": 2, "gen_tokens": 4, "budget_s": 600},
 }
 GIB = 2**30
 PROMPT = {"template": "{instruction} {input} :", "mask_prompt": True}
@@ -89,10 +89,10 @@ def _job(ctx: Context, args: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "cofi", *args], check=True, capture_output=True, text=True)
 
 
-def _run_spec(name: str, entry: dict, steps: int, batch: int, module_groups: dict, lr: float):
+def _run_spec(name: str, entry: dict, steps: int, batch: int, module_groups: dict):
     from cofi.experiment import make_run
 
-    training = {"lr": lr, "steps": steps, "batch_size": batch, "grad_accum": 1, "warmup_ratio": 0.1,
+    training = {"lr": 1e-4, "steps": steps, "batch_size": batch, "grad_accum": 1, "warmup_ratio": 0.1,
                 "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": max(1, steps // 3)}
     return make_run(name, entry, training, module_groups)
 
@@ -157,7 +157,7 @@ def step_models(ctx: Context) -> dict:
 
 def step_finetune(ctx: Context) -> dict:
     size = ctx.size
-    run = _run_spec("full", {"method": "full"}, size["steps"], size["batch"], {}, size["lr"])
+    run = _run_spec("full", {"method": "full"}, size["steps"], size["batch"], {})
     measured = _finetune(ctx, ctx.made["model"], run, ctx.work / "full", size["warmup"])
     ctx.made["tuned"] = ctx.work / "full" / "model"
     tokens_per_s = size["batch"] * size["seq"] / measured["s_per_step"]
@@ -275,7 +275,8 @@ def step_checkpoint(ctx: Context) -> dict:
 
 def step_methods(ctx: Context) -> dict:
     size = ctx.size
-    groups = {"mha": ["q_proj", "k_proj", "v_proj"], "ffn": ["up_proj", "down_proj"]}
+    from cofi.regions import DEFAULT_GROUPS as groups
+
     importance = ctx.work / "importance.safetensors"
     started = time.perf_counter()
     _job(ctx, ["importance", "--model", str(ctx.made["slice"]), "--data",
@@ -290,7 +291,7 @@ def step_methods(ctx: Context) -> dict:
                "l2": {"method": "l2", "lambda": 1e-4},
                "lora": {"method": "lora", "rank": 16, "alpha": 32}}
     for name, entry in entries.items():
-        run = _run_spec(name, entry, size["method_steps"], size["batch"], groups, size["lr"])
+        run = _run_spec(name, entry, size["method_steps"], size["batch"], groups)
         inputs = {"importance": importance} if name == "region_softmask" else None
         measured = _finetune(ctx, ctx.made["slice"], run, ctx.work / "methods" / name, size["method_warmup"], inputs)
         found[name] = {**measured, "planned_gib": _planned_gib(ctx, ctx.made["slice"], run)}
