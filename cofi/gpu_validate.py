@@ -274,9 +274,9 @@ def step_checkpoint(ctx: Context) -> dict:
 
 
 def step_methods(ctx: Context) -> dict:
-    size = ctx.size
     from cofi.regions import DEFAULT_GROUPS as groups
 
+    size = ctx.size
     importance = ctx.work / "importance.safetensors"
     started = time.perf_counter()
     _job(ctx, ["importance", "--model", str(ctx.made["slice"]), "--data",
