@@ -90,7 +90,8 @@ def training_flops(arch: Architecture, run, trained: int, max_len: int, checkpoi
 def training_request(experiment, arch: Architecture, run, attempt: int = 1) -> dict:
     """What the finetune job of ``run`` asks for on the cluster ``experiment.cluster`` describes."""
     site, compute = experiment.cluster, experiment.compute
-    if run.method == "wiseft":  # no training and no GPU: the two files interpolated tensor by tensor
+    trained = trained_params(arch, run, experiment.module_groups)
+    if not trained:  # no training and no GPU (Wise-FT: the two files interpolated tensor by tensor)
         return {"cpus_per_task": 1, "mem_mb": 8 * 1024, "runtime": SETUP_MINUTES * attempt}
     gpus = smallest_fit(arch, run, experiment.module_groups, experiment.prompt.max_len, experiment.model.dtype,
                         compute.precision, site.gpu_memory_gib, compute.gradient_checkpointing, site.gpus_per_node,
@@ -102,7 +103,6 @@ def training_request(experiment, arch: Architecture, run, attempt: int = 1) -> d
             "use flat or auto sharding, compute.gradient_checkpointing, or a smaller batch_size")
     request = _gpus(site, gpus)
     processes_per_node = min(gpus, site.gpus_per_node)
-    trained = trained_params(arch, run, experiment.module_groups)
     host = rank0_host_bytes(arch, experiment.model.dtype, processes_per_node, gpus > 1, trained)
     if site.node_memory_gib is not None and host > site.node_memory_gib * GIB:
         raise ClusterError(

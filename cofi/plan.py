@@ -293,7 +293,7 @@ def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int,
     # What trains: float32 copies under mixed precision and in FSDP2's shards; else the model's dtype.
     master = max(model_bytes, 4) if mixed or gpus > 1 else model_bytes
     trained = trained_params(arch, run, module_groups)
-    if run.method == "wiseft":  # no training, no GPU: the files interpolated tensor by tensor (cofi.weights)
+    if not trained:  # no training, no GPU (Wise-FT: the files interpolated tensor by tensor, cofi.weights)
         return Needs(0, 0, 0, 0, 0, 0, 0)
     lora = run.method == "lora"
     if gpus > 1:  # FSDP2: shards of every weight (float32 masters of the trained ones, the frozen ones in the compute
@@ -376,7 +376,7 @@ def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float,
                                                     sam_rho=reference.sam_rho)
     compute = experiment.compute
     for name, run in runs.items():
-        if run.method == "wiseft":
+        if not trained_params(arch, run, experiment.module_groups):
             rows.append({"run": name, "method": run.method, "gpus": 0, "needs": "no GPU (host memory: one shard of the output)"})
             continue
         mesh, n = needs_on_mesh(arch, run, experiment.module_groups, gpus, experiment.prompt.max_len,
