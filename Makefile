@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
-# The same, its jobs forked from a warm process that imported torch & co. once (cofi/jobserver.py;
+# The same, its jobs forked from a warm process that imported torch & co. once (cofi/devtools/jobserver.py;
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
-WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
+WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.devtools.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
 .PHONY: setup run real study scale base-seeds test docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check gpu-validate
 setup: $(VENV)/.installed
@@ -53,7 +53,7 @@ test: setup
 
 # The docs site (docs/ → site/), offline; the generated references first, so the site is never stale.
 docs: setup
-	PATH="$(BIN):$$PATH" python -m cofi.tools docs
+	PATH="$(BIN):$$PATH" python -m cofi.devtools docs
 	PATH="$(BIN):$$PATH" mkdocs build --strict --site-dir site
 
 # The default experiment (or CONFIG=file) from scratch under a fresh name: wall time, then per-rule times.
@@ -61,7 +61,7 @@ bench: setup
 	@exp=bench-$$(date +%Y%m%d-%H%M%S); start=$$(date +%s); \
 	{ $(call TO_THE_END,$(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules); } && \
 	echo "wall: $$(( $$(date +%s) - start )) s for results/$$exp" && \
-	PATH="$(BIN):$$PATH" python -m cofi.tools bench-report results/$$exp/benchmarks
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-report results/$$exp/benchmarks
 
 # The fair study (configs/fair_study.yaml): every method at its own validation-tuned settings, the claims table.
 study: setup
@@ -72,7 +72,7 @@ SCALE_METHODS := full_tuned cofitune cofitune_coarse full_sam l2 lora replay
 scale: setup
 	for size in "" configs/overrides/scale_w64.yaml configs/overrides/scale_w256.yaml; do \
 	  { $(call TO_THE_END,--configfile configs/scale.yaml $$size); } || exit 1; done
-	PATH="$(BIN):$$PATH" python -m cofi.tools scale --experiment results/scale_w64 --experiment results/scale_w128 \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools scale --experiment results/scale_w64 --experiment results/scale_w128 \
 	  --experiment results/scale_w256 --methods $(SCALE_METHODS) --out-dir results/scale
 
 # The default (or CONFIG=file) on base models of each seed of BASE_SEEDS, each an experiment of its own (the
@@ -80,10 +80,10 @@ scale: setup
 # fine-tuning seeds', and each claim's verdict per base seed (results/base-seeds/; docs/study.md).
 BASE_SEEDS ?= 0 1 2
 base-seeds: setup
-	PATH="$(BIN):$$PATH" python -m cofi.tools base-seed-configs --config $(or $(CONFIG),config.yaml) --seeds $(BASE_SEEDS) \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools base-seed-configs --config $(or $(CONFIG),config.yaml) --seeds $(BASE_SEEDS) \
 	  --out-dir results/base-seeds/configs
 	for seed in $(BASE_SEEDS); do { $(call TO_THE_END,--configfile results/base-seeds/configs/base$$seed.yaml); } || exit 1; done
-	PATH="$(BIN):$$PATH" python -m cofi.tools base-seeds $(foreach seed,$(BASE_SEEDS),--config results/base-seeds/configs/base$(seed).yaml) \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools base-seeds $(foreach seed,$(BASE_SEEDS),--config results/base-seeds/configs/base$(seed).yaml) \
 	  --out-dir results/base-seeds
 
 # The tree search and the exhaustive grid on the default, each over regions alone and over region x lr
@@ -91,35 +91,35 @@ base-seeds: setup
 # Every search reuses the runs the others trained (runs are keyed by region and lr).
 SEARCH_LR ?= 0.0001 0.0003 0.001
 bench-search: setup
-	PATH="$(BIN):$$PATH" python -m cofi.tools search-configs --config config.yaml --lr $(SEARCH_LR) --out-dir results/bench-configs
+	PATH="$(BIN):$$PATH" python -m cofi.devtools search-configs --config config.yaml --lr $(SEARCH_LR) --out-dir results/bench-configs
 	for name in tree grid tree_lr grid_lr; do $(WARM_SNAKEMAKE) search_all --configfile results/bench-configs/$$name.yaml || exit 1; done
-	PATH="$(BIN):$$PATH" python -m cofi.tools bench-search --benchmarks results/default/benchmarks \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-search --benchmarks results/default/benchmarks \
 	  $(foreach name,tree grid tree_lr grid_lr,--config $(name)=results/bench-configs/$(name).yaml)
 
 # Step time and memory of the (N/4, N/2] FFN region vs Full SFT, alternated in one run.
 bench-region: setup
 	$(SNAKEMAKE) results/default/base_model results/default/data/bio_train.jsonl
-	PATH="$(BIN):$$PATH" python -m cofi.tools bench-region --model results/default/base_model \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-region --model results/default/base_model \
 	  --train results/default/data/bio_train.jsonl --widths 512
 
 # Soft-mask step overhead (gradient and update masks) vs the same region unmasked, in one run.
 bench-softmask: setup
 	$(SNAKEMAKE) results/default/base_model results/default/importance/bio.safetensors
-	PATH="$(BIN):$$PATH" python -m cofi.tools bench-softmask --model results/default/base_model \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-softmask --model results/default/base_model \
 	  --train results/default/data/bio_train.jsonl --importance results/default/importance/bio.safetensors
 
 # SAM step time vs a plain AdamW step (Full SFT on the default model), alternated in one run.
 bench-sam: setup
 	$(SNAKEMAKE) results/default/base_model results/default/data/rotate_train.jsonl
-	PATH="$(BIN):$$PATH" python -m cofi.tools bench-sam --model results/default/base_model \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-sam --model results/default/base_model \
 	  --train results/default/data/rotate_train.jsonl
 
 # GPU machines only: a random 1.1B Llama fine-tuned by the finetune command on one GPU (tokens/s, MFU).
 gpu-check: setup
-	PATH="$(BIN):$$PATH" python -m cofi.tools gpu-check --work-dir results/gpu-check --out results/gpu-check/gpu_check.json
+	PATH="$(BIN):$$PATH" python -m cofi.devtools gpu-check --work-dir results/gpu-check --out results/gpu-check/gpu_check.json
 
 # GPU machines only: every GPU claim in one script, about 7 minutes on one 80 GB GPU (docs/gpus.md):
 # results/gpu-validate/gpu_validate.json and summary.md.
 gpu-validate: setup
-	PATH="$(BIN):$$PATH" python -m cofi.tools gpu-validate --work-dir results/gpu-validate/work \
+	PATH="$(BIN):$$PATH" python -m cofi.devtools gpu-validate --work-dir results/gpu-validate/work \
 	  --out results/gpu-validate/gpu_validate.json --summary results/gpu-validate/summary.md

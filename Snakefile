@@ -4,10 +4,10 @@ import copy
 
 from snakemake.utils import min_version
 
-from cofi.cluster import check_described
-from cofi.config import checked_experiment, load_config
+from cofi.models.cluster import check_described
+from cofi.config.checks import checked_experiment, load_config
 from cofi.errors import InputError
-from cofi.experiment import RUN_NAME
+from cofi.config.names import RUN_NAME
 
 min_version("9.0")
 

@@ -1,11 +1,11 @@
 import sys
 
-from cofi import kernels
-from cofi.jobserver import delegate
+from cofi.models import kernels
+from cofi.devtools.jobserver import delegate
 
 if sys.argv[1:2] and sys.argv[1] in kernels.COMMANDS:
     kernels.pin(sys.argv[1:])  # before torch starts; no-op where the environment pins already (a job server's)
-# Under `python -m cofi.jobserver COMMAND`, the job runs in the server's warm process; else here.
+# Under `python -m cofi.devtools.jobserver COMMAND`, the job runs in the server's warm process; else here.
 status = delegate(sys.argv[1:])
 if status is None:
     from cofi.cli import main

@@ -1,7 +1,7 @@
 """``python -m cofi <command>``: the workflow's jobs from the command line (each parses its flags into
 a job spec and calls the job in :mod:`cofi.jobs` or the module named), plus ``check-config``,
 ``methods`` and ``plan`` for users. Benchmarks, the GPU check and the lm-eval bridge are in
-``python -m cofi.tools``.
+``python -m cofi.devtools``.
 """
 
 from __future__ import annotations
@@ -59,12 +59,12 @@ def choices(settings_class, key: str) -> list:
 def model_load_args(p, several: bool = False) -> None:
     """How a command loads a model: directory (``several``: once, or once per output), remote code, dtype,
     device, threads."""
-    from cofi.settings import ModelSettings
+    from cofi.config.settings import ModelSettings
 
     p.add_argument("--model", required=True, action="append" if several else "store",
                    help="local Hugging Face causal LM directory" + ("; once, or once per score file" if several else ""))
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (off by default)")
-    p.add_argument("--dtype", default="float32", choices=choices(ModelSettings, "dtype"), help="weights dtype")
+    p.add_argument("--dtype", default=ModelSettings.dtype, choices=choices(ModelSettings, "dtype"), help="weights dtype")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads)")
     p.add_argument("--device", default="auto", help="auto (the GPU if one is visible, else the CPU), cpu, cuda or cuda:N")
 
@@ -76,7 +76,7 @@ def loading(args) -> dict:
 # --- commands ---------------------------------------------------------------------------------------
 
 def cmd_check_config(args) -> None:
-    from cofi.config import check_config, load_config
+    from cofi.config.checks import check_config, load_config
 
     config = check_config(load_config(args.config))
     log(f"{args.config}: OK (experiment {config['experiment']!r}, tasks {', '.join(config['tasks'])})")
@@ -87,7 +87,7 @@ def cmd_methods(args) -> None:
     import json
 
     from cofi.methods import METHODS
-    from cofi.settings import TrainSettings, help_lines
+    from cofi.config.settings import TrainSettings, help_lines
 
     for name, method in METHODS.items():
         print(f"{name}: {method.description}" + ("" if method.trains else " (no training)"))
@@ -108,9 +108,9 @@ def cmd_plan(args) -> None:
     config's cluster described, what each training job asks SLURM for."""
     import dataclasses
 
-    from cofi.cluster import ClusterError, training_request
-    from cofi.config import checked_experiment, load_config
-    from cofi.plan import CUDA_OVERHEAD_GIB, Architecture, analysis_table, plan_table
+    from cofi.models.cluster import ClusterError, training_request
+    from cofi.config.checks import checked_experiment, load_config
+    from cofi.models.plan import CUDA_OVERHEAD_GIB, Architecture, analysis_table, plan_table
 
     experiment = checked_experiment(load_config(args.config), check_files=False)
     arch = Architecture.load(args.architecture) if args.architecture else Architecture.of(experiment)
@@ -139,7 +139,7 @@ def cmd_plan(args) -> None:
 
 
 def cmd_make_data(args) -> None:
-    from cofi.embedded import spec_of
+    from cofi.data.embedded import spec_of
     from cofi.jobs.base_model import make_data
 
     started = time.perf_counter()
@@ -148,7 +148,7 @@ def cmd_make_data(args) -> None:
 
 
 def cmd_import_gguf(args) -> None:
-    from cofi.gguf import import_gguf
+    from cofi.models.gguf import import_gguf
 
     threads(args.threads)
     started = time.perf_counter()  # the conversion is the job's work: reading, dequantizing, writing
@@ -158,8 +158,8 @@ def cmd_import_gguf(args) -> None:
 
 def cmd_build_base(args) -> None:
     from cofi.jobs.base_model import BaseModelJob, build_base
-    from cofi.settings import BaseTrainSettings, PromptSettings, from_dict
-    from cofi.world import WorldSpec
+    from cofi.config.settings import BaseTrainSettings, PromptSettings, from_dict
+    from cofi.data.world import WorldSpec
 
     threads(args.threads)
     base = args.base
@@ -171,9 +171,9 @@ def cmd_build_base(args) -> None:
 
 
 def cmd_finetune(args) -> None:
-    from cofi.experiment import Run
+    from cofi.config.experiment import Run
     from cofi.jobs.finetune import FinetuneJob, finetune
-    from cofi.settings import ComputeSettings, PromptSettings, from_dict
+    from cofi.config.settings import ComputeSettings, PromptSettings, from_dict
 
     threads(args.threads)
     finetune(FinetuneJob(
@@ -185,7 +185,7 @@ def cmd_finetune(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from cofi.jobs.evaluate import EvaluateJob, Scoring, evaluate
-    from cofi.settings import PromptSettings, from_dict
+    from cofi.config.settings import PromptSettings, from_dict
 
     n = len(args.out)
     models = args.model * n if len(args.model) == 1 else args.model
@@ -204,7 +204,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_importance(args) -> None:
     from cofi.jobs.analysis import ImportanceJob, importance
-    from cofi.settings import PromptSettings, from_dict
+    from cofi.config.settings import PromptSettings, from_dict
 
     threads(args.threads)
     importance(ImportanceJob(model=args.model, data=args.data, options=args.options,
@@ -214,7 +214,7 @@ def cmd_importance(args) -> None:
 
 def cmd_landscape(args) -> None:
     from cofi.jobs.analysis import LandscapeJob, landscape
-    from cofi.settings import PromptSettings, from_dict
+    from cofi.config.settings import PromptSettings, from_dict
 
     threads(args.threads)
     landscape(LandscapeJob(model=args.model, task_data=args.task_data, vers_suites=args.vers_suites,
@@ -224,7 +224,7 @@ def cmd_landscape(args) -> None:
 
 
 def cmd_search_step(args) -> None:
-    from cofi.search_run import policy_from_dict, search_step
+    from cofi.jobs.search import policy_from_dict, search_step
 
     payload = search_step(args.task, args.depth, policy_from_dict(args.policy), args.n_layers, args.reference,
                           args.split, args.previous, args.candidates, args.out, reference_run=args.reference_run)
@@ -235,14 +235,14 @@ def cmd_search_step(args) -> None:
 
 
 def cmd_search_report(args) -> None:
-    from cofi.search_run import search_report
+    from cofi.jobs.search import search_report
 
     result = search_report(args.task, args.depth_files, args.n_layers, args.out_dir)
     log(f"{args.task}: selected {result['label']} ({result['selected']}) after training {len(result['trained'])} candidates")
 
 
 def cmd_table(args) -> None:
-    from cofi.tables import write_tables
+    from cofi.analysis.tables import write_tables
 
     tidy = write_tables(args.scores, args.out_dir, args.reference, args.groups, args.digits, args.std, args.bold,
                         args.expect, searches=args.searches)
@@ -255,11 +255,11 @@ def cmd_claims(args) -> None:
 
     import pandas as pd
 
-    from cofi.claims import Claims, claims_frame, claims_markdown, measure
+    from cofi.analysis.claims import claims_frame, claims_markdown, measure
     from cofi.io import read_json
-    from cofi.settings import from_dict
+    from cofi.config.settings import ClaimRows, from_dict
 
-    rows = from_dict(Claims, args.rows, "--rows")
+    rows = from_dict(ClaimRows, args.rows, "--rows")
     claims = measure(pd.read_csv(args.seeds), rows, [read_json(p) for p in args.searches],
                      pd.read_csv(args.sharpness) if args.sharpness else None)
     out = Path(args.out_dir)
@@ -271,14 +271,14 @@ def cmd_claims(args) -> None:
 
 
 def cmd_plots(args) -> None:
-    from cofi.plots import write_plots
+    from cofi.analysis.plots import write_plots
 
     written = write_plots(args.table, args.out_dir, args.collect)
     log(f"wrote {len(written)} figures to {args.out_dir}")
 
 
 def cmd_loss_curves(args) -> None:
-    from cofi.plots import plot_loss_curves
+    from cofi.analysis.plots import plot_loss_curves
 
     written = plot_loss_curves(dict(args.curve), args.title, args.out)
     log(f"wrote {', '.join(map(str, written))} ({len(args.curve)} runs)")
@@ -286,7 +286,7 @@ def cmd_loss_curves(args) -> None:
 
 def cmd_sharpness(args) -> None:
     """Sharpness figures of every landscape, the Vers drop of each model, and their rank correlations."""
-    from cofi.sharpness import write_sharpness
+    from cofi.analysis.sharpness import write_sharpness
 
     table, correlations = write_sharpness(args.landscapes, args.scores, args.out_dir, args.plot_dir)
     log(f"sharpness of {len(table)} models; Spearman with the Vers drop:\n{correlations.round(3).to_string(index=False)}")
@@ -295,6 +295,7 @@ def cmd_sharpness(args) -> None:
 # --- the parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from cofi.config.settings import EvaluationSettings, ModelSettings
     from cofi.methods import METHODS
 
     parser = argparse.ArgumentParser(prog="cofi", description=__doc__)
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-gguf", help="write a Llama-family GGUF model file as a Hugging Face model directory")
     p.add_argument("--gguf", required=True, help="the .gguf file")
     p.add_argument("--out", required=True, help="the model directory to write (must not exist or be empty)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "float64"), default="float32",
+    p.add_argument("--dtype", choices=choices(ModelSettings, "dtype"), default=ModelSettings.dtype,
                    help="dtype of the dequantized weights")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.set_defaults(func=cmd_import_gguf)
@@ -367,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='JSON {"spec": {name: suite}, "vers": {name: suite}}; once per score file')
     p.add_argument("--labels", type=json_arg, required=True, action="append",
                    help="JSON labels stored with the scores (method, task, seed, split); once per score file")
-    p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
+    p.add_argument("--batch-size", type=int, default=EvaluationSettings.batch_size, help="evaluation batch size")
     p.add_argument("--max-items", type=int, default=None, help="score at most this many items per suite")
     p.add_argument("--out", required=True, action="append", help="scores JSON; once per score file")
     p.add_argument("--predictions", action="append", help="optional JSON of per-item predictions, once per score file")
@@ -461,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    from cofi import kernels
+    from cofi.models import kernels
     from cofi.errors import InputError
 
     args = (parser or build_parser()).parse_args(argv)

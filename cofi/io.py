@@ -16,7 +16,7 @@ def write_json(path: str | Path, data, *, indent: int | None = 2) -> Path:
 
 
 # A job logs one line naming the seconds of its own work (training, scoring, estimating): the rest
-# of its time is start-up, loading and saving. cofi.bench reads it back to report the overhead.
+# of its time is start-up, loading and saving. cofi.devtools.bench reads it back to report the overhead.
 COMPUTE_LINE = "compute {seconds:.3f}s"  # milliseconds: a tiny job's work must not read as none
 COMPUTE_PATTERN = r"\] compute (\d+(?:\.\d+)?)s$"
 

@@ -1,5 +1,5 @@
 # Loss landscapes of chosen runs (and the base model), and their sharpness against the Vers drop.
-from cofi.experiment import BASE_ROW
+from cofi.config.names import BASE_ROW
 
 LANDSCAPE, LANDSCAPE_SEED = EXP.landscape, EXP.landscape_seed
 LANDSCAPE_RUNS = [r for r in LANDSCAPE["runs"] if r != BASE_ROW]
@@ -8,7 +8,7 @@ LANDSCAPE_SCORES = [(r, run_file(r, t, LANDSCAPE_SEED, "test_scores.json")) for 
 
 rule landscape:
     input:
-        model=landscape_model,
+        model=lambda w: EXP.base_model_dir if w.run == BASE_ROW else run_file(w.run, w.task, LANDSCAPE_SEED, "model"),
         task_data=lambda w: EXP.tasks[w.task].file("train"),
         vers_data=[suite.file("val") for suite in EXP.versatility.values()],
     output:
@@ -25,7 +25,7 @@ rule landscape:
         suites=lambda w: as_json({name: suite.spec("val") for name, suite in EXP.versatility.items()}),
         options=lambda w: as_json({k: v for k, v in LANDSCAPE.items() if k not in ("runs", "seed")}),
         labels=lambda w: as_json({"run": w.run, "task": w.task, "seed": LANDSCAPE_SEED}),
-        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        prompt=prompt_json,
         model_args=MODEL_ARGS,
         stem=lambda w, output: output.plot[: -len(".png")],
     log:
@@ -44,6 +44,10 @@ rule landscape:
         "--vers-suites {params.suites:q} --options {params.options:q} --labels {params.labels:q} "
         "--prompt {params.prompt:q} {params.model_args} "
         "--threads {threads} --out {output.json:q} --plot {params.stem:q} > {log:q} 2>&1"
+
+
+localrules:
+    sharpness_table,  # cheap: never submitted to a cluster
 
 
 rule sharpness_table:

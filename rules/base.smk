@@ -36,7 +36,7 @@ else:
         params:
             world=lambda w: as_json(config["embedded"]["world"]),
             base=lambda w: as_json(config["embedded"]["base"]),
-            prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+            prompt=prompt_json,
         log:
             log_file("build_base", "build_base"),
         benchmark:

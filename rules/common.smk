@@ -6,14 +6,13 @@ import os
 import re
 import shlex
 
-import cofi.cluster
-from cofi.experiment import SPLITS
-from cofi.plan import Architecture
-from cofi.settings import non_default, to_dict
+import cofi.models.cluster
+from cofi.config.experiment import SPLITS
+from cofi.models.plan import Architecture
+from cofi.config.settings import non_default, to_dict
 
 EXP = EXPERIMENT  # the typed experiment the Snakefile built from the validated config
 LAYOUT = EXP.layout
-RESULTS = LAYOUT.root
 TASKS = list(EXP.tasks)
 RUNS = list(EXP.runs)  # every configured run, sweep lists expanded
 SWEEP_VARIANTS = [variant for variants in EXP.sweeps.values() for variant in variants]
@@ -37,10 +36,6 @@ def as_run(run, path):
     return path if EXP.storage(run) == run else f"{run}={path}"
 
 
-def run_targets(filename, runs, tasks=TASKS, seeds=EXP.seeds):
-    return [run_file(r, t, s, filename) for r in runs for t in tasks for s in seeds]
-
-
 # A job's log and benchmark share their path under logs/ and benchmarks/: `make bench` pairs them.
 def log_file(rule, *parts):
     return os.path.join(LAYOUT.logs, rule, *parts) + ".log"
@@ -55,6 +50,12 @@ MODEL_ARGS = " ".join(part for part in (f"--dtype {EXP.model.dtype}", f"--device
                                         "--trust-remote-code" if EXP.model.trust_remote_code else "") if part)
 PROMPT = EXP.prompt
 PROMPT_JSON = as_json(non_default(PROMPT))  # a prompt setting left at its default changes no command line
+
+
+def prompt_json(wildcards):
+    """PROMPT_JSON as a rule's param: a function, so that its braces are not read as wildcards."""
+    return PROMPT_JSON
+
 GENERATION_JSON = as_json(EXP.evaluation["generation"])
 
 
@@ -66,29 +67,29 @@ GENERATION_JSON = as_json(EXP.evaluation["generation"])
 ARCHITECTURE = Architecture.of(EXP) if EXP.cluster.has_gpus else None
 if ARCHITECTURE is not None:
     try:
-        cofi.cluster.check_requests(EXP, ARCHITECTURE)
-    except cofi.cluster.ClusterError as error:
+        cofi.models.cluster.check_requests(EXP, ARCHITECTURE)
+    except cofi.models.cluster.ClusterError as error:
         raise SystemExit(f"cofi: {error}")
 
 
 @functools.cache
 def training_request(run, attempt):
-    return cofi.cluster.training_request(EXP, ARCHITECTURE, EXP.run(run), attempt)
+    return cofi.models.cluster.training_request(EXP, ARCHITECTURE, EXP.run(run), attempt)
 
 
 def training_resources(mem_mb, runtime):
-    """A finetune job's resources: from the plan for its run where the site describes GPUs (cofi.cluster: a key the
+    """A finetune job's resources: from the plan for its run where the site describes GPUs (cofi.models.cluster: a key the
     run does not need is None, which Snakemake leaves out), else ``mem_mb`` and ``runtime`` for a workstation."""
     if not EXP.cluster.has_gpus:
         return {"mem_mb": mem_mb, "runtime": runtime}
     return {key: lambda w, attempt, key=key: training_request(w.run, attempt).get(key)
-            for key in cofi.cluster.REQUEST_KEYS}
+            for key in cofi.models.cluster.REQUEST_KEYS}
 
 
 def model_resources(job="single"):
     """The GPU keys of a job that loads the whole model: "evaluation" and "importance" ask for the GPUs the plan
     gives them (the profile adds the memory and runtime)."""
-    return cofi.cluster.model_request(EXP, ARCHITECTURE, job) if EXP.cluster.has_gpus else {}
+    return cofi.models.cluster.model_request(EXP, ARCHITECTURE, job) if EXP.cluster.has_gpus else {}
 
 
 # --- finetune.smk's input functions --------------------------------------------
@@ -271,11 +272,3 @@ def loss_curve_files(task):
 
 def loss_curve_flags(task):
     return [part for label, path in loss_curve_files(task).items() for part in ("--curve", f"{label}={path}")]
-
-
-# --- analysis.smk's input functions --------------------------------------------
-
-
-def landscape_model(w):
-    return EXP.base_model_dir if w.run == BASE_ROW else run_file(w.run, w.task, LANDSCAPE_SEED, "model")
-

@@ -6,7 +6,7 @@ import json
 import sys
 import tempfile
 
-from cofi.completeness import UNFINISHED_STATUS, CheckError, left_after, unfinished_message
+from cofi.jobs.completeness import UNFINISHED_STATUS, CheckError, left_after, unfinished_message
 
 
 def dry_run_command(config_file):

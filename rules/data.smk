@@ -1,8 +1,12 @@
 # The data cofi makes itself where suite paths are null (embedded.suites: the symbolic world or the
 # chat suites), written as JSONL.
-from cofi.embedded import suites_module
+from cofi.data.embedded import suites_module
 
 EMBEDDED_SPLITS = suites_module(EXP.embedded_suites).SPLITS
+
+
+localrules:
+    make_data,  # seconds of pure Python: never submitted to a cluster
 
 
 rule make_data:

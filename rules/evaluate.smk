@@ -22,7 +22,7 @@ rule evaluate_base:
     params:
         scorings=lambda w, input, output: scoring_flags(input.model, EXP.evaluation_suites(TASKS, "test"),
                                                         {"method": "base", "seed": None}, output.scores, output.predictions),
-        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        prompt=prompt_json,
         generation=lambda w: GENERATION_JSON,
         batch_size=EXP.evaluation["batch_size"],
         max_items=MAX_ITEMS,
@@ -62,7 +62,7 @@ for name, splits in (("evaluate_run", ("test",)), ("evaluate_sweep", SPLITS)):
             run=any_of(RUNS_BY_SPLITS[splits]),
         params:
             scorings=lambda w, splits=splits: run_scoring_flags(w, EXP.seeds, splits),
-            prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+            prompt=prompt_json,
             generation=lambda w: GENERATION_JSON,
             batch_size=EXP.evaluation["batch_size"],
             max_items=MAX_ITEMS,
@@ -92,7 +92,7 @@ rule evaluate_model:
         predictions=f"{RUN_DIR}/{{split}}_predictions.json",
     params:
         scorings=lambda w: run_scoring_flags(w, [w.seed], [w.split]),
-        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        prompt=prompt_json,
         generation=lambda w: GENERATION_JSON,
         batch_size=EXP.evaluation["batch_size"],
         max_items=MAX_ITEMS,

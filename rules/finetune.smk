@@ -11,7 +11,7 @@ rule finetune:
         curve=f"{RUN_DIR}/loss.csv",
     params:
         run=run_spec,
-        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        prompt=prompt_json,
         compute=lambda w: as_json({k: v for k, v in non_default(EXP.compute).items() if k != "device"}),
         inputs=method_input_flags,
         checkpoints=checkpoint_flags,

@@ -11,7 +11,7 @@ rule importance:
         plot=LAYOUT.importance("{source}", "png"),
     params:
         options=lambda w: as_json(EXP.importance_options()),
-        prompt=lambda w: PROMPT_JSON,  # a lambda: its braces are not wildcards
+        prompt=prompt_json,
         model_args=MODEL_ARGS,
         **IMPORTANCE_LAUNCHER,
     log:

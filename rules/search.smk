@@ -6,6 +6,11 @@ SEARCH = LAYOUT.search_dir(EXP.search.name, "{task}")  # tree and grid side by s
 N_LAYERS = EXP.n_layers
 
 
+localrules:
+    search_step,
+    search_result,  # cheap file work: never submitted to a cluster
+
+
 checkpoint search_step:
     input:
         unpack(search_step_inputs),

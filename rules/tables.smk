@@ -9,6 +9,13 @@ COLLECTED |= {f"{PLOTS}/importance_{s}.png": LAYOUT.importance(s, "png")
               for s in sorted({EXP.importance_source(t) for t in TASKS}) if EXP.uses_importance}
 
 
+localrules:
+    main_table,
+    result_plots,
+    loss_curves,
+    claims_table,  # cheap: run where Snakemake runs, never submitted to a cluster
+
+
 rule main_table:
     input:
         base=LAYOUT.base_scores,

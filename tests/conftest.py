@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cofi.modeling import build_llama, build_word_tokenizer
-from cofi.world import WorldSpec, build_world, vocabulary
+from cofi.models.loading import build_llama, build_word_tokenizer
+from cofi.data.world import WorldSpec, build_world, vocabulary
 
 TEMPLATE = "{instruction} {input} ="
 REPO = Path(__file__).resolve().parent.parent

@@ -9,13 +9,13 @@ import torch
 import torch.distributed as dist
 from torch.distributed._tools.mem_tracker import MemTracker
 
-from cofi import distributed, sharding
-from cofi.experiment import Run
+from cofi.training import distributed, sharding
+from cofi.config.experiment import Run
 from cofi.methods import METHODS, Inputs
-from cofi.modeling import build_llama
-from cofi.sam import SAM
-from cofi.settings import ComputeSettings, TrainSettings
-from cofi.train import Trainer
+from cofi.models.loading import build_llama
+from cofi.training.sam import SAM
+from cofi.config.settings import ComputeSettings, TrainSettings
+from cofi.training.loop import Trainer
 
 
 class StepPeak(MemTracker):

@@ -1,11 +1,11 @@
-"""The base-seed study's pure parts (cofi/base_seeds.py) on synthetic tables whose answers are known."""
+"""The base-seed study's pure parts (cofi/analysis/base_seeds.py) on synthetic tables whose answers are known."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from cofi.base_seeds import seed_configs, spread_frame, verdict_frame, write_base_seeds
+from cofi.analysis.base_seeds import seed_configs, spread_frame, verdict_frame, write_base_seeds
 
 
 def main_table(full_vers: float, full_vers_std: float) -> pd.DataFrame:

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from cofi import metrics
-from cofi.chat_suites import FACT_QUESTIONS, SPLITS, SUITE_TYPES, TASK_TYPES, ChatSuitesSpec, build
-from cofi.data import DataError, read_jsonl
-from cofi.instructions import follows
-from cofi.prompts import IGNORE_INDEX, Prompter
+from cofi.evaluation import metrics
+from cofi.data.chat_suites import FACT_QUESTIONS, SPLITS, SUITE_TYPES, TASK_TYPES, ChatSuitesSpec, build
+from cofi.data.records import DataError, read_jsonl
+from cofi.evaluation.instructions import follows
+from cofi.data.prompts import IGNORE_INDEX, Prompter
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,8 @@ def suites():
 
 @pytest.fixture(scope="module")
 def chat_tokenizer(tmp_path_factory):
-    from cofi.gguf import import_gguf
-    from cofi.modeling import load_tokenizer
+    from cofi.models.gguf import import_gguf
+    from cofi.models.loading import load_tokenizer
 
     from tiny_gguf import write_tiny_gguf
 

@@ -1,11 +1,13 @@
-"""The claims table (cofi/claims.py) from hand-made numbers: every verdict rule, each way."""
+"""The claims table (cofi/analysis/claims.py) from hand-made numbers: every verdict rule, each way."""
 
 import pandas as pd
 import pytest
 
-from cofi.claims import Claims, Part, claims_frame, claims_markdown, measure, spearman_critical, threshold_verdict
+from cofi.analysis.claims import Part, claims_frame, claims_markdown, measure, threshold_verdict
+from cofi.analysis.stats import spearman_critical
+from cofi.config.settings import ClaimRows
 
-ROWS = Claims()  # cofitune_grad, full, sft_tuned, full_sam vs full_2x, replay as old data
+ROWS = ClaimRows()  # cofitune_grad, full, sft_tuned, full_sam vs full_2x, replay as old data
 
 
 def frame(rows: dict[str, dict[str, list[tuple[float, float]]]], base: dict[str, tuple[float, float]]) -> pd.DataFrame:
@@ -126,9 +128,9 @@ def test_the_table_writes_every_claim_with_its_rule_and_a_long_csv():
 def test_cofitunes_own_rows_are_not_its_rivals():
     """The coarse pick and CoFiTune's other variants are CoFiTune, not another method: 'best Uni without old data'
     compares with the other methods only (the experiment names them: Experiment.claim_rows)."""
-    from cofi.config import load_config
-    from cofi.experiment import Experiment
-    from cofi.schema import validate_schema
+    from cofi.config.checks import load_config
+    from cofi.config.experiment import Experiment
+    from cofi.config.schema import validate_schema
 
     from conftest import REPO
 

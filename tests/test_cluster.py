@@ -1,4 +1,4 @@
-"""What each job asks the cluster for (cofi.cluster): from cofi's plan per run and the site layer's cluster: block,
+"""What each job asks the cluster for (cofi.models.cluster): from cofi's plan per run and the site layer's cluster: block,
 checked in the pure functions, in the sbatch lines the SLURM plugin writes from them, and through a dry run of the
 7B example config under the stock GPU profile."""
 
@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, snakemake_environment
-from cofi.cluster import REQUEST_KEYS, SETUP_MINUTES, ClusterError, check_described, model_gpus, training_request
-from cofi.config import checked_experiment
-from cofi.plan import PRESETS, Architecture
-from cofi.settings import ClusterSettings
+from cofi.models.cluster import REQUEST_KEYS, SETUP_MINUTES, ClusterError, check_described, model_gpus, training_request
+from cofi.config.checks import checked_experiment
+from cofi.models.plan import PRESETS, Architecture
+from cofi.config.settings import ClusterSettings
 
 A100_NODE = {"gpus_per_node": 8, "gpu_memory_gib": 80, "gpu_model": "a100"}
 
@@ -143,7 +143,7 @@ def seven_b_workflow(tmp_path_factory) -> Path:
     from safetensors.torch import save_file
     from transformers import LlamaConfig
 
-    from cofi.modeling import build_word_tokenizer
+    from cofi.models.loading import build_word_tokenizer
 
     workdir = copy_workflow(tmp_path_factory.mktemp("seven_b"))
     model = workdir / "model"
@@ -175,7 +175,7 @@ def seven_b_workflow(tmp_path_factory) -> Path:
 
 def test_the_stock_gpu_profile_gives_each_run_its_planned_request(seven_b_workflow):
     """A dry run of the 7B example under the site layer and workflow/profiles/slurm: the finetune job of each run
-    carries the request cofi.cluster computes for it, the evaluation and importance jobs one GPU of the model."""
+    carries the request cofi.models.cluster computes for it, the evaluation and importance jobs one GPU of the model."""
     done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "site.yaml", "--workflow-profile",
                            "workflow/profiles/slurm", "--configfile", "seven_b.yaml"], cwd=seven_b_workflow,
                           env=snakemake_environment(), capture_output=True, text=True, timeout=600)

@@ -1,10 +1,10 @@
-"""Reading a dry run for the completion check (cofi/completeness.py); the check on real calls is in test_workflow."""
+"""Reading a dry run for the completion check (cofi/jobs/completeness.py); the check on real calls is in test_workflow."""
 
 import sys
 
 import pytest
 
-from cofi.completeness import CheckError, jobs_left, left_after, unfinished_message
+from cofi.jobs.completeness import CheckError, jobs_left, left_after, unfinished_message
 
 # What Snakemake 9.27 prints for a dry run that stops at a pending checkpoint: one table per DAG it builds.
 PENDING = """Building DAG of jobs...

@@ -5,13 +5,13 @@ import copy
 import pytest
 import torch
 
-from cofi import checkpoint
-from cofi.prompts import Prompter
+from cofi.training import checkpoint
+from cofi.data.prompts import Prompter
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.base import Extension
-from cofi.sam import SAM
-from cofi.settings import ComputeSettings, SettingsError, TrainSettings
-from cofi.train import tokenize_dataset, train
+from cofi.training.sam import SAM
+from cofi.config.settings import ComputeSettings, SettingsError, TrainSettings
+from cofi.training.loop import tokenize_dataset, train
 
 from conftest import TEMPLATE
 
@@ -133,7 +133,7 @@ def test_an_incomplete_checkpoint_is_ignored(tmp_path):
 def test_gradient_checkpointing_with_frozen_lower_layers_still_trains_the_first_layer(tiny_model, examples, tmp_path):
     """Non-reentrant checkpointing: the first layer trains though nothing below it needs gradients
     (a reentrant checkpoint would give its weights none)."""
-    from cofi.regions import Region, freeze_outside
+    from cofi.search.regions import Region, freeze_outside
 
     groups = {"ffn": ["up_proj", "down_proj"]}
     plain, recomputed = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)

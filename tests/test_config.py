@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cofi.config import ConfigError, check_config, load_config
-from cofi.experiment import Experiment
-from cofi.schema import load_schema
+from cofi.config.checks import ConfigError, check_config, load_config
+from cofi.config.experiment import Experiment
+from cofi.config.schema import load_schema
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -158,9 +158,9 @@ def test_embedded_suites_take_the_embedded_types_and_their_first_metrics(config)
 
 def test_the_schema_names_every_task_type_and_metric():
     """The descriptions of a suite's type and metric (and so the configuration reference) list exactly the task
-    types and metrics cofi.tasks has."""
-    from cofi.schema import load_schema
-    from cofi.tasks import TASK_TYPES
+    types and metrics cofi.evaluation.tasks has."""
+    from cofi.config.schema import load_schema
+    from cofi.evaluation.tasks import TASK_TYPES
 
     schema = load_schema()
     suites = [schema["definitions"]["suite"]["properties"], schema["properties"]["tasks"]["additionalProperties"]["properties"]]
@@ -267,7 +267,7 @@ def test_bad_baseline_settings_name_the_key(config, run, edit, message):
 
 
 def test_replay_data_must_be_given_for_a_users_model(config, tmp_path):
-    from cofi.modeling import build_llama, build_word_tokenizer, save_model
+    from cofi.models.loading import build_llama, build_word_tokenizer, save_model
 
     save_model(build_llama(8, {"layers": 2, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 16}, 0),
                build_word_tokenizer(["a", "b"]), tmp_path)
@@ -293,18 +293,18 @@ def test_baselines_config_is_valid(config):
 def test_embedded_projection_names_are_those_of_the_built_model():
     import torch
 
-    from cofi.config import EMBEDDED_PROJECTIONS
-    from cofi.modeling import build_llama
+    from cofi.models.layers import PROJECTIONS
+    from cofi.models.loading import build_llama
 
     model = build_llama(16, {"layers": 2, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 8}, 0)
     names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n}
-    assert names == EMBEDDED_PROJECTIONS
+    assert names == set(PROJECTIONS)
 
 
 def test_a_users_model_is_read_on_the_meta_device(tmp_path):
     from transformers import Qwen2Config
 
-    from cofi.modeling import decoder_projections
+    from cofi.models.loading import decoder_projections
 
     Qwen2Config(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                 vocab_size=32).save_pretrained(tmp_path)
@@ -314,7 +314,7 @@ def test_a_users_model_is_read_on_the_meta_device(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
-    from cofi.schema import validate_schema
+    from cofi.config.schema import validate_schema
 
     config = load_config(path)
     if (config.get("model") or {}).get("path"):  # a template for the user's model and data: no files here
@@ -327,8 +327,8 @@ def test_shipped_configs_are_valid(path):
 def test_the_loadable_dtypes_are_the_settings_ones():
     import typing
 
-    from cofi.modeling import DTYPES
-    from cofi.settings import ModelSettings
+    from cofi.models.loading import DTYPES
+    from cofi.config.settings import ModelSettings
 
     assert set(DTYPES) == set(typing.get_args(typing.get_type_hints(ModelSettings)["dtype"]))
 
@@ -336,7 +336,7 @@ def test_the_loadable_dtypes_are_the_settings_ones():
 def test_settings_at_their_defaults_stay_off_the_command_lines():
     """A new compute or prompt setting left at its default must not rerun finished jobs (Snakemake reruns a job
     whose params change), so the rules pass only the keys that differ from their defaults."""
-    from cofi.settings import ComputeSettings, PromptSettings, non_default
+    from cofi.config.settings import ComputeSettings, PromptSettings, non_default
 
     assert non_default(ComputeSettings()) == {} and non_default(PromptSettings()) == {}
     assert non_default(ComputeSettings(tensorboard=True, precision="bf16")) == {"precision": "bf16", "tensorboard": True}

@@ -64,11 +64,11 @@ def test_the_base_models_weights_are_the_same_bit_for_bit(built):
 
 def test_the_base_models_score_the_same_on_every_suite(built):
     """Every suite of the world, 64 items each: the same score (and the same predictions) from each model."""
-    from cofi.modeling import load_model
-    from cofi.prompts import Prompter
-    from cofi.settings import PromptSettings, from_dict
-    from cofi.tasks import TASK_TYPES
-    from cofi.world import SUITE_TYPES, TASK_TYPES as WORLD_TASKS
+    from cofi.models.loading import load_model
+    from cofi.data.prompts import Prompter
+    from cofi.config.settings import PromptSettings, from_dict
+    from cofi.evaluation.tasks import TASK_TYPES
+    from cofi.data.world import SUITE_TYPES, TASK_TYPES as WORLD_TASKS
 
     root, models = built
     prompt = from_dict(PromptSettings, yaml.safe_load((REPO / "config.yaml").read_text())["prompt"], "prompt")
@@ -90,9 +90,9 @@ def test_the_base_models_score_the_same_on_every_suite(built):
 
 
 def test_every_pinned_command_is_a_command_and_the_job_server_starts_pinned():
-    from cofi import kernels
+    from cofi.models import kernels
     from cofi.cli import build_parser
-    from cofi.jobserver import serving
+    from cofi.devtools.jobserver import serving
 
     commands = build_parser()._subparsers._group_actions[0].choices
     assert kernels.COMMANDS <= set(commands)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from cofi.data import DataError, load_records, read_jsonl, write_jsonl
+from cofi.data.records import DataError, load_records, read_jsonl, write_jsonl
 
 GOOD = {"instruction": "color", "input": "e01", "output": "red"}
 

@@ -38,18 +38,18 @@ def links(page: Path) -> list[str]:
 
 
 def test_the_generated_references_are_current():
-    """docs/reference/ is what `python -m cofi.tools docs` writes from today's schema and registry."""
-    from cofi.reference import REFERENCE_DIR, references
+    """docs/reference/ is what `python -m cofi.devtools docs` writes from today's schema and registry."""
+    from cofi.devtools.reference import REFERENCE_DIR, references
 
     for name, text in references().items():
         path = REPO / REFERENCE_DIR / name
-        assert path.exists() and path.read_text() == text, f"{path} is stale: run python -m cofi.tools docs"
+        assert path.exists() and path.read_text() == text, f"{path} is stale: run python -m cofi.devtools docs"
 
 
 def test_every_config_key_and_method_key_is_described():
     from cofi.methods import METHODS
-    from cofi.reference import config_rows
-    from cofi.schema import load_schema
+    from cofi.devtools.reference import config_rows
+    from cofi.config.schema import load_schema
 
     keys = {key for key, *_ in config_rows(load_schema())}  # raises on a key without a description
     assert {"training.lr", "search.lr", "runs.<run>.sam", "tasks.<task>.metric", "claims.cofitune"} <= keys
@@ -82,8 +82,8 @@ def known_config_key(name: str, keys: set[str], method_keys: set[str]) -> bool:
 @pytest.mark.parametrize("page", READ_BY_USERS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_config_key_a_page_names_exists(page):
     from cofi.methods import METHODS
-    from cofi.reference import config_rows
-    from cofi.schema import load_schema
+    from cofi.devtools.reference import config_rows
+    from cofi.config.schema import load_schema
 
     schema = load_schema()
     keys = {key for key, *_ in config_rows(schema)}
@@ -94,8 +94,8 @@ def test_every_config_key_a_page_names_exists(page):
 
 
 def test_the_key_check_finds_a_key_that_does_not_exist():
-    from cofi.reference import config_rows
-    from cofi.schema import load_schema
+    from cofi.devtools.reference import config_rows
+    from cofi.config.schema import load_schema
 
     schema = load_schema()
     keys = {key for key, *_ in config_rows(schema)}
@@ -113,7 +113,7 @@ def test_no_page_speaks_of_the_projects_history_instead_of_the_project(page):
 
 
 def test_a_key_without_a_description_is_an_error():
-    from cofi.reference import ReferenceError, config_rows
+    from cofi.devtools.reference import ReferenceError, config_rows
 
     schema = {"type": "object", "properties": {"a": {"type": "object", "description": "A.",
                                                      "properties": {"b": {"type": "integer", "default": 1}}}}}
@@ -122,7 +122,7 @@ def test_a_key_without_a_description_is_an_error():
 
 
 def test_the_config_reference_shows_types_defaults_and_bounds():
-    from cofi.reference import config_reference
+    from cofi.devtools.reference import config_reference
 
     schema = {"definitions": {"n": {"type": "integer", "minimum": 1}},
               "type": "object", "properties": {

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from cofi.evaluate import choice_loglikelihoods, generate, in_chunks
-from cofi.tasks import TASK_TYPES
-from cofi.prompts import Prompter
+from cofi.evaluation.generation import choice_loglikelihoods, generate, in_chunks
+from cofi.evaluation.tasks import TASK_TYPES
+from cofi.data.prompts import Prompter
 
 from conftest import TEMPLATE
 
@@ -86,7 +86,7 @@ def test_multiple_choice_accuracy_follows_the_likelihoods(tiny_model, tokenizer,
 
 def test_generation_suite_scores_references_as_perfect(tiny_model, tokenizer, tiny_world, monkeypatch):
     records = tiny_world["rotate_test"]
-    monkeypatch.setattr("cofi.evaluate.generate", lambda *a, **k: [r["output"] for r in records])
+    monkeypatch.setattr("cofi.evaluation.generation.generate", lambda *a, **k: [r["output"] for r in records])
     result = TASK_TYPES["generation"].score(tiny_model, Prompter(tokenizer, TEMPLATE), records, "exact_match", 8)
     assert result["score"] == 100.0
 
@@ -97,7 +97,7 @@ def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(t
     import json
 
     from cofi.cli import main
-    from cofi.modeling import build_llama, save_model
+    from cofi.models.loading import build_llama, save_model
 
     from conftest import TINY_ARCH
 
@@ -135,8 +135,8 @@ def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(t
 
 
 def test_a_model_bigger_than_one_gpu_is_spread_over_the_gpus_for_inference(tiny_model, tokenizer, tmp_path):
-    from cofi.modeling import save_model, spreads
-    from cofi.weights import stored_bytes
+    from cofi.models.loading import save_model, spreads
+    from cofi.models.weights import stored_bytes
 
     save_model(tiny_model, tokenizer, tmp_path / "model")
     size = sum(p.numel() for p in tiny_model.parameters()) * 4

@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from cofi.gguf import GGUFError, architecture_keys, check_gguf, import_gguf
-from cofi.modeling import load_model
-from cofi.plan import Architecture
-from cofi.prompts import Prompter
+from cofi.models.gguf import GGUFError, architecture_keys, check_gguf, import_gguf
+from cofi.models.loading import load_model
+from cofi.models.plan import Architecture
+from cofi.data.prompts import Prompter
 
 from conftest import REPO
 from tiny_gguf import write_tiny_gguf
@@ -66,7 +66,7 @@ def test_other_architectures_unreadable_files_and_occupied_outputs_are_refused(t
 
 
 def test_a_config_naming_a_gguf_is_checked_at_start_up(tiny_gguf, tmp_path):
-    from cofi.config import ConfigError, checked_experiment
+    from cofi.config.checks import ConfigError, checked_experiment
 
     config = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
     config["model"] = {"gguf": str(tiny_gguf[0])}

@@ -12,7 +12,7 @@ from conftest import REPO
 
 def test_every_step_of_the_gpu_validation_runs_in_smoke_mode(tmp_path):
     out, summary = tmp_path / "result.json", tmp_path / "summary.md"
-    done = subprocess.run([sys.executable, "-m", "cofi.tools", "gpu-validate", "--smoke", "--work-dir",
+    done = subprocess.run([sys.executable, "-m", "cofi.devtools", "gpu-validate", "--smoke", "--work-dir",
                            str(tmp_path / "work"), "--out", str(out), "--summary", str(summary)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     result = json.loads(out.read_text())

@@ -3,8 +3,8 @@ import statistics
 import pytest
 import torch
 
-from cofi.prompts import Prompter
-from cofi.importance import (
+from cofi.data.prompts import Prompter
+from cofi.methods.cofitune.importance import (
     ImportanceError,
     accumulate_importance,
     load_importance,
@@ -14,7 +14,7 @@ from cofi.importance import (
     save_importance,
     virtual_masks,
 )
-from cofi.modeling import build_llama
+from cofi.models.loading import build_llama
 
 from conftest import TEMPLATE, TINY_ARCH
 

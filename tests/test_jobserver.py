@@ -1,4 +1,4 @@
-"""The job server (cofi/jobserver.py): a job run in it is the job run alone, only started sooner."""
+"""The job server (cofi/devtools/jobserver.py): a job run in it is the job run alone, only started sooner."""
 
 import json
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cofi.modeling import build_llama, save_model
+from cofi.models.loading import build_llama, save_model
 
 from conftest import REPO, TEMPLATE, TINY_ARCH
 
@@ -38,9 +38,9 @@ def job(tmp_path_factory, tokenizer, tiny_world):
 
 
 def under_server(script: str, root: Path, timeout: int = 300, **env) -> subprocess.CompletedProcess:
-    """``python -m cofi.jobserver bash -c SCRIPT`` from the repo: SCRIPT's jobs may run in the server."""
+    """``python -m cofi.devtools.jobserver bash -c SCRIPT`` from the repo: SCRIPT's jobs may run in the server."""
     environment = {k: v for k, v in os.environ.items() if k != "COFI_JOB_SERVER"} | env
-    return subprocess.run([sys.executable, "-m", "cofi.jobserver", "bash", "-c", script], cwd=REPO, env=environment,
+    return subprocess.run([sys.executable, "-m", "cofi.devtools.jobserver", "bash", "-c", script], cwd=REPO, env=environment,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -110,7 +110,7 @@ def test_a_stopped_client_stops_its_job(job, signum, status):
         kill -{int(signum)} $client; wait $client; echo "client $?"
         sleep 5
     """)
-    wrapper = subprocess.Popen([sys.executable, "-m", "cofi.jobserver", "bash", "-c", script], cwd=REPO,
+    wrapper = subprocess.Popen([sys.executable, "-m", "cofi.devtools.jobserver", "bash", "-c", script], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={k: v for k, v in os.environ.items() if k != "COFI_JOB_SERVER"})
     try:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cofi.prompts import Prompter
-from cofi.landscape import batch_loss, filter_normalised_direction, landscape
-from cofi.sharpness import sharpness_table, spearman
-from cofi.train import collate, tokenize_dataset
+from cofi.data.prompts import Prompter
+from cofi.analysis.landscape import batch_loss, filter_normalised_direction, landscape
+from cofi.analysis.sharpness import sharpness_table, spearman
+from cofi.training.loop import collate, tokenize_dataset
 
 from conftest import TEMPLATE
 

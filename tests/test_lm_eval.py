@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from cofi.lm_eval_bridge import LmEvalError, jinja_template, parse_mapping, scores_from_results
-from cofi.modeling import build_llama, save_model
-from cofi.settings import TrainSettings
-from cofi.prompts import Prompter
-from cofi.train import tokenize_dataset, train
+from cofi.evaluation.lm_eval import LmEvalError, jinja_template, parse_mapping, scores_from_results
+from cofi.models.loading import build_llama, save_model
+from cofi.config.settings import TrainSettings
+from cofi.data.prompts import Prompter
+from cofi.training.loop import tokenize_dataset, train
 
 from conftest import TEMPLATE, TINY_ARCH
 
@@ -58,7 +58,7 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
         path = tmp_path / f"{name}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in tiny_world[split]))
         cofi("lm-eval-task", "--name", f"cofi_{name}", "--data", str(path), "--type", kind, "--template", TEMPLATE,
-             "--max-gen-toks", "8", "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path, module="cofi.tools")
+             "--max-gen-toks", "8", "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path, module="cofi.devtools")
     spec_suite = {"rotate": {"path": str(tmp_path / "rotate.jsonl"), "type": "generation", "metric": "exact_match"}}
     vers_suites = {name: {"path": str(tmp_path / f"{name}.jsonl"), "type": kind,
                           "metric": "accuracy" if kind == "multiple_choice" else "exact_match"}
@@ -70,7 +70,7 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
                "vers": {name: [f"cofi_{name}"] for name in ("know", "reason", "instruct")}}
     cofi("lm-eval", "--model", str(tmp_path / "model"), "--tasks", json.dumps(mapping), "--include-path",
          str(tmp_path / "tasks"), "--labels", '{"method": "base", "seed": null}', "--device", "cpu",
-         "--out", str(tmp_path / "harness.json"), cwd=tmp_path, module="cofi.tools")
+         "--out", str(tmp_path / "harness.json"), cwd=tmp_path, module="cofi.devtools")
     ours, harness = json.loads((tmp_path / "cofi.json").read_text()), json.loads((tmp_path / "harness.json").read_text())
     assert set(ours) <= set(harness)  # the same score format, plus the harness's own record
     assert harness["evaluator"].startswith("lm-eval ")
@@ -90,8 +90,8 @@ def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_
     for each task type and each metric the chat suites use (exact_match, accuracy, number, ifeval_strict)."""
     import random
 
-    from cofi.gguf import import_gguf
-    from cofi.modeling import load_model
+    from cofi.models.gguf import import_gguf
+    from cofi.models.loading import load_model
 
     from tiny_gguf import write_tiny_gguf
 
@@ -125,7 +125,7 @@ def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_
         gen_toks = "96" if kind == "instruction_following" else "16"
         cofi("lm-eval-task", "--name", f"cofi_{name}", "--data", str(path), "--type", kind, "--metric", metric,
              "--chat-template", "--max-gen-toks", gen_toks, "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path,
-             module="cofi.tools")
+             module="cofi.devtools")
         group, key = ("spec", name) if name == "echo" else ("vers", {"pick": "know", "add": "reason", "write": "instruct"}[name])
         cofi_suites[group][key] = {"path": str(path), "type": kind, "metric": metric}
     cofi("evaluate", "--model", str(tmp_path / "model"), "--prompt", '{"chat_template": true}', "--suites",
@@ -135,7 +135,7 @@ def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_
                "vers": {"know": ["cofi_pick"], "reason": ["cofi_add"], "instruct": ["cofi_write"]}}
     cofi("lm-eval", "--model", str(tmp_path / "model"), "--tasks", json.dumps(mapping), "--include-path",
          str(tmp_path / "tasks"), "--chat-template", "--labels", '{"method": "base", "seed": null}', "--device", "cpu",
-         "--out", str(tmp_path / "harness.json"), cwd=tmp_path, module="cofi.tools")
+         "--out", str(tmp_path / "harness.json"), cwd=tmp_path, module="cofi.devtools")
     ours, harness = json.loads((tmp_path / "cofi.json").read_text()), json.loads((tmp_path / "harness.json").read_text())
     scores = lambda s: [s["spec"]["echo"], s["know"], s["reason"], s["instruct"]]  # noqa: E731
     assert scores(harness) == pytest.approx(scores(ours))

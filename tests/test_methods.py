@@ -5,14 +5,14 @@ import copy
 import pytest
 import torch
 
-from cofi.prompts import Prompter
-from cofi.experiment import Run, expand_runs, make_run
+from cofi.data.prompts import Prompter
+from cofi.config.experiment import Run, expand_runs, make_run
 from cofi.methods import METHODS, Inputs
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.wiseft import interpolate
-from cofi.weights import save_beside_weights
-from cofi.settings import TrainSettings, to_dict
-from cofi.train import tokenize_dataset, train
+from cofi.models.weights import save_beside_weights
+from cofi.config.settings import TrainSettings, to_dict
+from cofi.training.loop import tokenize_dataset, train
 
 from conftest import REPO, TEMPLATE
 
@@ -92,7 +92,7 @@ def test_l2_penalty_joins_the_objective_once_per_step_and_pulls_toward_the_start
 
 
 def test_wiseft_interpolates_the_files_tensor_by_tensor(tiny_model, tokenizer, tmp_path):
-    from cofi.modeling import load_model, save_model
+    from cofi.models.loading import load_model, save_model
 
     source = copy.deepcopy(tiny_model)
     with torch.no_grad():
@@ -115,7 +115,7 @@ def test_wiseft_interpolates_the_files_tensor_by_tensor(tiny_model, tokenizer, t
 
 def test_wiseft_interpolates_tied_embeddings_once(tokenizer, tmp_path):
     """A model whose head is its embedding (SmolLM2's layout) stores the tensor once, and it moves by α once."""
-    from cofi.modeling import build_llama, load_model, save_model
+    from cofi.models.loading import build_llama, load_model, save_model
 
     base = build_llama(len(tokenizer), {"layers": 1, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 16}, 0)
     base.config.tie_word_embeddings = True
@@ -135,7 +135,7 @@ def test_wiseft_interpolates_tied_embeddings_once(tokenizer, tmp_path):
 
 def test_wiseft_refuses_a_source_of_another_shape(tiny_model, tokenizer, tmp_path):
     from cofi.methods import MethodError
-    from cofi.modeling import build_llama, save_model
+    from cofi.models.loading import build_llama, save_model
 
     other = build_llama(tiny_model.config.vocab_size, {"layers": 1, "hidden": 32, "intermediate": 64, "heads": 4, "max_len": 32}, 0)
     save_model(tiny_model, tokenizer, tmp_path / "base")
@@ -145,7 +145,7 @@ def test_wiseft_refuses_a_source_of_another_shape(tiny_model, tokenizer, tmp_pat
 
 
 def test_replay_mixes_a_fixed_share_of_every_batch(tiny_model, tokenizer, tiny_world, tmp_path):
-    from cofi.data import write_jsonl
+    from cofi.data.records import write_jsonl
 
     path = tmp_path / "versatility.jsonl"
     write_jsonl(path, tiny_world["versatility_train"])
@@ -190,9 +190,9 @@ def test_lr_and_sam_rho_lists_are_sweeps_too():
 
 
 def test_every_registered_method_describes_its_keys_and_needs():
-    from cofi.experiment import Experiment
-    from cofi.config import load_config
-    from cofi.schema import validate_schema
+    from cofi.config.experiment import Experiment
+    from cofi.config.checks import load_config
+    from cofi.config.schema import validate_schema
     from cofi.methods.base import Need
 
     experiment = Experiment(validate_schema(load_config(REPO / "config.yaml")))
@@ -208,9 +208,9 @@ def test_every_registered_method_describes_its_keys_and_needs():
 
 
 def test_a_run_that_trains_what_an_earlier_run_trains_uses_its_files():
-    from cofi.config import load_config
-    from cofi.experiment import Experiment
-    from cofi.schema import validate_schema
+    from cofi.config.checks import load_config
+    from cofi.config.experiment import Experiment
+    from cofi.config.schema import validate_schema
 
     config = validate_schema(load_config(REPO / "config.yaml"))
     experiment = Experiment(config)
@@ -227,9 +227,9 @@ def test_a_run_that_trains_what_an_earlier_run_trains_uses_its_files():
 
 
 def test_search_candidates_are_keyed_by_region_and_lr_and_the_pick_brings_its_lr():
-    from cofi.config import load_config
-    from cofi.experiment import Experiment
-    from cofi.schema import validate_schema
+    from cofi.config.checks import load_config
+    from cofi.config.experiment import Experiment
+    from cofi.config.schema import validate_schema
 
     config = validate_schema(load_config(REPO / "config.yaml"))
     assert Experiment(config).search.lrs == (3e-4,)  # null: the reference's lr alone, the runs named as before

@@ -1,6 +1,6 @@
 import pytest
 
-from cofi import metrics
+from cofi.evaluation import metrics
 
 
 def test_exact_match_ignores_case_and_spacing():

@@ -7,12 +7,12 @@ import sys
 import pytest
 import torch
 
-from cofi.prompts import Prompter
-from cofi.experiment import Run
+from cofi.data.prompts import Prompter
+from cofi.config.experiment import Run
 from cofi.methods.base import Extension
-from cofi.plan import Architecture, activation_bytes, layer_activation_bytes, needs
-from cofi.settings import TrainSettings
-from cofi.train import collate, token_loss_sum, tokenize_dataset, train
+from cofi.models.plan import Architecture, activation_bytes, layer_activation_bytes, needs
+from cofi.config.settings import TrainSettings
+from cofi.training.loop import collate, token_loss_sum, tokenize_dataset, train
 
 from conftest import REPO, TEMPLATE, TINY_ARCH
 
@@ -79,8 +79,8 @@ def test_activation_figures_are_what_the_backward_keeps(tokenizer, tiny_world, a
     """Autograd's saved tensors of one forward of cofi's loss, against the planner's per-token figures:
     float32 weights; bf16 weights (what FSDP2's mixed precision gathers); float32 weights under CPU
     bf16 autocast (which also keeps bf16 copies of the weights)."""
-    from cofi.modeling import build_llama
-    from cofi.train import enable_gradient_checkpointing
+    from cofi.models.loading import build_llama
+    from cofi.training.loop import enable_gradient_checkpointing
 
     model = build_llama(len(tokenizer), arch, seed=0).train()
     if mode == "bf16 weights":
@@ -123,7 +123,7 @@ def test_plan_command_names_what_each_method_needs_at_7b():
 
 
 def test_unsharded_accumulation_adds_the_whole_trained_gradient_to_every_gpu():
-    from cofi.plan import GIB
+    from cofi.models.plan import GIB
 
     arch = Architecture.load("llama2-7b")
     for accumulation, extra in ((1, 0), (4, arch.params * 4)):
@@ -135,7 +135,7 @@ def test_unsharded_accumulation_adds_the_whole_trained_gradient_to_every_gpu():
 
 
 def test_hybrid_sharding_never_holds_less_than_one_nodes_share_and_flat_does():
-    from cofi.plan import mesh_for, shard_count, smallest_fit
+    from cofi.models.plan import mesh_for, shard_count, smallest_fit
 
     arch = Architecture.load("llama1-33b")
     run = Run(name="sam", method="full", train=TrainSettings(batch_size=64), sam_rho=0.05)
@@ -185,10 +185,10 @@ def test_the_plan_is_within_15_percent_of_the_peak_a_sharded_step_holds(probed, 
     """Two processes (FSDP2, gloo), a 32k vocabulary so the loss's logits weigh: the peak of two training steps,
     measured by torch's MemTracker over every tensor storage, against `cofi plan`'s figure per GPU (without its
     CUDA allowance)."""
-    from cofi.plan import CUDA_OVERHEAD_GIB, GIB
+    from cofi.models.plan import CUDA_OVERHEAD_GIB, GIB
 
     method, params, train_extra = PROBED[case]
-    from cofi.modeling import llama_config
+    from cofi.models.loading import llama_config
 
     arch = Architecture.from_config(llama_config(PROBE_ARCH["vocab"], {**PROBE_ARCH, "max_len": 64}).to_dict())
     run = Run(name=case, method=method, train=TrainSettings(batch_size=4, **train_extra), sam_rho=params.get("sam_rho"),
@@ -206,10 +206,10 @@ def test_the_analysis_jobs_plan_is_within_15_percent_of_what_they_hold(job):
     torch's MemTracker measures over each job's work against the plan's figure."""
     import torch
 
-    from cofi.importance import accumulate_importance
-    from cofi.landscape import batch_loss, landscape
-    from cofi.modeling import build_llama, llama_config
-    from cofi.plan import choice_bytes, generation_bytes, importance_bytes, landscape_bytes
+    from cofi.methods.cofitune.importance import accumulate_importance
+    from cofi.analysis.landscape import batch_loss, landscape
+    from cofi.models.loading import build_llama, llama_config
+    from cofi.models.plan import choice_bytes, generation_bytes, importance_bytes, landscape_bytes
     from plan_probe import StepPeak
 
     length, rows = 48, 6

@@ -1,7 +1,7 @@
 import pandas as pd
 
-from cofi.plots import pareto_front, write_plots
-from cofi.tables import write_tables
+from cofi.analysis.plots import pareto_front, write_plots
+from cofi.analysis.tables import write_tables
 
 from test_tables import score_file
 
@@ -25,7 +25,7 @@ def test_figures_from_the_table(tmp_path):
 
 
 def test_labels_of_nearby_points_do_not_overlap():
-    from cofi.plots import label_heights
+    from cofi.analysis.plots import label_heights
 
     points = pd.DataFrame({"spec": [10.0, 11.0, 12.0, 80.0], "vers": [90.0, 90.5, 89.8, 90.0]})
     heights = label_heights(points)

@@ -24,7 +24,7 @@ def test_smollm2_goes_through_import_training_evaluation_and_the_table(tmp_path)
     import torch
     from safetensors.torch import load_file
 
-    from cofi.regions import Region
+    from cofi.search.regions import Region
 
     workdir = copy_workflow(tmp_path)
     config = yaml.safe_load((REPO / "configs" / "smollm2.yaml").read_text())

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from cofi.regions import DEFAULT_GROUPS, Region, RegionError, freeze_outside, parse_region_id, trainable_names
+from cofi.search.regions import DEFAULT_GROUPS, Region, RegionError, freeze_outside, parse_region_id, trainable_names
 
 
 def tiny(kind):

@@ -5,10 +5,10 @@ import copy
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from cofi.prompts import Prompter
-from cofi.sam import SAM
-from cofi.settings import TrainSettings
-from cofi.train import collate, token_loss_sum, tokenize_dataset, train
+from cofi.data.prompts import Prompter
+from cofi.training.sam import SAM
+from cofi.config.settings import TrainSettings
+from cofi.training.loop import collate, token_loss_sum, tokenize_dataset, train
 
 from conftest import TEMPLATE
 

@@ -1,9 +1,9 @@
-"""The scale trend (cofi/scale.py): every method's Uni and Vers drop per model size, and its figure."""
+"""The scale trend (cofi/analysis/scale.py): every method's Uni and Vers drop per model size, and its figure."""
 
 import pandas as pd
 
-from cofi.modeling import build_llama, save_model
-from cofi.scale import parameter_count, scale_frame, write_scale
+from cofi.models.loading import build_llama, save_model
+from cofi.analysis.scale import parameter_count, scale_frame, write_scale
 
 
 def tidy(base_vers: float, rows: dict[str, tuple[float, float]]) -> pd.DataFrame:

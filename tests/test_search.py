@@ -1,7 +1,7 @@
 import pytest
 
-from cofi.regions import Region
-from cofi.search import Policy, best_node, children, first_candidates, grid, step
+from cofi.search.regions import Region
+from cofi.search.policy import Policy, best_node, children, first_candidates, grid, step
 
 N = 8
 
@@ -121,7 +121,7 @@ def test_when_nobody_reaches_the_floor_the_highest_spec_is_kept_and_the_search_s
 
 
 def test_a_candidate_scores_as_its_best_learning_rate():
-    from cofi.search import best_variant
+    from cofi.search.policy import best_variant
 
     policy = Policy(spec_floor=0.5)  # criterion uni, floor 0.5 x the reference's Spec (80): 40
     variants = {1e-4: {"spec": 30.0, "vers": 99.0, "uni": 64.5},   # best Uni, but under the floor
@@ -136,7 +136,7 @@ def test_a_candidate_scores_as_its_best_learning_rate():
 def test_search_step_records_each_candidates_best_lr_and_run(tmp_path):
     import json
 
-    from cofi.search_run import search_report, search_step
+    from cofi.jobs.search import search_report, search_step
 
     def scores(name, spec, vers):
         path = tmp_path / f"{name}.json"
@@ -172,7 +172,7 @@ def test_search_efficiency_counts_the_search_seeds_trainings_and_the_gap_to_the_
     seed afterwards), and each pick's validation Uni against the widest search's best."""
     import json
 
-    from cofi.bench import search_efficiency
+    from cofi.devtools.bench import search_efficiency
 
     def result(folder, runs, selected, uni):
         path = tmp_path / folder / "bio"

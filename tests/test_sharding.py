@@ -17,11 +17,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cofi.prompts import Prompter
-from cofi.experiment import Run
-from cofi.importance import accumulate_importance, prompt_batches, save_importance
-from cofi.modeling import build_llama, save_model
-from cofi.settings import TrainSettings
+from cofi.data.prompts import Prompter
+from cofi.config.experiment import Run
+from cofi.methods.cofitune.importance import accumulate_importance, prompt_batches, save_importance
+from cofi.models.loading import build_llama, save_model
+from cofi.config.settings import TrainSettings
 
 from conftest import REPO, TEMPLATE
 
@@ -243,7 +243,7 @@ def test_sharded_importance_gives_one_process_importance(files, processes=3):
 
 def test_srun_tasks_become_torch_distributed_ranks():
     """Two nodes of four tasks each (srun, one task per GPU): the variables of the sixth task."""
-    from cofi.distributed import from_slurm
+    from cofi.training.distributed import from_slurm
 
     slurm = {"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "8", "SLURM_STEP_NUM_NODES": "2",
              "SLURM_NNODES": "2", "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.7", "SLURM_JOB_ID": "123456"}

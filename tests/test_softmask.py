@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from cofi.prompts import Prompter
-from cofi.regions import Region, freeze_outside
-from cofi.softmask import SoftMask, control_importance, mask_factors, row_factors
-from cofi.settings import TrainSettings
-from cofi.train import collate, token_loss_sum, tokenize_dataset, train
+from cofi.data.prompts import Prompter
+from cofi.search.regions import Region, freeze_outside
+from cofi.methods.cofitune.softmask import SoftMask, control_importance, mask_factors, row_factors
+from cofi.config.settings import TrainSettings
+from cofi.training.loop import collate, token_loss_sum, tokenize_dataset, train
 
 from conftest import TEMPLATE, TINY_ARCH
 

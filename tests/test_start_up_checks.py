@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow, skip_or_fail
-from cofi.config import ConfigError, check_config, load_config
-from cofi.data import DataError, read_jsonl
+from cofi.config.checks import ConfigError, check_config, load_config
+from cofi.data.records import DataError, read_jsonl
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_an_impossible_embedded_world_is_refused_at_start_up(config, world):
 def test_make_data_itself_refuses_an_impossible_world():
     import signal
 
-    from cofi.world import WorldSpec, build_world
+    from cofi.data.world import WorldSpec, build_world
 
     def give_up(*_):
         raise TimeoutError("building the world did not stop")
@@ -198,7 +198,7 @@ def test_make_data_itself_refuses_an_impossible_world():
 # --- 7. a model directory without weights or tokenizer ----------------------------------------------------------
 
 def _tiny_llama_dir(path: Path, weights: bool = True, tokenizer: bool = True) -> Path:
-    from cofi.modeling import build_llama, build_word_tokenizer
+    from cofi.models.loading import build_llama, build_word_tokenizer
 
     model = build_llama(8, {"layers": 2, "hidden": 16, "intermediate": 32, "heads": 2, "max_len": 16}, 0)
     model.config.save_pretrained(path)
@@ -254,7 +254,7 @@ def test_an_unquoted_exponent_gets_a_hint(tmp_path):
 def test_a_model_without_llama_layout_says_so(config, tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from cofi.modeling import build_word_tokenizer
+    from cofi.models.loading import build_word_tokenizer
 
     GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=8, n_positions=16)).save_pretrained(tmp_path)
     build_word_tokenizer(["a", "b"]).save_pretrained(tmp_path)
@@ -317,7 +317,7 @@ def test_an_internal_command_names_the_flag_that_is_not_json(flag, capsys):
 
 def test_the_max_len_check_counts_the_embedded_tokenizers_tokens(tiny_world, tokenizer):
     """The start-up check counts one token per word after BOS; the real embedded tokenizer agrees."""
-    from cofi.prompts import Prompter
+    from cofi.data.prompts import Prompter
 
     prompter = Prompter(tokenizer, "{instruction} {input} =")
     records = [r for split in ("bio_train", "rotate_train") for r in tiny_world[split]]
@@ -343,8 +343,8 @@ def test_the_unseen_tokens_override_is_the_older_world_as_an_experiment_of_its_o
     experiment's every setting, under its own name, with a world without copy items."""
     from snakemake.utils import update_config
 
-    from cofi.config import check_config, load_config
-    from cofi.world import WorldSpec, build_world
+    from cofi.config.checks import check_config, load_config
+    from cofi.data.world import WorldSpec, build_world
 
     config = load_config(REPO / "config.yaml")
     update_config(config, load_config(REPO / "configs/overrides/unseen_tokens.yaml"))

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from cofi.tables import latex_table, markdown_table, read_score_files, tidy_table, write_tables
+from cofi.analysis.tables import latex_table, markdown_table, read_score_files, tidy_table, write_tables
 
 
 def score_file(path, method, seed, spec, know, reason, instruct, split=None):

@@ -1,6 +1,6 @@
 from transformers import AutoTokenizer
 
-from cofi.world import vocabulary
+from cofi.data.world import vocabulary
 
 
 def test_round_trip_through_a_saved_directory(tokenizer, tiny_world, tmp_path):

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from cofi.prompts import IGNORE_INDEX, Prompter
+from cofi.data.prompts import IGNORE_INDEX, Prompter
 from cofi.methods.base import Extension
-from cofi.settings import TrainSettings
-from cofi.train import tokenize_dataset, train
+from cofi.config.settings import TrainSettings
+from cofi.training.loop import tokenize_dataset, train
 
 from conftest import TEMPLATE
 
@@ -92,7 +92,7 @@ def test_only_parameters_that_require_grad_change(tiny_model, tokenizer, tiny_wo
 def test_tensorboard_event_files_hold_the_curves_losses(tiny_model, tokenizer, tiny_world, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from cofi.settings import ComputeSettings
+    from cofi.config.settings import ComputeSettings
 
     examples = tokenize_dataset(tiny_world["rotate_train"][:8], Prompter(tokenizer, TEMPLATE), True, 32)
     train(tiny_model, examples, TrainSettings(lr=1e-3, steps=4, batch_size=4, log_every=10), 0, 0,
@@ -128,8 +128,8 @@ def test_a_step_leaves_its_losses_on_the_device_and_the_curve_reads_them_at_log_
     from torch.utils._python_dispatch import _disable_current_modes
 
     from cofi.methods.penalty import DistanceToInit
-    from cofi.sam import SAM
-    from cofi.train import Precision, Trainer
+    from cofi.training.sam import SAM
+    from cofi.training.loop import Precision, Trainer
 
     examples = tokenize_dataset(tiny_world["rotate_train"][:16], Prompter(tokenizer, TEMPLATE), True, 32)
     names = [n for n, _ in tiny_model.named_parameters()]

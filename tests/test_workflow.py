@@ -39,7 +39,7 @@ def test_table_from_a_real_run(tiny_run):
 
 
 def test_every_job_log_pairs_with_its_benchmark_and_the_report_splits_compute_from_overhead(tiny_run):
-    from cofi.bench import benchmark_report, read_benchmarks
+    from cofi.devtools.bench import benchmark_report, read_benchmarks
     from cofi.io import COMPUTE_PATTERN
 
     results = tiny_run / "results/tiny"
@@ -106,7 +106,7 @@ def test_search_trace_and_pick(tiny_run):
 
 
 def test_soft_mask_run_trains_the_pick_with_importance_the_dag_built(tiny_run):
-    from cofi.importance import load_importance
+    from cofi.methods.cofitune.importance import load_importance
 
     result = json.loads((tiny_run / "results/tiny/search/tree/rotate/result.json").read_text())
     run = json.loads((tiny_run / "results/tiny/runs/cofitune_update/rotate/seed0/model/cofi_run.json").read_text())
@@ -146,8 +146,8 @@ def test_the_search_over_region_and_lr_trains_each_candidate_at_each_lr_and_reus
     """search.lr: every candidate trains at every lr (runs keyed by region and lr), scores as its best, and the
     pick's lr reaches the CoFiTune run; a longer lr list retrains nothing, tree and grid alike. (An experiment of
     its own on bio, through the job server.)"""
-    from cofi.jobserver import serving
-    from cofi.search import Policy, best_variant
+    from cofi.devtools.jobserver import serving
+    from cofi.search.policy import Policy, best_variant
 
     config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     config["experiment"], config["tasks"] = "search-lr", {"bio": config["tasks"]["bio"]}
@@ -226,11 +226,11 @@ def test_table_options_rebuild_only_tables_and_figures(tiny_run):
 
 
 def test_the_job_server_and_another_instruction_set_change_nothing_but_the_time(tiny_run, tmp_path):
-    """The tiny workflow through the job server (cofi/jobserver.py), its environment asking for the CPU paths of
+    """The tiny workflow through the job server (cofi/devtools/jobserver.py), its environment asking for the CPU paths of
     another machine (torch's scalar kernels, MKL at SSE4.2), gives the plain run's tables, scores and weights
-    byte for byte, every job having run in the server: the jobs compute under pinned kernels (cofi/kernels.py).
+    byte for byte, every job having run in the server: the jobs compute under pinned kernels (cofi/models/kernels.py).
     Without the pin the fine-tuned weights differ."""
-    from cofi.jobserver import serving
+    from cofi.devtools.jobserver import serving
 
     copy = copy_workflow(tmp_path / "warm")
     another_machine = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "MKL_CBWR": "COMPATIBLE"}

@@ -1,4 +1,4 @@
-from cofi.world import LIST_OPS, WorldSpec, build_world, vocabulary
+from cofi.data.world import LIST_OPS, WorldSpec, build_world, vocabulary
 
 
 def test_same_seed_gives_identical_data(tiny_spec):
@@ -45,7 +45,7 @@ def test_speciality_reuses_the_same_entities_and_tokens(tiny_world):
 
 
 def test_the_world_writes_the_splits_it_declares(tiny_world):
-    from cofi.world import SPLITS
+    from cofi.data.world import SPLITS
 
     assert set(tiny_world) == set(SPLITS)
 
@@ -53,7 +53,7 @@ def test_the_world_writes_the_splits_it_declares(tiny_world):
 def test_every_word_a_task_uses_is_read_and_written_by_the_base_models_mixture(tiny_spec):
     """The copy items expose every word (bio's jobs and cities, the words bio and rotate among them) as input
     and as output; with copy_train 0 the older world comes back item for item, those words unseen."""
-    from cofi.world import CITIES, JOBS
+    from cofi.data.world import CITIES, JOBS
 
     world = build_world(tiny_spec)
     assert tiny_spec.copy_train > 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cofi.io import compute_line
-from cofi.settings import PromptSettings
+from cofi.config.settings import PromptSettings
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,13 @@ def importance(job: ImportanceJob) -> None:
     """Unit importance of the job's model, written with its heatmap. Under ``torchrun`` (or srun tasks) with several
     processes the model is sharded with FSDP2 like a training job's (process 0 reads the weights once), each process
     runs its parts of every batch, and the mask gradients are summed over the processes before their absolute value
-    (:func:`cofi.importance.accumulate_importance`)."""
-    from cofi import distributed
-    from cofi.data import load_records
-    from cofi.importance import accumulate_importance, plot_importance, prompt_batches, save_importance
-    from cofi.modeling import load_model, load_tokenizer, resolve_device
-    from cofi.prompts import Prompter
-    from cofi.settings import to_dict
+    (:func:`cofi.methods.cofitune.importance.accumulate_importance`)."""
+    from cofi.training import distributed
+    from cofi.data.records import load_records
+    from cofi.methods.cofitune.importance import accumulate_importance, plot_importance, prompt_batches, save_importance
+    from cofi.models.loading import load_model, load_tokenizer, resolve_device
+    from cofi.data.prompts import Prompter
+    from cofi.config.settings import to_dict
 
     options = job.options
     distributed.adopt_launcher()
@@ -69,9 +69,9 @@ def importance(job: ImportanceJob) -> None:
 
 def _sharded(job: ImportanceJob, device, checkpointing: bool):
     """The model as FSDP2 shards in its loaded dtype: every process builds it without weights, process 0 reads them."""
-    from cofi import distributed, sharding
-    from cofi.modeling import DTYPES, load_model, skeleton
-    from cofi.train import enable_gradient_checkpointing
+    from cofi.training import distributed, sharding
+    from cofi.models.loading import DTYPES, load_model, skeleton
+    from cofi.training.loop import enable_gradient_checkpointing
 
     model = skeleton(job.model, DTYPES[job.dtype], job.trust_remote_code)
     stored = load_model(job.model, job.trust_remote_code, job.dtype, "cpu")[0] if distributed.is_main() else None
@@ -100,12 +100,12 @@ class LandscapeJob:
 
 def landscape(job: LandscapeJob) -> dict:
     """Loss landscape of one model on a fixed speciality and a fixed versatility batch."""
-    from cofi.data import read_jsonl
+    from cofi.data.records import read_jsonl
     from cofi.io import write_json
-    from cofi.landscape import batch_loss, fixed_batches, landscape as probe, plot_landscape
-    from cofi.modeling import load_model
-    from cofi.prompts import Prompter
-    from cofi.tasks import TASK_TYPES
+    from cofi.analysis.landscape import batch_loss, fixed_batches, landscape as probe, plot_landscape
+    from cofi.models.loading import load_model
+    from cofi.data.prompts import Prompter
+    from cofi.evaluation.tasks import TASK_TYPES
 
     options = job.options
     model, tokenizer = load_model(job.model, job.trust_remote_code, job.dtype, job.device)

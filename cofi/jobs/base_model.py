@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cofi.settings import PromptSettings, TrainSettings
-from cofi.world import WorldSpec
+from cofi.config.settings import PromptSettings, TrainSettings
+from cofi.data.world import WorldSpec
 
 
 def make_data(kind: str, spec, out_dir: str, log=print) -> dict[str, Path]:
-    """Every split of the data made here (``kind``: world or chat, :mod:`cofi.embedded`) as ``<out_dir>/<split>.jsonl``."""
-    from cofi.data import write_jsonl
-    from cofi.embedded import suites_module
+    """Every split of the data made here (``kind``: world or chat, :mod:`cofi.data.embedded`) as ``<out_dir>/<split>.jsonl``."""
+    from cofi.data.records import write_jsonl
+    from cofi.data.embedded import suites_module
 
     written = {}
     for stem, records in suites_module(kind).build(spec).items():
@@ -36,12 +36,12 @@ class BaseModelJob:
 
 def build_base(job: BaseModelJob) -> None:
     """A word-level tokenizer and a small Llama, "aligned" on the versatility mixture, saved as a HF directory."""
-    from cofi.data import load_records
+    from cofi.data.records import load_records
     from cofi.io import compute_line
-    from cofi.modeling import build_llama, build_word_tokenizer, save_model
-    from cofi.prompts import Prompter
-    from cofi.train import tokenize_dataset, train
-    from cofi.world import vocabulary
+    from cofi.models.loading import build_llama, build_word_tokenizer, save_model
+    from cofi.data.prompts import Prompter
+    from cofi.training.loop import tokenize_dataset, train
+    from cofi.data.world import vocabulary
 
     tokenizer = build_word_tokenizer(vocabulary(job.world))
     model = build_llama(len(tokenizer), {**job.architecture, "max_len": job.prompt.max_len}, seed=job.seed)

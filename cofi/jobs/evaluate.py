@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from cofi.settings import PromptSettings
+from cofi.config.settings import EvaluationSettings, PromptSettings
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class EvaluateJob:
 
     scorings: tuple[Scoring, ...]
     prompt: PromptSettings
-    batch_size: int = 128
+    batch_size: int = EvaluationSettings.batch_size
     max_items: int | None = None  # the first items of each suite only
     generation: dict = field(default_factory=dict)  # decoding options over the model's generation config
     dtype: str = "float32"
@@ -42,8 +42,8 @@ class EvaluateJob:
 
 
 def score_file(labels: dict, model: str, spec: dict[str, float], vers: dict[str, float], items: dict, **extra) -> dict:
-    """The score file's content (Vers, Uni from :func:`cofi.metrics.aggregate`)."""
-    from cofi.metrics import aggregate
+    """The score file's content (Vers, Uni from :func:`cofi.evaluation.metrics.aggregate`)."""
+    from cofi.evaluation.metrics import aggregate
 
     return {"labels": labels, "model": model, **aggregate(spec, vers), "items": items, **extra}
 
@@ -51,10 +51,10 @@ def score_file(labels: dict, model: str, spec: dict[str, float], vers: dict[str,
 def read_scores(item: str) -> dict:
     """A score file given as PATH, or as RUN=PATH: the scores of run RUN stored in another run's file (a run
     that trains exactly what an earlier run trains shares its files), its labels then naming RUN. A run name
-    has no "/" (:data:`cofi.experiment.RUN_NAME`), so a path with a folder is never taken for one."""
+    has no "/" (:data:`cofi.config.experiment.RUN_NAME`), so a path with a folder is never taken for one."""
     import re
 
-    from cofi.experiment import RUN_NAME
+    from cofi.config.names import RUN_NAME
     from cofi.io import read_json
 
     run, sep, path = item.partition("=")
@@ -67,8 +67,8 @@ def read_scores(item: str) -> dict:
 def evaluate(job: EvaluateJob) -> list[dict]:
     """Write each scoring's score file (and predictions); returns their contents."""
     from cofi.io import compute_line
-    from cofi.modeling import load_model
-    from cofi.prompts import Prompter
+    from cofi.models.loading import load_model
+    from cofi.data.prompts import Prompter
 
     written, computed, loaded = [], 0.0, None
     for scoring in job.scorings:
@@ -85,7 +85,7 @@ def evaluate(job: EvaluateJob) -> list[dict]:
 
 def _score(job: EvaluateJob, model, prompter, scoring: Scoring) -> dict:
     from cofi.io import write_json
-    from cofi.tasks import TASK_TYPES
+    from cofi.evaluation.tasks import TASK_TYPES
 
     results, items, predictions = {"spec": {}, "vers": {}}, {}, {}
     suites = [(group, name, suite, TASK_TYPES[suite["type"]]) for group in ("spec", "vers")

@@ -3,7 +3,7 @@
 The method's setup (which parameters train, its extensions, its data mixture), the run's options
 (SAM), then the shared training loop; a method that does not train (Wise-FT) builds its weights
 instead. Under ``torchrun`` with several processes the model is sharded with FSDP2
-(:mod:`cofi.sharding`): only process 0 reads the weights, every process trains its share of each
+(:mod:`cofi.training.sharding`): only process 0 reads the weights, every process trains its share of each
 batch on its shards, and process 0 gathers and writes the model.
 """
 
@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cofi.experiment import Run
+from cofi.config.experiment import Run
 from cofi.io import compute_line
-from cofi.settings import ComputeSettings, PromptSettings
+from cofi.config.settings import ComputeSettings, PromptSettings
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,13 @@ class FinetuneJob:
 def _hybrid(job: FinetuneJob, run: Run, device, log) -> bool:
     """``compute.sharding`` for this job across nodes: hybrid or flat as set; auto asks the plan whether the run fits
     one node's GPUs (on CPUs, which have no such limit here, hybrid)."""
-    from cofi import distributed
+    from cofi.training import distributed
 
     sharding = job.compute.sharding
     if sharding == "auto" and distributed.nodes() > 1 and device.type == "cuda":
         import torch
 
-        from cofi.plan import Architecture, mesh_for
+        from cofi.models.plan import Architecture, mesh_for
 
         gpu_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
         sharding = mesh_for(Architecture.load(job.model), run, run.params.get("groups") or {}, distributed.world_size(),
@@ -59,15 +59,15 @@ def finetune(job: FinetuneJob) -> dict:
     """Train (or build) and save the run's model; returns the run record written as ``cofi_run.json``."""
     import torch
 
-    from cofi import checkpoint, distributed, sharding
-    from cofi.data import load_records
+    from cofi.training import checkpoint, distributed, sharding
+    from cofi.data.records import load_records
     from cofi.io import write_json
     from cofi.methods import METHODS, Inputs
-    from cofi.modeling import DTYPES, load_model, load_tokenizer, resolve_device, save_model, skeleton
-    from cofi.prompts import Prompter
-    from cofi.sam import SAM
-    from cofi.weights import save_beside_weights
-    from cofi.train import enable_gradient_checkpointing, tokenize_dataset, train
+    from cofi.models.loading import DTYPES, load_model, load_tokenizer, resolve_device, save_model, skeleton
+    from cofi.data.prompts import Prompter
+    from cofi.training.sam import SAM
+    from cofi.models.weights import save_beside_weights
+    from cofi.training.loop import enable_gradient_checkpointing, tokenize_dataset, train
 
     run, prompt = job.run, job.prompt
     job.compute.check_run(run.sam_rho is not None, f"run {run.name}")
@@ -165,7 +165,7 @@ def _keep_frozen_in_compute_dtype(model, precision: str) -> dict[str, list[str]]
     """Under bf16/fp16 only the trained weights need float32 masters: the frozen ones are only ever gathered in the
     compute dtype, so they are kept in it (half the bytes; FSDP2 asks a uniform dtype of the trained ones only).
     Returns the dtypes of each kind, for the run record."""
-    from cofi.train import Precision
+    from cofi.training.loop import Precision
 
     compute = Precision.DTYPES[precision]
     for parameter in model.parameters():
@@ -182,12 +182,12 @@ def _gathered(job: FinetuneJob, method, run: Run, inputs, sharded_model, dtype):
     weightless model of the same structure (the method's setup again, e.g. for LoRA's adapters)."""
     import torch
 
-    from cofi import distributed, sharding
+    from cofi.training import distributed, sharding
 
     full = sharding.gather_full_state(sharded_model)  # every process takes part; process 0 receives
     if not distributed.is_main():
         return None, None
-    from cofi.modeling import skeleton
+    from cofi.models.loading import skeleton
 
     setup = method.setup(skeleton(job.model, sharding.master_dtype(dtype), job.trust_remote_code), run, _quiet(inputs))
     setup.model.load_state_dict(full, assign=True)

@@ -1,6 +1,6 @@
 """Fine-tuning methods, registered by name.
 
-A configured run (``runs.<run>`` in the config; :mod:`cofi.experiment` resolves it) names a
+A configured run (``runs.<run>`` in the config; :mod:`cofi.config.experiment` resolves it) names a
 registered method (default: the run's own name) with the method's own keys. Adding a method: one
 module here (a :class:`~cofi.methods.base.Method` subclass, with the :class:`~cofi.methods.base.Need`
 of any file it reads) and one entry in :data:`METHODS`.
@@ -9,11 +9,11 @@ of any file it reads) and one entry in :data:`METHODS`.
 from __future__ import annotations
 
 from cofi.methods.base import CheckContext, Extension, Inputs, Method, MethodError, Need, Setup
-from cofi.methods.cofitune import CoFiTune
+from cofi.methods.cofitune.method import CoFiTune
 from cofi.methods.full import Full
 from cofi.methods.lora import LoRA
 from cofi.methods.penalty import L1, L2
-from cofi.methods.region import RegionMethod
+from cofi.methods.cofitune.coarse import RegionMethod
 from cofi.methods.replay import Replay
 from cofi.methods.vsoftmask import VSoftMask
 from cofi.methods.wiseft import WiseFT
@@ -32,7 +32,7 @@ def check_run_entry(key: str, run: str, entry: dict, option_keys: tuple[str, ...
 
     import jsonschema
 
-    from cofi.schema import schema_message
+    from cofi.config.schema import schema_message
 
     name = entry.get("method", run)
     if name not in METHODS:

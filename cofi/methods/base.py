@@ -3,7 +3,7 @@
 A method is a small subclass of :class:`Method` in a module of its own under ``cofi/methods``,
 registered in ``cofi/methods/__init__.py``. The trainer, the rules and the tables are the same
 for all of them. A method says which parameters train and what it adds to the training step
-(:class:`cofi.train.Extension`: a gradient mask, a penalty, ...) through the :class:`Setup` it returns.
+(:class:`cofi.training.extension.Extension`: a gradient mask, a penalty, ...) through the :class:`Setup` it returns.
 
 An input a method needs besides the base model and the task's data is one :class:`Need`,
 declared in the method's module: its name is the finetune rule's named input, the job's
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cofi.errors import InputError
+from cofi.training.extension import Extension  # noqa: F401 - what a Setup carries; methods import it from here
 
 
 class MethodError(InputError):
@@ -54,7 +55,7 @@ class Setup:
     """What a method hands the trainer.
 
     ``model`` is what trains and ``trainable`` the names of its parameters that do; ``extensions``
-    act in the training step (:class:`cofi.train.Extension`); ``batches`` (optional) makes the batch
+    act in the training step (:class:`cofi.training.extension.Extension`); ``batches`` (optional) makes the batch
     stream from the task's examples, batch size, pad id and seed; ``finish(model, out_dir)`` returns
     the model to save (and may write extra files, e.g. a LoRA adapter).
     """
@@ -70,7 +71,7 @@ class Setup:
 class CheckContext:
     """What a method's start-up check may look at: the experiment, and the model's depth (None if unknown)."""
 
-    experiment: Any  # cofi.experiment.Experiment
+    experiment: Any  # cofi.config.experiment.Experiment
     n_layers: int | None
     # Names of the Linear modules in the model's decoder layers (None where the model is unknown).
     projection_names: Callable[[], set[str] | None] = lambda: None
@@ -103,17 +104,17 @@ class Method:
 
     def check(self, key: str, run, context: CheckContext) -> None:
         """Start-up checks of meaning (the schema has checked types and ranges); raise :class:`MethodError`.
-        ``run`` is the :class:`cofi.experiment.Run`."""
+        ``run`` is the :class:`cofi.config.experiment.Run`."""
 
     def setup(self, model, run, inputs: Inputs) -> Setup:
-        """What trains of ``model`` for ``run`` (a :class:`cofi.experiment.Run`: ``run.params`` are the
+        """What trains of ``model`` for ``run`` (a :class:`cofi.config.experiment.Run`: ``run.params`` are the
         method's own keys, ``run.train`` the training settings)."""
         raise TypeError(f"method {self.name!r} does not train")
 
     def build(self, base: str, out, run, inputs: Inputs, dtype) -> None:
         """For methods that do not train: write the weights of the model to save into the directory ``out`` (in
         ``dtype``, a torch dtype), made from the base model's directory ``base``; the job adds its config and
-        tokenizer. Work from the files (:mod:`cofi.weights`): at 7B and up, whole models may not fit twice."""
+        tokenizer. Work from the files (:mod:`cofi.models.weights`): at 7B and up, whole models may not fit twice."""
         raise TypeError(f"method {self.name!r} trains (it has no build step)")
 
 
@@ -121,28 +122,3 @@ def train_everything(model) -> list[str]:
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return [name for name, _ in model.named_parameters()]
-
-
-class Extension:
-    """What a method or a run option adds to the training step (:func:`cofi.train.train`). Every hook
-    is optional; the trainer calls them in this order:
-
-    - :meth:`attach` once, with the optimizer (e.g. to hook its step);
-    - :meth:`gradients` wraps each step's gradient computation: ``compute()`` runs every micro-batch's
-      forward and backward (and the penalties) at the current weights and returns the curve's fields;
-      SAM calls it twice around its ascent;
-    - :meth:`penalty`, inside every computation, a scalar tensor that joins the objective once;
-    - :meth:`after_backward` once per step, after the last gradients and before clipping.
-    """
-
-    def attach(self, optimizer) -> None:
-        pass
-
-    def gradients(self, compute, zero_grad) -> dict:
-        return compute()
-
-    def penalty(self):
-        return None
-
-    def after_backward(self) -> None:
-        pass

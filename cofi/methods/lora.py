@@ -6,9 +6,9 @@ runs go through the same evaluation as every other method.
 """
 
 from cofi.methods.base import Method, MethodError, Setup
-from cofi.regions import Region, RegionError
+from cofi.models.layers import PROJECTIONS
+from cofi.search.regions import Region, RegionError
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def lora_layers(params: dict, n_layers: int) -> list[int] | None:
@@ -25,7 +25,7 @@ class LoRA(Method):
         "rank": {"type": "integer", "minimum": 1, "default": 8, "description": "adapter rank r"},
         "alpha": {"type": "number", "exclusiveMinimum": 0, "default": 16, "description": "lora_alpha (scale alpha / r)"},
         "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.0, "description": "lora_dropout"},
-        "target_modules": {"type": "array", "minItems": 1, "items": {"type": "string"}, "default": ALL_LINEAR,
+        "target_modules": {"type": "array", "minItems": 1, "items": {"type": "string"}, "default": list(PROJECTIONS),
                            "description": "projection names inside the decoder layers"},
         "range": {"type": ["array", "null"], "minItems": 2, "maxItems": 2, "items": {"type": "number"}, "default": None,
                   "description": "layer range (a, b] as fractions of the depth (peft layers_to_transform); null: all layers"},

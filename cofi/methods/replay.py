@@ -45,7 +45,7 @@ class Replay(Method):
             return
         if not context.check_files:
             return
-        from cofi.data import DataError, read_jsonl
+        from cofi.data.records import DataError, read_jsonl
 
         try:
             read_jsonl(params["data"])
@@ -54,8 +54,8 @@ class Replay(Method):
 
     def setup(self, model, run, inputs):
         params = run.params
-        from cofi.data import read_jsonl
-        from cofi.train import collate, example_batches
+        from cofi.data.records import read_jsonl
+        from cofi.training.loop import collate, example_batches
 
         batch_size = run.train.batch_size
         n_replay = replay_per_batch(params["fraction"], batch_size)

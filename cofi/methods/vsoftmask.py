@@ -1,7 +1,7 @@
 """V-SoftMask: everything trains, with the soft mask on every layer and module."""
 
 from cofi.methods.base import Method, Setup, train_everything
-from cofi.methods.softmask_options import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys, soft_mask_extensions
+from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys
 
 
 class VSoftMask(Method):
@@ -16,4 +16,6 @@ class VSoftMask(Method):
 
     def setup(self, model, run, inputs):
         trainable = train_everything(model)
+        from cofi.methods.cofitune.softmask import soft_mask_extensions  # torch: only when a run trains
+
         return Setup(model, trainable, extensions=soft_mask_extensions(model, trainable, run.params, inputs))

@@ -14,8 +14,8 @@ SOURCE_MODEL = Need("source_model", "the fine-tuned model to interpolate toward"
 def interpolate(base: str, source: str, alpha: float, dtype, out, max_shard_bytes: int | None = None) -> list:
     """Write (1 − α)·base + α·source, the weights of the model directories ``base`` and ``source`` in ``dtype``
     (floating-point tensors; others are the base's), into ``out``, tensor by tensor: neither model is loaded, and
-    memory holds one shard of the result (:mod:`cofi.weights`). Returns the files written."""
-    from cofi.weights import stored_weights, write_shards
+    memory holds one shard of the result (:mod:`cofi.models.weights`). Returns the files written."""
+    from cofi.models.weights import stored_weights, write_shards
 
     with stored_weights(base) as base_weights, stored_weights(source) as source_weights:
         names = base_weights.names()

@@ -1,0 +1,1 @@
+"""Analysis of finished runs: tables, claims, plots, landscapes, sharpness, the scale trend."""

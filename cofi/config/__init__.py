@@ -1,0 +1,1 @@
+"""Configuration: the settings and their schema, the start-up checks, the typed experiment."""

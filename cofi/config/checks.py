@@ -1,0 +1,420 @@
+"""Configuration: the schema (defaults), then checks of meaning and of the files named.
+
+Everything here runs at start-up (from the Snakefile, or ``python -m cofi check-config``) so bad
+input stops the workflow before any training. Errors name the config key or file:line. The checks
+of a domain live with it (a task type's in :mod:`cofi.evaluation.tasks`, the world's in :mod:`cofi.data.world`, a
+method's in its class, the model directory's in :mod:`cofi.models.loading`, the search policy's in
+:mod:`cofi.search.policy`); this module reads the config, fills the schema's defaults, builds the
+:class:`~cofi.config.experiment.Experiment` and calls them, adding what only the whole config can tell
+(one key naming another's run, seed or file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import yaml
+
+from cofi.config.settings import ClaimRows
+from cofi.errors import InputError
+from cofi.config.experiment import RUN_OPTIONS, Experiment
+from cofi.config.names import BASE_ROW, tuned_row
+from cofi.config.schema import SchemaError, validate_schema
+from cofi.models.layers import PROJECTIONS
+# The Linear modules of a LlamaForCausalLM decoder layer: the embedded model's (a test checks it), and an
+# imported GGUF's (cofi.models.gguf imports the Llama family only).
+
+
+class ConfigError(InputError):
+    """Bad configuration; the message names the config key (or file) and what was expected."""
+
+
+def _read_legacy_runs(config: dict) -> None:
+    """``methods:``, the runs section's former name, is read as ``runs:``."""
+    if "methods" in config:
+        if "runs" in config:
+            raise ConfigError("config keys runs and methods: give the runs once, under runs (methods is its old name)")
+        config["runs"] = config.pop("methods")
+        print("cofi: config key methods: is read as runs: (its new name; rename it to silence this notice)",
+              file=sys.stderr)
+
+
+def _read_cluster_text(config: dict) -> None:
+    """A site layer's ``config: {cluster: {...}}`` reaches the workflow as text: Snakemake reads a nested value given
+    on its command line or in a profile with YAML's base loader, so ``gpus_per_node: 8`` arrives as ``"8"``. Read such
+    values back as YAML (a number stays a number, a name a name)."""
+    cluster = config.get("cluster")
+    if isinstance(cluster, dict):
+        config["cluster"] = {key: yaml.safe_load(value) if isinstance(value, str) else value
+                             for key, value in cluster.items()}
+
+
+def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
+    """Schema (defaults filled in place), then meaning: the :class:`Experiment` of a valid config."""
+    _read_legacy_runs(config)
+    _read_cluster_text(config)
+    try:
+        validate_schema(config)
+    except SchemaError as error:
+        raise ConfigError(str(error)) from None
+    _check_run_entries(config)
+    try:
+        experiment = Experiment(config)
+    except InputError as error:
+        raise ConfigError(str(error)) from None
+    _check_embedded(experiment)
+    train_records = _check_suites(experiment, check_files)
+    if experiment.model.path is not None and check_files:
+        experiment.n_layers = _from_model(lambda m: m.model_depth(experiment.model.path, experiment.model.trust_remote_code))
+    elif experiment.model.gguf is not None and check_files:
+        from cofi.models.gguf import checked_header
+
+        experiment.n_layers = _from_model(lambda m: checked_header(experiment.model.gguf,
+                                                                   experiment.base_model_dir)["layers"])
+    n_layers = experiment.n_layers
+    projections = _projection_names_once(experiment)
+    for check in (_check_module_groups, _check_runs, _check_importance, _check_search):
+        check(experiment, n_layers, projections, check_files)
+    _check_table_reference(experiment)
+    _check_landscape(experiment)
+    _check_claims(experiment)
+    _check_prompt(experiment, train_records, check_files)
+    return experiment
+
+
+def check_config(config: dict, check_files: bool = True) -> dict:
+    """:func:`checked_experiment`, returning the filled config."""
+    checked_experiment(config, check_files)
+    return config
+
+
+def _from_model(read):
+    """A model-directory fact, with its error as a config error."""
+    from cofi.models import loading as modeling
+
+    try:
+        return read(modeling)
+    except modeling.ModelError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_embedded(experiment: Experiment) -> None:
+    """The data made here can be built and fits the model; the embedded model's heads divide its width."""
+    from cofi.data import world
+
+    config = experiment.config
+    base = config["embedded"]["base"]
+    if base["hidden"] % base["heads"]:
+        raise ConfigError("config key embedded.base.heads: must divide embedded.base.hidden")
+    try:
+        world.WorldSpec(**config["embedded"]["world"])
+        experiment.embedded_spec()
+    except ValueError as error:
+        raise ConfigError(f"config key {error}") from None
+    if experiment.embedded_suites == "chat" and experiment.embedded_model:
+        raise ConfigError("config key embedded.suites: chat suites are English for a real chat model, which the "
+                          "embedded word-level model cannot read; set model.gguf or model.path, or suites: world")
+
+
+def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[dict] | None]:
+    """Each suite's type and metric (:mod:`cofi.evaluation.tasks`), the type of embedded data (:mod:`cofi.data.embedded`), and
+    every file a suite names. Returns each task's training records where the user gave them."""
+    from cofi.data.records import DataError, read_jsonl
+    from cofi.data.embedded import suites_module
+    from cofi.evaluation.tasks import task_type
+
+    made_here = suites_module(experiment.embedded_suites)
+    train_records = {}
+    for section, suites, embedded in (("tasks", experiment.tasks, made_here.TASK_TYPES),
+                                      ("versatility", experiment.versatility, made_here.SUITE_TYPES)):
+        for name, suite in suites.items():
+            key = f"{section}.{name}"
+            # Null paths: embedded data; or a user suite's missing validation file (its test file serves).
+            own = {split: path for split, path in suite.paths.items()
+                   if not (path is None and (name in embedded or (split == "val" and suite.paths.get("test"))))}
+            if missing := next((split for split, path in own.items() if path is None), None):
+                raise ConfigError(f"config key {key}.{missing}: null means the embedded data, but the "
+                                  f"{experiment.embedded_suites} suites have no {name!r} (they have "
+                                  f"{', '.join(embedded)}); give a JSONL path")
+            try:
+                kind = task_type(key, suite.type)
+                kind.check_metric(key, suite.metric)
+            except InputError as error:
+                raise ConfigError(str(error)) from None
+            if name in embedded and suite.embedded and suite.type != embedded[name]:
+                raise ConfigError(f"config key {key}.type: the embedded {name} data is {embedded[name]}, not "
+                                  f"{suite.type} (set type: {embedded[name]}, or give your own data paths)")
+            for split, path in own.items():
+                if not check_files:
+                    continue
+                try:  # training files are always instruction data; test files follow the suite's type
+                    records = kind.read(path) if split != "train" else read_jsonl(path)
+                except DataError as error:
+                    raise ConfigError(f"config key {key}.{split}: {error}") from None
+                if split == "train":
+                    train_records[name] = records
+            if section == "tasks":
+                train_records.setdefault(name, None)
+    return train_records
+
+
+def _projection_names_once(experiment: Experiment):
+    """A function giving the Linear module names in the model's decoder layers, computed on first use."""
+    cache = {}
+
+    def names() -> set[str] | None:
+        if "names" not in cache:
+            path = experiment.model.path
+            if path is None:
+                cache["names"] = set(PROJECTIONS)  # the embedded model, or a GGUF's import
+            elif not Path(path, "config.json").is_file():
+                cache["names"] = None  # the model path check reports this
+            else:
+                cache["names"] = _from_model(lambda m: m.decoder_projections(path, experiment.model.trust_remote_code))
+        return cache["names"]
+
+    return names
+
+
+def _check_module_groups(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
+    """Groups are well formed, and those a search or a region run uses name projections the model has."""
+    from cofi.search.regions import RegionError, check_groups
+
+    groups = experiment.module_groups
+    try:
+        check_groups(groups)
+    except RegionError as error:
+        raise ConfigError(f"config key module_groups: {error}") from None
+    used = set(experiment.search.policy.root_modules) if experiment.search.enabled else set()
+    used |= {m for entry in experiment.config["runs"].values() if "range" in entry for m in entry.get("modules") or []}
+    used &= set(groups)
+    if not used or (known := projection_names()) is None:
+        return
+    for group in sorted(used):
+        if missing := [p for p in groups[group] if p not in known]:
+            raise ConfigError(f"config key module_groups.{group}: the model's decoder layers have no {missing} "
+                              f"(they have {', '.join(sorted(known))})")
+
+
+def _check_run_entries(config: dict) -> None:
+    """Each run's method exists and takes the keys given, with valid values (before the runs are built)."""
+    from cofi.methods import check_run_entry
+    from cofi.config.settings import TrainSettings, fields_of
+
+    option_keys = (*(f.name for f, _ in fields_of(TrainSettings)), *RUN_OPTIONS)
+    try:
+        for run, entry in config["runs"].items():
+            check_run_entry(f"runs.{run}", run, entry, option_keys)
+    except InputError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_runs(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
+    """The methods' own checks of each run, and what the compute settings cannot train."""
+    from cofi.methods import METHODS, CheckContext
+
+    try:
+        context = CheckContext(experiment, n_layers, projection_names, check_files)
+        for name, run in experiment.runs.items():
+            key = f"runs.{run.sweep or name}"
+            METHODS[run.method].check(key, run, context)
+            experiment.compute.check_run(run.sam_rho is not None, f"config key compute.precision (run {name})")
+    except InputError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_importance(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
+    if not experiment.uses_importance:
+        return
+    projection_names()  # importance hooks the decoder layers: refuses a model without the Llama layout
+    importance = experiment.importance
+    if importance["source"] != "versatility":
+        return
+    path = importance["versatility_data"]
+    if path is None:
+        if not experiment.embedded_data_fits_model:
+            raise ConfigError(f"config key importance.versatility_data: null takes the {experiment.embedded_suites} "
+                              "suites' versatility mixture, which does not fit this model; give a JSONL path")
+        return
+    from cofi.data.records import DataError, read_jsonl
+
+    try:
+        read_jsonl(path)
+    except DataError as error:
+        raise ConfigError(f"config key importance.versatility_data: {error}") from None
+
+
+def _check_search(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:
+    from cofi.search.policy import check_policy
+
+    search = experiment.search
+    if not search.enabled:
+        return
+    try:
+        check_policy(search.policy, experiment.module_groups, n_layers)
+    except InputError as error:
+        raise ConfigError(str(error)) from None
+    if search.reference in experiment.sweeps:
+        raise ConfigError(f"config key search.reference: {search.reference!r} is a sweep; its candidates need one set "
+                          f"of hyperparameters (name one of its runs, e.g. {next(iter(experiment.sweeps[search.reference]))})")
+    if search.reference not in experiment.runs:
+        raise ConfigError(f"config key search.reference: {search.reference!r} is not a configured run (the search needs "
+                          "its Full SFT scores)")
+    method = experiment.method_of(search.reference)
+    if experiment.trains_pick(search.reference) or not method.trains:
+        raise ConfigError(f"config key search.reference: {search.reference!r} trains the search's own pick or does "
+                          "not train; name a Full SFT run")
+    if experiment.config["search"]["seed"] is not None and search.seed not in experiment.seeds:
+        raise ConfigError(f"config key search.seed: {search.seed} is not one of seeds {experiment.seeds}")
+
+
+def _check_table_reference(experiment: Experiment) -> None:
+    """The row the normalised tables compare to: tables.reference (a run, or a sweep's tuned row), else
+    the search's reference."""
+    reference = experiment.tables["reference"]
+    if reference is None or reference in experiment.runs or reference in map(tuned_row, experiment.sweeps):
+        return
+    if reference in experiment.sweeps:
+        raise ConfigError(f"config key tables.reference: {reference!r} is not a configured run (a sweep: name one of "
+                          f"its runs, e.g. {next(iter(experiment.sweeps[reference]))}, or {tuned_row(reference)})")
+    raise ConfigError(f"config key tables.reference: {reference!r} is not a configured run "
+                      f"(runs: {', '.join(experiment.runs)})")
+
+
+def _check_landscape(experiment: Experiment) -> None:
+    land = experiment.landscape
+    for i, run in enumerate(land["runs"]):
+        if run != BASE_ROW and run not in experiment.runs:
+            raise ConfigError(f"config key landscape.runs[{i}]: {run!r} is not base or a configured run "
+                              f"(runs: {', '.join(experiment.runs)})")
+    for key in ("points_1d", "points_2d"):
+        if land[key] % 2 == 0:
+            raise ConfigError(f"config key landscape.{key}: {land[key]} is even; an odd count puts the centre on the grid")
+    if land["radius"] > land["span"]:
+        raise ConfigError(f"config key landscape.radius: {land['radius']} exceeds landscape.span {land['span']}")
+    if land["seed"] is not None and land["seed"] not in experiment.seeds:
+        raise ConfigError(f"config key landscape.seed: {land['seed']} is not one of seeds {experiment.seeds}")
+
+
+def _check_claims(experiment: Experiment) -> None:
+    """Each claims row the config names, other than its default, is a row of the tables (old_data may name a
+    sweep: all its rows); the sharpness figure is a column of sharpness.csv. A default row the experiment lacks
+    leaves its claim not tested (a config of Full SFT alone has no SAM row to compare)."""
+    from cofi.analysis.sharpness import COLUMNS
+
+    claims, defaults, rows = experiment.claims, ClaimRows(), experiment.table_rows
+    for field in dataclasses.fields(claims):
+        key, value = field.name, getattr(claims, field.name)
+        if key == "sharpness":
+            if value not in COLUMNS:
+                raise ConfigError(f"config key claims.sharpness: {value!r} is not a column of sharpness.csv (expected "
+                                  f"one of {', '.join(COLUMNS)})")
+            continue
+        listed = isinstance(value, tuple)
+        default = getattr(defaults, key)
+        known = {*rows, *(default if listed else (default,)), *(experiment.sweeps if key == "old_data" else ())}
+        for index, row in (enumerate(value) if listed else [(None, value)]):
+            if row is None or row in known:
+                continue
+            where = f"claims.{key}" + (f"[{index}]" if index is not None else "")
+            hint = "" if index is not None else "; null leaves its claim untested"
+            raise ConfigError(f"config key {where}: {row!r} is not a row of the tables (rows: {', '.join(rows)}{hint})")
+
+
+def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool) -> None:
+    """The template (:func:`cofi.data.prompts.check_template`); with ``chat_template`` a model whose tokenizer
+    has one; and every task's training data (and the embedded base model's mixture) has an example whose
+    response starts within ``prompt.max_len`` tokens, else training would find nothing to learn."""
+    from cofi.data import prompts
+    from cofi.data.embedded import suites_module
+
+    prompt = experiment.prompt
+    try:
+        prompts.check_template(prompt.template)
+    except InputError as error:
+        raise ConfigError(f"config key prompt.template: {error}") from None
+    if prompt.chat_template and experiment.embedded_model:
+        raise ConfigError("config key prompt.chat_template: the embedded model has no chat template (its prompts are "
+                          "prompt.template); set it false, or name a chat model in model.path or model.gguf")
+    if not check_files or not (prompt.mask_prompt or prompt.chat_template):
+        return  # without masking the prompt's own tokens are labels as well
+    data = {task: records for task, records in train_records.items() if records is not None}
+    embedded = [task for task, records in train_records.items() if records is None]
+    if embedded or experiment.embedded_model:
+        built = suites_module(experiment.embedded_suites).build(experiment.embedded_spec())
+        data |= {task: built[f"{task}_train"] for task in embedded}
+        if experiment.embedded_model:
+            data["the embedded base model's mixture"] = built["versatility_train"]
+    if experiment.embedded_model:
+        # The embedded tokenizer (cofi.models.loading.build_word_tokenizer) makes one token per word, after BOS.
+        words = prompts.Prompter(None, prompt.template)
+        lengths = lambda records: [1 + len(words.text(r).split()) for r in records]  # noqa: E731
+    else:
+        try:
+            prompter = prompts.Prompter.of(_tokenizer(experiment), prompt)
+        except InputError as error:
+            raise ConfigError(f"{error} (model {experiment.model.path or experiment.model.gguf})") from None
+        lengths = prompter.prompt_lengths
+    if not prompt.mask_prompt:
+        return  # the tokenizer has its chat template; without masking the prompt's tokens are labels too
+    for name, records in data.items():
+        shortest = min(lengths(records))
+        if shortest >= prompt.max_len:
+            raise ConfigError(f"config key prompt.max_len: {prompt.max_len} is too short: no training example of "
+                              f"{name} keeps a response token (its shortest prompt takes {shortest} tokens); raise "
+                              f"prompt.max_len above {shortest}")
+
+
+def _tokenizer(experiment: Experiment):
+    """The model's tokenizer: from its directory, or from the GGUF file (its import, once made)."""
+    from transformers import AutoTokenizer
+
+    model = experiment.model
+    if model.path is None and Path(experiment.base_model_dir, "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(experiment.base_model_dir, local_files_only=True)
+    if model.path is None:
+        gguf = Path(model.gguf)
+        return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    return AutoTokenizer.from_pretrained(model.path, local_files_only=True, trust_remote_code=model.trust_remote_code)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of repeated keys silently (a second ``training:`` drops the first); refuse them."""
+
+    def construct_mapping(self, node, deep=False):
+        first_lines = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key == "<<":  # a merge key may repeat
+                continue
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise ConfigError(f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first at line "
+                                  f"{first_lines[key]}); a repeated key would silently replace the first")
+            first_lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def load_config(path: str | Path) -> dict:
+    """A config file (YAML or JSON) as a dict; duplicate keys, bad YAML and non-mappings are refused."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: byte {error.start} is not valid UTF-8 (expected a UTF-8 YAML file)") from None
+    try:
+        loader = _StrictLoader(text)
+        loader.name = str(path)
+        try:
+            config = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return config

@@ -1,0 +1,296 @@
+"""Typed settings (pure): each dataclass here is the one home of its keys, defaults, bounds and help.
+
+The config schema's fragments for these sections (``workflow/schemas/config.schema.yaml`` leaves them
+to :func:`cofi.config.checks.load_schema`), the keys a run may set and the command-line help all come from
+the dataclass, so a default is written once. A field is declared with :func:`setting`: its default,
+one line of help, and JSON-schema bounds (``minimum=1``, ...). The JSON type follows the annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+
+from cofi.errors import InputError
+
+
+class SettingsError(InputError):
+    """Settings that do not fit together or name unknown keys; the message says where."""
+
+
+def setting(default, help: str, *, sweep: bool = False, **bounds):
+    """A settings field: ``default``, ``help`` text, JSON-schema ``bounds``; ``sweep``: a list gives a run per value."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("settings defaults must be immutable (use a tuple)")
+    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds, "sweep": sweep})
+
+
+def _json_type(annotation) -> dict:
+    """The JSON-schema type of an annotation: int, float, bool, str, Literal, tuple[X, ...], X | None."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_json_type(a) for a in args if a is not type(None)]
+        if len(kinds) != 1:
+            raise TypeError(f"unsupported union {annotation}")
+        kind = dict(kinds[0])
+        if "enum" in kind:
+            return {**kind, "enum": [*kind["enum"], None]}
+        return {**kind, "type": [kind["type"], "null"]}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin is tuple:
+        return {"type": "array", "items": _json_type(args[0])}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    if annotation in simple:
+        return {"type": simple[annotation]}
+    raise TypeError(f"unsupported settings type {annotation}")
+
+
+def _json_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def fields_of(cls) -> list[tuple[dataclasses.Field, object]]:
+    """The settings fields of ``cls`` with their resolved annotations."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def schema_fragment(cls, *, defaults: bool = True) -> dict:
+    """The JSON-schema object for ``cls``: each field's type, bounds, help and (with ``defaults``) default."""
+    properties = {}
+    for field, annotation in fields_of(cls):
+        prop = {**_json_type(annotation), **field.metadata["bounds"], "description": field.metadata["help"]}
+        if defaults:
+            prop["default"] = _json_value(field.default)
+        properties[field.name] = prop
+    return {"type": "object", "additionalProperties": False, "default": {}, "properties": properties}
+
+
+def sweepable(cls) -> tuple[str, ...]:
+    return tuple(f.name for f, _ in fields_of(cls) if f.metadata["sweep"])
+
+
+def help_lines(cls) -> list[str]:
+    """``key = default: help`` for each field (the `methods` command, the docs)."""
+    return [f"{f.name} = {_json_value(f.default)!r}: {f.metadata['help']}" for f, _ in fields_of(cls)]
+
+
+def from_dict(cls, values: dict | None, where: str = ""):
+    """``cls`` from a mapping of its keys; an unknown key is an error (it would be dropped silently)."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(values) - known):
+        raise SettingsError(f"{where or cls.__name__}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
+    kinds = {f.name: annotation for f, annotation in fields_of(cls)}
+    for key, value in values.items():
+        if typing.get_origin(kinds.get(key)) is tuple and isinstance(value, list):
+            values[key] = tuple(value)
+    return cls(**values)
+
+
+def to_dict(settings) -> dict:
+    return {key: _json_value(value) for key, value in dataclasses.asdict(settings).items()}
+
+
+def non_default(settings) -> dict:
+    """The keys of ``settings`` that differ from their defaults (a new setting left at its default then
+    changes no job's command line, so it reruns nothing)."""
+    return {field.name: _json_value(getattr(settings, field.name)) for field, _ in fields_of(type(settings))
+            if getattr(settings, field.name) != field.default}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a run's optimisation is: AdamW, linear warm-up then cosine decay, response-only loss."""
+
+    lr: float = setting(3e-4, "AdamW's peak learning rate", sweep=True, exclusiveMinimum=0)
+    steps: int = setting(200, "optimizer steps", minimum=1)
+    batch_size: int = setting(32, "examples per micro-batch (the global one: processes split it)", minimum=1)
+    grad_accum: int = setting(1, "micro-batches per optimizer step", minimum=1)
+    warmup_ratio: float = setting(0.05, "share of the steps spent warming up", minimum=0, maximum=1)
+    weight_decay: float = setting(0.0, "AdamW's weight decay", minimum=0)
+    max_grad_norm: float = setting(1.0, "clip the global gradient norm to this (0: no clipping)", minimum=0)
+    log_every: int = setting(25, "a progress line in the log every N steps", minimum=1)
+
+
+@dataclass(frozen=True)
+class BaseTrainSettings(TrainSettings):
+    """The embedded base model's training on the versatility mixture: a run's keys, with the defaults that
+    align it (every key defaults on its own: setting one keeps the others')."""
+
+    lr: float = setting(2e-3, "AdamW's peak learning rate", exclusiveMinimum=0)
+    steps: int = setting(600, "optimizer steps", minimum=1)
+    batch_size: int = setting(128, "examples per batch", minimum=1)
+    log_every: int = setting(50, "a progress line in the log every N steps", minimum=1)
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How jobs compute, not what a run is: changing these never changes a run's identity."""
+
+    device: str = setting("auto", "auto (the GPU if one is visible, else the CPU), cpu, cuda or cuda:N; under torchrun "
+                          "each process takes its local rank's GPU", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
+    precision: typing.Literal["fp32", "bf16", "fp16"] = setting(
+        "fp32", "training autocast; bf16/fp16 keep float32 copies of the trained weights, fp16 scales the loss (not "
+        "with SAM)")
+    gradient_checkpointing: bool = setting(False, "recompute activations in backward: less memory, about a third more time")
+    tensorboard: bool = setting(False, "also write each step's loss, lr and penalty as TensorBoard event files in the "
+                                "run's tensorboard/ directory (needs the tensorboard package)")
+    sharding: typing.Literal["auto", "flat", "hybrid"] = setting(
+        "auto", "a sharded job across nodes: flat shards every weight over every GPU of every node; hybrid shards "
+        "within a node and replicates across nodes (less traffic between nodes, but a GPU holds a node's share of the "
+        "model); auto takes hybrid where cofi's plan says the run fits one node's GPUs and flat where it does not")
+    accumulate_unsharded: bool = setting(
+        False, "sharded training with grad_accum > 1: reduce-scatter the gradients once, after the last micro-batch "
+        "(fewer collectives, but every GPU holds the unsharded gradient of every trained weight until then: about "
+        "25 GiB at 7B); by default every micro-batch reduce-scatters and a GPU holds only its shards' gradients")
+    checkpoint_every: int = setting(0, "a resumable training checkpoint every N optimizer steps (0: none); a rerun job "
+                                    "resumes from the latest", minimum=0)
+
+    def check_run(self, uses_sam: bool, where: str) -> None:
+        """What a run may not combine with these settings (:class:`SettingsError` naming ``where``)."""
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise SettingsError("config key compute.tensorboard: the tensorboard package is not installed "
+                                    "(pip install 'cofi[tensorboard]', or set it false)")
+        if self.precision == "fp16" and uses_sam:
+            raise SettingsError(f"{where}: fp16 cannot train with SAM (the loss scaler and SAM's ascent do not mix); "
+                             "use bf16")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What a GPU and a node of the cluster are, as the site layer says (cofi.models.cluster turns them and cofi's plan into
+    each job's request); never part of a run's identity."""
+
+    gpus_per_node: int | None = setting(
+        None, "GPUs per node; null: jobs request no GPUs (a workstation); 0: a CPU cluster. Set it in the site layer: "
+        "each training job then asks for the GPUs, nodes, memory and runtime cofi's plan gives its run", minimum=0)
+    gpu_memory_gib: float = setting(80.0, "memory of one GPU, GiB", exclusiveMinimum=0)
+    gpu_model: str | None = setting(None, "SLURM's name of the GPU model (--gpus=MODEL:N); null: any model",
+                                    pattern=r"^[A-Za-z0-9_.]+$")
+    gpu_tflops: float | None = setting(
+        None, "dense bf16 peak TFLOP/s of one GPU, for runtimes; null: the data sheet's for a known gpu_model (a100, "
+        "h100, h200, l40s, ...), else 312", exclusiveMinimum=0)
+    cpus_per_gpu: int = setting(8, "CPUs a GPU job reserves per GPU", minimum=1)
+    node_memory_gib: float | None = setting(None, "host memory a job may take on one node, GiB; a run whose plan "
+                                            "needs more stops the workflow before it starts; null: unchecked",
+                                            exclusiveMinimum=0)
+
+    @property
+    def has_gpus(self) -> bool:
+        return bool(self.gpus_per_node)
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How a record becomes tokens (cofi.data.prompts)."""
+
+    template: str = setting("{instruction} {input} =", "Python format string with {instruction} and {input}")
+    chat_template: bool = setting(False, "build prompts with the tokenizer's own chat template (one user turn: "
+                                  "instruction, a blank line, input; the generation prompt on); template is then unused")
+    mask_prompt: bool = setting(True, "loss on the response tokens only")
+    max_len: int = setting(32, "tokens per training example (longer ones are cut from the right)", minimum=1)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model every job loads, and how."""
+
+    path: str | None = setting(None, "local Hugging Face causal LM directory; null builds the embedded base model",
+                               format="path")
+    gguf: str | None = setting(None, "a GGUF model file (llama.cpp, ollama) of the Llama family, imported once as a "
+                               "Hugging Face directory under results/<experiment>/base_model (instead of path)",
+                               format="path")
+    trust_remote_code: bool = setting(False, "run the model's own Python code (off unless you say so)")
+    dtype: typing.Literal["float32", "bfloat16", "float16", "float64"] = setting(
+        "float32", "dtype the weights are loaded in (float64 for exactness checks)")
+
+
+@dataclass(frozen=True)
+class ImportanceSettings:
+    """Unit importance for the soft-mask methods, estimated once on the base model (cofi.methods.cofitune.importance)."""
+
+    source: typing.Literal["speciality", "versatility"] = setting(
+        "speciality", "unlabeled inputs of the task's training data, or a versatility set")
+    versatility_data: str | None = setting(
+        None, "JSONL for source versatility; null - the embedded world's versatility training mixture", format="path")
+    dropout: float = setting(0.003, "dropout on attention probabilities and MLP outputs of the two passes",
+                             exclusiveMinimum=0, exclusiveMaximum=1)
+    batches: int = setting(16, "batches of inputs at most (a seeded sample)", minimum=1)
+    batch_size: int = setting(32, "inputs per batch", minimum=1)
+    micro_batch_size: int | None = setting(
+        None, "run each batch in parts of this many inputs (for models whose two passes do not fit at once; each part "
+        "draws its dropout from its own seed, so other draws than the whole batch's); null - the whole batch, or over "
+        "several processes batch_size / processes each", minimum=1)
+    signed: bool = setting(False, "sum signed mask gradients (official code) instead of absolute values (DAS)")
+    seed: int = setting(0, "seed of the sample and the dropout", minimum=0)
+
+
+@dataclass(frozen=True)
+class LandscapeSettings:
+    """Loss landscapes and sharpness of chosen runs (cofi.analysis.landscape)."""
+
+    runs: tuple[str, ...] = setting(
+        (), "base and configured runs (or sweep variants) to probe; [] (the default) turns landscapes off")
+    seed: int | None = setting(None, "the seed whose models are probed (null - the first of seeds)", minimum=0)
+    batch_size: int = setting(64, "examples in each fixed batch (speciality; versatility)", minimum=1)
+    span: float = setting(0.5, "grid over [-span, span] along each direction", exclusiveMinimum=0)
+    points_1d: int = setting(31, "odd, so the centre is on the grid", minimum=3)
+    points_2d: int = setting(15, "odd; per axis (points_2d^2 evaluations)", minimum=3)
+    radius: float = setting(0.25, "the largest loss rise is taken within this radius", exclusiveMinimum=0)
+    direction_seed: int = setting(0, "seed of the two random directions (the same draw for every model)", minimum=0)
+    data_seed: int = setting(0, "which examples make the fixed batches", minimum=0)
+
+
+@dataclass(frozen=True)
+class TablesSettings:
+    """How the result tables read; changing these rebuilds the tables and plots only, never a run."""
+
+    reference: str | None = setting(
+        None, "run (or a sweep's tuned row, e.g. sft_tuned) the normalised view compares to; null - search.reference")
+    digits: int = setting(1, "decimals shown", minimum=0, maximum=4)
+    show_std: bool = setting(True, "mean ± std over seeds (else the mean alone)")
+    bold_best: bool = setting(True, "mark the best fine-tuned value of each column")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How models are scored (the decoding keys of ``generation`` are the model's generation_config's)."""
+
+    batch_size: int = setting(128, "items per evaluation batch", minimum=1)
+    max_items: int | None = setting(None, "score at most this many items per suite (the first ones); null scores all",
+                                    minimum=1)
+
+
+@dataclass(frozen=True)
+class ThreadsSettings:
+    """Threads per job (torch threads = the rule's threads)."""
+
+    base: int = setting(2, "build_base and import_gguf", minimum=1)
+    finetune: int = setting(1, "finetune (per process)", minimum=1)
+    evaluate: int = setting(1, "evaluate_base, evaluate_run, evaluate_sweep, evaluate_model, landscape", minimum=1)
+    importance: int = setting(1, "importance", minimum=1)
+
+
+@dataclass(frozen=True)
+class ClaimRows:
+    """Which table rows the claims read (the config's ``claims`` section; cofi.analysis.claims)."""
+
+    cofitune: str | None = setting("cofitune_grad", "the row that stands for CoFiTune (e.g. cofitune_tuned in a study; "
+                                   "null: its claims are not tested)")
+    full: str | None = setting("full", "Full SFT at the shared lr (null: none)")
+    full_tuned: str | None = setting("sft_tuned", "Full SFT at its validation-tuned lr (null: none)")
+    sam: str | None = setting("full_sam", "SAM (null: the SAM claim is not tested)")
+    equal_compute: str | None = setting("full_2x", "AdamW with SAM's compute, twice the steps (null: the SAM claim is "
+                                        "not tested)")
+    old_data: tuple[str, ...] = setting(("replay",), "rows that train on old (versatility) data: left out of 'best "
+                                                     "Uni without old data'")
+    sharpness: str = setting("spec_rise_1d", "the sharpness figure (column of sharpness.csv) of the flatness claim")
+    own_rows: tuple[str, ...] = setting((), "CoFiTune's own rows, not its rivals in 'best Uni' (the workflow adds the "
+                                            "coarse pick and every run of CoFiTune's method)")

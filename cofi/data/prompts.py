@@ -1,0 +1,108 @@
+"""Turning a record into token ids: the prompt (a format string, or the tokenizer's own chat
+template), the response and how it ends, the loss mask. Training, evaluation, importance and the
+landscapes all go through one :class:`Prompter`, so they see the same tokens."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from cofi.config.settings import PromptSettings
+
+IGNORE_INDEX = -100  # label value the loss skips (prompt tokens when masking, padding)
+
+
+def check_template(template: str) -> None:
+    """A format string using only ``{instruction}`` and ``{input}``."""
+    from cofi.errors import InputError
+
+    try:
+        template.format(instruction="", input="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise InputError(f"must be a format string using only {{instruction}} and {{input}} ({error!r})") from None
+
+
+def user_turn(record: dict) -> str:
+    """The user's message of a chat prompt: the instruction, then the input after a blank line."""
+    return record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+
+
+class Prompter:
+    """How records become tokens for one tokenizer and the prompt settings.
+
+    String template (``chat_template`` off, the embedded default): BOS + the formatted template; the
+    response ends with EOS. Chat template (``chat_template: true``): the tokenizer's own
+    ``apply_chat_template`` on one user turn with the generation prompt (the template adds BOS if the
+    model wants it); the response ends with the template's end-of-turn token, and generation stops there.
+    """
+
+    def __init__(self, tokenizer, template: str = PromptSettings.template, chat: bool = False):
+        self.tokenizer, self.template, self.chat = tokenizer, template, chat
+        if chat and not getattr(tokenizer, "chat_template", None):
+            from cofi.errors import InputError
+
+            raise InputError("prompt.chat_template: true, but the model's tokenizer has no chat template "
+                             "(tokenizer_config.json or chat_template.jinja)")
+
+    @classmethod
+    def of(cls, tokenizer, settings) -> "Prompter":
+        """From :class:`cofi.config.settings.PromptSettings`."""
+        return cls(tokenizer, settings.template, settings.chat_template)
+
+    def text(self, record: dict) -> str:
+        """The prompt as text, up to where the response begins."""
+        if self.chat:
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": user_turn(record)}],
+                                                      tokenize=False, add_generation_prompt=True)
+        return self.template.format(instruction=record["instruction"], input=record.get("input", ""))
+
+    def _bos(self) -> list[int]:
+        bos = self.tokenizer.bos_token_id
+        return [] if self.chat or bos is None else [bos]
+
+    def prompt_ids(self, record: dict) -> list[int]:
+        """Prompt tokens; no end token: generation continues from here."""
+        return self._bos() + self.tokenizer.encode(self.text(record), add_special_tokens=False)
+
+    def prompt_lengths(self, records: list[dict]) -> list[int]:
+        """Token counts of :meth:`prompt_ids` for many records at once (one batched tokenizer call)."""
+        texts = [self.text(record) for record in records]
+        return [len(self._bos()) + len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    @property
+    def _eos(self) -> list[int]:
+        return [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
+
+    @cached_property
+    def end_ids(self) -> list[int]:
+        """What closes a response: EOS, or the chat template's end-of-turn token (the first special token
+        the template writes after an assistant message)."""
+        eos = self._eos
+        if not self.chat:
+            return eos
+        marker = "cofi-response-end-marker"
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}], tokenize=False)
+        tail = rendered[rendered.rindex(marker) + len(marker):]
+        special = set(self.tokenizer.all_special_ids) | {
+            i for i, token in self.tokenizer.added_tokens_decoder.items() if token.special}
+        return next(([i] for i in self.tokenizer.encode(tail, add_special_tokens=False) if i in special), eos)
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Token ids that end generation: the response's end, and EOS."""
+        return list(dict.fromkeys(self.end_ids + self._eos))
+
+    def response_ids(self, response: str, end: bool = True) -> list[int]:
+        return self.tokenizer.encode(response, add_special_tokens=False) + (self.end_ids if end else [])
+
+    def example(self, record: dict, mask_prompt: bool, max_len: int) -> dict:
+        """Token ids and labels for supervised fine-tuning; prompt labels are ignored if ``mask_prompt``.
+
+        Examples longer than ``max_len`` are cut from the right (the response end may be lost, as in
+        most SFT code); :func:`cofi.training.loop.tokenize_dataset` counts how many were cut.
+        """
+        prompt = self.prompt_ids(record)
+        response = self.response_ids(record["output"])
+        input_ids = (prompt + response)[:max_len]
+        labels = ([IGNORE_INDEX] * len(prompt) if mask_prompt else list(prompt)) + response
+        return {"input_ids": input_ids, "labels": labels[:max_len]}

@@ -1,0 +1,3 @@
+from cofi.devtools.cli import run
+
+raise SystemExit(run())

@@ -1,0 +1,331 @@
+"""Per-rule times from the TSV files Snakemake's ``benchmark:`` directive writes, and how much of
+them is the jobs' own work (the compute line each job logs) rather than start-up, loading and saving."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def logged_compute(log: Path) -> float:
+    """The seconds of its own work a job's log names (its last compute line); 0 where it names none:
+    the job was all start-up and bookkeeping (a table, a search step)."""
+    from cofi.io import COMPUTE_PATTERN
+
+    if not log.is_file():
+        return 0.0
+    found = re.findall(COMPUTE_PATTERN, log.read_text(errors="replace"), re.M)
+    return float(found[-1]) if found else 0.0
+
+
+def job_server_peak_rss(log: Path) -> float | None:
+    """The job's peak memory in MB where it ran in the job server (its log says so), else None."""
+    from cofi.devtools.jobserver import PEAK_RSS_PATTERN
+
+    found = re.findall(PEAK_RSS_PATTERN, log.read_text(errors="replace"), re.M) if log.is_file() else []
+    return float(found[-1]) if found else None
+
+
+def read_benchmarks(directory: str | Path, logs: str | Path | None = None) -> pd.DataFrame:
+    """One row per job; ``rule`` is the first folder under ``directory`` (rules name their own). A job's
+    log has the benchmark's path under ``logs`` (default: the sibling ``logs/``), with ``.log``. A job run
+    in the job server (:mod:`cofi.devtools.jobserver`) has its memory from its log: the benchmark measured its client."""
+    directory = Path(directory)
+    logs = Path(logs) if logs is not None else directory.parent / "logs"
+    rows = []
+    for path in sorted(directory.rglob("*.tsv")):
+        frame = pd.read_csv(path, sep="\t")
+        relative = path.relative_to(directory)
+        log = (logs / relative).with_suffix(".log")
+        peak = job_server_peak_rss(log)
+        rows.append({"rule": relative.parts[0], "job": str(relative), "seconds": float(frame["s"].iloc[-1]),
+                     "compute_s": logged_compute(log),
+                     "max_rss_mb": peak if peak is not None else pd.to_numeric(frame["max_rss"], errors="coerce").iloc[-1]})
+    if not rows:
+        raise FileNotFoundError(f"{directory}: no benchmark files (run the workflow first)")
+    return pd.DataFrame(rows)
+
+
+def benchmark_report(directory: str | Path, logs: str | Path | None = None) -> str:
+    """Per rule: jobs, job time, the jobs' logged compute and the overhead share (job time minus compute,
+    over job time); then the same over all jobs."""
+    jobs = read_benchmarks(directory, logs)
+    per_rule = jobs.groupby("rule", sort=False).agg(
+        jobs=("seconds", "size"), total_s=("seconds", "sum"), compute_s=("compute_s", "sum"), max_s=("seconds", "max"),
+        max_rss_mb=("max_rss_mb", "max"))
+    per_rule.insert(3, "overhead_%", 100 * (1 - per_rule["compute_s"] / per_rule["total_s"]))
+    total, compute = jobs["seconds"].sum(), jobs["compute_s"].sum()
+    return (
+        per_rule.round(1).to_markdown()
+        + f"\n\nsum of job times: {total:.1f} s over {len(jobs)} jobs; logged compute {compute:.1f} s; "
+        f"overhead {total - compute:.1f} s ({100 * (1 - compute / total):.1f} % of job time)\n"
+    )
+
+
+def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | None = None,
+                      seed: int = 0) -> pd.DataFrame:
+    """Per task and search ({name: its folder}, the widest last, e.g. the grid over region x lr): candidates
+    and trainings (a candidate trains once per lr of search.lr), the training time from the finetune jobs'
+    benchmark files (``benchmarks``) at the search's ``seed`` (the pick is trained at every seed later: only the
+    search's own trainings count), the pick (region at lr) and the Uni gap of its pick to the widest search's
+    best, all on the selection (validation) scores the searches used. A negative gap means the pick beats the
+    widest search's best (possible only through the tie rule or a smaller region)."""
+    import json
+
+    def training_seconds(task: str, runs: list[str]) -> float:
+        if benchmarks is None:
+            return float("nan")
+        files = [Path(benchmarks, "finetune", run, task, f"seed{seed}.tsv") for run in runs]
+        if not any(f.is_file() for f in files):
+            return float("nan")
+        return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files if f.is_file())
+
+    results = {name: {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}
+               for name, folder in searches.items()}
+    widest = list(searches)[-1]
+    rows = []
+    for task, best in sorted(results[widest].items()):
+        for name, by_task in results.items():
+            if task not in by_task:
+                continue
+            result = by_task[task]
+            runs = result.get("runs", [f"region-{c}" for c in result["trained"]])  # results before search.lr
+            rows.append({"task": task, "search": name, "candidates": len(result["trained"]), "trainings": len(runs),
+                         "training_s": training_seconds(task, runs),
+                         "pick": f"{result['selected']} @ lr {format(result.get('lr', float('nan')), 'g')}",
+                         "pick_uni": result["scores"]["uni"], "uni_gap": best["scores"]["uni"] - result["scores"]["uni"]})
+    if not rows:
+        raise FileNotFoundError(f"{searches[widest]}: no search results (run the searches first)")
+    return pd.DataFrame(rows)
+
+
+def measure_training_step(model_dir: str, train_file: str, template: str, method: str, params: dict,
+                          steps: int, warmup: int, width: int | None, threads: int) -> dict:
+    """Seconds per optimizer step and memory of one method, measured with the real trainer.
+
+    ``width`` rebuilds the model at that hidden size (intermediate 2x, same depth and vocabulary,
+    random weights) so that training memory, not the Python runtime, dominates what is measured.
+    """
+    import tempfile
+
+    import torch
+
+    from cofi.data.records import load_records
+    from cofi.training.distributed import host_memory_mb
+    from cofi.config.experiment import Run
+    from cofi.methods import METHODS, Inputs
+    from cofi.models.loading import build_llama, load_model
+    from cofi.config.settings import TrainSettings
+    from cofi.training.loop import tokenize_dataset, train
+    from cofi.data.prompts import Prompter
+
+    torch.set_num_threads(threads)
+    model, tokenizer = load_model(model_dir)
+    if width:
+        c = model.config
+        arch = {"layers": c.num_hidden_layers, "hidden": width, "intermediate": 2 * width,
+                "heads": c.num_attention_heads, "max_len": c.max_position_embeddings}
+        model = build_llama(len(tokenizer), arch, seed=0)
+    n_params = sum(p.numel() for p in model.parameters())
+    settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
+    run = Run(name=method, method=method, params=params, train=settings)
+    model = METHODS[method].setup(model, run, Inputs(seed=0, tokenize=None, load_model=None)).model
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, model.config.max_position_embeddings)
+    rss_setup = host_memory_mb("VmRSS")
+    with tempfile.TemporaryDirectory() as tmp:
+        curve_path = Path(tmp) / "curve.csv"
+        train(model, examples, settings, 0, tokenizer.pad_token_id, curve_path, log=lambda _: None)
+        curve = pd.read_csv(curve_path)
+    timed = curve["seconds"].iloc[-1] - curve["seconds"].iloc[warmup - 1]
+    return {"method": method, "params_total": n_params,
+            "params_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "s_per_step": timed / steps, "rss_setup_mb": rss_setup, "peak_rss_mb": host_memory_mb("VmHWM"),
+            "training_mb": host_memory_mb("VmHWM") - rss_setup}
+
+
+def region_vs_full(model_dir: str, train_file: str, template: str, region: dict, steps: int, warmup: int,
+                   widths: list[int | None], repeats: int, threads: int) -> pd.DataFrame:
+    """Full SFT and a region, alternated in fresh processes (so peaks do not mix); medians per width."""
+    import json
+    import subprocess
+    import sys
+
+    rows = []
+    for width in widths:
+        for _ in range(repeats):
+            for method, params in (("full", {}), ("region", region)):
+                command = [sys.executable, "-m", "cofi.devtools", "bench-step", "--model", model_dir, "--train", train_file,
+                           "--template", template, "--method", method, "--params", json.dumps(params),
+                           "--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+                if width:
+                    command += ["--width", str(width)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                rows.append({"width": width or "default", **json.loads(done.stdout.strip().splitlines()[-1])})
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["width", "method"], sort=False).median(numeric_only=True).reset_index()
+
+
+def softmask_overhead(model_dir: str, train_file: str, template: str, region: dict, importance_path: str,
+                      steps: int, warmup: int, repeats: int, threads: int) -> pd.DataFrame:
+    """Seconds per step of a region trained plain, with the gradient mask and with the update mask.
+
+    One process, variants alternated within each repeat (the order rotating from one repeat to the
+    next) so drifts in machine speed and allocator warm-up hit all of them alike; each variant
+    starts from a fresh copy of the same model. Median over repeats of the mean timed step.
+    """
+    import copy
+    import tempfile
+
+    import torch
+
+    from cofi.data.records import load_records
+    from cofi.methods.cofitune.importance import load_importance
+    from cofi.models.loading import load_model
+    from cofi.search.regions import Region, freeze_outside
+    from cofi.config.settings import TrainSettings
+    from cofi.methods.cofitune.softmask import SoftMask, mask_factors
+    from cofi.training.loop import tokenize_dataset, train
+    from cofi.data.prompts import Prompter
+
+    torch.set_num_threads(threads)
+    base, tokenizer = load_model(model_dir)
+    importance = load_importance(importance_path, base.config)
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, base.config.max_position_embeddings)
+    settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
+    rows, mask_op_seconds = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            variants = ("none", "grad", "update")
+            for variant in variants[repeat % 3:] + variants[:repeat % 3]:
+                model = copy.deepcopy(base)
+                names = freeze_outside(model, Region.make(*region["range"], region["modules"]), region["groups"])
+                hooks = [] if variant == "none" else [SoftMask(model, mask_factors(model, names, importance, variant, 0), variant)]
+                curve_path = Path(tmp) / f"{variant}{repeat}.csv"
+                train(model, examples, settings, 0, tokenizer.pad_token_id, curve_path, log=lambda _: None,
+                      extensions=hooks)
+                if hooks:
+                    mask_op_seconds.setdefault(variant, []).append(_time_mask_ops(hooks[0], model))
+                seconds = pd.read_csv(curve_path)["seconds"]  # cumulative, in ms resolution
+                rows.append({"mask": variant, "s_per_step": (seconds.iloc[-1] - seconds.iloc[warmup - 1]) / steps})
+    # Many short alternating runs and their median: robust to the odd slow stretch of the machine.
+    table = pd.DataFrame(rows).groupby("mask", sort=False)["s_per_step"].median().reset_index()
+    plain = table.loc[table["mask"] == "none", "s_per_step"].item()
+    table["vs_no_mask"] = table["s_per_step"] / plain
+    # The mask's own work per step, timed alone: steadier than a difference of two noisy step times.
+    table["mask_op_s"] = [0.0 if m == "none" else float(np.median(mask_op_seconds[m])) for m in table["mask"]]
+    table["plain_plus_op_vs_no_mask"] = (plain + table["mask_op_s"]) / plain
+    return table
+
+
+def _time_mask_ops(mask, model, calls: int = 200) -> float:
+    """Seconds per step of what a SoftMask adds: the gradient scaling, or remembering and rescaling the update."""
+    import time
+
+    import torch
+
+    for parameter, _ in mask.scaled:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    started = time.perf_counter()
+    for _ in range(calls):
+        if mask.target == "grad":
+            mask.after_backward()
+        else:
+            mask._remember(None, (), {})
+            mask._scale_update(None, (), {})
+    return (time.perf_counter() - started) / calls
+
+
+def mask_trajectory_gap(model_dir: str, train_file: str, template: str, region: dict, importance_path: str,
+                        steps: int, lr: float, threads: int) -> pd.DataFrame:
+    """How far each mask moves a region's weight change Δ from the unmasked run's, with and without clipping.
+
+    Same data order and start; ``gap`` = ‖Δ_mask − Δ_plain‖ / ‖Δ_plain‖. Under AdamW a per-row
+    gradient scale divides out of m/√v, so the gradient mask's gap is what the global-norm clipping
+    (and Adam's ε) let through; the update mask's cannot cancel.
+    """
+    import copy
+    import tempfile
+
+    import torch
+
+    from cofi.data.records import load_records
+    from cofi.methods.cofitune.importance import load_importance
+    from cofi.models.loading import load_model
+    from cofi.search.regions import Region, freeze_outside
+    from cofi.config.settings import TrainSettings
+    from cofi.methods.cofitune.softmask import SoftMask, mask_factors
+    from cofi.training.loop import tokenize_dataset, train
+    from cofi.data.prompts import Prompter
+
+    torch.set_num_threads(threads)
+    base, tokenizer = load_model(model_dir)
+    importance = load_importance(importance_path, base.config)
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, base.config.max_position_embeddings)
+    start = dict(base.named_parameters())
+
+    def weight_change(clip: float, mask: str | None) -> dict:
+        model = copy.deepcopy(base)
+        names = freeze_outside(model, Region.make(*region["range"], region["modules"]), region["groups"])
+        hooks = [SoftMask(model, mask_factors(model, names, importance, mask, 0), mask)] if mask else []
+        settings = TrainSettings(lr=lr, steps=steps, batch_size=32, max_grad_norm=clip, log_every=10**9)
+        with tempfile.TemporaryDirectory() as tmp:
+            train(model, examples, settings, 0, tokenizer.pad_token_id, Path(tmp) / "curve.csv", log=lambda _: None,
+                  extensions=hooks)
+        trained = dict(model.named_parameters())
+        return {n: (trained[n] - start[n]).detach() for n in names}
+
+    def norm(tensors) -> float:
+        return float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+
+    rows = []
+    for clip in (1.0, 0.0):
+        plain = weight_change(clip, None)
+        for mask in ("grad", "update"):
+            masked = weight_change(clip, mask)
+            rows.append({"max_grad_norm": clip, "mask": mask, "norm_plain": norm(plain.values()),
+                         "norm_masked": norm(masked.values()),
+                         "gap": norm(masked[n] - plain[n] for n in plain) / norm(plain.values())})
+    return pd.DataFrame(rows)
+
+
+def sam_overhead(model_dir: str, train_file: str, template: str, rho: float, steps: int, warmup: int, repeats: int,
+                 threads: int) -> pd.DataFrame:
+    """Seconds per Full SFT step with plain AdamW and with SAM, alternated in one process.
+
+    Same model, data and batch; each repeat trains a fresh copy with each optimizer, the order
+    alternating, and the median over repeats of the mean timed step is reported with the ratio.
+    """
+    import copy
+    import tempfile
+
+    import torch
+
+    from cofi.data.records import load_records
+    from cofi.models.loading import load_model
+    from cofi.training.sam import SAM
+    from cofi.config.settings import TrainSettings
+    from cofi.training.loop import tokenize_dataset, train
+    from cofi.data.prompts import Prompter
+
+    torch.set_num_threads(threads)
+    base, tokenizer = load_model(model_dir)
+    examples = tokenize_dataset(load_records(train_file), Prompter(tokenizer, template), True, base.config.max_position_embeddings)
+    settings = TrainSettings(lr=1e-4, steps=warmup + steps, batch_size=32, warmup_ratio=0.0, log_every=10**9)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            variants = (0.0, rho) if repeat % 2 == 0 else (rho, 0.0)
+            for sam_rho in variants:
+                curve_path = Path(tmp) / f"{repeat}-{sam_rho}.csv"
+                train(copy.deepcopy(base), examples, settings, 0, tokenizer.pad_token_id, curve_path, log=lambda _: None,
+                      extensions=[SAM(sam_rho)] if sam_rho else [])
+                seconds = pd.read_csv(curve_path)["seconds"]
+                rows.append({"optimizer": "SAM + AdamW" if sam_rho else "AdamW",
+                             "s_per_step": (seconds.iloc[-1] - seconds.iloc[warmup - 1]) / steps})
+    table = pd.DataFrame(rows).groupby("optimizer", sort=False)["s_per_step"].median().reset_index()
+    table["vs_adamw"] = table["s_per_step"] / table.loc[table["optimizer"] == "AdamW", "s_per_step"].item()
+    return table

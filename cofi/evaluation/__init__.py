@@ -1,0 +1,1 @@
+"""Evaluation: task types, generation and choice scoring, metrics, instruction checks, lm-eval."""

@@ -1,0 +1,136 @@
+"""Task types, one class each: how a suite's data is read and checked, how a model is scored on it,
+and how it is exported to lm-evaluation-harness. A suite (a speciality task or a versatility
+dimension) names its type and metric in the config; everything type-specific lives here.
+
+Importing this module is light (no torch): scoring imports :mod:`cofi.evaluation.generation` when it runs.
+"""
+
+from __future__ import annotations
+
+from cofi.errors import InputError
+
+
+class TaskTypeError(InputError):
+    """An unknown task type or a metric the type does not have; the message names the config key."""
+
+
+class TaskType:
+    """Base class: ``name``, the ``metrics`` it can be scored with (the first is a suite's default), and whether
+    items carry choices."""
+
+    name: str = ""
+    metrics: tuple[str, ...] = ()
+    multiple_choice: bool = False
+
+    def check_metric(self, key: str, metric: str) -> None:
+        if metric not in self.metrics:
+            raise TaskTypeError(f"config key {key}.metric: unknown metric {metric!r} for type {self.name!r} "
+                                f"(expected one of {list(self.metrics)})")
+
+    verifiable: bool = False  # items carry IFEval checks
+
+    def read(self, path) -> list[dict]:
+        """The items of a test or validation file, validated (training files are always instruction data)."""
+        from cofi.data.records import read_jsonl
+
+        return read_jsonl(path, multiple_choice=self.multiple_choice, verifiable=self.verifiable)
+
+    def score(self, model, prompter, records: list[dict], metric: str, batch_size: int,
+              generation: dict | None = None) -> dict:
+        """``{"score": 0-100, "predictions": [...]}`` of ``model`` on ``records``, prompts made by ``prompter``
+        (:class:`cofi.data.prompts.Prompter`); ``generation``: decoding options over the model's generation config."""
+        raise TypeError(f"{type(self).__name__} does not score")
+
+    def score_response(self, response: str, record: dict, metric: str) -> float:
+        """One generated response's score in [0, 1] (the lm-eval export scores each harness response so)."""
+        raise TypeError(f"{type(self).__name__} does not score single responses")
+
+    def lm_eval_fields(self, max_gen_toks: int, metric: str) -> dict:
+        """The harness task's fields that make it score as :meth:`score` does. A ``process_results`` entry
+        names the cofi metric the harness scores each response with (:mod:`cofi.evaluation.lm_eval`)."""
+        raise TypeError(f"{type(self).__name__} has no lm-eval export")
+
+
+class Generation(TaskType):
+    """Greedy generation, scored against ``output`` by exact match, ROUGE-L, or the answer's number."""
+
+    name = "generation"
+    metrics = ("exact_match", "rouge_l", "number")
+
+    def score(self, model, prompter, records, metric, batch_size, generation=None):
+        from cofi.evaluation import metrics
+        from cofi.evaluation.generation import generate
+
+        references = [r["output"] for r in records]
+        # Room for the longest reference and its end token; longer answers cannot match anyway. A number
+        # may come after some working: room for a sentence or two.
+        max_new = max(len(prompter.response_ids(ref)) for ref in references) + (48 if metric == "number" else 1)
+        predictions = generate(model, prompter, records, batch_size, max_new, generation)
+        return {"score": metrics.corpus_score(metric, predictions, references), "predictions": predictions}
+
+    def score_response(self, response, record, metric):
+        from cofi.evaluation import metrics
+
+        return metrics.GENERATION_METRICS[metric](response, record["output"])
+
+    def lm_eval_fields(self, max_gen_toks, metric):
+        # The harness stops at these and at the model's EOS; the response is scored by cofi's own metric.
+        return {"output_type": "generate_until", "doc_to_target": "{{output}}",
+                "generation_kwargs": {"until": ["</s>"], "do_sample": False, "max_gen_toks": max_gen_toks},
+                "process_results": metric,
+                "metric_list": [{"metric": metric, "aggregation": "mean", "higher_is_better": True}]}
+
+
+class MultipleChoice(TaskType):
+    """The choice with the highest summed log-probability of its tokens, scored by accuracy."""
+
+    name = "multiple_choice"
+    metrics = ("accuracy",)
+    multiple_choice = True
+
+    def score(self, model, prompter, records, metric, batch_size, generation=None):
+        from cofi.evaluation import metrics
+        from cofi.evaluation.generation import choice_loglikelihoods
+
+        loglik = choice_loglikelihoods(model, prompter, records, batch_size)
+        predicted = [max(range(len(s)), key=s.__getitem__) for s in loglik]
+        return {"score": metrics.accuracy(predicted, [r["answer"] for r in records]),
+                "predictions": [r["choices"][p] for r, p in zip(records, predicted)]}
+
+    def lm_eval_fields(self, max_gen_toks, metric):
+        return {"output_type": "multiple_choice", "doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
+                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+
+
+class InstructionFollowing(TaskType):
+    """IFEval-style: a response is right when it passes every check its item lists (:mod:`cofi.evaluation.instructions`,
+    the harness's checkers); the score is the share of such items (IFEval's prompt-level strict accuracy)."""
+
+    name = "instruction_following"
+    metrics = ("ifeval_strict",)
+    verifiable = True
+    max_new_tokens = 96  # a few sentences or bullets: what the suites' writing tasks ask for
+
+    def score(self, model, prompter, records, metric, batch_size, generation=None):
+        from cofi.evaluation.generation import generate
+
+        predictions = generate(model, prompter, records, batch_size, self.max_new_tokens, generation)
+        passed = [self.score_response(p, r, metric) for p, r in zip(predictions, records)]
+        return {"score": 100.0 * sum(passed) / len(records), "predictions": predictions}
+
+    def score_response(self, response, record, metric):
+        from cofi.evaluation.instructions import follows
+
+        return float(follows(response, record["checks"]))
+
+    def lm_eval_fields(self, max_gen_toks, metric):
+        return Generation().lm_eval_fields(max_gen_toks, metric) | {"doc_to_target": ""}
+
+
+TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Generation(), MultipleChoice(), InstructionFollowing())}
+
+
+def task_type(key: str, name: str) -> TaskType:
+    if name not in TASK_TYPES:
+        raise TaskTypeError(f"config key {key}.type: unknown task type {name!r} (expected one of {sorted(TASK_TYPES)})")
+    return TASK_TYPES[name]

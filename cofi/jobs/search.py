@@ -1,0 +1,153 @@
+"""File side of the coarse search: one depth file per checkpoint, then the trace, table and tree figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from cofi.io import write_json
+from cofi.search.regions import parse_region_id
+from cofi.search.policy import Policy, best_node, best_variant, first_candidates, step
+
+TRACE_COLUMNS = ["depth", "id", "parent", "label", "layers", "modules", "lr", "run", "spec", "vers", "uni", "value", "status",
+                 "reason"]
+
+
+def policy_from_dict(values: dict) -> Policy:
+    values = dict(values)
+    for key in ("schedule", "root_modules"):
+        values[key] = tuple(values[key])
+    return Policy(**values)
+
+
+def task_scores(path: str | Path, task: str) -> dict:
+    """Spec, Vers and Uni of one task from a score file."""
+    with open(path) as handle:
+        scores = json.load(handle)
+    return {"spec": scores["spec"][task], "vers": scores["vers"], "uni": scores["uni"][task]}
+
+
+def _serialisable(node: dict) -> dict:
+    return {k: v for k, v in node.items() if k != "region"}
+
+
+def write_depth(out: str | Path, payload: dict) -> None:
+    payload = {**payload, "nodes": [_serialisable(n) for n in payload["nodes"]],
+               "expand": [{"id": c["id"], "parent": c["parent"]} for c in payload["expand"]]}
+    write_json(out, payload, indent=1)
+
+
+def search_step(task: str, depth: int, policy: Policy, n_layers: int, reference: str, split: str,
+                previous: str | None, candidate_scores: dict[str, list[dict]], out: str,
+                reference_run: dict | None = None) -> dict:
+    """Depth 0 seeds the search from the reference run; depth d ≥ 1 scores the candidates of d.
+
+    ``candidate_scores``: {candidate id: [{"lr", "run", "scores": its score file}, ...]}, one entry per
+    learning rate it trained at; a candidate scores as its best (:func:`cofi.search.policy.best_variant`), whose
+    lr and run its node records. ``reference_run``: the reference's {"run", "lr"}, recorded on the root."""
+    ref = task_scores(reference, task)
+    ref_value = ref[policy.criterion]
+    if depth == 0:
+        root = {"id": "root", "parent": None, "depth": 0, "label": "Full SFT (reference)", "layers": list(range(n_layers)),
+                "modules": ["all"], **(reference_run or {}), **ref, "value": ref_value, "status": "expanded",
+                "reason": "reference run"}
+        payload = {"nodes": [root], "expand": first_candidates(policy, n_layers)}
+    else:
+        with open(previous) as handle:
+            prev = json.load(handle)
+        candidates = [{**c, "region": parse_region_id(c["id"])} for c in prev["expand"]]
+        parent_values = {n["id"]: n["value"] for n in prev["nodes"]} | {"root": ref_value}
+        scores, chosen = {}, {}
+        for cid, variants in candidate_scores.items():
+            by_lr = {v["lr"]: {**task_scores(v["scores"], task), "run": v["run"]} for v in variants}
+            lr = best_variant(by_lr, policy, ref["spec"])
+            variants_by_lr = {format(k, "g"): {m: v[m] for m in ("run", "spec", "vers", "uni")} for k, v in by_lr.items()}
+            scores[cid], chosen[cid] = by_lr[lr], {"lr": lr, "run": by_lr[lr]["run"], "variants": variants_by_lr}
+        result = step(depth, candidates, scores, parent_values, ref["spec"], policy, n_layers)
+        payload = {"nodes": [{**n, **chosen[n["id"]]} for n in result.nodes], "expand": result.expand}
+    payload = {"task": task, "depth": depth, "selection_split": split, "reference_spec": ref["spec"], **payload}
+    write_depth(out, payload)
+    return payload
+
+
+def search_report(task: str, depth_files: list[str], n_layers: int, out_dir: str | Path) -> dict:
+    """Trace (JSON, CSV), a Markdown table and the tree figure; returns the result with the pick."""
+    nodes = []
+    for path in depth_files:
+        with open(path) as handle:
+            nodes += json.load(handle)["nodes"]
+    with open(depth_files[0]) as handle:
+        split = json.load(handle)["selection_split"]
+    pick = best_node(nodes, n_layers)
+    if pick is None:
+        raise ValueError(f"search for {task!r}: no candidate reached the Spec floor; lower search.spec_floor")
+    path_ids = _path_to(pick["id"], nodes)
+    for n in nodes:
+        n["on_path"] = n["id"] in path_ids
+        n["selected"] = n["id"] == pick["id"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trace = pd.DataFrame(nodes)
+    trace["layers"] = trace["layers"].map(lambda ls: " ".join(str(i) for i in ls))
+    trace["modules"] = trace["modules"].map("+".join)
+    lr_text = trace["lr"].map(lambda lr: "" if pd.isna(lr) else format(lr, "g"))  # not rounded as the scores are
+    trace.assign(lr=lr_text)[TRACE_COLUMNS + ["on_path", "selected"]].to_csv(out_dir / "trace.csv", index=False,
+                                                                           float_format="%.2f")
+    table = trace[trace["id"] != "root"][["depth", "label", "lr", "spec", "vers", "uni", "status", "reason"]]
+    table = table.round({"spec": 1, "vers": 1, "uni": 1}).assign(lr=lr_text)
+    trainings = sum(len(n.get("variants", {})) for n in nodes)
+    (out_dir / "table.md").write_text(
+        f"Search for {task} (scores on the {split} split; {len(table)} candidates, {trainings} trainings)\n\n"
+        + table.to_markdown(index=False) + "\n")
+    plot_tree(nodes, task, out_dir / "tree")
+    result = {"task": task, "selected": pick["id"], "run": pick["run"], "lr": pick["lr"], "label": pick["label"],
+              "scores": {k: pick[k] for k in ("spec", "vers", "uni")}, "selection_split": split,
+              "trained": [n["id"] for n in nodes if n["id"] != "root"],
+              "runs": [v["run"] for n in nodes if n["id"] != "root" for v in n["variants"].values()], "nodes": nodes}
+    write_json(out_dir / "result.json", result, indent=1)
+    return result
+
+
+def _path_to(node_id: str, nodes: list[dict]) -> set[str]:
+    parents = {n["id"]: n["parent"] for n in nodes}
+    path = set()
+    while node_id is not None:
+        path.add(node_id)
+        node_id = parents.get(node_id)
+    return path
+
+
+def plot_tree(nodes: list[dict], task: str, stem: Path) -> None:
+    """The explored tree like the paper's exploration figure; the chosen path in red."""
+    from cofi.io import pyplot, save_figure
+
+    plt = pyplot()
+    by_depth: dict[int, list[dict]] = {}
+    for n in nodes:
+        by_depth.setdefault(n["depth"], []).append(n)
+    width = max(len(v) for v in by_depth.values())
+    position = {}
+    for depth, row in by_depth.items():
+        for i, n in enumerate(row):
+            position[n["id"]] = ((i + 0.5) * width / len(row), -depth)
+    fig, ax = plt.subplots(figsize=(max(6, 2.6 * width), 1.8 * len(by_depth) + 0.5))
+    for n in nodes:
+        if n["parent"] in position:
+            (x0, y0), (x1, y1) = position[n["parent"]], position[n["id"]]
+            ax.plot([x0, x1], [y0, y1], color="tab:red" if n["on_path"] else "0.7", lw=2.2 if n["on_path"] else 1, zorder=1)
+    for n in nodes:
+        x, y = position[n["id"]]
+        text = f"{n['label']}\nSpec {n['spec']:.1f} Vers {n['vers']:.1f}\nUni {n['uni']:.1f}"
+        if len(n.get("variants", {})) > 1:  # trained at several learning rates: the one it scores as
+            text += f" (lr {n['lr']:g})"
+        edge = "tab:red" if n["on_path"] else ("0.6" if n["status"] == "pruned" else "tab:blue")
+        ax.text(x, y, text, ha="center", va="center", fontsize=8, zorder=2,
+                bbox={"boxstyle": "round", "fc": "mistyrose" if n["selected"] else "white", "ec": edge, "lw": 2 if n["on_path"] else 1})
+    ax.set_xlim(0, width)
+    ax.set_ylim(-len(by_depth) + 0.4, 0.6)
+    ax.axis("off")
+    ax.set_title(f"Coarse search for {task}: explored regions (chosen path in red)")
+    fig.tight_layout()
+    save_figure(fig, stem)

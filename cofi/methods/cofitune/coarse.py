@@ -1,0 +1,39 @@
+"""CoFiTune's coarse level: only a layer range × module groups trains (see :mod:`cofi.search.regions`)."""
+
+from cofi.methods.base import Method, MethodError, Setup
+from cofi.search.regions import Region, RegionError, check_region, freeze_outside
+
+RANGE = {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"},
+         "description": "layer range (a, b] as fractions of the depth"}
+MODULES = {"type": "array", "items": {"type": "string"}, "description": "module groups to train (names from module_groups)"}
+
+
+def check_region_keys(key: str, params: dict, context) -> None:
+    """The range and groups make a region that selects at least one layer of this model."""
+    groups = context.experiment.module_groups
+    try:
+        region = Region.make(*params["range"], params["modules"])
+        if context.n_layers is not None:
+            check_region(region, groups, context.n_layers)
+        elif unknown := [m for m in region.modules if m not in groups]:
+            raise RegionError(f"unknown module group(s) {unknown} (defined: {sorted(groups)})")
+    except RegionError as error:
+        raise MethodError(f"config key {key}: {error}") from None
+
+
+class RegionMethod(Method):
+    name = "region"
+    description = "CoFiTune's coarse level: a layer range × module groups trains"
+    keys = {"range": {**RANGE, "default": None}, "modules": {**MODULES, "default": None}}
+    uses_groups = True
+
+    def check(self, key, run, context):
+        for field in ("range", "modules"):
+            if run.params[field] is None:
+                raise MethodError(f"config key {key}: method {self.name!r} needs {field!r}")
+        check_region_keys(key, run.params, context)
+
+    def setup(self, model, run, inputs):
+        params = run.params
+        region = Region.make(*params["range"], params["modules"])
+        return Setup(model, freeze_outside(model, region, params["groups"]))

@@ -1,0 +1,42 @@
+"""CoFiTune, both levels: a region (the coarse search's pick for the task, or one the run names) trained with
+Fine-SoftMask."""
+
+from cofi.methods.base import Method, MethodError, Setup
+from cofi.methods.cofitune.coarse import MODULES, RANGE, check_region_keys
+from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys
+from cofi.search.regions import Region, freeze_outside
+
+
+class CoFiTune(Method):
+    name = "cofitune"
+    description = "CoFiTune: the search's region (or a fixed one) + Fine-SoftMask"
+    keys = {**SOFT_MASK_KEYS,
+            "range": {**RANGE, "default": None, "description": "a fixed layer range (a, b] instead of the search's pick, "
+                                                               "e.g. the paper's [0.25, 0.5]"},
+            "modules": {**MODULES, "default": None, "description": "the module groups of a fixed range"}}
+    sweep = ("softmask",)
+    needs = (IMPORTANCE,)
+    uses_groups = True
+
+    def trains_pick(self, run) -> bool:
+        return run.params.get("range") is None  # a fixed region needs no search
+
+    def check(self, key, run, context):
+        fixed = [run.params.get(k) is not None for k in ("range", "modules")]
+        if any(fixed) and not all(fixed):
+            raise MethodError(f"config key {key}: a fixed region needs both range and modules")
+        if all(fixed):
+            check_region_keys(key, run.params, context)
+        elif not context.experiment.search.enabled:
+            raise MethodError(f"config key {key}: method {self.name!r} trains the coarse search's pick; set "
+                              "search.enabled: true, or give the run a range and modules")
+        check_soft_mask_keys(key, run.params)
+
+    def setup(self, model, run, inputs):
+        params = run.params
+        if params.get("range") is None or params.get("modules") is None:
+            raise MethodError(f"method {self.name!r} trains the coarse search's pick: its params need range and modules")
+        trainable = freeze_outside(model, Region.make(*params["range"], params["modules"]), params["groups"])
+        from cofi.methods.cofitune.softmask import soft_mask_extensions  # torch: only when a run trains
+
+        return Setup(model, trainable, extensions=soft_mask_extensions(model, trainable, params, inputs))

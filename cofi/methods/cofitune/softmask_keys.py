@@ -1,0 +1,31 @@
+"""The config keys the soft-mask methods (``cofitune``, ``vsoftmask``) share, their check, and the
+importance file they read.
+
+Kept apart from :mod:`cofi.methods.cofitune.softmask` (the torch side, which imports these and never the
+reverse) so that reading a config never imports torch.
+"""
+
+from cofi.methods.base import MethodError, Need
+
+MODES = ("grad", "update", "shuffled", "uniform", "none")
+TARGETS = ("grad", "update")
+
+SOFT_MASK_KEYS = {
+    "softmask": {"enum": list(MODES), "default": "grad",
+                 "description": "grad (the paper's), update, the controls shuffled and uniform, or none (no mask)"},
+    "softmask_apply": {"enum": [*TARGETS, None], "default": None,
+                       "description": "what the shuffled/uniform controls scale (null: the update)"},
+}
+
+# Unit importance of the base model, estimated once per data source by the importance rule.
+IMPORTANCE = Need("importance", "unit importance (.safetensors from the importance rule)",
+                  lambda experiment, run, task, seed: experiment.layout.importance(experiment.importance_source(task)))
+
+
+def check_soft_mask_keys(key: str, params: dict) -> None:
+    mode, apply = params["softmask"], params["softmask_apply"]
+    if mode == "none" and apply is not None:
+        raise MethodError(f"config key {key}.softmask_apply: softmask none scales nothing")
+    if mode in TARGETS and apply not in (None, mode):
+        raise MethodError(f"config key {key}.softmask_apply: mode {mode!r} always scales the {mode}; "
+                          "softmask_apply chooses only for the shuffled and uniform controls")

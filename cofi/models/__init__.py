@@ -1,0 +1,1 @@
+"""Models: loading (Hugging Face, GGUF, the embedded one), weights, the memory plan and cluster requests."""

@@ -1,0 +1,1 @@
+"""Training: the loop, SAM, checkpoints, processes and sharding."""
