@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.devtools.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run real study scale base-seeds test docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check gpu-validate
+.PHONY: setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check gpu-validate
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -50,6 +50,10 @@ report: setup
 
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest -v --durations=25
+
+# The unit tests only (no workflow runs, no multi-process or Snakemake tests): a few minutes.
+test-fast: setup
+	PATH="$(BIN):$$PATH" python -m pytest -q -m "not e2e and not slow"
 
 # The docs site (docs/ → site/), offline; the generated references first, so the site is never stale.
 docs: setup

@@ -95,6 +95,13 @@ def model_resources(job="single"):
 # --- finetune.smk's input functions --------------------------------------------
 
 
+def await_search_pick(w):
+    """A run that trains the search's pick waits for the task's search: asking a pending checkpoint for its result
+    stops Snakemake's evaluation of this job's inputs until the checkpoint has run (Snakemake's own mechanism)."""
+    if EXP.trains_pick(w.run):
+        search_result(w.task)
+
+
 def method_inputs(w):
     """The files the run's method needs (its Needs, by name). A method that trains the search's pick
     waits for the search here, but takes the region as a parameter (run_spec), not result.json as an
@@ -102,8 +109,7 @@ def method_inputs(w):
     named inputs so that, while the search is pending (a dry run), the job keeps them."""
     run = EXP.run(w.run)
     method = EXP.method_of(w.run)
-    if EXP.trains_pick(w.run):
-        search_result(w.task)
+    await_search_pick(w)
     return {need.name: need.path(EXP, run, w.task, w.seed) for need in method.needs}
 
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from cofi.models.loading import build_llama, build_word_tokenizer
+from cofi.config.settings import PromptSettings
 from cofi.data.world import WorldSpec, build_world, vocabulary
 
-TEMPLATE = "{instruction} {input} ="
+TEMPLATE = PromptSettings.template
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -47,6 +48,21 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
+# Unit tests that start several processes, Snakemake or a job server: make test-fast leaves them out with
+# tests/workflow/ (marked e2e); make test runs everything.
+SLOW = ("tests/training/test_sharding.py", "tests/models/test_cross_machine.py", "tests/evaluation/test_lm_eval.py",
+        "tests/devtools/", "tests/config/test_start_up_checks.py", "tests/models/test_cluster.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(item.fspath).relative_to(REPO).as_posix()
+        if path.startswith("tests/workflow/"):
+            item.add_marker(pytest.mark.e2e)
+        elif path.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 def skip_or_fail(reason: str):
     """Skip a test whose part beside cofi (the SLURM cluster, the real chat model's file) is missing; under
     CI (COFI_CI=1, set by .ci/run) fail instead, so CI never counts a skipped test as passing."""
@@ -69,6 +85,23 @@ def tiny_world(tiny_spec):
 @pytest.fixture(scope="session")
 def tokenizer(tiny_spec):
     return build_word_tokenizer(vocabulary(tiny_spec))
+
+
+@pytest.fixture
+def examples(tokenizer, tiny_world):
+    """The tiny world's rotate task as training examples (the embedded template, 32 tokens)."""
+    from cofi.data.prompts import Prompter
+    from cofi.training.loop import tokenize_dataset
+
+    return tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
+
+
+@pytest.fixture
+def config():
+    """The embedded default's config file as read (no defaults filled in)."""
+    from cofi.config.checks import load_config
+
+    return load_config(REPO / "config.yaml")
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Peak bytes of two sharded training steps of each of several runs, measured by torch's memory tracker (run under
-torchrun, gloo on CPU): what tests/test_plan.py checks `cofi plan` against. Takes a JSON list of run specs; prints
+torchrun, gloo on CPU): what tests/models/test_plan.py checks `cofi plan` against. Takes a JSON list of run specs; prints
 one JSON line per run on process 0."""
 
 import json

@@ -61,18 +61,11 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
         raise ConfigError(str(error)) from None
     _check_run_entries(config)
     try:
-        experiment = Experiment(config)
+        experiment = Experiment(config, _model_depth(config) if check_files else None)
     except InputError as error:
         raise ConfigError(str(error)) from None
     _check_embedded(experiment)
     train_records = _check_suites(experiment, check_files)
-    if experiment.model.path is not None and check_files:
-        experiment.n_layers = _from_model(lambda m: m.model_depth(experiment.model.path, experiment.model.trust_remote_code))
-    elif experiment.model.gguf is not None and check_files:
-        from cofi.models.gguf import checked_header
-
-        experiment.n_layers = _from_model(lambda m: checked_header(experiment.model.gguf,
-                                                                   experiment.base_model_dir)["layers"])
     n_layers = experiment.n_layers
     projections = _projection_names_once(experiment)
     for check in (_check_module_groups, _check_runs, _check_importance, _check_search):
@@ -82,6 +75,22 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     _check_claims(experiment)
     _check_prompt(experiment, train_records, check_files)
     return experiment
+
+
+def _model_depth(config: dict) -> int | None:
+    """The decoder layers of the user's model (a Hugging Face directory, or a GGUF file with its import), read from
+    it before the experiment is built; None for the embedded model (the config says its depth)."""
+    from cofi.config.layout import Layout
+    from cofi.config.settings import ModelSettings, from_dict
+
+    model = from_dict(ModelSettings, config["model"], "model")
+    if model.path is not None:
+        return _from_model(lambda m: m.model_depth(model.path, model.trust_remote_code))
+    if model.gguf is not None:
+        from cofi.models.gguf import checked_header
+
+        return _from_model(lambda m: checked_header(model.gguf, Layout.of(config["experiment"]).base_model)["layers"])
+    return None
 
 
 def check_config(config: dict, check_files: bool = True) -> dict:
@@ -200,12 +209,13 @@ def _check_module_groups(experiment: Experiment, n_layers, projection_names, che
 
 def _check_run_entries(config: dict) -> None:
     """Each run's method exists and takes the keys given, with valid values (before the runs are built)."""
-    from cofi.methods import check_run_entry
+    from cofi.methods import check_run_entry, expand_method_paths
     from cofi.config.settings import TrainSettings, fields_of
 
     option_keys = (*(f.name for f, _ in fields_of(TrainSettings)), *RUN_OPTIONS)
     try:
         for run, entry in config["runs"].items():
+            expand_method_paths(run, entry)
             check_run_entry(f"runs.{run}", run, entry, option_keys)
     except InputError as error:
         raise ConfigError(str(error)) from None

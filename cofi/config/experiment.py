@@ -19,6 +19,7 @@ from cofi.data.embedded import suites_module
 from cofi.errors import InputError
 from cofi.search.regions import parse_region_id
 from cofi.search.policy import Policy
+from cofi.config.layout import Layout
 from cofi.config.names import BASE_ROW, COARSE_ROW, RESERVED_ROWS, RUN_NAME, SEARCH_PREFIX, tuned_row
 from cofi.config.settings import ClaimRows, ClusterSettings, ComputeSettings, ModelSettings, PromptSettings, TrainSettings
 
@@ -32,60 +33,6 @@ class ExperimentError(InputError):
 
 def value_text(value) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where everything of one experiment goes, under ``results/<experiment>``. Any argument may be a
-    Snakemake wildcard such as ``"{run}"``, which gives the rule's path pattern."""
-
-    root: str
-
-    @property
-    def data(self) -> str:
-        return f"{self.root}/data"
-
-    def data_file(self, stem: str) -> str:
-        return f"{self.data}/{stem}.jsonl"
-
-    @property
-    def base_model(self) -> str:
-        return f"{self.root}/base_model"
-
-    def run_dir(self, run: str, task: str, seed) -> str:
-        return f"{self.root}/runs/{run}/{task}/seed{seed}"
-
-    def run_file(self, run: str, task: str, seed, name: str) -> str:
-        return f"{self.run_dir(run, task, seed)}/{name}"
-
-    def importance(self, source: str, suffix: str = "safetensors") -> str:
-        return f"{self.root}/importance/{source}.{suffix}"
-
-    def search_dir(self, search: str, task: str) -> str:
-        return f"{self.root}/search/{search}/{task}"
-
-    @property
-    def base_scores(self) -> str:
-        return f"{self.root}/scores/base.json"
-
-    def landscape(self, task: str, run: str, suffix: str = "json") -> str:
-        return f"{self.root}/landscape/{task}/{run}.{suffix}"
-
-    @property
-    def tables(self) -> str:
-        return f"{self.root}/tables"
-
-    @property
-    def plots(self) -> str:
-        return f"{self.root}/plots"
-
-    @property
-    def logs(self) -> str:
-        return f"{self.root}/logs"
-
-    @property
-    def benchmarks(self) -> str:
-        return f"{self.root}/benchmarks"
 
 
 @dataclass(frozen=True)
@@ -257,10 +204,12 @@ def make_run(name: str, entry: dict, training: dict, module_groups: dict) -> Run
 class Experiment:
     """One experiment, from a config that :func:`cofi.config.checks.validate_schema` has filled and checked."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, model_depth: int | None = None):
+        """``model_depth``: the decoder layers of a user's model, read from it by the start-up check (None: unknown;
+        the embedded model's come from the config)."""
         self.config = config
         self.name: str = config["experiment"]
-        self.layout = Layout(f"results/{self.name}")
+        self.layout = Layout.of(self.name)
         self.model = settings.from_dict(ModelSettings, config["model"], "model")
         self.compute = settings.from_dict(ComputeSettings, config["compute"], "compute")
         self.cluster = settings.from_dict(ClusterSettings, config["cluster"], "cluster")
@@ -286,14 +235,16 @@ class Experiment:
         reference = self.runs.get(search["reference"])  # a missing one is check_config's to report
         reference_lr = reference.train.lr if reference else None
         lrs = search["lr"] if search["lr"] is not None else [reference_lr] if reference else []
+        if len({value_text(lr) for lr in lrs}) < len(lrs):  # a candidate's name gives its lr by this text
+            raise ExperimentError(f"config key search.lr: {lrs} has values that print alike to 6 digits; give "
+                                  "learning rates that differ in their first 6 significant digits")
         self.search = Search(enabled=search["enabled"], policy=settings.from_dict(Policy, policy_keys, "search"),
                              reference=search["reference"], lrs=tuple(lrs), reference_lr=reference_lr,
                              seed=search["seed"] if search["seed"] is not None else self.seeds[0])
-        # Decoder layers of the model: the embedded one's; a user model's is read from it by the start-up check.
         if self.model.path is not None and self.model.gguf is not None:
             raise ExperimentError("config keys model.path and model.gguf: give one (a Hugging Face directory, or a GGUF "
                                   "file cofi imports)")
-        self.n_layers: int | None = config["embedded"]["base"]["layers"] if self.embedded_model else None
+        self.n_layers: int | None = config["embedded"]["base"]["layers"] if self.embedded_model else model_depth
         self.embedded_suites: str = config["embedded"]["suites"]  # what null suite paths take: world or chat
 
     def _suite(self, section: str, name: str, entry: dict, splits, embedded_types: dict[str, str]) -> Suite:
@@ -361,10 +312,17 @@ class Experiment:
             groups, _, lr = rest.partition("_")
             region = parse_region_id(f"{span}_{groups}")
             reference = self.runs[self.search.reference]
-            train = reference.train if not lr else dataclasses.replace(reference.train, lr=float(lr.removeprefix("lr")))
+            train = reference.train if not lr else dataclasses.replace(reference.train, lr=self._search_lr(name, lr))
             return Run(name=name, method="region", params={**region.to_dict(), "groups": self.module_groups},
                        train=train, sam_rho=reference.sam_rho, equal_compute=reference.equal_compute)
         raise KeyError(f"unknown run {name!r}: not in runs and not a search candidate")
+
+    def _search_lr(self, name: str, text: str) -> float:
+        """The configured search lr a candidate's name gives (``lr<value>``): looked up, never parsed back."""
+        by_text = {f"lr{value_text(lr)}": lr for lr in self.search.lrs}
+        if text not in by_text:
+            raise KeyError(f"search candidate {name!r}: {text} is not one of search.lr ({', '.join(by_text)})")
+        return by_text[text]
 
     def spec_with_pick(self, name: str, pick: dict) -> dict:
         """The spec of a run that trains the search's pick (``pick``: the search's result): the pick's region,

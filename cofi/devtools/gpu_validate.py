@@ -18,7 +18,7 @@ spent is recorded as skipped):
 9. ``landscape``: the landscape job on the smallest grid (3 points, 3 × 3): seconds per point.
 
 ``--smoke`` runs the same steps on the CPU with tiny shapes, each job's command line in this process
-(``tests/test_gpu_validate.py``), so the script cannot rot between the times a GPU is available. Peak memory is
+(``tests/devtools/test_gpu_validate.py``), so the script cannot rot between the times a GPU is available. Peak memory is
 CUDA's allocator's (``max_memory_allocated``); on the CPU it is not measured.
 """
 

@@ -35,6 +35,9 @@ SOCKET_VARIABLE = "COFI_JOB_SERVER"  # the server's socket, in the environment o
 # thread counts it sets from `threads:` (cofi sets torch's itself) and the shell's own bookkeeping.
 PER_JOB = {"PWD", "OLDPWD", "SHLVL", "_", "TMPDIR", "TMP", "TEMP", "TEMPDIR", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
            "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"}
+# The server's own settings, so that it stays one thread through its imports (torch's OpenMP pool and pyarrow's
+# jemalloc purger would each start one): a fork copies only the calling thread. A job sets its own thread count.
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "JE_ARROW_MALLOC_CONF": "background_thread:false"}
 HEADER = struct.Struct("!I")  # the length of the JSON request that follows
 # The line a client writes to its job's log: Snakemake's benchmark measures the client's process, not the
 # job's, so cofi.devtools.bench reads the job's peak memory from here.
@@ -60,6 +63,30 @@ def _identity() -> dict:
     return {"python": os.path.realpath(sys.executable), "cofi": os.path.dirname(os.path.realpath(cofi.__file__))}
 
 
+def wants_gpu(argv: list[str], environ) -> bool:
+    """Whether a job may compute on a GPU: ``--device cuda...``, or ``auto`` (the default) on a machine with an
+    NVIDIA device that CUDA_VISIBLE_DEVICES does not hide. Such a job runs as a plain process: CUDA is initialised
+    in the job, never in a process that forks."""
+    device = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--device"), "auto")
+    if device.startswith("cuda"):
+        return True
+    if device != "auto" or environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
+
+
+def fork_hazard() -> str:
+    """Why forking this process now would be unsafe, or "": a fork copies one thread only (a lock another thread
+    held stays locked in the child), and a child cannot use the CUDA context of a parent that initialised it."""
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+    if threads > 1:
+        return f"the server runs {threads} threads (a fork would copy one)"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return "the server has initialised CUDA"
+    return ""
+
+
 # --- the client: python -m cofi ... --------------------------------------------------------------------
 
 
@@ -67,7 +94,7 @@ def delegate(argv: list[str]) -> int | None:
     """Run ``python -m cofi ARGV`` in the job server named by ``COFI_JOB_SERVER``: its exit code, or None
     where there is no server to run it (the caller then runs it itself)."""
     path = os.environ.get(SOCKET_VARIABLE)
-    if not path or not hasattr(socket, "send_fds"):
+    if not path or not hasattr(socket, "send_fds") or wants_gpu(argv, os.environ):
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -130,7 +157,7 @@ class Server:
         import selectors
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the jobs through their clients
-        self.environment = _job_environment(os.environ)
+        self.environment = _job_environment({k: v for k, v in os.environ.items() if k not in SINGLE_THREADED})
         os.environ.update(self.environment)  # the offline defaults, before any Hugging Face import
         self.identity = _identity()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -207,6 +234,8 @@ class Server:
     def _refusal(self, request: dict, fds: list[int]) -> str:
         if len(fds) != 3:
             return "standard streams not received"
+        if hazard := fork_hazard():
+            return hazard
         differs = [key for key in ("python", "cofi") if request.get(key) != self.identity[key]]
         if differs:
             return f"another {' and '.join(differs)} ({', '.join(request.get(k, '?') for k in differs)})"
@@ -236,6 +265,7 @@ class Server:
             environment = {k: v for k, v in request["env"].items() if k != SOCKET_VARIABLE}
             os.environ.clear()
             os.environ.update(environment)
+            _apply_thread_count(environment)
             code = _run_cofi(request["argv"], request["cwd"])
         finally:
             os._exit(code)
@@ -294,6 +324,17 @@ class Server:
             except ChildProcessError:
                 pass
         self.listener.close()
+
+
+def _apply_thread_count(environment: dict) -> None:
+    """The job's OMP_NUM_THREADS, where set, as torch's thread count: the OpenMP runtime read the variable once, when
+    the server imported torch, so a job's own value reaches it only through torch (every computing cofi command then
+    sets its own count from --threads, as in a fresh process)."""
+    value = environment.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        import torch
+
+        torch.set_num_threads(int(value))
 
 
 def _kill(pid: int, signum: int) -> None:
@@ -371,7 +412,7 @@ def serving(environment: dict[str, str] | None = None):
     # whose environment is this one, run in it rather than starting themselves again.
     environment = {**(os.environ if environment is None else environment), **PINNED, SOCKET_VARIABLE: path}
     server = subprocess.Popen([sys.executable, "-m", "cofi.devtools.jobserver", "--serve", path], stdin=subprocess.PIPE,
-                              env=environment)
+                              env={**environment, **SINGLE_THREADED})
     try:
         while not os.path.exists(path):  # bound before its imports: jobs may connect from then on
             if server.poll() is not None:

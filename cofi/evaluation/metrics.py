@@ -27,7 +27,7 @@ def _longest_common_subsequence(a: list[str], b: list[str]) -> int:
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F1: the longest common subsequence of whitespace tokens after :func:`normalize`.
 
-    The ``rouge-score`` package's formula, float for float (tests/test_metrics.py checks it against the
+    The ``rouge-score`` package's formula, float for float (tests/evaluation/test_metrics.py checks it against the
     package), computed here because importing the package pulls in nltk: about 2 s of every evaluation
     job's start-up, more than its scoring. Whitespace tokens, not the package's default tokenizer, which
     drops every non-ASCII character (fatal for Chinese or accented text)."""

@@ -24,12 +24,21 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 
 
+def expand_method_paths(run: str, entry: dict) -> None:
+    """``~`` at the start of a method key's path value (``format: path``) becomes the home directory, in place: what
+    the schema's fill does for its own keys, done before the checks read the entry."""
+    import os
+
+    method = METHODS.get(entry.get("method", run))
+    for field, value in entry.items():
+        if method and isinstance(value, str) and method.keys.get(field, {}).get("format") == "path":
+            entry[field] = os.path.expanduser(value)
+
+
 def check_run_entry(key: str, run: str, entry: dict, option_keys: tuple[str, ...]) -> None:
     """A configured run names a registered method and gives only keys it takes, with valid values
     (lists only where a key sweeps). ``option_keys`` are what the config schema checks (training keys,
-    sam, equal_compute); a path value (``format: path``) has its ``~`` expanded in place."""
-    import os
-
+    sam, equal_compute). Reads ``entry``, never changes it (:func:`expand_method_paths` does, before)."""
     import jsonschema
 
     from cofi.config.schema import schema_message
@@ -49,8 +58,6 @@ def check_run_entry(key: str, run: str, entry: dict, option_keys: tuple[str, ...
         if swept and not value:
             raise MethodError(f"config key {key}.{field}: an empty list (give one value, or a list of values)")
         schema = {k: v for k, v in method.keys[field].items() if k not in ("default", "description")}
-        if schema.get("format") == "path" and isinstance(value, str):
-            entry[field] = value = os.path.expanduser(value)
         for item in value if swept else [value]:
             error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(item))
             if error is not None:
@@ -63,4 +70,4 @@ def check_run_entry(key: str, run: str, entry: dict, option_keys: tuple[str, ...
                           "this run uses SAM itself")
 
 
-__all__ = ["METHODS", "check_run_entry", "CheckContext", "Extension", "Inputs", "Method", "MethodError", "Need", "Setup"]
+__all__ = ["METHODS", "check_run_entry", "expand_method_paths", "CheckContext", "Extension", "Inputs", "Method", "MethodError", "Need", "Setup"]

@@ -88,6 +88,10 @@ class Method:
     ``needs``: the :class:`Need` of each file the job reads. :meth:`trains_pick`: the run trains
     the coarse search's pick (its region arrives in the params). ``uses_groups``: the params carry
     the config's ``module_groups`` (methods that train a region).
+
+    What a run costs in memory is the method's to say too (:mod:`cofi.models.plan` never names a method):
+    :meth:`trained_params`, :meth:`weight_copies` and ``adds_parameters``. They are pure, read only the run's
+    params and the model's shape (a :class:`cofi.models.plan.Architecture`), and default to Full SFT's.
     """
 
     name: str = ""
@@ -97,6 +101,16 @@ class Method:
     trains: bool = True
     needs: tuple[Need, ...] = ()
     uses_groups: bool = False
+    adds_parameters: bool = False  # trains new parameters (adapters) beside the whole frozen model
+
+    def trained_params(self, arch, params: dict, module_groups: dict) -> int:
+        """How many parameters a run of this method trains: every one (none for a method that does not train)."""
+        return arch.params if self.trains else 0
+
+    def weight_copies(self, params: dict) -> int:
+        """Copies of the trained weights the method holds while training, beside the weights themselves (a
+        penalty's start, the weights before a masked update): each one more float32 copy in the plan."""
+        return 0
 
     def trains_pick(self, run) -> bool:
         """Whether ``run`` trains the coarse search's pick (it waits for the search and takes its region)."""

@@ -31,6 +31,15 @@ class LoRA(Method):
                   "description": "layer range (a, b] as fractions of the depth (peft layers_to_transform); null: all layers"},
     }
 
+    adds_parameters = True
+
+    def trained_params(self, arch, params, module_groups):
+        """r · (in + out) per adapted projection, on the adapted layers."""
+        layers = lora_layers(params, arch.layers)
+        shapes = arch.projection_shapes()
+        per_layer = sum(params["rank"] * (shapes[t][0] + shapes[t][1]) for t in params["target_modules"] if t in shapes)
+        return (arch.layers if layers is None else len(layers)) * per_layer
+
     def check(self, key, run, context):
         params = run.params
         if params["range"] is not None:

@@ -40,6 +40,9 @@ class L1(Method):
     sweep = ("lambda",)
     power = 1
 
+    def weight_copies(self, params):
+        return 1  # the start the penalty pulls toward
+
     def setup(self, model, run, inputs):
         params = run.params
         trainable = train_everything(model)

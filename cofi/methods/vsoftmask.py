@@ -1,7 +1,7 @@
 """V-SoftMask: everything trains, with the soft mask on every layer and module."""
 
 from cofi.methods.base import Method, Setup, train_everything
-from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys
+from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys, update_copies
 
 
 class VSoftMask(Method):
@@ -10,6 +10,9 @@ class VSoftMask(Method):
     keys = SOFT_MASK_KEYS
     sweep = ("softmask",)
     needs = (IMPORTANCE,)
+
+    def weight_copies(self, params):
+        return update_copies(params)
 
     def check(self, key, run, context):
         check_soft_mask_keys(key, run.params)

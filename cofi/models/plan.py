@@ -7,7 +7,7 @@ checkpointing. A single GPU trains without sharding: frozen weights in the model
 copies of what trains. The smallest W that fits, and the nodes it takes, are reported.
 
 The activation figures are bytes per token, measured on CPU with autograd's saved tensors for HF
-Llama with SDPA attention (``tests/test_plan.py`` checks them against the tiny model) in three
+Llama with SDPA attention (``tests/models/test_plan.py`` checks them against the tiny model) in three
 modes: weights in one dtype (float32; or bf16, as FSDP2's mixed precision gathers them: about
 11·hidden + 4·intermediate values per layer, plus the norms' float32 copies), and autocast on one
 GPU (the residual stream stays float32; it also keeps a bf16 copy of every weight a matmul used).
@@ -131,7 +131,7 @@ def layer_activation_bytes(arch: Architecture, tokens: int, mode: str, value_byt
 
 # The loss's transient float32 copies of the logits beyond the log-softmax that autograd keeps: the float32 logits and
 # their shifted copy (cofi.training.loop.token_loss_sum), then their gradients in the backward: 8 bytes per vocabulary entry
-# and token more (measured: 12 in all at a 32k vocabulary, tests/test_plan.py).
+# and token more (measured: 12 in all at a 32k vocabulary, tests/models/test_plan.py).
 LOSS_PATH_TRANSIENT = 8
 
 
@@ -153,7 +153,7 @@ def activation_bytes(arch: Architecture, tokens: int, mode: str, value_bytes: in
 
 # The analysis and evaluation jobs (one device, no optimizer). Bytes per vocabulary entry and token beyond what
 # activation_bytes counts, read from torch's MemTracker on a float32 model (2 layers, hidden 64, a 32k vocabulary)
-# and checked on another shape (tests/test_plan.py): importance keeps two float32 log-softmaxes (counted) and its KL divergence's exp and
+# and checked on another shape (tests/models/test_plan.py): importance keeps two float32 log-softmaxes (counted) and its KL divergence's exp and
 # difference and their gradients; a loss without gradients holds the logits, their shifted copy and the
 # log-softmax; a multiple-choice batch the logits and their log-softmax; generation, per row, three float32 copies
 # of the last position's logits (the step's output, its float copy, the processors').
@@ -256,30 +256,10 @@ class Needs:
 
 
 def trained_params(arch: Architecture, run, module_groups: dict) -> int:
-    """How many parameters ``run`` trains (a :class:`cofi.config.experiment.Run`)."""
-    from fractions import Fraction
+    """How many parameters ``run`` trains (a :class:`cofi.config.experiment.Run`), as its method says."""
+    from cofi.methods import METHODS
 
-    if run.method in ("full", "l1", "l2", "replay", "vsoftmask"):
-        return arch.params
-    params = run.params or {}
-    if run.method == "wiseft":
-        return 0
-    if run.method == "lora":
-        rank, targets, bounds = run.params["rank"], run.params["target_modules"], run.params["range"]
-        layers = arch.layers if bounds is None else _layers(arch.layers, *map(Fraction, map(str, bounds)))
-        shapes = arch.projection_shapes()
-        return layers * sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets if t in shapes)
-    if params.get("range") is not None:  # a region
-        lo, hi = (Fraction(str(x)) for x in params["range"])
-        projections = {p for group in params["modules"] for p in module_groups[group]}
-        return _layers(arch.layers, lo, hi) * sum(arch.projection_params(p) for p in projections)
-    # CoFiTune before its search: the largest first-depth candidate (half the layers, both groups).
-    projections = {p for ps in module_groups.values() for p in ps}
-    return (arch.layers // 2) * sum(arch.projection_params(p) for p in projections)
-
-
-def _layers(n: int, lo, hi) -> int:
-    return sum(1 for layer in range(1, n + 1) if lo * n < layer <= hi * n)
+    return METHODS[run.method].trained_params(arch, run.params or {}, module_groups)
 
 
 def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int, dtype: str, precision: str,
@@ -296,14 +276,16 @@ def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int,
     trained = trained_params(arch, run, module_groups)
     if not trained:  # no training, no GPU (Wise-FT: the files interpolated tensor by tensor, cofi.models.weights)
         return Needs(0, 0, 0, 0, 0, 0, 0)
-    lora = run.method == "lora"
+    from cofi.methods import METHODS
+
+    method = METHODS[run.method]
     if gpus > 1:  # FSDP2: shards of every weight (float32 masters of the trained ones, the frozen ones in the compute
         # dtype under mixed precision); one layer gathered at a time (two with prefetch), the root for the whole step
-        frozen = arch.params - (0 if lora else trained)
+        frozen = arch.params - (0 if method.adds_parameters else trained)
         shards = trained * master + frozen * (compute_bytes if mixed else master)
         weights = math.ceil(shards / gpus) + 2 * arch.layer_params * compute_bytes + root_unit_bytes(arch, compute_bytes)
     else:
-        frozen = arch.params - (0 if lora else trained)
+        frozen = arch.params - (0 if method.adds_parameters else trained)
         weights = frozen * model_bytes + trained * master
         if mixed and model_bytes > compute_bytes:  # autocast's bf16 copies of the weights, kept for the backward
             weights += (arch.params - arch.vocab * arch.hidden) * compute_bytes  # (not the embedding: a lookup)
@@ -311,10 +293,7 @@ def needs(arch: Architecture, run, module_groups: dict, gpus: int, max_len: int,
     extra = 0
     if run.sam_rho:
         extra += shard(trained * master)  # the weights before the ascent
-    if run.method in ("l1", "l2"):
-        extra += shard(trained * master)  # the start the penalty pulls toward
-    if run.params.get("softmask") in ("update", "shuffled", "uniform") and run.params.get("softmask_apply") != "grad":
-        extra += shard(trained * master)  # the weights before the step
+    extra += method.weight_copies(run.params or {}) * shard(trained * master)  # a penalty's start, ...
     gradients = shard(trained * master)
     if processes > 1 and accumulate_unsharded and run.train.grad_accum > 1:
         gradients += trained * master  # FSDP2 keeps each backward's unsharded gradients until it reduces
@@ -371,10 +350,13 @@ def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float,
 
     rows = []
     runs = dict(experiment.runs)
-    if experiment.search.enabled:  # the largest first-depth candidate, trained like the reference
-        reference = runs[experiment.search.reference]
-        runs["search candidates"] = type(reference)(name="search candidates", method="region", train=reference.train,
-                                                    sam_rho=reference.sam_rho)
+    if experiment.search.enabled:  # the first depth's largest candidate (trained like the reference)
+        from cofi.search.policy import first_candidates
+
+        search = experiment.search
+        candidates = [experiment.run(experiment.candidate(c["region"].id, search.reference_lr))
+                      for c in first_candidates(search.policy, arch.layers)]
+        runs["search candidates"] = max(candidates, key=lambda r: trained_params(arch, r, experiment.module_groups))
     compute = experiment.compute
     for name, run in runs.items():
         if not trained_params(arch, run, experiment.module_groups):

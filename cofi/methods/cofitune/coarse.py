@@ -21,11 +21,21 @@ def check_region_keys(key: str, params: dict, context) -> None:
         raise MethodError(f"config key {key}: {error}") from None
 
 
+def region_params(arch, params: dict, module_groups: dict) -> int:
+    """The parameters of a region's projections in its layers."""
+    region = Region.make(*params["range"], params["modules"])
+    projections = {p for group in region.modules for p in module_groups[group]}
+    return len(region.layers(arch.layers)) * sum(arch.projection_params(p) for p in projections)
+
+
 class RegionMethod(Method):
     name = "region"
     description = "CoFiTune's coarse level: a layer range × module groups trains"
     keys = {"range": {**RANGE, "default": None}, "modules": {**MODULES, "default": None}}
     uses_groups = True
+
+    def trained_params(self, arch, params, module_groups):
+        return region_params(arch, params, module_groups)
 
     def check(self, key, run, context):
         for field in ("range", "modules"):

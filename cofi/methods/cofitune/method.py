@@ -2,8 +2,8 @@
 Fine-SoftMask."""
 
 from cofi.methods.base import Method, MethodError, Setup
-from cofi.methods.cofitune.coarse import MODULES, RANGE, check_region_keys
-from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys
+from cofi.methods.cofitune.coarse import MODULES, RANGE, check_region_keys, region_params
+from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys, update_copies
 from cofi.search.regions import Region, freeze_outside
 
 
@@ -20,6 +20,16 @@ class CoFiTune(Method):
 
     def trains_pick(self, run) -> bool:
         return run.params.get("range") is None  # a fixed region needs no search
+
+    def trained_params(self, arch, params, module_groups):
+        if params.get("range") is not None:
+            return region_params(arch, params, module_groups)
+        # Before the search has picked: its largest first-depth candidate (half the layers, every group).
+        projections = {p for group in module_groups.values() for p in group}
+        return (arch.layers // 2) * sum(arch.projection_params(p) for p in projections)
+
+    def weight_copies(self, params):
+        return update_copies(params)
 
     def check(self, key, run, context):
         fixed = [run.params.get(k) is not None for k in ("range", "modules")]

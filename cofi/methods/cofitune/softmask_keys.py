@@ -22,6 +22,11 @@ IMPORTANCE = Need("importance", "unit importance (.safetensors from the importan
                   lambda experiment, run, task, seed: experiment.layout.importance(experiment.importance_source(task)))
 
 
+def update_copies(params: dict) -> int:
+    """A mask that scales the update keeps the weights from before each step (one copy); a gradient mask none."""
+    return int(params.get("softmask") in ("update", "shuffled", "uniform") and params.get("softmask_apply") != "grad")
+
+
 def check_soft_mask_keys(key: str, params: dict) -> None:
     mode, apply = params["softmask"], params["softmask_apply"]
     if mode == "none" and apply is not None:

@@ -131,3 +131,37 @@ def test_a_stopped_client_stops_its_job(job, signum, status):
     assert wrapper.returncode == 0, err[-2000:]
     assert line.startswith("client") and (status is None or line.strip() == f"client {status}"), line
     assert not Path(f"/proc/{server}").exists(), "the server outlived the command"
+
+
+def test_the_server_forks_only_while_it_is_one_thread():
+    """After the server's imports, under its own settings, its process is one thread; a second thread (or CUDA in
+    use) makes it refuse jobs, which then run in their own processes."""
+    from cofi.devtools.jobserver import SINGLE_THREADED
+
+    check = textwrap.dedent("""
+        import threading, time
+        from cofi.devtools.jobserver import Server, fork_hazard
+        from cofi.devtools import jobserver
+        jobserver._preload()
+        print("after the imports:", fork_hazard() or "one thread")
+        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+        print("with a thread:", fork_hazard())
+    """)
+    environment = {k: v for k, v in os.environ.items() if k != "COFI_JOB_SERVER"} | SINGLE_THREADED
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=environment, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "after the imports: one thread" in done.stdout, done.stdout
+    assert "with a thread: the server runs 2 threads" in done.stdout, done.stdout
+
+
+def test_a_gpu_job_runs_as_its_own_process(monkeypatch):
+    from cofi.devtools import jobserver
+
+    assert jobserver.wants_gpu(["finetune", "--device", "cuda:1"], {})
+    assert not jobserver.wants_gpu(["finetune", "--device", "cpu"], {})
+    monkeypatch.setattr(jobserver.os.path, "exists", lambda path: path == "/dev/nvidiactl")
+    assert jobserver.wants_gpu(["finetune"], {})  # auto, on a machine with an NVIDIA device
+    assert not jobserver.wants_gpu(["finetune"], {"CUDA_VISIBLE_DEVICES": ""})  # hidden: the CPU
+    monkeypatch.setenv("COFI_JOB_SERVER", "/nonexistent/socket")
+    assert jobserver.delegate(["finetune", "--device", "cuda"]) is None  # never sent to the server

@@ -86,7 +86,9 @@ def single(files):
 
 
 # Three processes (uneven shards) for every case; two for three of them.
-RUNS = [(case, 3) for case in CASES] + [(case, 2) for case in ("full", "grad_mask", "lora")]
+# Every case once: three processes (uneven shards) for most, two for the rest; Full SFT both ways.
+RUNS = [(case, 3) for case in ("full", "update_mask", "sam", "lora")] + \
+    [(case, 2) for case in ("full", "region", "grad_mask", "l2")]
 
 
 @pytest.mark.parametrize("case, processes", RUNS, ids=[f"{c}-{p}" for c, p in RUNS])

@@ -6,19 +6,17 @@ import pytest
 import torch
 
 from cofi.training import checkpoint
-from cofi.data.prompts import Prompter
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.base import Extension
 from cofi.training.sam import SAM
 from cofi.config.settings import ComputeSettings, SettingsError, TrainSettings
-from cofi.training.loop import tokenize_dataset, train
+from cofi.training.loop import train
 
-from conftest import TEMPLATE
 
 
 @pytest.fixture
-def examples(tokenizer, tiny_world):
-    return tokenize_dataset(tiny_world["rotate_train"][:16], Prompter(tokenizer, TEMPLATE), True, 32)
+def examples(examples):
+    return examples[:16]  # conftest's, shorter
 
 
 def config(**overrides) -> TrainSettings:

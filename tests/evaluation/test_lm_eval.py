@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +13,8 @@ from cofi.config.settings import TrainSettings
 from cofi.data.prompts import Prompter
 from cofi.training.loop import tokenize_dataset, train
 
-from conftest import TEMPLATE, TINY_ARCH
+from conftest import REPO, TEMPLATE, TINY_ARCH
 
-REPO = Path(__file__).resolve().parent.parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import copy_workflow, skip_or_fail
+from conftest import REPO, copy_workflow, skip_or_fail
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
 try:
     import snakemake_executor_plugin_slurm  # noqa: F401
@@ -263,7 +262,7 @@ def test_jobs_see_this_python_and_this_cofi(slurm_cluster, tmp_path):
 
 def test_every_job_went_through_sbatch(runs):
     submitted = SUBMITTED.findall(runs["out"])
-    assert len(submitted) >= 40, runs["out"][-3000:]
+    assert len(submitted) >= 30, runs["out"][-3000:]
     jobs = runs["cluster"].jobs()
     rules = set()
     for _, slurm_id, log in submitted:
@@ -274,10 +273,12 @@ def test_every_job_went_through_sbatch(runs):
         # The executor's per-job SLURM log (kept for successful jobs by the slurm-cpu profile).
         assert Path(log).is_file() and runs["slurm"] / ".snakemake/slurm_logs" in Path(log).parents, log
         rules.add(rule)
-    assert rules == {"make_data", "build_base", "evaluate_base", "finetune", "evaluate_run", "evaluate_model",
-                     "importance", "search_step",
-                     "search_result", "main_table", "result_plots", "loss_curves", "landscape", "sharpness_table",
-                     "claims_table"}
+    assert rules == {"build_base", "evaluate_base", "finetune", "evaluate_run", "evaluate_model", "importance",
+                     "landscape"}
+    # The cheap jobs are local rules: they ran where Snakemake runs, never through sbatch.
+    for rule in ("make_data", "search_step", "search_result", "main_table", "result_plots", "loss_curves",
+                 "sharpness_table", "claims_table"):
+        assert re.search(rf"^local(rule|checkpoint) {rule}:$", runs["out"], re.M), rule
     # The job itself ran on the node through the jobstep executor, with this Snakemake.
     import snakemake
 
@@ -313,7 +314,7 @@ def test_a_cancelled_finetune_job_is_resubmitted(runs):
 
 
 def test_gpu_profile_and_site_layer_reach_sbatch(runs, tmp_path):
-    """workflow/profiles/slurm under a site layer: CPU rules run; a GPU rule's sbatch asks for what the profile says.
+    """workflow/profiles/slurm under a site layer: the local rules run; a GPU rule's sbatch asks for what the profile says.
 
     This node has no GPU, so SLURM refuses the GPU job: its sbatch call is in Snakemake's error.
     """
@@ -327,8 +328,7 @@ def test_gpu_profile_and_site_layer_reach_sbatch(runs, tmp_path):
                            "results/tiny/base_model"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     out = done.stdout + done.stderr
     assert done.returncode != 0
-    data_job = re.search(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", out)
-    assert data_job and "/logs/slurm/rule_make_data/" in data_job[2], out[-3000:]
+    assert re.search(r"^localrule make_data:$", out, re.M), out[-3000:]  # a local rule: it ran here
     assert (workdir / "results/tiny/data/bio_train.jsonl").is_file()
     call = out.split("sbatch call:", 1)[1].split("\n", 2)[1]
     for flag in ("-p debug", "-t 60", "--mem 16000", "--cpus-per-gpu=3", "--gpus=a100:1", "--comment rule_build_base"):

@@ -3,7 +3,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -12,12 +11,8 @@ from cofi.config.checks import ConfigError, check_config, load_config
 from cofi.config.experiment import Experiment
 from cofi.config.schema import load_schema
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
 
-
-@pytest.fixture
-def config():
-    return load_config(REPO / "config.yaml")
 
 
 def test_default_config_is_valid_and_complete(config):

@@ -1,11 +1,11 @@
 """The conda environments the rules name (`--sdm conda`) pin what pyproject.toml pins."""
 
 import tomllib
-from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
+
 
 
 def test_conda_environments_pin_the_packages_pyproject_pins():

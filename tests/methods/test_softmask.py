@@ -1,17 +1,15 @@
 import copy
 from types import SimpleNamespace
 
-import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from cofi.data.prompts import Prompter
 from cofi.search.regions import Region, freeze_outside
 from cofi.methods.cofitune.softmask import SoftMask, control_importance, mask_factors, row_factors
 from cofi.config.settings import TrainSettings
-from cofi.training.loop import collate, token_loss_sum, tokenize_dataset, train
+from cofi.training.loop import collate, token_loss_sum, train
 
-from conftest import TEMPLATE, TINY_ARCH
+from conftest import TINY_ARCH
 
 HEAD_WIDTH = TINY_ARCH["hidden"] // TINY_ARCH["heads"]
 GROUPS = {"mha": ["q_proj", "k_proj", "v_proj", "o_proj"], "ffn": ["gate_proj", "up_proj", "down_proj"]}
@@ -36,10 +34,6 @@ def expected_row_factor(name: str, row: int, importance) -> float | None:
         return 1 - importance["output"][layer, row].item()
     return None
 
-
-@pytest.fixture
-def examples(tokenizer, tiny_world):
-    return tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
 
 
 def gradients(model, batch):

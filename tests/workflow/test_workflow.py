@@ -14,9 +14,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from conftest import copy_workflow, snakemake, snakemake_environment
+from conftest import REPO, copy_workflow, snakemake, snakemake_environment
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
 
 

@@ -32,10 +32,6 @@ def run_of(method: str, **keys) -> Run:
     return Run(name=method, method=method, params=params, train=TrainSettings(**TRAIN | train_keys))
 
 
-@pytest.fixture
-def examples(tokenizer, tiny_world):
-    return tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
-
 
 def run_method(run, model, inputs, examples, tmp_path):
     setup = METHODS[run.method].setup(model, run, inputs)
@@ -266,3 +262,66 @@ def test_softmask_none_adds_no_extension_and_a_fixed_cofitune_region_trains_only
     setup = METHODS["cofitune"].setup(tiny_model, paper, inputs_for(tokenizer))  # no importance file read
     assert setup.extensions == []
     assert setup.trainable == ["model.layers.1.mlp.up_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+
+
+def test_a_method_added_in_one_place_is_checked_planned_and_trained(tmp_path, monkeypatch, tiny_world, tokenizer,
+                                                                   tiny_model):
+    """A new method is one Method subclass and one registry entry: the config's checks, the memory plan and the
+    fine-tuning job take it with no other change (here, in the test, registered for the test's length)."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from cofi.config.checks import checked_experiment
+    from cofi.config.settings import PromptSettings
+    from cofi.data.records import write_jsonl
+    from cofi.jobs.finetune import FinetuneJob, finetune
+    from cofi.methods import Method, Setup
+    from cofi.models.loading import save_model
+    from cofi.models.plan import Architecture, needs, plan_table
+
+    class FinalNorm(Method):
+        """Only the final RMSNorm's gain trains."""
+
+        name = "final_norm"
+        description = "only the final norm trains"
+        keys = {"gain_lr_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
+                                  "description": "accepted and checked, to show a method's own key"}}
+
+        def trained_params(self, arch, params, module_groups):
+            return arch.hidden
+
+        def setup(self, model, run, inputs):
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad_(name == "model.norm.weight")
+            return Setup(model, ["model.norm.weight"])
+
+    monkeypatch.setitem(METHODS, FinalNorm.name, FinalNorm())
+    config = yaml.safe_load((REPO / "tests/tiny_config.yaml").read_text())
+    config["runs"] = {"mine": {"method": "final_norm", "gain_lr_scale": 2.0, "steps": 3, "batch_size": 4}}
+    config["search"] = {"enabled": False, "reference": "mine"}
+    config["landscape"] = {"runs": []}
+    experiment = checked_experiment(config, check_files=False)
+    run = experiment.runs["mine"]
+    assert run.method == "final_norm" and run.params == {"gain_lr_scale": 2.0}
+
+    bad = {**config, "runs": {"mine": {"method": "final_norm", "gain_lr_scale": -1}}}
+    with pytest.raises(Exception, match="runs.mine.gain_lr_scale"):
+        checked_experiment(bad, check_files=False)
+
+    arch = Architecture.of(experiment)
+    planned = needs(arch, run, experiment.module_groups, 1, 24, "float32", "fp32")
+    full = needs(arch, Run(name="full", method="full", params={}, train=run.train), experiment.module_groups, 1, 24,
+                 "float32", "fp32")
+    assert planned.optimizer == 2 * arch.hidden * 4 < full.optimizer  # AdamW's two moments of the gain only
+    assert plan_table(experiment, arch, 1, 80, 8).set_index("run").loc["mine", "method"] == "final_norm"
+
+    model_dir, data = tmp_path / "base", tmp_path / "train.jsonl"
+    save_model(tiny_model, tokenizer, model_dir)
+    write_jsonl(data, tiny_world["rotate_train"])
+    before = load_file(model_dir / "model.safetensors")
+    record = finetune(FinetuneJob(model=str(model_dir), train_data=str(data), out=str(tmp_path / "out"),
+                                  curve=str(tmp_path / "loss.csv"), run=run, seed=0,
+                                  prompt=PromptSettings(max_len=24), log=lambda _: None))
+    after = load_file(tmp_path / "out" / "model.safetensors")
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed == {"model.norm.weight"}, record
