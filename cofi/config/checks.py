@@ -84,6 +84,8 @@ def _model_depth(config: dict) -> int | None:
     from cofi.config.settings import ModelSettings, from_dict
 
     model = from_dict(ModelSettings, config["model"], "model")
+    if model.path is not None and model.gguf is not None:
+        return None  # one of the two: the experiment says so
     if model.path is not None:
         return _from_model(lambda m: m.model_depth(model.path, model.trust_remote_code))
     if model.gguf is not None:

@@ -20,7 +20,7 @@ from cofi.errors import InputError
 from cofi.search.regions import parse_region_id
 from cofi.search.policy import Policy
 from cofi.config.layout import Layout
-from cofi.config.names import BASE_ROW, COARSE_ROW, RESERVED_ROWS, RUN_NAME, SEARCH_PREFIX, tuned_row
+from cofi.config.names import BASE_ROW, COARSE_ROW, RESERVED_ROWS, SEARCH_PREFIX, tuned_row
 from cofi.config.settings import ClaimRows, ClusterSettings, ComputeSettings, ModelSettings, PromptSettings, TrainSettings
 
 RUN_OPTIONS = ("sam", "equal_compute")  # what every training method takes besides the training keys
