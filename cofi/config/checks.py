@@ -23,8 +23,6 @@ from cofi.config.experiment import RUN_OPTIONS, Experiment
 from cofi.config.names import BASE_ROW, tuned_row
 from cofi.config.schema import SchemaError, validate_schema
 from cofi.models.layers import PROJECTIONS
-# The Linear modules of a LlamaForCausalLM decoder layer: the embedded model's (a test checks it), and an
-# imported GGUF's (cofi.models.gguf imports the Llama family only).
 
 
 class ConfigError(InputError):
@@ -179,7 +177,7 @@ def _projection_names_once(experiment: Experiment):
         if "names" not in cache:
             path = experiment.model.path
             if path is None:
-                cache["names"] = set(PROJECTIONS)  # the embedded model, or a GGUF's import
+                cache["names"] = set(PROJECTIONS)  # the embedded model or a GGUF's import (Llama only)
             elif not Path(path, "config.json").is_file():
                 cache["names"] = None  # the model path check reports this
             else:
