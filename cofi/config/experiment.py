@@ -301,6 +301,15 @@ class Experiment:
         ``region-<id>_lr<lr>`` at another (so a longer lr list reuses every run trained before)."""
         return SEARCH_PREFIX + region_id + ("" if lr == self.search.reference_lr else f"_lr{value_text(lr)}")
 
+    def candidate_run(self, region, lr: float) -> Run:
+        """Search candidate ``region`` (a :class:`cofi.search.regions.Region`) at ``lr``, trained like the reference;
+        its name is derived (:meth:`candidate`)."""
+        reference = self.runs[self.search.reference]
+        train = reference.train if lr == reference.train.lr else dataclasses.replace(reference.train, lr=lr)
+        return Run(name=self.candidate(region.id, lr), method="region",
+                   params={**region.to_dict(), "groups": self.module_groups},
+                   train=train, sam_rho=reference.sam_rho, equal_compute=reference.equal_compute)
+
     def run(self, name: str) -> Run:
         """A configured run or sweep variant, or a search candidate (:meth:`candidate`: trained like the
         reference, at its lr or the one its name gives)."""
@@ -310,11 +319,8 @@ class Experiment:
             # A region id has one "_" (module group names have none): a second one starts the lr.
             span, _, rest = name[len(SEARCH_PREFIX):].partition("_")
             groups, _, lr = rest.partition("_")
-            region = parse_region_id(f"{span}_{groups}")
-            reference = self.runs[self.search.reference]
-            train = reference.train if not lr else dataclasses.replace(reference.train, lr=self._search_lr(name, lr))
-            return Run(name=name, method="region", params={**region.to_dict(), "groups": self.module_groups},
-                       train=train, sam_rho=reference.sam_rho, equal_compute=reference.equal_compute)
+            lr_value = self._search_lr(name, lr) if lr else self.search.reference_lr
+            return self.candidate_run(parse_region_id(f"{span}_{groups}"), lr_value)
         raise KeyError(f"unknown run {name!r}: not in runs and not a search candidate")
 
     def _search_lr(self, name: str, text: str) -> float:

@@ -35,15 +35,6 @@ def _python_value(dotted: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _json_like(value):
-    """A Python default as the JSON a schema holds: tuples become lists."""
-    if isinstance(value, dict):
-        return {key: _json_like(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_like(item) for item in value]
-    return value
-
-
 def _fill_settings(node):
     """``{$settings: cls, ...}`` becomes cls's schema object (the node's other keys kept); in a
     ``properties`` mapping, ``$settings: cls`` adds cls's keys with their defaults and
@@ -56,7 +47,7 @@ def _fill_settings(node):
     if not isinstance(node, dict):
         return node
     if set(node) == {"$value"}:
-        return _json_like(_python_value(node["$value"]))
+        return _python_value(node["$value"])  # JSON-like (lists, not tuples): fill_defaults copies it
     if "$settings" in node and "properties" not in node:
         extra = {k: _fill_settings(v) for k, v in node.items() if k != "$settings"}
         return schema_fragment(_python_value(node["$settings"])) | extra

@@ -354,7 +354,7 @@ def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float,
         from cofi.search.policy import first_candidates
 
         search = experiment.search
-        candidates = [experiment.run(experiment.candidate(c["region"].id, search.reference_lr))
+        candidates = [experiment.candidate_run(c["region"], search.reference_lr)
                       for c in first_candidates(search.policy, arch.layers)]
         runs["search candidates"] = max(candidates, key=lambda r: trained_params(arch, r, experiment.module_groups))
     compute = experiment.compute

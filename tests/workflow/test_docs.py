@@ -163,7 +163,7 @@ def markdown_table(text: str) -> dict[str, dict[str, str]]:
     """The first pipe table of ``text`` as {first cell: {column: cell}}, bold marks dropped."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    rows = [line for line in itertools.takewhile(lambda line: line.startswith("|"), lines[start:])]
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
     cells = [[c.strip().replace("**", "") for c in line.strip().strip("|").split("|")] for line in rows]
     head, body = cells[0], cells[2:]
     return {row[0]: dict(zip(head, row)) for row in body}
