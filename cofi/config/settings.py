@@ -9,6 +9,7 @@ one line of help, and JSON-schema bounds (``minimum=1``, ...). The JSON type fol
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import types
 import typing
 from dataclasses import dataclass
@@ -52,6 +53,13 @@ def _json_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def key_of(field: dataclasses.Field) -> str:
+    """A field's config key: its name, less the trailing ``_`` of a name that would be a Python keyword
+    (``lambda_`` is the key ``lambda``)."""
+    name = field.name
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
+
+
 def fields_of(cls) -> list[tuple[dataclasses.Field, object]]:
     """The settings fields of ``cls`` with their resolved annotations."""
     hints = typing.get_type_hints(cls)
@@ -65,40 +73,41 @@ def schema_fragment(cls, *, defaults: bool = True) -> dict:
         prop = {**_json_type(annotation), **field.metadata["bounds"], "description": field.metadata["help"]}
         if defaults:
             prop["default"] = _json_value(field.default)
-        properties[field.name] = prop
+        properties[key_of(field)] = prop
     return {"type": "object", "additionalProperties": False, "default": {}, "properties": properties}
 
 
 def sweepable(cls) -> tuple[str, ...]:
-    return tuple(f.name for f, _ in fields_of(cls) if f.metadata["sweep"])
+    return tuple(key_of(f) for f, _ in fields_of(cls) if f.metadata["sweep"])
 
 
 def help_lines(cls) -> list[str]:
     """``key = default: help`` for each field (the `methods` command, the docs)."""
-    return [f"{f.name} = {_json_value(f.default)!r}: {f.metadata['help']}" for f, _ in fields_of(cls)]
+    return [f"{key_of(f)} = {_json_value(f.default)!r}: {f.metadata['help']}" for f, _ in fields_of(cls)]
 
 
 def from_dict(cls, values: dict | None, where: str = ""):
     """``cls`` from a mapping of its keys; an unknown key is an error (it would be dropped silently)."""
     values = dict(values or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    if unknown := sorted(set(values) - known):
-        raise SettingsError(f"{where or cls.__name__}: unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
+    names = {key_of(f): f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(values) - set(names)):
+        raise SettingsError(f"{where or cls.__name__}: unknown key(s) {unknown} (known: {', '.join(sorted(names))})")
     kinds = {f.name: annotation for f, annotation in fields_of(cls)}
+    typed = {}
     for key, value in values.items():
-        if typing.get_origin(kinds.get(key)) is tuple and isinstance(value, list):
-            values[key] = tuple(value)
-    return cls(**values)
+        name = names[key]
+        typed[name] = tuple(value) if typing.get_origin(kinds.get(name)) is tuple and isinstance(value, list) else value
+    return cls(**typed)
 
 
 def to_dict(settings) -> dict:
-    return {key: _json_value(value) for key, value in dataclasses.asdict(settings).items()}
+    return {key_of(field): _json_value(getattr(settings, field.name)) for field in dataclasses.fields(settings)}
 
 
 def non_default(settings) -> dict:
     """The keys of ``settings`` that differ from their defaults (a new setting left at its default then
     changes no job's command line, so it reruns nothing)."""
-    return {field.name: _json_value(getattr(settings, field.name)) for field, _ in fields_of(type(settings))
+    return {key_of(field): _json_value(getattr(settings, field.name)) for field, _ in fields_of(type(settings))
             if getattr(settings, field.name) != field.default}
 
 

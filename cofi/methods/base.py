@@ -6,16 +6,18 @@ for all of them. A method says which parameters train and what it adds to the tr
 (:class:`cofi.training.extension.Extension`: a gradient mask, a penalty, ...) through the :class:`Setup` it returns.
 
 An input a method needs besides the base model and the task's data is one :class:`Need`,
-declared in the method's module: its name is the finetune rule's named input, the job's
-``--input NAME=PATH`` and the key of :attr:`Inputs.paths`, and its ``path`` says where the
+declared in the method's module: its name is the finetune rule's named input, a key of the job's
+``inputs`` and of :attr:`Inputs.paths`, and its ``path`` says where the
 workflow finds the file. Nothing else has to change to add one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cofi.config.settings import from_dict, schema_fragment, sweepable
 from cofi.errors import InputError
 from cofi.training.extension import Extension  # noqa: F401 - what a Setup carries; methods import it from here
 
@@ -79,12 +81,13 @@ class CheckContext:
 
 
 class Method:
-    """Base class. Subclasses set ``name``, ``description`` and ``keys`` and override :meth:`setup`.
+    """Base class. Subclasses set ``name``, ``description`` and ``config`` and override :meth:`setup`.
 
-    ``keys``: the method's own config keys, each a JSON-schema fragment with a ``default`` (a key
-    the method cannot do without defaults to None and is enforced by :meth:`check`); a fragment with
-    ``format: path`` is a file path. ``sweep``: keys whose value may be a list, giving one run (and
-    one table row) per value. ``trains``: False for methods that build weights without training.
+    ``config``: the method's own config keys, a settings dataclass whose fields are declared with
+    :func:`cofi.config.settings.setting` (a key the method cannot do without defaults to None and is
+    enforced by :meth:`check`; ``format="path"`` marks a file path; ``sweep=True`` a key whose value may
+    be a list, giving one run, and one table row, per value). :attr:`keys` (their JSON-schema fragments)
+    and :attr:`sweep` come from it; :meth:`settings` reads a run's params as it. ``trains``: False for methods that build weights without training.
     ``needs``: the :class:`Need` of each file the job reads. :meth:`trains_pick`: the run trains
     the coarse search's pick (its region arrives in the params). ``uses_groups``: the params carry
     the config's ``module_groups`` (methods that train a region).
@@ -96,12 +99,29 @@ class Method:
 
     name: str = ""
     description: str = ""
-    keys: dict[str, dict] = {}
-    sweep: tuple[str, ...] = ()
+    config: type | None = None  # the method's own keys: a settings dataclass (cofi.config.settings.setting)
     trains: bool = True
     needs: tuple[Need, ...] = ()
     uses_groups: bool = False
     adds_parameters: bool = False  # trains new parameters (adapters) beside the whole frozen model
+
+    @property
+    def keys(self) -> dict[str, dict]:
+        """Each own key's JSON-schema fragment, with its default and description (from :attr:`config`)."""
+        return schema_fragment(self.config)["properties"] if self.config else {}
+
+    @property
+    def sweep(self) -> tuple[str, ...]:
+        """The own keys whose value may be a list (``setting(..., sweep=True)``)."""
+        return sweepable(self.config) if self.config else ()
+
+    def settings(self, params: dict):
+        """The run's own keys (``run.params``) as the typed :attr:`config`; keys the workflow adds (the search's
+        region, the module groups) are not its."""
+        from cofi.config.settings import key_of
+
+        own = {key_of(f) for f in dataclasses.fields(self.config)}
+        return from_dict(self.config, {k: v for k, v in params.items() if k in own}, f"method {self.name}")
 
     def trained_params(self, arch, params: dict, module_groups: dict) -> int:
         """How many parameters a run of this method trains: every one (none for a method that does not train)."""

@@ -5,10 +5,24 @@ The adapter is saved next to the model (``model/adapter/``, loadable with
 runs go through the same evaluation as every other method.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cofi.config.settings import setting
 from cofi.methods.base import Method, MethodError, Setup
 from cofi.models.layers import PROJECTIONS
 from cofi.search.regions import Region, RegionError
 
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = setting(8, "adapter rank r", minimum=1)
+    alpha: float = setting(16, "lora_alpha (scale alpha / r)", exclusiveMinimum=0)
+    dropout: float = setting(0.0, "lora_dropout", minimum=0, exclusiveMaximum=1)
+    target_modules: tuple[str, ...] = setting(PROJECTIONS, "projection names inside the decoder layers", minItems=1)
+    range: tuple[float, ...] | None = setting(None, "layer range (a, b] as fractions of the depth (peft "
+                                              "layers_to_transform); null: all layers", minItems=2, maxItems=2)
 
 
 def lora_layers(params: dict, n_layers: int) -> list[int] | None:
@@ -21,15 +35,7 @@ def lora_layers(params: dict, n_layers: int) -> list[int] | None:
 class LoRA(Method):
     name = "lora"
     description = "LoRA (peft): low-rank adapters, merged for evaluation"
-    keys = {
-        "rank": {"type": "integer", "minimum": 1, "default": 8, "description": "adapter rank r"},
-        "alpha": {"type": "number", "exclusiveMinimum": 0, "default": 16, "description": "lora_alpha (scale alpha / r)"},
-        "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.0, "description": "lora_dropout"},
-        "target_modules": {"type": "array", "minItems": 1, "items": {"type": "string"}, "default": list(PROJECTIONS),
-                           "description": "projection names inside the decoder layers"},
-        "range": {"type": ["array", "null"], "minItems": 2, "maxItems": 2, "items": {"type": "number"}, "default": None,
-                  "description": "layer range (a, b] as fractions of the depth (peft layers_to_transform); null: all layers"},
-    }
+    config = LoRAConfig
 
     adds_parameters = True
 
@@ -58,10 +64,10 @@ class LoRA(Method):
     def setup(self, model, run, inputs):
         from peft import LoraConfig, get_peft_model
 
-        params = run.params
-        config = LoraConfig(r=params["rank"], lora_alpha=params["alpha"], lora_dropout=params["dropout"],
-                            target_modules=list(params["target_modules"]),
-                            layers_to_transform=lora_layers(params, model.config.num_hidden_layers),
+        own = self.settings(run.params)
+        config = LoraConfig(r=own.rank, lora_alpha=own.alpha, lora_dropout=own.dropout,
+                            target_modules=list(own.target_modules),
+                            layers_to_transform=lora_layers(run.params, model.config.num_hidden_layers),
                             task_type="CAUSAL_LM")
         adapted = get_peft_model(model, config)
         trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]

@@ -5,9 +5,24 @@ once per micro-batch), so gradient accumulation does not scale them. λ is not n
 parameter count: a model ten times larger needs a smaller λ for the same pull.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cofi.config.settings import setting
 from cofi.methods.base import Extension, Method, Setup, train_everything
 
-LAMBDA = {"type": "number", "minimum": 0, "description": "penalty weight λ"}
+WEIGHT_HELP = "penalty weight λ"
+
+
+@dataclass(frozen=True)
+class L1Config:
+    lambda_: float = setting(1e-4, WEIGHT_HELP, sweep=True, minimum=0)  # the config key `lambda`
+
+
+@dataclass(frozen=True)
+class L2Config:
+    lambda_: float = setting(0.1, WEIGHT_HELP, sweep=True, minimum=0)
 
 
 class DistanceToInit(Extension):
@@ -36,21 +51,20 @@ class DistanceToInit(Extension):
 class L1(Method):
     name = "l1"
     description = "Full SFT + λ·Σ|w − w₀| toward the initial weights"
-    keys = {"lambda": {**LAMBDA, "default": 1e-4}}
-    sweep = ("lambda",)
+    config = L1Config
     power = 1
 
     def weight_copies(self, params):
         return 1  # the start the penalty pulls toward
 
     def setup(self, model, run, inputs):
-        params = run.params
         trainable = train_everything(model)
-        return Setup(model, trainable, extensions=[DistanceToInit(model, trainable, self.power, params["lambda"])])
+        weight = self.settings(run.params).lambda_
+        return Setup(model, trainable, extensions=[DistanceToInit(model, trainable, self.power, weight)])
 
 
 class L2(L1):
     name = "l2"
     description = "Full SFT + λ·Σ(w − w₀)² toward the initial weights"
-    keys = {"lambda": {**LAMBDA, "default": 0.1}}
+    config = L2Config
     power = 2

@@ -6,8 +6,12 @@ from ``data`` (default: the embedded world's versatility training mixture; a use
 needs a JSONL path), a seeded sample of as many as the run can use.
 """
 
-import random
+from __future__ import annotations
 
+import random
+from dataclasses import dataclass
+
+from cofi.config.settings import setting
 from cofi.methods.base import Method, MethodError, Need, Setup, train_everything
 
 REPLAY_DATA = Need("replay_data", "versatility training JSONL to mix into every batch",
@@ -19,16 +23,17 @@ def replay_per_batch(fraction: float, batch_size: int) -> int:
     return round(fraction * batch_size)
 
 
+@dataclass(frozen=True)
+class ReplayConfig:
+    fraction: float = setting(0.1, "share of every batch taken from the replay data, in [0, 1)", sweep=True, minimum=0,
+                              exclusiveMaximum=1)
+    data: str | None = setting(None, "versatility training JSONL (null: the embedded world's mixture)", format="path")
+
+
 class Replay(Method):
     name = "replay"
     description = "Full SFT with a fraction of each batch drawn from versatility training data"
-    keys = {
-        "fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.1,
-                     "description": "share of every batch taken from the replay data, in [0, 1)"},
-        "data": {"type": ["string", "null"], "format": "path", "default": None,
-                 "description": "versatility training JSONL (null: the embedded world's mixture)"},
-    }
-    sweep = ("fraction",)
+    config = ReplayConfig
     needs = (REPLAY_DATA,)
 
     def check(self, key, run, context):

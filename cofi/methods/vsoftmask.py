@@ -1,14 +1,13 @@
 """V-SoftMask: everything trains, with the soft mask on every layer and module."""
 
 from cofi.methods.base import Method, Setup, train_everything
-from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys, update_copies
+from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SoftMaskConfig, check_soft_mask_keys, update_copies
 
 
 class VSoftMask(Method):
     name = "vsoftmask"
     description = "V-SoftMask: everything trains, soft mask on all layers and modules"
-    keys = SOFT_MASK_KEYS
-    sweep = ("softmask",)
+    config = SoftMaskConfig
     needs = (IMPORTANCE,)
 
     def weight_copies(self, params):

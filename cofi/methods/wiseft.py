@@ -5,6 +5,11 @@ w = (1 − α)·w_base + α·w_source, tensor by tensor (α = 0 is the base mode
 that trains (default ``full``), taken at the same task and seed.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cofi.config.settings import setting
 from cofi.methods.base import Method, MethodError, Need
 
 SOURCE_MODEL = Need("source_model", "the fine-tuned model to interpolate toward",
@@ -38,15 +43,16 @@ def interpolate(base: str, source: str, alpha: float, dtype, out, max_shard_byte
         return write_shards(out, shapes, mixed, **({"max_shard_bytes": max_shard_bytes} if max_shard_bytes else {}))
 
 
+@dataclass(frozen=True)
+class WiseFTConfig:
+    alpha: float = setting(0.5, "weight of the fine-tuned model", sweep=True, minimum=0, maximum=1)
+    source: str = setting("full", "the configured run to interpolate toward")
+
+
 class WiseFT(Method):
     name = "wiseft"
     description = "Wise-FT: (1 − α)·base + α·fine-tuned weights"
-    keys = {
-        "alpha": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5,
-                  "description": "weight of the fine-tuned model"},
-        "source": {"type": "string", "default": "full", "description": "the configured run to interpolate toward"},
-    }
-    sweep = ("alpha",)
+    config = WiseFTConfig
     trains = False
     needs = (SOURCE_MODEL,)
 

@@ -1,11 +1,20 @@
 """CoFiTune's coarse level: only a layer range × module groups trains (see :mod:`cofi.search.regions`)."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cofi.config.settings import setting
 from cofi.methods.base import Method, MethodError, Setup
 from cofi.search.regions import Region, RegionError, check_region, freeze_outside
 
-RANGE = {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"},
-         "description": "layer range (a, b] as fractions of the depth"}
-MODULES = {"type": "array", "items": {"type": "string"}, "description": "module groups to train (names from module_groups)"}
+RANGE_BOUNDS = {"minItems": 2, "maxItems": 2}
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    range: tuple[float, ...] | None = setting(None, "layer range (a, b] as fractions of the depth", **RANGE_BOUNDS)
+    modules: tuple[str, ...] | None = setting(None, "module groups to train (names from module_groups)")
 
 
 def check_region_keys(key: str, params: dict, context) -> None:
@@ -31,7 +40,7 @@ def region_params(arch, params: dict, module_groups: dict) -> int:
 class RegionMethod(Method):
     name = "region"
     description = "CoFiTune's coarse level: a layer range × module groups trains"
-    keys = {"range": {**RANGE, "default": None}, "modules": {**MODULES, "default": None}}
+    config = RegionConfig
     uses_groups = True
 
     def trained_params(self, arch, params, module_groups):

@@ -1,20 +1,28 @@
 """CoFiTune, both levels: a region (the coarse search's pick for the task, or one the run names) trained with
 Fine-SoftMask."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cofi.config.settings import setting
 from cofi.methods.base import Method, MethodError, Setup
-from cofi.methods.cofitune.coarse import MODULES, RANGE, check_region_keys, region_params
-from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SOFT_MASK_KEYS, check_soft_mask_keys, update_copies
+from cofi.methods.cofitune.coarse import RANGE_BOUNDS, check_region_keys, region_params
+from cofi.methods.cofitune.softmask_keys import IMPORTANCE, SoftMaskConfig, check_soft_mask_keys, update_copies
 from cofi.search.regions import Region, freeze_outside
+
+
+@dataclass(frozen=True)
+class CoFiTuneConfig(SoftMaskConfig):
+    range: tuple[float, ...] | None = setting(None, "a fixed layer range (a, b] instead of the search's pick, e.g. the "
+                                              "paper's [0.25, 0.5]", **RANGE_BOUNDS)
+    modules: tuple[str, ...] | None = setting(None, "the module groups of a fixed range")
 
 
 class CoFiTune(Method):
     name = "cofitune"
     description = "CoFiTune: the search's region (or a fixed one) + Fine-SoftMask"
-    keys = {**SOFT_MASK_KEYS,
-            "range": {**RANGE, "default": None, "description": "a fixed layer range (a, b] instead of the search's pick, "
-                                                               "e.g. the paper's [0.25, 0.5]"},
-            "modules": {**MODULES, "default": None, "description": "the module groups of a fixed range"}}
-    sweep = ("softmask",)
+    config = CoFiTuneConfig
     needs = (IMPORTANCE,)
     uses_groups = True
 

@@ -5,17 +5,26 @@ Kept apart from :mod:`cofi.methods.cofitune.softmask` (the torch side, which imp
 reverse) so that reading a config never imports torch.
 """
 
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+from cofi.config.settings import setting
 from cofi.methods.base import MethodError, Need
 
 MODES = ("grad", "update", "shuffled", "uniform", "none")
 TARGETS = ("grad", "update")
 
-SOFT_MASK_KEYS = {
-    "softmask": {"enum": list(MODES), "default": "grad",
-                 "description": "grad (the paper's), update, the controls shuffled and uniform, or none (no mask)"},
-    "softmask_apply": {"enum": [*TARGETS, None], "default": None,
-                       "description": "what the shuffled/uniform controls scale (null: the update)"},
-}
+
+@dataclass(frozen=True)
+class SoftMaskConfig:
+    """The soft-mask methods' own keys (V-SoftMask's all of them)."""
+
+    softmask: typing.Literal[MODES] = setting(
+        "grad", "grad (the paper's), update, the controls shuffled and uniform, or none (no mask)", sweep=True)
+    softmask_apply: typing.Literal[TARGETS] | None = setting(
+        None, "what the shuffled/uniform controls scale (null: the update)")
 
 # Unit importance of the base model, estimated once per data source by the importance rule.
 IMPORTANCE = Need("importance", "unit importance (.safetensors from the importance rule)",
