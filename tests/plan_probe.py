@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch.distributed._tools.mem_tracker import MemTracker
 
 from cofi.training import distributed, sharding
-from cofi.config.experiment import Run
+from cofi.config.runs import Run
 from cofi.methods import METHODS, Inputs
 from cofi.models.loading import build_llama
 from cofi.training.sam import SAM

@@ -19,7 +19,8 @@ import yaml
 
 from cofi.config.settings import ClaimRows
 from cofi.errors import InputError
-from cofi.config.experiment import RUN_OPTIONS, Experiment
+from cofi.config.experiment import Experiment
+from cofi.config.runs import RUN_OPTIONS
 from cofi.config.names import BASE_ROW, tuned_row
 from cofi.config.schema import SchemaError, validate_schema
 from cofi.models.layers import PROJECTIONS
@@ -240,9 +241,9 @@ def _check_importance(experiment: Experiment, n_layers, projection_names, check_
         return
     projection_names()  # importance hooks the decoder layers: refuses a model without the Llama layout
     importance = experiment.importance
-    if importance["source"] != "versatility":
+    if importance.source != "versatility":
         return
-    path = importance["versatility_data"]
+    path = importance.versatility_data
     if path is None:
         if not experiment.embedded_data_fits_model:
             raise ConfigError(f"config key importance.versatility_data: null takes the {experiment.embedded_suites} "
@@ -266,9 +267,9 @@ def _check_search(experiment: Experiment, n_layers, projection_names, check_file
         check_policy(search.policy, experiment.module_groups, n_layers)
     except InputError as error:
         raise ConfigError(str(error)) from None
-    if search.reference in experiment.sweeps:
+    if search.reference in experiment.runs.sweeps:
         raise ConfigError(f"config key search.reference: {search.reference!r} is a sweep; its candidates need one set "
-                          f"of hyperparameters (name one of its runs, e.g. {next(iter(experiment.sweeps[search.reference]))})")
+                          f"of hyperparameters (name one of its runs, e.g. {next(iter(experiment.runs.sweeps[search.reference]))})")
     if search.reference not in experiment.runs:
         raise ConfigError(f"config key search.reference: {search.reference!r} is not a configured run (the search needs "
                           "its Full SFT scores)")
@@ -283,29 +284,30 @@ def _check_search(experiment: Experiment, n_layers, projection_names, check_file
 def _check_table_reference(experiment: Experiment) -> None:
     """The row the normalised tables compare to: tables.reference (a run, or a sweep's tuned row), else
     the search's reference."""
-    reference = experiment.tables["reference"]
-    if reference is None or reference in experiment.runs or reference in map(tuned_row, experiment.sweeps):
+    reference = experiment.tables.reference
+    if reference is None or reference in experiment.runs or reference in map(tuned_row, experiment.runs.sweeps):
         return
-    if reference in experiment.sweeps:
+    if reference in experiment.runs.sweeps:
         raise ConfigError(f"config key tables.reference: {reference!r} is not a configured run (a sweep: name one of "
-                          f"its runs, e.g. {next(iter(experiment.sweeps[reference]))}, or {tuned_row(reference)})")
+                          f"its runs, e.g. {next(iter(experiment.runs.sweeps[reference]))}, or {tuned_row(reference)})")
     raise ConfigError(f"config key tables.reference: {reference!r} is not a configured run "
                       f"(runs: {', '.join(experiment.runs)})")
 
 
 def _check_landscape(experiment: Experiment) -> None:
     land = experiment.landscape
-    for i, run in enumerate(land["runs"]):
+    for i, run in enumerate(land.runs):
         if run != BASE_ROW and run not in experiment.runs:
             raise ConfigError(f"config key landscape.runs[{i}]: {run!r} is not base or a configured run "
                               f"(runs: {', '.join(experiment.runs)})")
     for key in ("points_1d", "points_2d"):
-        if land[key] % 2 == 0:
-            raise ConfigError(f"config key landscape.{key}: {land[key]} is even; an odd count puts the centre on the grid")
-    if land["radius"] > land["span"]:
-        raise ConfigError(f"config key landscape.radius: {land['radius']} exceeds landscape.span {land['span']}")
-    if land["seed"] is not None and land["seed"] not in experiment.seeds:
-        raise ConfigError(f"config key landscape.seed: {land['seed']} is not one of seeds {experiment.seeds}")
+        if getattr(land, key) % 2 == 0:
+            raise ConfigError(f"config key landscape.{key}: {getattr(land, key)} is even; an odd count puts the centre "
+                              "on the grid")
+    if land.radius > land.span:
+        raise ConfigError(f"config key landscape.radius: {land.radius} exceeds landscape.span {land.span}")
+    if land.seed is not None and land.seed not in experiment.seeds:
+        raise ConfigError(f"config key landscape.seed: {land.seed} is not one of seeds {experiment.seeds}")
 
 
 def _check_claims(experiment: Experiment) -> None:
@@ -324,7 +326,7 @@ def _check_claims(experiment: Experiment) -> None:
             continue
         listed = isinstance(value, tuple)
         default = getattr(defaults, key)
-        known = {*rows, *(default if listed else (default,)), *(experiment.sweeps if key == "old_data" else ())}
+        known = {*rows, *(default if listed else (default,)), *(experiment.runs.sweeps if key == "old_data" else ())}
         for index, row in (enumerate(value) if listed else [(None, value)]):
             if row is None or row in known:
                 continue

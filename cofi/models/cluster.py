@@ -128,12 +128,12 @@ def model_gpus(experiment, arch: Architecture, job: str) -> int:
     site, dtype, length = experiment.cluster, experiment.model.dtype, experiment.prompt.max_len
     room = site.gpu_memory_gib * GIB - CUDA_OVERHEAD_GIB * GIB
     if job == "evaluation":
-        needed = evaluation_bytes(arch, experiment.evaluation["batch_size"], length, ANSWER_TOKENS, dtype)
+        needed = evaluation_bytes(arch, experiment.evaluation.batch_size, length, ANSWER_TOKENS, dtype)
         fits = lambda gpus: needed / gpus <= room  # noqa: E731
     elif job == "importance":
         options = experiment.importance
         fits = lambda gpus: importance_bytes(  # noqa: E731
-            arch, options.get("micro_batch_size") or -(-options["batch_size"] // gpus), length, dtype,
+            arch, options.micro_batch_size or -(-options.batch_size // gpus), length, dtype,
             experiment.compute.gradient_checkpointing, gpus) <= room
     else:
         return 1
@@ -150,3 +150,22 @@ def model_request(experiment, arch: Architecture, job: str) -> dict:
     if site.gpu_model:
         request["gpu_model"] = site.gpu_model
     return request
+
+
+def launcher(resources) -> str:
+    """How a job that may run several processes (finetune, importance) starts them, from its resources (a mapping
+    with ``get``). With an ``mpi`` resource (a SLURM profile: ``mpi: srun``, ``nodes``, ``tasks_per_node``): that
+    launcher, one task per GPU across the nodes (cofi reads SLURM's task variables). Else on one machine torchrun,
+    one process per GPU (``gpu``) or per ``processes`` (CPU); else python. The processes shard the model (FSDP2).
+
+    The task geometry goes to srun explicitly: the SLURM job-step plugin strips the allocation's SLURM_* variables
+    before running the job's command, so a bare ``srun`` would start one task."""
+    import shlex
+
+    if resources.get("mpi"):
+        geometry = [f"--{flag}={int(resources.get(key))}" for key, flag in
+                    (("nodes", "nodes"), ("tasks_per_node", "ntasks-per-node"), ("tasks", "ntasks"))
+                    if resources.get(key)]
+        return " ".join([*(shlex.quote(part) for part in shlex.split(str(resources.get("mpi")))), *geometry, "python"])
+    processes = max(int(resources.get("gpu", 0) or 0), int(resources.get("processes", 0) or 0))
+    return f"torchrun --standalone --nproc-per-node {processes}" if processes > 1 else "python"

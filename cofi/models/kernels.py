@@ -7,7 +7,7 @@ instruction set, and each path rounds differently. Training amplifies that: the 
 fine-tuning at a high learning rate or with SAM moved the default's scores by up to 6.7 points
 (docs/reproducibility.md). The variables below put all three libraries on their AVX2 paths (every Intel
 CPU since 2013, every AMD Zen), MKL in its conditional numerical reproducibility mode. They must be set before the libraries start: each
-command of :data:`COMMANDS` starts itself again with them where they are not set (:func:`pin`, from
+job that computes (:attr:`cofi.jobs.interface.Job.computes`) starts itself again with them where they are not set (:func:`pin`, from
 ``python -m cofi``), and the job server's warm process starts with them (:mod:`cofi.devtools.jobserver`).
 """
 
@@ -24,8 +24,6 @@ PINNED = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN, where torch calls it
 }
 EXPECTED_CAPABILITY = "AVX2"  # what torch reports when the pin took
-# The `python -m cofi` commands that compute with torch: each runs under the pinned kernels.
-COMMANDS = frozenset({"build-base", "finetune", "evaluate", "importance", "landscape", "import-gguf"})
 
 
 def pinned(environ=os.environ) -> bool:

@@ -354,7 +354,7 @@ def plan_table(experiment, arch: Architecture, gpus: int, gpu_memory_gib: float,
         from cofi.search.policy import first_candidates
 
         search = experiment.search
-        candidates = [experiment.candidate_run(c["region"], search.reference_lr)
+        candidates = [experiment.candidates.run(c["region"], search.reference_lr)
                       for c in first_candidates(search.policy, arch.layers)]
         runs["search candidates"] = max(candidates, key=lambda r: trained_params(arch, r, experiment.module_groups))
     compute = experiment.compute
@@ -393,13 +393,13 @@ def analysis_table(experiment, arch: Architecture, gpu_memory_gib: float):
 
     dtype, length = experiment.model.dtype, experiment.prompt.max_len
     importance = experiment.importance
-    rows = importance.get("micro_batch_size") or importance["batch_size"]
-    scape = landscape_bytes(arch, experiment.landscape["batch_size"], length, dtype)
-    batch = experiment.evaluation["batch_size"]
+    rows = importance.micro_batch_size or importance.batch_size
+    scape = landscape_bytes(arch, experiment.landscape.batch_size, length, dtype)
+    batch = experiment.evaluation.batch_size
     jobs = [
         ("importance", f"{rows} inputs", importance_bytes(arch, rows, length, dtype,
                                                           experiment.compute.gradient_checkpointing), None),
-        ("landscape", f"{experiment.landscape['batch_size']} examples", scape.device, scape.host + scape.moving),
+        ("landscape", f"{experiment.landscape.batch_size} examples", scape.device, scape.host + scape.moving),
         ("evaluation: generation", f"{batch} prompts", generation_bytes(arch, batch, length, ANSWER_TOKENS, dtype), None),
         ("evaluation: multiple choice", f"{batch} prompts", choice_bytes(arch, batch, length, dtype), None),
         ("Wise-FT", "-", 0, min(5 * GIB, model_bytes(arch, dtype)) + 2 * largest_tensor(arch) * 4),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cofi.data.prompts import Prompter
-from cofi.config.experiment import Run, expand_runs, make_run
+from cofi.config.runs import Run, expand_runs, make_run
 from cofi.methods import METHODS, Inputs
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.wiseft import interpolate
@@ -211,15 +211,15 @@ def test_a_run_that_trains_what_an_earlier_run_trains_uses_its_files():
     config = validate_schema(load_config(REPO / "config.yaml"))
     experiment = Experiment(config)
     # sft's lr 3e-4 is the training section's: that variant is Full SFT itself. Nothing else trains alike.
-    assert experiment.stored_as == {"sft_lr0.0003": "full"}
+    assert experiment.runs.stored_as == {"sft_lr0.0003": "full"}
     assert experiment.run_file("sft_lr0.0003", "bio", 1, "test_scores.json") == "results/default/runs/full/bio/seed1/test_scores.json"
-    assert experiment.storage("full_sam") == "full_sam" and experiment.storage("region-r0-50_ffn") == "region-r0-50_ffn"
+    assert experiment.runs.storage("full_sam") == "full_sam" and experiment.runs.storage("region-r0-50_ffn") == "region-r0-50_ffn"
     # Another lr, another seed-independent option, or another method's key: its own training.
     config["training"]["lr"] = 1e-4
-    assert Experiment(config).stored_as == {"sft_lr0.0001": "full"}
+    assert Experiment(config).runs.stored_as == {"sft_lr0.0001": "full"}
     config["runs"]["l2_again"] = {"method": "l2", "lambda": 0.1}
     config["runs"]["l2_other"] = {"method": "l2", "lambda": 0.2}
-    assert Experiment(config).stored_as == {"sft_lr0.0001": "full", "l2_again": "l2"}
+    assert Experiment(config).runs.stored_as == {"sft_lr0.0001": "full", "l2_again": "l2"}
 
 
 def test_search_candidates_are_keyed_by_region_and_lr_and_the_pick_brings_its_lr():
@@ -233,16 +233,16 @@ def test_search_candidates_are_keyed_by_region_and_lr_and_the_pick_brings_its_lr
     config["runs"]["cofitune_own_lr"] = {"method": "cofitune", "softmask": "grad", "lr": 2e-4}
     experiment = Experiment(config)
     assert experiment.search.lrs == (1e-4, 3e-4, 1e-3)
-    names = [experiment.candidate("r25-50_ffn", lr) for lr in experiment.search.lrs]
+    names = [experiment.candidates.name("r25-50_ffn", lr) for lr in experiment.search.lrs]
     assert names == ["region-r25-50_ffn_lr0.0001", "region-r25-50_ffn", "region-r25-50_ffn_lr0.001"]
     for name, lr in zip(names, experiment.search.lrs):
         run = experiment.run(name)
         assert (run.method, run.params["range"], run.params["modules"], run.train.lr) == ("region", ["1/4", "1/2"], ["ffn"], lr)
         assert run.train.steps == experiment.runs["full"].train.steps  # otherwise trained like the reference
     pick = {"selected": "r0-25_mha", "lr": 1e-3, "run": "region-r0-25_mha_lr0.001"}
-    spec = experiment.spec_with_pick("cofitune_grad", pick)
+    spec = experiment.candidates.with_pick(experiment.run("cofitune_grad"), pick)
     assert (spec["params"]["range"], spec["params"]["modules"], spec["train"]["lr"]) == (["0", "1/4"], ["mha"], 1e-3)
-    assert experiment.spec_with_pick("cofitune_own_lr", pick)["train"]["lr"] == 2e-4  # a run's own lr stays
+    assert experiment.candidates.with_pick(experiment.run("cofitune_own_lr"), pick)["train"]["lr"] == 2e-4  # a run's own lr stays
 
 
 def test_the_tuned_choices_of_a_study_sam_on_or_off_and_the_soft_mask_variant():
@@ -272,20 +272,25 @@ def test_a_method_added_in_one_place_is_checked_planned_and_trained(tmp_path, mo
     from safetensors.torch import load_file
 
     from cofi.config.checks import checked_experiment
-    from cofi.config.settings import PromptSettings
+    from dataclasses import dataclass
+
+    from cofi.config.settings import PromptSettings, setting
     from cofi.data.records import write_jsonl
     from cofi.jobs.finetune import FinetuneJob, finetune
     from cofi.methods import Method, Setup
     from cofi.models.loading import save_model
     from cofi.models.plan import Architecture, needs, plan_table
 
+    @dataclass(frozen=True)
+    class FinalNormConfig:
+        gain_lr_scale: float = setting(1.0, "accepted and checked, to show a method's own key", exclusiveMinimum=0)
+
     class FinalNorm(Method):
         """Only the final RMSNorm's gain trains."""
 
         name = "final_norm"
         description = "only the final norm trains"
-        keys = {"gain_lr_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
-                                  "description": "accepted and checked, to show a method's own key"}}
+        config = FinalNormConfig
 
         def trained_params(self, arch, params, module_groups):
             return arch.hidden

@@ -220,3 +220,18 @@ def test_a_run_the_described_cluster_cannot_hold_stops_the_workflow_before_any_j
                           cwd=seven_b_workflow, env=snakemake_environment(), capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     assert "cofi: run full: its first node needs 41 GiB of host memory" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_job_starts_its_processes_as_its_resources_say():
+    """srun with the task geometry spelled out (the job-step plugin strips the allocation's variables), torchrun
+    with one process per GPU or per `processes` on one machine, else one python; an mpi value reaches the shell
+    quoted."""
+    from cofi.models.cluster import launcher
+
+    assert launcher({}) == "python"
+    assert launcher({"gpu": 1}) == "python"
+    assert launcher({"gpu": 4}) == "torchrun --standalone --nproc-per-node 4"
+    assert launcher({"processes": 2, "gpu": 0}) == "torchrun --standalone --nproc-per-node 2"
+    assert launcher({"mpi": "srun", "nodes": 2, "tasks_per_node": 8}) == "srun --nodes=2 --ntasks-per-node=8 python"
+    assert launcher({"mpi": "srun --mpi=pmix", "tasks": 3}) == "srun --mpi=pmix --ntasks=3 python"
+    assert launcher({"mpi": "srun; rm -rf x"}) == "'srun;' rm -rf x python"  # no second command

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cofi.data.prompts import Prompter
-from cofi.config.experiment import Run
+from cofi.config.runs import Run
 from cofi.methods.base import Extension
 from cofi.models.plan import Architecture, activation_bytes, layer_activation_bytes, needs
 from cofi.config.settings import TrainSettings
