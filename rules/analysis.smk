@@ -2,7 +2,7 @@
 from cofi.config.names import BASE_ROW
 
 LANDSCAPE, LANDSCAPE_SEED = EXP.landscape, EXP.landscape_seed
-LANDSCAPE_RUNS = [r for r in LANDSCAPE["runs"] if r != BASE_ROW]
+LANDSCAPE_RUNS = [r for r in LANDSCAPE.runs if r != BASE_ROW]
 LANDSCAPE_SCORES = [(r, run_file(r, t, LANDSCAPE_SEED, "test_scores.json")) for t in TASKS for r in LANDSCAPE_RUNS]
 
 
@@ -22,28 +22,25 @@ rule landscape:
         ),
         plot_pdf=LAYOUT.landscape("{task}", "{run}", "pdf"),
     params:
-        suites=lambda w: as_json({name: suite.spec("val") for name, suite in EXP.versatility.items()}),
-        options=lambda w: as_json({k: v for k, v in LANDSCAPE.items() if k not in ("runs", "seed")}),
-        labels=lambda w: as_json({"run": w.run, "task": w.task, "seed": LANDSCAPE_SEED}),
-        prompt=prompt_json,
-        model_args=MODEL_ARGS,
-        stem=lambda w, output: output.plot[: -len(".png")],
+        spec=lambda w, input, output: job_spec(
+            "landscape", model=input.model, task_data=input.task_data,
+            vers_suites={name: suite.spec("val") for name, suite in EXP.versatility.items()},
+            options={k: v for k, v in to_dict(LANDSCAPE).items() if k not in ("runs", "seed")},
+            labels={"run": w.run, "task": w.task, "seed": LANDSCAPE_SEED}, prompt=PROMPT, out=output.json,
+            plot=output.plot[: -len(".png")], **ON_DEVICE),
     log:
         log_file("landscape", "{task}", "{run}"),
     benchmark:
         benchmark_file("landscape", "{task}", "{run}")
     conda:
         "../envs/cofi.yaml"
-    threads: EXP.threads["evaluate"]
+    threads: EXP.threads.evaluate
     resources:
         mem_mb=4000,
         runtime=30,
         **model_resources(),
     shell:
-        "python -m cofi landscape --model {input.model:q} --task-data {input.task_data:q} "
-        "--vers-suites {params.suites:q} --options {params.options:q} --labels {params.labels:q} "
-        "--prompt {params.prompt:q} {params.model_args} "
-        "--threads {threads} --out {output.json:q} --plot {params.stem:q} > {log:q} 2>&1"
+        job_command("landscape")
 
 
 localrules:
@@ -52,7 +49,7 @@ localrules:
 
 rule sharpness_table:
     input:
-        landscapes=expand(rules.landscape.output.json, task=TASKS, run=LANDSCAPE["runs"]),
+        landscapes=expand(rules.landscape.output.json, task=TASKS, run=LANDSCAPE.runs),
         base_scores=LAYOUT.base_scores,
         scores=[path for _, path in LANDSCAPE_SCORES],
     output:
@@ -62,9 +59,11 @@ rule sharpness_table:
                            category="Landscapes"),
         curves=expand(f"{LAYOUT.plots}/landscape_{{task}}.{{ext}}", task=TASKS, ext=("png", "pdf")),
     params:
-        scores=[as_run(run, path) for run, path in LANDSCAPE_SCORES],  # RUN=PATH where a run uses another's files
-        out_dir=lambda w, output: os.path.dirname(output.csv),
-        plot_dir=lambda w, output: os.path.dirname(output.curves[0]),
+        spec=lambda w, input, output: job_spec(
+            "sharpness", landscapes=list(input.landscapes),
+            # RUN=PATH where a run uses another's files
+            scores=[input.base_scores, *(as_run(run, path) for run, path in LANDSCAPE_SCORES)],
+            out_dir=os.path.dirname(output.csv), plot_dir=os.path.dirname(output.curves[0])),
     log:
         log_file("sharpness_table", "sharpness_table"),
     benchmark:
@@ -76,5 +75,4 @@ rule sharpness_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi sharpness --landscapes {input.landscapes:q} --scores {input.base_scores:q} {params.scores:q} "
-        "--out-dir {params.out_dir:q} --plot-dir {params.plot_dir:q} > {log:q} 2>&1"
+        job_command("sharpness")

@@ -10,20 +10,19 @@ if EXP.model.gguf is not None:
         output:
             directory(LAYOUT.base_model),
         params:
-            dtype=EXP.model.dtype,
+            spec=lambda w, input, output: job_spec("import-gguf", gguf=input[0], out=output[0], dtype=EXP.model.dtype),
         log:
             log_file("import_gguf", "import_gguf"),
         benchmark:
             benchmark_file("import_gguf", "import_gguf")
         conda:
             "../envs/cofi.yaml"
-        threads: EXP.threads["base"]
+        threads: EXP.threads.base
         resources:
             mem_mb=8000,
             runtime=60,
         shell:
-            "python -m cofi import-gguf --gguf {input:q} --out {output:q} --dtype {params.dtype} "
-            "--threads {threads} > {log:q} 2>&1"
+            job_command("import-gguf")
 
 
 else:
@@ -34,20 +33,20 @@ else:
         output:
             directory(LAYOUT.base_model),
         params:
-            world=lambda w: as_json(config["embedded"]["world"]),
-            base=lambda w: as_json(config["embedded"]["base"]),
-            prompt=prompt_json,
+            spec=lambda w, input, output: job_spec(
+                "build-base", world=config["embedded"]["world"], train=config["embedded"]["base"]["train"],
+                seed=config["embedded"]["base"]["seed"], train_data=input[0], prompt=PROMPT, out=output[0],
+                architecture={k: v for k, v in config["embedded"]["base"].items() if k not in ("seed", "train")}),
         log:
             log_file("build_base", "build_base"),
         benchmark:
             benchmark_file("build_base", "build_base")
         conda:
             "../envs/cofi.yaml"
-        threads: EXP.threads["base"]
+        threads: EXP.threads.base
         resources:
             mem_mb=4000,
             runtime=60,
             **model_resources(),
         shell:
-            "python -m cofi build-base --world {params.world:q} --base {params.base:q} --train {input:q} "
-            "--prompt {params.prompt:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+            job_command("build-base")

@@ -4,36 +4,32 @@ import functools
 import json
 import os
 import re
-import shlex
 
+import cofi.jobs.interface
 import cofi.models.cluster
 from cofi.config.experiment import SPLITS
+from cofi.jobs import job_class
 from cofi.models.plan import Architecture
-from cofi.config.settings import non_default, to_dict
+from cofi.config.settings import to_dict
 
 EXP = EXPERIMENT  # the typed experiment the Snakefile built from the validated config
 LAYOUT = EXP.layout
 TASKS = list(EXP.tasks)
 RUNS = list(EXP.runs)  # every configured run, sweep lists expanded
-SWEEP_VARIANTS = [variant for variants in EXP.sweeps.values() for variant in variants]
+SWEEP_VARIANTS = [variant for variants in EXP.runs.sweeps.values() for variant in variants]
 SEARCH_ON = EXP.search.enabled
 # A run's files: the path pattern of the rules that make them (wildcards run, task, seed).
 RUN_DIR = LAYOUT.run_dir("{run}", "{task}", "{seed}")
 
 
-def as_json(value):
-    """Canonical JSON for params: key order in a config file must never trigger a rerun."""
-    return json.dumps(value, sort_keys=True)
-
-
 def run_file(run, task, seed, name):
-    """Where a run's file is: a run that trains what an earlier run trains uses that run's (EXP.stored_as)."""
+    """Where a run's file is: a run that trains what an earlier run trains uses that run's (EXP.runs.stored_as)."""
     return EXP.run_file(run, task, seed, name)
 
 
 def as_run(run, path):
     """A score file as the table and sharpness jobs take it: RUN=PATH where the file is another run's."""
-    return path if EXP.storage(run) == run else f"{run}={path}"
+    return path if EXP.runs.storage(run) == run else f"{run}={path}"
 
 
 # A job's log and benchmark share their path under logs/ and benchmarks/: `make bench` pairs them.
@@ -45,18 +41,23 @@ def benchmark_file(rule, *parts):
     return os.path.join(LAYOUT.benchmarks, rule, *parts) + ".tsv"
 
 
-# Flags of every job that loads a model; config values reach the shell quoted.
-MODEL_ARGS = " ".join(part for part in (f"--dtype {EXP.model.dtype}", f"--device {shlex.quote(EXP.compute.device)}",
-                                        "--trust-remote-code" if EXP.model.trust_remote_code else "") if part)
+def job_spec(command, **values):
+    """A job's spec, the one parameter its rule passes: the job built from ``values`` (a bad key stops the workflow
+    here, naming it) as canonical JSON of the keys off their defaults (cofi.jobs.interface)."""
+    return cofi.jobs.interface.spec_json(job_class(command), values, f"the {command} job's spec")
+
+
+def job_command(command, launcher="python"):
+    """The shell command of a rule that runs job ``command``: its spec, the rule's threads where it computes (the
+    process's, not the job's: fewer cores rerun nothing) and its log."""
+    threads = " --threads {threads}" if job_class(command).computes else ""
+    return f"{launcher} -m cofi {command} --spec {{params.spec:q}}{threads} > {{log:q}} 2>&1"
+
+
+# How every job that loads a model loads it (the config's model section; where, the compute section).
+LOADING = {"dtype": EXP.model.dtype, "trust_remote_code": EXP.model.trust_remote_code}
+ON_DEVICE = {**LOADING, "device": EXP.compute.device}
 PROMPT = EXP.prompt
-PROMPT_JSON = as_json(non_default(PROMPT))  # a prompt setting left at its default changes no command line
-
-
-def prompt_json(wildcards):
-    """PROMPT_JSON as a rule's param: a function, so that its braces are not read as wildcards."""
-    return PROMPT_JSON
-
-GENERATION_JSON = as_json(EXP.evaluation["generation"])
 
 
 # --- what a job asks the cluster for (config key cluster, from the site layer) -----------
@@ -116,44 +117,31 @@ def method_inputs(w):
 def run_spec(w):
     """The run as the job gets it; a run training the search's pick gets the pick's region (and its lr)."""
     if EXP.trains_pick(w.run):
-        return as_json(EXP.spec_with_pick(w.run, search_result(w.task)))
-    return as_json(EXP.run(w.run).spec())
+        return EXP.candidates.with_pick(EXP.run(w.run), search_result(w.task))
+    return EXP.run(w.run).spec()
 
 
-def method_input_flags(w, input):
-    """--input NAME=PATH for each file the method needs (quoted by the rule)."""
-    return [part for need in EXP.method_of(w.run).needs if need.name in input.keys()
-            for part in ("--input", f"{need.name}={input[need.name]}")]
+def method_input_paths(w, input):
+    """{name: path} of the files the method needs."""
+    return {need.name: input[need.name] for need in EXP.method_of(w.run).needs if need.name in input.keys()}
 
 
-def checkpoint_flags(w):
+def checkpoint_dir(w):
     """Beside the outputs, not among them: a failed job's outputs are deleted, its checkpoints kept."""
-    if not EXP.compute.checkpoint_every:
-        return []
-    return ["--checkpoint-dir", f"{LAYOUT.run_dir(w.run, w.task, w.seed)}/checkpoints"]
+    return f"{LAYOUT.run_dir(w.run, w.task, w.seed)}/checkpoints" if EXP.compute.checkpoint_every else None
+
+
+def finetune_spec(w, input, output):
+    return job_spec("finetune", model=input.model, train_data=input.train, run=run_spec(w), seed=int(w.seed),
+                    prompt=PROMPT, compute=EXP.compute, inputs=method_input_paths(w, input),
+                    checkpoint_dir=checkpoint_dir(w), out=output.model, curve=output.curve, **LOADING)
 
 
 def launcher(w, resources):
-    """How a finetune job starts its processes. With an `mpi` resource (a SLURM profile: `mpi: srun`,
-    `nodes`, `tasks_per_node`): that launcher, one task per GPU across the nodes (cofi reads SLURM's
-    task variables). Else on one machine torchrun, one process per GPU (`gpu`) or per `processes`
-    (CPU); else python. The processes shard the model (FSDP2).
-
-    The task geometry goes to srun explicitly: the SLURM job-step plugin strips the allocation's
-    SLURM_* variables before running the job's command, so a bare `srun` would start one task."""
-    if resources.get("mpi"):
-        geometry = [f"--{flag}={int(resources.get(key))}" for key, flag in
-                    (("nodes", "nodes"), ("tasks_per_node", "ntasks-per-node"), ("tasks", "ntasks"))
-                    if resources.get(key)]
-        return " ".join([*(shlex.quote(part) for part in shlex.split(str(resources.mpi))), *geometry, "python"])
-    processes = max(int(resources.get("gpu", 0) or 0), int(resources.get("processes", 0) or 0))
-    return f"torchrun --standalone --nproc-per-node {processes}" if processes > 1 else "python"
+    """How a job that may run several processes starts them (cofi.models.cluster.launcher)."""
+    return cofi.models.cluster.launcher(resources)
 
 
-# Importance shards over several GPUs where the site describes them (torchrun or srun, as a finetune job); elsewhere
-# its rule keeps the parameters and command line it had, so finished estimates are not redone.
-IMPORTANCE_LAUNCHER = {"launcher": launcher} if EXP.cluster.has_gpus else {}
-IMPORTANCE_PYTHON = "{params.launcher}" if EXP.cluster.has_gpus else "python"
 
 
 # --- evaluate.smk's input functions --------------------------------------------
@@ -164,10 +152,15 @@ def evaluation_files(tasks, split):
     return [suite["path"] for group in ("spec", "vers") for suite in suites[group].values()]
 
 
-def scoring_flags(model, suites, labels, scores, predictions):
-    """One score file of an evaluation job: its model, suites, labels and outputs (quoted by the rule)."""
-    return ["--model", model, "--suites", as_json(suites), "--labels", as_json(labels), "--out", scores,
-            "--predictions", predictions]
+def scoring(model, suites, labels, scores, predictions):
+    """One score file of an evaluation job: its model, suites, labels and outputs."""
+    return {"model": model, "suites": suites, "labels": labels, "out": scores, "predictions": predictions}
+
+
+def evaluate_spec(scorings):
+    """An evaluation job's spec: its score files, scored as the config's evaluation section says."""
+    return job_spec("evaluate", scorings=scorings, prompt=PROMPT, generation=EXP.generation,
+                    batch_size=EXP.evaluation.batch_size, max_items=EXP.evaluation.max_items, **ON_DEVICE)
 
 
 def score_files(run, task, seeds, splits):
@@ -176,17 +169,17 @@ def score_files(run, task, seeds, splits):
             for seed in seeds for split in splits}
 
 
-def run_scoring_flags(w, seeds, splits):
+def run_scorings(w, seeds, splits):
     """Every score file of a run's evaluation job, each seed's splits together (the job loads each model once)."""
-    return [flag for (seed, split), files in score_files(w.run, w.task, seeds, splits).items()
-            for flag in scoring_flags(f"{LAYOUT.run_dir(w.run, w.task, seed)}/model", EXP.evaluation_suites([w.task], split),
-                                      {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files)]
+    return [scoring(f"{LAYOUT.run_dir(w.run, w.task, seed)}/model", EXP.evaluation_suites([w.task], split),
+                    {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files)
+            for (seed, split), files in score_files(w.run, w.task, seeds, splits).items()]
 
 
 # Configured runs with files of their own are scored at every seed in one job (evaluate.smk), on the splits their
 # rows need: {splits: runs}. Sweep variants need validation scores too: their tuned rows are chosen on them.
-SWEPT = sorted({EXP.storage(variant) for variant in SWEEP_VARIANTS})
-RUNS_BY_SPLITS = {("test",): [r for r in RUNS if EXP.storage(r) == r and r not in SWEPT], SPLITS: SWEPT}
+SWEPT = sorted({EXP.runs.storage(variant) for variant in SWEEP_VARIANTS})
+RUNS_BY_SPLITS = {("test",): [r for r in RUNS if EXP.runs.storage(r) == r and r not in SWEPT], SPLITS: SWEPT}
 
 
 def any_of(names):
@@ -205,7 +198,7 @@ def expanded_ids(depth_file):
 def candidate_scores(task, depth_file):
     """{candidate id: [{lr, run, its validation score file} at each of search.lr]} for the candidates a depth
     file expands to."""
-    return {c: [{"lr": lr, "run": (run := EXP.candidate(c, lr)), "scores": run_file(run, task, EXP.search.seed,
+    return {c: [{"lr": lr, "run": (run := EXP.candidates.name(c, lr)), "scores": run_file(run, task, EXP.search.seed,
                                                                                       "val_scores.json")}
                 for lr in EXP.search.lrs] for c in expanded_ids(depth_file)}
 
@@ -221,8 +214,12 @@ def search_step_inputs(w):
     return inputs
 
 
-def candidate_pairs(w, input):
-    return as_json(candidate_scores(w.task, input.previous) if "previous" in input.keys() else {})
+def search_step_spec(w, input, output):
+    previous = input.previous if "previous" in input.keys() else None
+    return job_spec("search-step", task=w.task, depth=int(w.depth), policy=EXP.search.policy, n_layers=EXP.n_layers,
+                    split=EXP.selection_split(w.task), reference=input.reference,
+                    reference_run={"run": EXP.search.reference, "lr": EXP.search.reference_lr}, previous=previous,
+                    candidates=candidate_scores(w.task, previous) if previous else {}, out=output[0])
 
 
 def search_depth_files(w):
@@ -266,6 +263,15 @@ def table_score_args(w):
     return [as_run(run, path) for run, path in table_score_runs(w)]
 
 
+def table_spec(w, input, output):
+    return job_spec("table", scores=[input.base, *table_score_args(w)], searches=list(input.searches),
+                    out_dir=os.path.dirname(output.csv), reference=EXP.table_reference, groups=EXP.runs.sweeps,
+                    digits=EXP.tables.digits, std=EXP.tables.show_std, bold=EXP.tables.bold_best,
+                    # What a complete table holds: the job refuses a partial input list (docs/known-issues.md).
+                    expect={"runs": RUNS, "sweeps": SWEEP_VARIANTS, "tasks": TASKS, "seeds": EXP.seeds,
+                            "searched": TASKS if SEARCH_ON else []})
+
+
 def search_results(w):
     return [checkpoints.search_result.get(task=task).output.result for task in (TASKS if SEARCH_ON else [])]
 
@@ -274,7 +280,3 @@ def loss_curve_files(task):
     """{label: loss.csv} of every configured run on ``task``, at each seed."""
     return {f"{run} seed {seed}" if len(EXP.seeds) > 1 else run: run_file(run, task, seed, "loss.csv")
             for run in RUNS for seed in EXP.seeds}
-
-
-def loss_curve_flags(task):
-    return [part for label, path in loss_curve_files(task).items() for part in ("--curve", f"{label}={path}")]

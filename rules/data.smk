@@ -13,9 +13,8 @@ rule make_data:
     output:
         [LAYOUT.data_file(split) for split in EMBEDDED_SPLITS],
     params:
-        suites=EXP.embedded_suites,
-        spec=lambda w: as_json(to_dict(EXP.embedded_spec())),
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        spec=lambda w, output: job_spec("make-data", suites=EXP.embedded_suites, settings=to_dict(EXP.embedded_spec()),
+                                        out_dir=os.path.dirname(output[0])),
     log:
         log_file("make_data", "make_data"),
     benchmark:
@@ -27,5 +26,4 @@ rule make_data:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi make-data --suites {params.suites} --spec {params.spec:q} --out-dir {params.out_dir:q} "
-        "> {log:q} 2>&1"
+        job_command("make-data")

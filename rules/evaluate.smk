@@ -3,15 +3,6 @@
 # (a search candidate, on the split its search selects on) in a job of its own.
 
 
-MAX_ITEMS = "" if EXP.evaluation["max_items"] is None else f"--max-items {int(EXP.evaluation['max_items'])}"
-# One command line for every evaluation rule: each score file's model, suites, labels and outputs are in
-# params.scorings; every config value reaches the shell quoted.
-EVALUATE_CMD = (
-    "python -m cofi evaluate {params.scorings:q} --prompt {params.prompt:q} --generation {params.generation:q} "
-    "--batch-size {params.batch_size} {params.max_items} --threads {threads} {params.model_args} > {log:q} 2>&1"
-)
-
-
 rule evaluate_base:
     input:
         model=EXP.base_model_dir,
@@ -20,26 +11,22 @@ rule evaluate_base:
         scores=LAYOUT.base_scores,
         predictions=LAYOUT.base_scores.replace(".json", ".predictions.json"),
     params:
-        scorings=lambda w, input, output: scoring_flags(input.model, EXP.evaluation_suites(TASKS, "test"),
-                                                        {"method": "base", "seed": None}, output.scores, output.predictions),
-        prompt=prompt_json,
-        generation=lambda w: GENERATION_JSON,
-        batch_size=EXP.evaluation["batch_size"],
-        max_items=MAX_ITEMS,
-        model_args=MODEL_ARGS,
+        spec=lambda w, input, output: evaluate_spec([scoring(input.model, EXP.evaluation_suites(TASKS, "test"),
+                                                             {"method": "base", "seed": None}, output.scores,
+                                                             output.predictions)]),
     log:
         log_file("evaluate_base", "base"),
     benchmark:
         benchmark_file("evaluate_base", "base")
     conda:
         "../envs/cofi.yaml"
-    threads: EXP.threads["evaluate"]
+    threads: EXP.threads.evaluate
     resources:
         mem_mb=4000,
         runtime=60,
         **model_resources("evaluation"),
     shell:
-        EVALUATE_CMD
+        job_command("evaluate")
 
 
 # A configured run's files are found by its run rule first; a search candidate's only by evaluate_model.
@@ -61,25 +48,20 @@ for name, splits in (("evaluate_run", ("test",)), ("evaluate_sweep", SPLITS)):
         wildcard_constraints:
             run=any_of(RUNS_BY_SPLITS[splits]),
         params:
-            scorings=lambda w, splits=splits: run_scoring_flags(w, EXP.seeds, splits),
-            prompt=prompt_json,
-            generation=lambda w: GENERATION_JSON,
-            batch_size=EXP.evaluation["batch_size"],
-            max_items=MAX_ITEMS,
-            model_args=MODEL_ARGS,
+            spec=lambda w, splits=splits: evaluate_spec(run_scorings(w, EXP.seeds, splits)),
         log:
             log_file(name, "{run}", "{task}"),
         benchmark:
             benchmark_file(name, "{run}", "{task}")
         conda:
             "../envs/cofi.yaml"
-        threads: EXP.threads["evaluate"]
+        threads: EXP.threads.evaluate
         resources:
             mem_mb=4000,
             runtime=60 * len(EXP.seeds) * len(splits),
             **model_resources("evaluation"),
         shell:
-            EVALUATE_CMD
+            job_command("evaluate")
 
 
 rule evaluate_model:
@@ -91,22 +73,17 @@ rule evaluate_model:
         scores=f"{RUN_DIR}/{{split}}_scores.json",
         predictions=f"{RUN_DIR}/{{split}}_predictions.json",
     params:
-        scorings=lambda w: run_scoring_flags(w, [w.seed], [w.split]),
-        prompt=prompt_json,
-        generation=lambda w: GENERATION_JSON,
-        batch_size=EXP.evaluation["batch_size"],
-        max_items=MAX_ITEMS,
-        model_args=MODEL_ARGS,
+        spec=lambda w: evaluate_spec(run_scorings(w, [w.seed], [w.split])),
     log:
         log_file("evaluate_model", "{run}", "{task}", "seed{seed}_{split}"),
     benchmark:
         benchmark_file("evaluate_model", "{run}", "{task}", "seed{seed}_{split}")
     conda:
         "../envs/cofi.yaml"
-    threads: EXP.threads["evaluate"]
+    threads: EXP.threads.evaluate
     resources:
         mem_mb=4000,
         runtime=60,
         **model_resources("evaluation"),
     shell:
-        EVALUATE_CMD
+        job_command("evaluate")

@@ -10,22 +10,20 @@ rule importance:
         tensors=LAYOUT.importance("{source}"),
         plot=LAYOUT.importance("{source}", "png"),
     params:
-        options=lambda w: as_json(EXP.importance_options()),
-        prompt=prompt_json,
-        model_args=MODEL_ARGS,
-        **IMPORTANCE_LAUNCHER,
+        spec=lambda w, input, output: job_spec("importance", model=input.model, data=input.data,
+                                               options=EXP.importance_options(), prompt=PROMPT, out=output.tensors,
+                                               plot=output.plot, **ON_DEVICE),
+        launcher=launcher,  # several processes where the site's GPUs are asked for (as a finetune job)
     log:
         log_file("importance", "{source}"),
     benchmark:
         benchmark_file("importance", "{source}")
     conda:
         "../envs/cofi.yaml"
-    threads: EXP.threads["importance"]
+    threads: EXP.threads.importance
     resources:
         mem_mb=4000,
         runtime=30,
         **model_resources("importance"),
     shell:
-        IMPORTANCE_PYTHON + " -m cofi importance --model {input.model:q} --data {input.data:q} --options {params.options:q} "
-        "--prompt {params.prompt:q} {params.model_args} --threads {threads} "
-        "--out {output.tensors:q} --plot {output.plot:q} > {log:q} 2>&1"
+        job_command("importance", "{params.launcher}")

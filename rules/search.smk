@@ -3,7 +3,6 @@
 # so a wider beam, a deeper search or a longer lr list reuses finished ones.
 
 SEARCH = LAYOUT.search_dir(EXP.search.name, "{task}")  # tree and grid side by side
-N_LAYERS = EXP.n_layers
 
 
 localrules:
@@ -17,12 +16,7 @@ checkpoint search_step:
     output:
         f"{SEARCH}/depth{{depth}}.json",
     params:
-        policy=lambda w: as_json(to_dict(EXP.search.policy)),
-        n_layers=N_LAYERS,
-        split=lambda w: EXP.selection_split(w.task),
-        previous=lambda w, input: ["--previous", input.previous] if "previous" in input.keys() else [],
-        candidates=candidate_pairs,
-        reference_run=lambda w: as_json({"run": EXP.search.reference, "lr": EXP.search.reference_lr}),
+        spec=search_step_spec,
     log:
         log_file("search_step", EXP.search.name, "{task}", "depth{depth}"),
     benchmark:
@@ -34,11 +28,7 @@ checkpoint search_step:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi search-step --task {wildcards.task:q} --depth {wildcards.depth} "
-        "--policy {params.policy:q} --n-layers {params.n_layers} --split {params.split} "
-        "--reference {input.reference:q} --reference-run {params.reference_run:q} {params.previous:q} "
-        "--candidates {params.candidates:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        job_command("search-step")
 
 
 checkpoint search_result:
@@ -50,8 +40,8 @@ checkpoint search_result:
         table=f"{SEARCH}/table.md",
         tree=multiext(f"{SEARCH}/tree", ".png", ".pdf"),
     params:
-        n_layers=N_LAYERS,
-        out_dir=lambda w, output: os.path.dirname(output.result),
+        spec=lambda w, input, output: job_spec("search-report", task=w.task, depth_files=list(input),
+                                               n_layers=EXP.n_layers, out_dir=os.path.dirname(output.result)),
     log:
         log_file("search_result", EXP.search.name, "{task}"),
     benchmark:
@@ -63,8 +53,7 @@ checkpoint search_result:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi search-report --task {wildcards.task:q} --n-layers {params.n_layers} "
-        "--out-dir {params.out_dir:q} {input:q} > {log:q} 2>&1"
+        job_command("search-report")
 
 
 rule search_all:

@@ -32,16 +32,7 @@ rule main_table:
         tuned_tex=f"{TABLES}/tuned.tex",
         seeds=f"{TABLES}/seeds.csv",
     params:
-        scores=table_score_args,  # RUN=PATH where a run uses another's files
-        out_dir=lambda w, output: os.path.dirname(output.csv),
-        reference=EXP.table_reference,
-        groups=lambda w: as_json(EXP.sweeps),
-        digits=EXP.tables["digits"],
-        std="--std" if EXP.tables["show_std"] else "--no-std",
-        bold="--bold" if EXP.tables["bold_best"] else "--no-bold",
-        # What a complete table holds: the job refuses a partial input list (docs/known-issues.md).
-        expect=lambda w: as_json({"runs": RUNS, "sweeps": SWEEP_VARIANTS, "tasks": TASKS, "seeds": EXP.seeds,
-                                  "searched": TASKS if SEARCH_ON else []}),
+        spec=table_spec,
     log:
         log_file("main_table", "main_table"),
     benchmark:
@@ -53,10 +44,7 @@ rule main_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi table --scores {input.base:q} {params.scores:q} "
-        "--searches {input.searches:q} --out-dir {params.out_dir:q} --reference {params.reference:q} "
-        "--groups {params.groups:q} --expect {params.expect:q} --digits {params.digits} {params.std} {params.bold} "
-        "> {log:q} 2>&1"
+        job_command("table")
 
 
 rule result_plots:
@@ -78,8 +66,8 @@ rule result_plots:
             for c in COLLECTED
         ],
     params:
-        out_dir=lambda w, output: os.path.dirname(output.uni),
-        collect=lambda w: as_json(COLLECTED),
+        spec=lambda w, input, output: job_spec("plots", table=input.table, out_dir=os.path.dirname(output.uni),
+                                               collect=COLLECTED),
     log:
         log_file("result_plots", "result_plots"),
     benchmark:
@@ -91,8 +79,7 @@ rule result_plots:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi plots --table {input.table:q} --out-dir {params.out_dir:q} --collect {params.collect:q} "
-        "> {log:q} 2>&1"
+        job_command("plots")
 
 
 rule loss_curves:
@@ -104,9 +91,8 @@ rule loss_curves:
                    labels={"figure": "training loss, {task}"}),
         pdf=f"{PLOTS}/loss_{{task}}.pdf",
     params:
-        curves=lambda w: loss_curve_flags(w.task),
-        title=lambda w: f"training loss on {w.task}",
-        stem=lambda w, output: output.png[: -len(".png")],
+        spec=lambda w, output: job_spec("loss-curves", curves=loss_curve_files(w.task), title=f"training loss on {w.task}",
+                                        out=output.png[: -len(".png")]),
     log:
         log_file("loss_curves", "{task}"),
     benchmark:
@@ -118,7 +104,7 @@ rule loss_curves:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi loss-curves {params.curves:q} --title {params.title:q} --out {params.stem:q} > {log:q} 2>&1"
+        job_command("loss-curves")
 
 
 LOSS_CURVES = expand(rules.loss_curves.output, task=TASKS)
@@ -129,15 +115,15 @@ rule claims_table:
     input:
         seeds=rules.main_table.output.seeds,
         searches=search_results,
-        sharpness=[f"{TABLES}/sharpness.csv"] if EXP.landscape["runs"] else [],
+        sharpness=[f"{TABLES}/sharpness.csv"] if EXP.landscape.runs else [],
     output:
         md=f"{TABLES}/claims.md",
         csv=f"{TABLES}/claims.csv",
     params:
-        rows=lambda w: as_json(to_dict(EXP.claim_rows)),
-        sharpness=lambda w, input: ["--sharpness", input.sharpness[0]] if input.sharpness else [],
-        digits=EXP.tables["digits"],
-        out_dir=lambda w, output: os.path.dirname(output.md),
+        spec=lambda w, input, output: job_spec(
+            "claims", seeds=input.seeds, searches=list(input.searches), rows=EXP.claim_rows,
+            sharpness=input.sharpness[0] if input.sharpness else None, digits=EXP.tables.digits,
+            out_dir=os.path.dirname(output.md)),
     log:
         log_file("claims_table", "claims_table"),
     benchmark:
@@ -149,8 +135,7 @@ rule claims_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m cofi claims --seeds {input.seeds:q} --searches {input.searches:q} {params.sharpness:q} "
-        "--rows {params.rows:q} --digits {params.digits} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        job_command("claims")
 
 
 # Everything the `tables` target rebuilds from the score files (no training, no evaluation).
@@ -161,5 +146,5 @@ TABLE_OUTPUTS = [
     *COLLECTED,
     *rules.claims_table.output,
 ]
-if EXP.landscape["runs"]:
+if EXP.landscape.runs:
     TABLE_OUTPUTS += [f"{TABLES}/sharpness.csv", f"{TABLES}/sharpness.md", f"{TABLES}/sharpness_correlation.csv"]

@@ -115,7 +115,7 @@ def measure_training_step(model_dir: str, train_file: str, template: str, method
 
     from cofi.data.records import load_records
     from cofi.training.distributed import host_memory_mb
-    from cofi.config.experiment import Run
+    from cofi.config.runs import Run
     from cofi.methods import METHODS, Inputs
     from cofi.models.loading import build_llama, load_model
     from cofi.config.settings import TrainSettings

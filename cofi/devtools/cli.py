@@ -8,7 +8,33 @@ import json
 import time
 from pathlib import Path
 
-from cofi.cli import json_arg, log, main, model_load_args, named_path, threads
+from cofi.cli import log, main, threads
+from cofi.jobs.interface import json_value as json_arg
+
+
+def named_path(text: str) -> tuple[str, str]:
+    """``NAME=PATH``."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
+def model_load_args(p) -> None:
+    """How a command loads a model: its directory, threads, and the options of a workflow job that loads one (the
+    same names, defaults and help)."""
+    import typing
+
+    from cofi.jobs.interface import OnDevice, flag_of, job_fields
+
+    p.add_argument("--model", required=True, help="local Hugging Face causal LM directory")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    for field, annotation in job_fields(OnDevice):
+        if annotation is bool:
+            p.add_argument(flag_of(field), action="store_true", help=field.metadata["job_help"])
+        else:
+            p.add_argument(flag_of(field), default=field.default, choices=typing.get_args(annotation) or None,
+                           help=field.metadata["job_help"])
 
 def cmd_bench_report(args) -> None:
     from cofi.devtools.bench import benchmark_report

@@ -103,7 +103,7 @@ def run(work_dir: str | Path, steps: int, warmup: int, batch_size: int, seq_len:
     n_params = write_model(work / "base", arch, seed=0)
     write_data(work / "train.jsonl", n=batch_size * 4, seq_len=seq_len, vocab=arch["vocab"], seed=0)
     build_s = time.perf_counter() - started
-    from cofi.config.experiment import Run
+    from cofi.config.runs import Run
     from cofi.config.settings import TrainSettings
 
     settings = TrainSettings(lr=1e-4, steps=steps, batch_size=batch_size, warmup_ratio=0.1, log_every=max(1, steps // 5))
@@ -112,7 +112,7 @@ def run(work_dir: str | Path, steps: int, warmup: int, batch_size: int, seq_len:
     command = [sys.executable, "-m", "cofi", "finetune", "--model", str(work / "base"),
                "--run-spec", json.dumps(Run(name="gpu-check", method="full", train=settings).spec()),
                "--train", str(work / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt),
-               "--compute", json.dumps(compute), "--dtype", "bfloat16", "--device", "cuda",
+               "--compute", json.dumps({**compute, "device": "cuda"}), "--dtype", "bfloat16",
                "--out", str(work / "tuned"), "--curve", str(work / "loss.csv")]
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -126,9 +126,9 @@ def run(work_dir: str | Path, steps: int, warmup: int, batch_size: int, seq_len:
     peak = peak or peak_tflops(name)
     suites = write_suites(work, eval_items, arch["vocab"], seed=1)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cofi", "evaluate", "--model", str(work / "tuned"), "--prompt",
-                    json.dumps(prompt), "--suites", json.dumps(suites), "--labels", "{}", "--batch-size", "64",
-                    "--dtype", "bfloat16", "--device", "cuda", "--out", str(work / "scores.json")], check=True)
+    scoring = {"model": str(work / "tuned"), "suites": suites, "labels": {}, "out": str(work / "scores.json")}
+    subprocess.run([sys.executable, "-m", "cofi", "evaluate", "--prompt", json.dumps(prompt), "--scorings",
+                    json.dumps([scoring]), "--batch-size", "64", "--dtype", "bfloat16", "--device", "cuda"], check=True)
     eval_s = time.perf_counter() - started
     return {
         "gpu": name, "torch": torch.__version__, "parameters": n_params, "arch": arch,

@@ -90,7 +90,7 @@ def _job(ctx: Context, args: list[str]) -> None:
 
 
 def _run_spec(name: str, entry: dict, steps: int, batch: int, module_groups: dict):
-    from cofi.config.experiment import make_run
+    from cofi.config.runs import make_run
 
     training = {"lr": 1e-4, "steps": steps, "batch_size": batch, "grad_accum": 1, "warmup_ratio": 0.1,
                 "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": max(1, steps // 3)}
@@ -101,13 +101,11 @@ def _finetune(ctx: Context, model: Path, run, out: Path, warmup: int, inputs: di
     """The finetune job as the workflow runs it; its seconds per step after ``warmup`` steps, and its record."""
     import pandas as pd
 
-    compute = {"precision": ctx.precision}
+    compute = {"precision": ctx.precision, "device": ctx.device}
     command = ["finetune", "--model", str(model), "--run-spec", json.dumps(run.spec()),
                "--train", str(ctx.made["train"]), "--seed", "0", "--prompt", json.dumps(ctx.prompt),
-               "--compute", json.dumps(compute), "--dtype", ctx.dtype, "--device", ctx.device,
-               "--out", str(out / "model"), "--curve", str(out / "loss.csv")]
-    for name, path in (inputs or {}).items():
-        command += ["--input", f"{name}={path}"]
+               "--compute", json.dumps(compute), "--dtype", ctx.dtype, "--out", str(out / "model"),
+               "--curve", str(out / "loss.csv"), "--inputs", json.dumps({k: str(v) for k, v in (inputs or {}).items()})]
     started = time.perf_counter()
     _job(ctx, command)
     job_s = time.perf_counter() - started

@@ -1,5 +1,35 @@
-"""The workflow's jobs, each a function of one job spec (a dataclass) that reads and writes files.
+"""The workflow's jobs: each a frozen dataclass (:class:`cofi.jobs.interface.Job`) whose ``execute`` reads and
+writes files, and the only code that writes result files.
 
-``cofi/cli.py`` only turns a command line into a spec and calls the function; the rules build the
-command lines. A job never reads the config: everything it needs is in its spec.
+Its fields are its whole interface (:mod:`cofi.jobs.interface`): ``python -m cofi <command>`` is generated
+from them, and a rule passes one JSON spec of them. A job never reads the config: everything it needs
+is in its spec.
 """
+
+from __future__ import annotations
+
+import importlib
+
+# Every workflow command and its job class ("module:Class"): imported when asked for, so that the command
+# line's start-up imports neither torch nor pandas.
+JOBS = {
+    "make-data": "cofi.jobs.base_model:MakeDataJob",
+    "import-gguf": "cofi.jobs.base_model:ImportGgufJob",
+    "build-base": "cofi.jobs.base_model:BaseModelJob",
+    "finetune": "cofi.jobs.finetune:FinetuneJob",
+    "evaluate": "cofi.jobs.evaluate:EvaluateJob",
+    "importance": "cofi.jobs.analysis:ImportanceJob",
+    "landscape": "cofi.jobs.analysis:LandscapeJob",
+    "search-step": "cofi.jobs.search:SearchStepJob",
+    "search-report": "cofi.jobs.search:SearchReportJob",
+    "table": "cofi.jobs.tables:TableJob",
+    "claims": "cofi.jobs.tables:ClaimsJob",
+    "plots": "cofi.jobs.tables:PlotsJob",
+    "loss-curves": "cofi.jobs.tables:LossCurvesJob",
+    "sharpness": "cofi.jobs.tables:SharpnessJob",
+}
+
+
+def job_class(command: str):
+    module, _, name = JOBS[command].partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -8,20 +8,23 @@ from pathlib import Path
 
 from cofi.io import compute_line
 from cofi.config.settings import PromptSettings
+from cofi.jobs.interface import OnDevice, option
 
 
-@dataclass(frozen=True)
-class ImportanceJob:
-    model: str
-    data: str  # JSONL whose inputs (instruction + input) are used, unlabeled
-    options: dict  # dropout, batches, batch_size, signed, seed; micro_batch_size, gradient_checkpointing if set
-    prompt: PromptSettings
-    out: str  # .safetensors
-    plot: str  # heatmap .png
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    device: str = "auto"
-    log: object = print
+@dataclass(frozen=True, kw_only=True)
+class ImportanceJob(OnDevice):
+    """Estimate unit importance (heads, FFN units) for the soft masks."""
+
+    model: str = option("the model directory")
+    data: str = option("JSONL whose inputs (instruction + input) are used, unlabeled")
+    options: dict = option("dropout, batches, batch_size, signed, seed; micro_batch_size, gradient_checkpointing if "
+                           "set (importance)")
+    prompt: PromptSettings = option("the prompt settings")
+    out: str = option("output .safetensors")
+    plot: str = option("output heatmap (.png)")
+
+    def execute(self) -> None:
+        importance(self)
 
 
 def importance(job: ImportanceJob) -> None:
@@ -82,20 +85,21 @@ def _sharded(job: ImportanceJob, device, checkpointing: bool):
     return model
 
 
-@dataclass(frozen=True)
-class LandscapeJob:
-    model: str
-    task_data: str  # speciality JSONL (a seeded sample is the fixed batch)
-    vers_suites: dict  # {name: {"path", "type"}}: the fixed versatility batch
-    options: dict  # span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed
-    labels: dict  # run, task, seed
-    prompt: PromptSettings
-    out: str  # result JSON
-    plot: str  # figure stem (PNG and PDF)
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    device: str = "auto"
-    log: object = print
+@dataclass(frozen=True, kw_only=True)
+class LandscapeJob(OnDevice):
+    """Loss landscape of a model along filter-normalised random directions."""
+
+    model: str = option("the model directory")
+    task_data: str = option("speciality JSONL (a seeded sample is the fixed batch)")
+    vers_suites: dict = option('{name: {"path", "type"}}: the fixed versatility batch')
+    options: dict = option("span, points_1d, points_2d, radius, batch_size, direction_seed, data_seed (landscape)")
+    labels: dict = option('{"run", "task", "seed"} stored with the result')
+    prompt: PromptSettings = option("the prompt settings")
+    out: str = option("result JSON")
+    plot: str = option("figure path without suffix (PNG and PDF)")
+
+    def execute(self) -> dict:
+        return landscape(self)
 
 
 def landscape(job: LandscapeJob) -> dict:

@@ -1,12 +1,16 @@
-"""The embedded default's own data and base model (only where the config leaves paths null)."""
+"""The embedded default's own data and base model (only where the config leaves paths null), and the import of
+a GGUF model file."""
 
 from __future__ import annotations
 
+import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from cofi.config.settings import PromptSettings, TrainSettings
+from cofi.config.settings import BaseTrainSettings, ModelSettings, PromptSettings
 from cofi.data.world import WorldSpec
+from cofi.jobs.interface import Dtype, Job, option
 
 
 def make_data(kind: str, spec, out_dir: str, log=print) -> dict[str, Path]:
@@ -22,16 +26,56 @@ def make_data(kind: str, spec, out_dir: str, log=print) -> dict[str, Path]:
     return written
 
 
-@dataclass(frozen=True)
-class BaseModelJob:
-    world: WorldSpec  # for the vocabulary
-    architecture: dict  # layers, hidden, intermediate, heads
-    train: TrainSettings
-    seed: int
-    train_data: str  # the versatility training mixture
-    prompt: PromptSettings
-    out: str
-    log: object = print
+@dataclass(frozen=True, kw_only=True)
+class MakeDataJob(Job):
+    """Write the data made here (the symbolic world or the chat suites) as JSONL."""
+
+    suites: typing.Literal["world", "chat"] = option("which (embedded.suites)", "world")
+    settings: dict = option("its settings (embedded.world or embedded.chat)", {})
+    out_dir: str = option("directory for <split>.jsonl files")
+
+    def execute(self) -> None:
+        from cofi.data.embedded import spec_of
+        from cofi.io import compute_line
+
+        started = time.perf_counter()
+        make_data(self.suites, spec_of(self.suites, self.settings), self.out_dir, log=self.log)
+        self.log(compute_line(time.perf_counter() - started))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportGgufJob(Job):
+    """Write a Llama-family GGUF model file as a Hugging Face model directory."""
+
+    computes: typing.ClassVar[bool] = True
+    gguf: str = option("the .gguf file")
+    out: str = option("the model directory to write (must not exist or be empty)")
+    dtype: Dtype = option("dtype of the dequantized weights (model.dtype)", ModelSettings.dtype)
+
+    def execute(self) -> None:
+        from cofi.io import compute_line
+        from cofi.models.gguf import import_gguf
+
+        started = time.perf_counter()  # the conversion is the job's work: reading, dequantizing, writing
+        import_gguf(self.gguf, self.out, self.dtype, log=self.log)
+        self.log(compute_line(time.perf_counter() - started))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseModelJob(Job):
+    """Build and align the embedded base model."""
+
+    computes: typing.ClassVar[bool] = True
+    world: WorldSpec = option("embedded.world (for the vocabulary)")
+    architecture: dict = option("layers, hidden, intermediate, heads (embedded.base)")
+    train: BaseTrainSettings = option("its training (embedded.base.train)")
+    seed: int = option("seed of the weights and the data order (embedded.base.seed)")
+    train_data: str = option("the versatility training mixture (JSONL)")
+    prompt: PromptSettings = option("the prompt settings (template, max_len)")
+    out: str = option("output model directory")
+
+    def execute(self) -> None:
+        build_base(self)
 
 
 def build_base(job: BaseModelJob) -> None:

@@ -8,9 +8,10 @@ A score file is JSON: ``labels`` (run, task, seed, split as the workflow named t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cofi.config.settings import EvaluationSettings, PromptSettings
+from cofi.jobs.interface import OnDevice, option
 
 
 @dataclass(frozen=True)
@@ -25,20 +26,22 @@ class Scoring:
     predictions: str | None = None  # per-item predictions, for inspection
 
 
-@dataclass(frozen=True)
-class EvaluateJob:
-    """Each :class:`Scoring` in turn (e.g. every seed of a run on the test and the validation split), one job
-    paying the start-up once and loading each model once."""
+@dataclass(frozen=True, kw_only=True)
+class EvaluateJob(OnDevice):
+    """Score models on speciality and versatility suites.
 
-    scorings: tuple[Scoring, ...]
-    prompt: PromptSettings
-    batch_size: int = EvaluationSettings.batch_size
-    max_items: int | None = None  # the first items of each suite only
-    generation: dict = field(default_factory=dict)  # decoding options over the model's generation config
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    device: str = "auto"
-    log: object = print
+    Each :class:`Scoring` in turn (e.g. every seed of a run on the test and the validation split): one job pays
+    the start-up once and loads each model once."""
+
+    scorings: tuple[Scoring, ...] = option('[{"model", "suites", "labels", "out", "predictions"}, ...]: one per '
+                                           'score file; suites is {"spec": {task: suite}, "vers": {dimension: suite}}')
+    prompt: PromptSettings = option("the prompt settings")
+    batch_size: int = option("evaluation batch size (evaluation.batch_size)", EvaluationSettings.batch_size)
+    max_items: int | None = option("the first items of each suite only (evaluation.max_items)", None)
+    generation: dict = option("decoding options over the model's generation config (default: greedy)", {})
+
+    def execute(self) -> list[dict]:
+        return evaluate(self)
 
 
 def score_file(labels: dict, model: str, spec: dict[str, float], vers: dict[str, float], items: dict, **extra) -> dict:

@@ -10,29 +10,38 @@ batch on its shards, and process 0 gathers and writes the model.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from cofi.config.experiment import Run
+from cofi.config.runs import Run
 from cofi.io import compute_line
 from cofi.config.settings import ComputeSettings, PromptSettings
+from cofi.jobs.interface import LoadsModel, option
 
 
-@dataclass(frozen=True)
-class FinetuneJob:
-    model: str  # the base model directory
-    train_data: str  # the task's training JSONL
-    out: str  # the fine-tuned model directory
-    curve: str  # the loss curve CSV
-    run: Run
-    seed: int
-    prompt: PromptSettings
-    compute: ComputeSettings = ComputeSettings()
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    inputs: dict[str, str] = field(default_factory=dict)  # the method's needs by name
-    checkpoint_dir: str | None = None  # resumable checkpoints (compute.checkpoint_every)
-    log: object = print
+@dataclass(frozen=True, kw_only=True)
+class FinetuneJob(LoadsModel):
+    """Fine-tune a model on a speciality task: one run at one seed."""
+
+    model: str = option("the base model directory")
+    train_data: str = option("the task's training JSONL", flag="train")
+    run: Run = option("the run: name, method, params, train, sam_rho, equal_compute (python -m cofi methods lists "
+                      "the methods)", flag="run-spec")
+    seed: int = option("seed of the data order and initialisation", 0)
+    prompt: PromptSettings = option("the prompt settings")
+    compute: ComputeSettings = option("how it computes: device, precision, gradient_checkpointing, checkpoint_every, "
+                                      "...", ComputeSettings())
+    inputs: dict = option("{name: path} of the files the method needs (python -m cofi methods lists them)", {})
+    checkpoint_dir: str | None = option("where checkpoints go and are resumed from (removed when the run is done)", None)
+    out: str = option("output model directory")
+    curve: str = option("loss curve CSV")
+
+    @property
+    def device(self) -> str:
+        return self.compute.device
+
+    def execute(self) -> dict:
+        return finetune(self)
 
 
 def _hybrid(job: FinetuneJob, run: Run, device, log) -> bool:

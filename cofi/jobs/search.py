@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from cofi.io import write_json
+from cofi.jobs.interface import Job, option
 from cofi.search.regions import parse_region_id
 from cofi.search.policy import Policy, best_node, best_variant, first_candidates, step
 
@@ -15,11 +15,45 @@ TRACE_COLUMNS = ["depth", "id", "parent", "label", "layers", "modules", "lr", "r
                  "reason"]
 
 
-def policy_from_dict(values: dict) -> Policy:
-    values = dict(values)
-    for key in ("schedule", "root_modules"):
-        values[key] = tuple(values[key])
-    return Policy(**values)
+@dataclass(frozen=True, kw_only=True)
+class SearchStepJob(Job):
+    """One depth of the coarse search: score, select, expand."""
+
+    task: str = option("speciality task")
+    depth: int = option("depth of this step (0 seeds the search)")
+    policy: Policy = option("the search policy (search)")
+    n_layers: int = option("decoder layers of the model")
+    split: str = option("split the scores come from (recorded in the trace)", "val")
+    reference: str = option("score file of the reference run (Full SFT)")
+    reference_run: dict | None = option('{"run", "lr"} of the reference (the trace)', None)
+    previous: str | None = option("the previous depth's file (depth >= 1)", None)
+    candidates: dict = option('{candidate id: [{"lr", "run", "scores": score file}, ...]} of this depth, one per lr', {})
+    out: str = option("this depth's JSON file")
+
+    def execute(self) -> dict:
+        payload = search_step(self.task, self.depth, self.policy, self.n_layers, self.reference, self.split,
+                              self.previous, self.candidates, self.out, reference_run=self.reference_run)
+        for node in payload["nodes"]:
+            self.log(f"depth {self.depth} {node['id']} (lr {node.get('lr')}): Spec {node['spec']:.1f} Vers "
+                     f"{node['vers']:.1f} Uni {node['uni']:.1f} - {node['status']}: {node['reason']}")
+        self.log(f"next depth: {', '.join(c['id'] for c in payload['expand']) or 'nothing (search ends)'}")
+        return payload
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchReportJob(Job):
+    """Trace, table and tree figure of a finished search."""
+
+    task: str = option("speciality task")
+    depth_files: tuple[str, ...] = option("depth JSON files in order")
+    n_layers: int = option("decoder layers of the model")
+    out_dir: str = option("directory for result.json, trace.csv, table.md, tree.png/pdf")
+
+    def execute(self) -> dict:
+        result = search_report(self.task, list(self.depth_files), self.n_layers, self.out_dir)
+        self.log(f"{self.task}: selected {result['label']} ({result['selected']}) after training "
+                 f"{len(result['trained'])} candidates")
+        return result
 
 
 def task_scores(path: str | Path, task: str) -> dict:
@@ -74,6 +108,8 @@ def search_step(task: str, depth: int, policy: Policy, n_layers: int, reference:
 
 def search_report(task: str, depth_files: list[str], n_layers: int, out_dir: str | Path) -> dict:
     """Trace (JSON, CSV), a Markdown table and the tree figure; returns the result with the pick."""
+    import pandas as pd
+
     nodes = []
     for path in depth_files:
         with open(path) as handle:

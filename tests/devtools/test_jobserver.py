@@ -31,7 +31,7 @@ def job(tmp_path_factory, tokenizer, tiny_world):
         spec = {**SPEC, "train": {**SPEC["train"], "steps": steps}}
         return [sys.executable, "-m", "cofi", "finetune", "--model", str(root / "base"), "--train",
                 str(root / "train.jsonl"), "--run-spec", json.dumps(spec), "--seed", "0", "--prompt",
-                json.dumps({"template": TEMPLATE}), "--device", "cpu", "--out", str(root / out / "model"),
+                json.dumps({"template": TEMPLATE}), "--compute", '{"device": "cpu"}', "--out", str(root / out / "model"),
                 "--curve", str(root / out / "loss.csv")]
 
     return root, command
@@ -158,10 +158,16 @@ def test_the_server_forks_only_while_it_is_one_thread():
 def test_a_gpu_job_runs_as_its_own_process(monkeypatch):
     from cofi.devtools import jobserver
 
-    assert jobserver.wants_gpu(["finetune", "--device", "cuda:1"], {})
-    assert not jobserver.wants_gpu(["finetune", "--device", "cpu"], {})
+    job = {"model": "m", "train_data": "t.jsonl", "run": {"name": "full", "method": "full", "params": {}, "train": {}},
+           "prompt": {}, "out": "o", "curve": "c.csv"}
+    finetune = lambda **compute: ["finetune", "--spec", json.dumps({**job, "compute": compute})]  # noqa: E731
+    assert jobserver.wants_gpu(finetune(device="cuda:1"), {})  # the device in the job's spec
+    assert not jobserver.wants_gpu(finetune(device="cpu"), {})
+    assert not jobserver.wants_gpu([*finetune(device="cuda"), "--compute", '{"device": "cpu"}'], {})  # a flag overrides
+    assert not jobserver.wants_gpu(["table", "--scores", "s.json", "--out-dir", "t"], {})  # loads no model
     monkeypatch.setattr(jobserver.os.path, "exists", lambda path: path == "/dev/nvidiactl")
-    assert jobserver.wants_gpu(["finetune"], {})  # auto, on a machine with an NVIDIA device
-    assert not jobserver.wants_gpu(["finetune"], {"CUDA_VISIBLE_DEVICES": ""})  # hidden: the CPU
+    assert jobserver.wants_gpu(finetune(), {})  # auto, on a machine with an NVIDIA device
+    assert jobserver.wants_gpu(["evaluate", "--model"], {})  # a command it cannot read: as auto (the job says why)
+    assert not jobserver.wants_gpu(finetune(), {"CUDA_VISIBLE_DEVICES": ""})  # hidden: the CPU
     monkeypatch.setenv("COFI_JOB_SERVER", "/nonexistent/socket")
-    assert jobserver.delegate(["finetune", "--device", "cuda"]) is None  # never sent to the server
+    assert jobserver.delegate(finetune(device="cuda")) is None  # never sent to the server

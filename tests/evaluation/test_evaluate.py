@@ -97,6 +97,8 @@ def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(t
     import json
 
     from cofi.cli import main
+    from cofi.jobs.evaluate import EvaluateJob
+    from cofi.jobs.interface import JobSpecError, job_from
     from cofi.models.loading import build_llama, save_model
 
     from conftest import TINY_ARCH
@@ -112,26 +114,27 @@ def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(t
             (tmp_path / f"{name}_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
         suite = {name: {"path": str(tmp_path / f"{name}_{split}.jsonl"), "type": kind, "metric": metric}
                  for name, (kind, metric) in kinds.items()}
-        suites[split] = json.dumps({"spec": {"rotate": suite.pop("rotate")}, "vers": suite})
+        suites[split] = {"spec": {"rotate": suite.pop("rotate")}, "vers": suite}
     common = ["--prompt", json.dumps({"template": TEMPLATE}), "--device", "cpu", "--batch-size", "4"]
 
     def scoring(seed, split, out):
-        return ["--model", str(tmp_path / f"seed{seed}"), "--suites", suites[split],
-                "--labels", json.dumps({"method": "full", "seed": seed, "split": split}),
-                "--out", str(out / f"seed{seed}_{split}.json"), "--predictions", str(out / f"seed{seed}_{split}_p.json")]
+        return {"model": str(tmp_path / f"seed{seed}"), "suites": suites[split],
+                "labels": {"method": "full", "seed": seed, "split": split},
+                "out": str(out / f"seed{seed}_{split}.json"), "predictions": str(out / f"seed{seed}_{split}_p.json")}
 
     together, alone = tmp_path / "together", tmp_path / "alone"
     pairs = [(seed, split) for seed in (0, 1) for split in ("test", "val")]
-    assert main(["evaluate", *common, *[flag for s, sp in pairs for flag in scoring(s, sp, together)]]) == 0
+    assert main(["evaluate", *common, "--scorings", json.dumps([scoring(s, sp, together) for s, sp in pairs])]) == 0
     for seed, split in pairs:
-        assert main(["evaluate", *common, *scoring(seed, split, alone)]) == 0
+        assert main(["evaluate", *common, "--scorings", json.dumps([scoring(seed, split, alone)])]) == 0
     for name in sorted(path.name for path in alone.iterdir()):
         assert (together / name).read_bytes() == (alone / name).read_bytes(), name
     # the two models answer differently, so a file holding the other model's scores would be caught
     assert (alone / "seed0_test_p.json").read_text() != (alone / "seed1_test_p.json").read_text()
     assert json.loads((together / "seed1_val.json").read_text())["model"] == str(tmp_path / "seed1")
-    with pytest.raises(SystemExit, match="once per score file"):  # a --labels short: refused before any work
-        main(["evaluate", *common, *scoring(0, "test", together), *scoring(1, "test", together)[:-6]])
+    short = {k: v for k, v in scoring(1, "test", together).items() if k != "labels"}  # refused before any work
+    with pytest.raises(JobSpecError, match=r"key scorings \(--scorings\)\[1\]: missing key\(s\) \['labels'\]"):
+        job_from(EvaluateJob, {"scorings": [scoring(0, "test", together), short], "prompt": {}}, "job")
 
 
 def test_a_model_bigger_than_one_gpu_is_spread_over_the_gpus_for_inference(tiny_model, tokenizer, tmp_path):

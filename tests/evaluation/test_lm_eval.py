@@ -61,9 +61,10 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
     vers_suites = {name: {"path": str(tmp_path / f"{name}.jsonl"), "type": kind,
                           "metric": "accuracy" if kind == "multiple_choice" else "exact_match"}
                    for name, (_, kind) in suites.items() if name != "rotate"}
-    cofi("evaluate", "--model", str(tmp_path / "model"), "--prompt", json.dumps({"template": TEMPLATE}), "--suites",
-         json.dumps({"spec": spec_suite, "vers": vers_suites}), "--labels", '{"method": "base", "seed": null}',
-         "--device", "cpu", "--out", str(tmp_path / "cofi.json"), cwd=tmp_path)
+    scoring = {"model": str(tmp_path / "model"), "suites": {"spec": spec_suite, "vers": vers_suites},
+               "labels": {"method": "base", "seed": None}, "out": str(tmp_path / "cofi.json")}
+    cofi("evaluate", "--prompt", json.dumps({"template": TEMPLATE}), "--scorings", json.dumps([scoring]),
+         "--device", "cpu", cwd=tmp_path)
     mapping = {"spec": {"rotate": ["cofi_rotate"]},
                "vers": {name: [f"cofi_{name}"] for name in ("know", "reason", "instruct")}}
     cofi("lm-eval", "--model", str(tmp_path / "model"), "--tasks", json.dumps(mapping), "--include-path",
@@ -126,9 +127,10 @@ def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_
              module="cofi.devtools")
         group, key = ("spec", name) if name == "echo" else ("vers", {"pick": "know", "add": "reason", "write": "instruct"}[name])
         cofi_suites[group][key] = {"path": str(path), "type": kind, "metric": metric}
-    cofi("evaluate", "--model", str(tmp_path / "model"), "--prompt", '{"chat_template": true}', "--suites",
-         json.dumps(cofi_suites), "--labels", '{"method": "base", "seed": null}', "--device", "cpu",
-         "--out", str(tmp_path / "cofi.json"), cwd=tmp_path)
+    scoring = {"model": str(tmp_path / "model"), "suites": cofi_suites, "labels": {"method": "base", "seed": None},
+               "out": str(tmp_path / "cofi.json")}
+    cofi("evaluate", "--prompt", '{"chat_template": true}', "--scorings", json.dumps([scoring]), "--device", "cpu",
+         cwd=tmp_path)
     mapping = {"spec": {"echo": ["cofi_echo"]},
                "vers": {"know": ["cofi_pick"], "reason": ["cofi_add"], "instruct": ["cofi_write"]}}
     cofi("lm-eval", "--model", str(tmp_path / "model"), "--tasks", json.dumps(mapping), "--include-path",

@@ -36,13 +36,14 @@ def built(tmp_path_factory):
     base = {**base, "train": {**base["train"], "steps": STEPS}}
     run = lambda *args, env=None: subprocess.run([sys.executable, "-m", "cofi", *args], cwd=root, text=True,  # noqa: E731
                                                  capture_output=True, timeout=600, env={**os.environ, **(env or {})})
-    made = run("make-data", "--suites", "world", "--spec", json.dumps(world), "--out-dir", "data")
+    made = run("make-data", "--suites", "world", "--settings", json.dumps(world), "--out-dir", "data")
     assert made.returncode == 0, made.stderr[-2000:]
     models = {}
     for machine, env in MACHINES.items():
-        done = run("build-base", "--world", json.dumps(world), "--base", json.dumps(base), "--train",
-                   "data/versatility_train.jsonl", "--prompt", json.dumps(config["prompt"]), "--out", machine,
-                   "--threads", "2", env=env)
+        job = {"world": world, "seed": base["seed"], "train": base["train"], "train_data": "data/versatility_train.jsonl",
+               "architecture": {k: v for k, v in base.items() if k not in ("seed", "train")},
+               "prompt": config["prompt"], "out": machine}
+        done = run("build-base", "--spec", json.dumps(job), "--threads", "2", env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "pinned CPU kernels: torch AVX2" in done.stdout, done.stdout[-1000:]
         models[machine] = root / machine
@@ -89,12 +90,12 @@ def test_the_base_models_score_the_same_on_every_suite(built):
         assert scores == reference, machine
 
 
-def test_every_pinned_command_is_a_command_and_the_job_server_starts_pinned():
+def test_the_jobs_that_load_torch_are_pinned_and_the_job_server_starts_pinned():
     from cofi.models import kernels
-    from cofi.cli import build_parser
     from cofi.devtools.jobserver import serving
+    from cofi.jobs import JOBS, job_class
 
-    commands = build_parser()._subparsers._group_actions[0].choices
-    assert kernels.COMMANDS <= set(commands)
+    pinned = {command for command in JOBS if job_class(command).computes}
+    assert pinned == {"build-base", "import-gguf", "finetune", "evaluate", "importance", "landscape"}
     with serving({**os.environ, "ATEN_CPU_CAPABILITY": "default"}) as environment:
         assert kernels.pinned(environment)

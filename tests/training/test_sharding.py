@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from cofi.data.prompts import Prompter
-from cofi.config.experiment import Run
+from cofi.config.runs import Run
 from cofi.methods.cofitune.importance import accumulate_importance, prompt_batches, save_importance
 from cofi.models.loading import build_llama, save_model
 from cofi.config.settings import TrainSettings
@@ -59,7 +59,7 @@ def files(tmp_path_factory, tokenizer, tiny_world):
     return root
 
 
-def finetune(root: Path, name: str, method: str, params: dict, processes: int, extra=()) -> dict[str, torch.Tensor]:
+def finetune(root: Path, name: str, method: str, params: dict, processes: int, compute=None) -> dict[str, torch.Tensor]:
     out = root / f"{name}-{processes}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] \
         if processes > 1 else [sys.executable]
@@ -67,9 +67,10 @@ def finetune(root: Path, name: str, method: str, params: dict, processes: int, e
     run = Run(name=name, method=method, train=TrainSettings(**TRAIN), sam_rho=params.pop("sam_rho", None), params=params)
     prompt = {"template": TEMPLATE, "mask_prompt": True, "max_len": 32}
     command = [*launcher, "-m", "cofi", "finetune", "--model", str(root / "base"), "--run-spec", json.dumps(run.spec()),
-               "--train", str(root / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu",
-               "--dtype", "float64", "--out", str(out / "model"), "--curve", str(out / "loss.csv"),
-               "--input", f"importance={root / 'importance.safetensors'}", *extra]
+               "--train", str(root / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt),
+               "--compute", json.dumps({"device": "cpu", **(compute or {})}), "--dtype", "float64",
+               "--out", str(out / "model"), "--curve", str(out / "loss.csv"),
+               "--inputs", json.dumps({"importance": str(root / "importance.safetensors")})]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -132,8 +133,8 @@ def test_a_killed_sharded_job_resumes_to_the_uninterrupted_weights(files, tmp_pa
     def command(out, checkpoints):
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cofi",
                 "finetune", "--model", str(files / "base"), "--run-spec", json.dumps(run.spec()), "--train",
-                str(files / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu", "--dtype",
-                "float64", "--compute", json.dumps({"checkpoint_every": 5}), "--checkpoint-dir", str(checkpoints),
+                str(files / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt), "--dtype",
+                "float64", "--compute", json.dumps({"checkpoint_every": 5, "device": "cpu"}), "--checkpoint-dir", str(checkpoints),
                 "--out", str(out / "model"), "--curve", str(out / "loss.csv")]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -180,8 +181,8 @@ def test_only_the_first_process_holds_the_whole_model(tmp_path, tokenizer, tiny_
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cofi",
                            "finetune", "--model", str(tmp_path / "base"), "--run-spec", json.dumps(run.spec()), "--train",
-                           str(tmp_path / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu",
-                           "--dtype", "float64", "--out", str(tmp_path / "out"), "--curve", str(tmp_path / "loss.csv")],
+                           str(tmp_path / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt),
+                           "--compute", '{"device": "cpu"}', "--dtype", "float64", "--out", str(tmp_path / "out"), "--curve", str(tmp_path / "loss.csv")],
                           capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     first, second = json.loads((tmp_path / "out" / "cofi_run.json").read_text())["loading_peak_host_memory_mb"]
@@ -205,8 +206,8 @@ def test_half_precision_loads_one_stored_copy_and_keeps_frozen_weights_in_the_co
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cofi",
                            "finetune", "--model", str(tmp_path / "base"), "--run-spec", json.dumps(run.spec()), "--train",
-                           str(tmp_path / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu",
-                           "--dtype", "bfloat16", "--compute", json.dumps({"precision": "bf16"}),
+                           str(tmp_path / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt),
+                           "--dtype", "bfloat16", "--compute", json.dumps({"precision": "bf16", "device": "cpu"}),
                            "--out", str(tmp_path / "out"), "--curve", str(tmp_path / "loss.csv")],
                           capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -278,8 +279,9 @@ def test_two_nodes_shard_hybrid_or_flat(files, single, case, sharding, tmp_path)
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={node}", "--nproc-per-node=2",
          "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=cofi-test", "-m", "cofi", "finetune",
          "--model", str(files / "base"), "--run-spec", json.dumps(run.spec()), "--train", str(files / "train.jsonl"),
-         "--seed", "0", "--prompt", json.dumps(prompt), "--device", "cpu", "--dtype", "float64",
-         "--out", str(out / "model"), "--curve", str(out / "loss.csv"), "--compute", json.dumps({"sharding": sharding})],
+         "--seed", "0", "--prompt", json.dumps(prompt), "--dtype", "float64",
+         "--out", str(out / "model"), "--curve", str(out / "loss.csv"),
+         "--compute", json.dumps({"sharding": sharding, "device": "cpu"})],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path) for node in (0, 1)]
     outputs = [agent.communicate(timeout=600)[0] for agent in agents]
     assert all(agent.returncode == 0 for agent in agents), "\n".join(o[-3000:] for o in outputs)
@@ -299,7 +301,7 @@ def test_accumulation_holds_only_this_processs_shards_of_the_gradients(files, si
     trained_mb = sum(t.numel() * t.element_size() for t in single["full"].values()) / 2**20
     held = {}
     for name, compute in (("accumulate", {}), ("accumulate_unsharded", {"accumulate_unsharded": True})):
-        weights = finetune(files, name, "full", {}, processes=2, extra=["--compute", json.dumps(compute)])
+        weights = finetune(files, name, "full", {}, processes=2, compute=compute)
         for key, tensor in single["full"].items():
             torch.testing.assert_close(weights[key], tensor, **TOLERANCE, msg=key)
         record = json.loads((files / f"{name}-2" / "model" / "cofi_run.json").read_text())

@@ -261,6 +261,29 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in done.stdout + done.stderr
 
 
+def test_every_rule_passes_its_job_one_spec_the_job_reads(tiny_run):
+    """Each job's command line is its spec (and the rule's threads where it computes): every rule's, after the
+    searches too, read back into its job class without an error."""
+    import shlex
+
+    from cofi.jobs import JOBS, job_class
+    from cofi.jobs.interface import job_from
+
+    done = snakemake(tiny_run, "--configfile", "tiny.yaml", "--forceall", "--dry-run", "--printshellcmds")
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = set()
+    for line in done.stdout.splitlines():
+        if " -m cofi " not in line:
+            continue
+        words = shlex.split(line.split(" -m cofi ", 1)[1])
+        command, rest = words[0], words[1:words.index(">")]
+        assert rest[0] == "--spec" and (rest[2:] == [] or rest[2] == "--threads" and len(rest) == 4), line
+        assert (len(rest) == 4) == job_class(command).computes, line
+        job_from(job_class(command), json.loads(rest[1]), line[:80])
+        seen.add(command)
+    assert seen == set(JOBS) - {"import-gguf"}  # the tiny config builds its base model
+
+
 def test_a_call_that_ends_with_its_targets_unfinished_fails_and_says_so(tiny_run, tmp_path):
     """The completion check (rules/completion.smk) on a real call whose targets are left out of date: here a
     data file changes after the call built its DAG (an onstart hook of this copy), as jobs are left behind when
