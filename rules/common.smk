@@ -42,14 +42,14 @@ def benchmark_file(rule, *parts):
 
 
 def job_spec(command, **values):
-    """A job's spec, the one parameter its rule passes: the job built from ``values`` (a bad key stops the workflow
-    here, naming it) as canonical JSON of the keys off their defaults (cofi.jobs.interface)."""
+    """A job's spec, the one parameter it is passed: the job built from ``values`` (a bad key stops the workflow
+    here, naming it), as canonical JSON of the keys off their defaults (cofi.jobs.interface)."""
     return cofi.jobs.interface.spec_json(job_class(command), values, f"the {command} job's spec")
 
 
 def job_command(command, launcher="python"):
-    """The shell command of a rule that runs job ``command``: its spec, the rule's threads where it computes (the
-    process's, not the job's: fewer cores rerun nothing) and its log."""
+    """The shell command that runs job ``command`` with its spec, with the threads Snakemake gives it where it
+    computes (the process's, not the job's, so fewer cores rerun nothing), into its log."""
     threads = " --threads {threads}" if job_class(command).computes else ""
     return f"{launcher} -m cofi {command} --spec {{params.spec:q}}{threads} > {{log:q}} 2>&1"
 
