@@ -135,24 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def job_device(argv: list[str]) -> str:
-    """The device a command's job computes on ("cpu" for a job that loads no model; "auto" where the command is
-    not a job or cannot be read: the job itself then says what is wrong)."""
-    import contextlib
-    import io
-
-    from cofi.jobs.interface import job_from, values_of
-
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            args = build_parser().parse_args(argv)
-        if not hasattr(args, "job_class"):
-            return "auto"
-        return getattr(job_from(args.job_class, values_of(args, args.job_class), "job"), "device", "cpu")
-    except (SystemExit, Exception):  # whatever is wrong, the job reports it in its own process
-        return "auto"
-
-
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     from cofi.errors import InputError
 

@@ -67,9 +67,9 @@ def wants_gpu(argv: list[str], environ) -> bool:
     """Whether a job may compute on a GPU: its device (in its spec or flags) ``cuda...``, or ``auto`` (the default)
     on a machine with an NVIDIA device that CUDA_VISIBLE_DEVICES does not hide. Such a job runs as a plain process:
     CUDA is initialised in the job, never in a process that forks."""
-    from cofi.cli import job_device
+    from cofi.jobs.interface import device_of
 
-    device = job_device(argv)
+    device = device_of(argv)
     if device.startswith("cuda"):
         return True
     if device != "auto" or environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):

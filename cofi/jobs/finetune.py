@@ -40,6 +40,11 @@ class FinetuneJob(LoadsModel):
     def device(self) -> str:
         return self.compute.device
 
+    @classmethod
+    def device_of(cls, values: dict) -> str:
+        compute = values.get("compute") or {}
+        return str(compute.get("device", ComputeSettings.device) if isinstance(compute, dict) else compute.device)
+
     def execute(self) -> dict:
         return finetune(self)
 

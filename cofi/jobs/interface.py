@@ -55,6 +55,12 @@ class Job:
     def execute(self):
         raise NotImplementedError
 
+    @classmethod
+    def device_of(cls, values: dict) -> str:
+        """The device a job of these keys computes on, read without building the job (the job server asks it of
+        every job before the job starts): a job that loads no model, the CPU."""
+        return "cpu"
+
 
 _DEVICE = next(f for f in dataclasses.fields(ComputeSettings) if f.name == "device")
 Dtype = typing.get_type_hints(ModelSettings)["dtype"]
@@ -72,6 +78,10 @@ class LoadsModel(Job):
 @dataclass(frozen=True, kw_only=True)
 class OnDevice(LoadsModel):
     device: str = option(_DEVICE.metadata["help"], _DEVICE.default)
+
+    @classmethod
+    def device_of(cls, values: dict) -> str:
+        return str(values.get("device", _DEVICE.default))
 
 
 # --- the fields and their kinds -------------------------------------------------------------------------------
@@ -150,6 +160,29 @@ def add_job_command(subparsers, command: str, cls) -> argparse.ArgumentParser:
         parser.add_argument("--threads", type=int, default=1, help="torch threads (the rule's threads; not part of "
                             "the job)")
     return parser
+
+
+def device_of(argv: list[str]) -> str:
+    """The device the job of command line ``argv`` (a command and its flags) computes on: "auto" where the command
+    is not a job or its flags cannot be read (the job itself then says what is wrong). Parses only that command's
+    flags and builds no job, so that asking costs little."""
+    import contextlib
+    import io
+
+    from cofi.jobs import JOBS, job_class
+
+    if not argv or argv[0] not in JOBS:
+        return "auto"
+    cls = job_class(argv[0])
+    commands = argparse.ArgumentParser(add_help=False).add_subparsers(dest="command")
+    add_job_command(commands, argv[0], cls)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = commands._name_parser_map[argv[0]].parse_args(argv[1:])
+        values = values_of(args, cls)
+    except (SystemExit, JobSpecError):
+        return "auto"
+    return cls.device_of(values)
 
 
 def values_of(args: argparse.Namespace, cls) -> dict:
