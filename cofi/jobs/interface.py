@@ -2,7 +2,7 @@
 
 Every field declared with :func:`option` (one line of help, its default if it has one, and a flag name
 where the field's own reads worse) is at once a key of the job's JSON spec, a flag of its command and
-a line of that command's help; the class docstring's first line is the command's help. A rule passes
+a line of that command's help; the class docstring's first paragraph is the command's help. A rule passes
 the whole job as one spec (``python -m cofi finetune --spec JSON``); flags set or override single keys,
 for people and tests. ``--threads`` (commands of a :attr:`Job.computes` job) is the process's, not the
 job's: it stays out of the spec, so running with fewer cores changes no job's parameters.
@@ -10,7 +10,8 @@ job's: it stays out of the spec, so running with fewer cores changes no job's pa
 What a field's annotation makes of it:
 
 - ``str``, ``int``, ``float``; ``bool`` (``--x`` / ``--no-x``); ``Literal`` (its values); ``X | None``;
-- a dataclass (a JSON object, its keys checked by :func:`cofi.config.settings.from_dict`), or a class with
+- a dataclass (a JSON object, its keys checked by :func:`cofi.config.settings.from_dict`; a settings
+  dataclass's values also against the types and bounds of its config section), or a class with
   ``from_spec``/``spec`` (a run);
 - ``tuple[X, ...]``: several values after the flag (of dataclasses: a JSON list of objects);
 - ``dict`` or ``list``: JSON.
@@ -77,6 +78,8 @@ class LoadsModel(Job):
 
 @dataclass(frozen=True, kw_only=True)
 class OnDevice(LoadsModel):
+    """A job that loads a model onto a device (the config's compute.device)."""
+
     device: str = option(_DEVICE.metadata["help"], _DEVICE.default)
 
     @classmethod
