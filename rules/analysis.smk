@@ -5,10 +5,9 @@ LANDSCAPE, LANDSCAPE_SEED = EXP.landscape, EXP.landscape_seed
 LANDSCAPE_RUNS = [r for r in LANDSCAPE.runs if r != BASE_ROW]
 LANDSCAPE_SCORES = [(r, run_file(r, t, LANDSCAPE_SEED, "test_scores.json")) for t in TASKS for r in LANDSCAPE_RUNS]
 
-
 rule landscape:
     input:
-        model=lambda w: EXP.base_model_dir if w.run == BASE_ROW else run_file(w.run, w.task, LANDSCAPE_SEED, "model"),
+        model=landscape_model,
         task_data=lambda w: EXP.tasks[w.task].file("train"),
         vers_data=[suite.file("val") for suite in EXP.versatility.values()],
     output:
@@ -22,12 +21,13 @@ rule landscape:
         ),
         plot_pdf=LAYOUT.landscape("{task}", "{run}", "pdf"),
     params:
-        spec=lambda w, input, output: job_spec(
-            "landscape", model=input.model, task_data=input.task_data,
+        spec=lambda w: job_spec(
+            "landscape", model=landscape_model(w), task_data=EXP.tasks[w.task].file("train"),
             vers_suites={name: suite.spec("val") for name, suite in EXP.versatility.items()},
             options={k: v for k, v in to_dict(LANDSCAPE).items() if k not in ("runs", "seed")},
-            labels={"run": w.run, "task": w.task, "seed": LANDSCAPE_SEED}, prompt=PROMPT, out=output.json,
-            plot=output.plot[: -len(".png")], **ON_DEVICE),
+            labels={"run": w.run, "task": w.task, "seed": LANDSCAPE_SEED}, prompt=PROMPT,
+            out=LAYOUT.landscape(w.task, w.run), plot=LAYOUT.landscape(w.task, w.run, "png")[: -len(".png")],
+            **ON_DEVICE),
     log:
         log_file("landscape", "{task}", "{run}"),
     benchmark:
@@ -59,11 +59,11 @@ rule sharpness_table:
                            category="Landscapes"),
         curves=expand(f"{LAYOUT.plots}/landscape_{{task}}.{{ext}}", task=TASKS, ext=("png", "pdf")),
     params:
-        spec=lambda w, input, output: job_spec(
-            "sharpness", landscapes=list(input.landscapes),
+        spec=lambda w: job_spec(
+            "sharpness", landscapes=expand(rules.landscape.output.json, task=TASKS, run=LANDSCAPE.runs),
             # RUN=PATH where a run uses another's files
-            scores=[input.base_scores, *(as_run(run, path) for run, path in LANDSCAPE_SCORES)],
-            out_dir=os.path.dirname(output.csv), plot_dir=os.path.dirname(output.curves[0])),
+            scores=[LAYOUT.base_scores, *(as_run(run, path) for run, path in LANDSCAPE_SCORES)],
+            out_dir=LAYOUT.tables, plot_dir=LAYOUT.plots),
     log:
         log_file("sharpness_table", "sharpness_table"),
     benchmark:

@@ -10,7 +10,7 @@ if EXP.model.gguf is not None:
         output:
             directory(LAYOUT.base_model),
         params:
-            spec=lambda w, input, output: job_spec("import-gguf", gguf=input[0], out=output[0], dtype=EXP.model.dtype),
+            spec=lambda w: job_spec("import-gguf", gguf=EXP.model.gguf, out=LAYOUT.base_model, dtype=EXP.model.dtype),
         log:
             log_file("import_gguf", "import_gguf"),
         benchmark:
@@ -33,9 +33,10 @@ else:
         output:
             directory(LAYOUT.base_model),
         params:
-            spec=lambda w, input, output: job_spec(
+            spec=lambda w: job_spec(
                 "build-base", world=config["embedded"]["world"], train=config["embedded"]["base"]["train"],
-                seed=config["embedded"]["base"]["seed"], train_data=input[0], prompt=PROMPT, out=output[0],
+                seed=config["embedded"]["base"]["seed"], train_data=LAYOUT.data_file("versatility_train"), prompt=PROMPT,
+                out=LAYOUT.base_model,
                 architecture={k: v for k, v in config["embedded"]["base"].items() if k not in ("seed", "train")}),
         log:
             log_file("build_base", "build_base"),

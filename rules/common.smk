@@ -8,6 +8,7 @@ import re
 import cofi.jobs.interface
 import cofi.models.cluster
 from cofi.config.experiment import SPLITS
+from cofi.config.names import BASE_ROW
 from cofi.jobs import job_class
 from cofi.models.plan import Architecture
 from cofi.config.settings import to_dict
@@ -43,7 +44,11 @@ def benchmark_file(rule, *parts):
 
 def job_spec(command, **values):
     """A job's spec, the one parameter it is passed: the job built from ``values`` (a bad key stops the workflow
-    here, naming it), as canonical JSON of the keys off their defaults (cofi.jobs.interface)."""
+    here, naming it), as canonical JSON of the keys off their defaults (cofi.jobs.interface).
+
+    A rule's spec function takes the wildcards alone and finds its paths as the rule's input and output do:
+    Snakemake leaves a parameter derived from ``input``, ``output``, ``threads`` or ``resources`` out of its
+    rerun trigger, so a spec built from them would let a changed config rerun nothing."""
     return cofi.jobs.interface.spec_json(job_class(command), values, f"the {command} job's spec")
 
 
@@ -121,20 +126,16 @@ def run_spec(w):
     return EXP.run(w.run).spec()
 
 
-def method_input_paths(w, input):
-    """{name: path} of the files the method needs."""
-    return {need.name: input[need.name] for need in EXP.method_of(w.run).needs if need.name in input.keys()}
-
-
 def checkpoint_dir(w):
     """Beside the outputs, not among them: a failed job's outputs are deleted, its checkpoints kept."""
     return f"{LAYOUT.run_dir(w.run, w.task, w.seed)}/checkpoints" if EXP.compute.checkpoint_every else None
 
 
-def finetune_spec(w, input, output):
-    return job_spec("finetune", model=input.model, train_data=input.train, run=run_spec(w), seed=int(w.seed),
-                    prompt=PROMPT, compute=EXP.compute, inputs=method_input_paths(w, input),
-                    checkpoint_dir=checkpoint_dir(w), out=output.model, curve=output.curve, **LOADING)
+def finetune_spec(w):
+    run_dir = LAYOUT.run_dir(w.run, w.task, w.seed)
+    return job_spec("finetune", model=EXP.base_model_dir, train_data=EXP.tasks[w.task].file("train"),
+                    run=run_spec(w), seed=int(w.seed), prompt=PROMPT, compute=EXP.compute, inputs=method_inputs(w),
+                    checkpoint_dir=checkpoint_dir(w), out=f"{run_dir}/model", curve=f"{run_dir}/loss.csv", **LOADING)
 
 
 def launcher(w, resources):
@@ -214,12 +215,14 @@ def search_step_inputs(w):
     return inputs
 
 
-def search_step_spec(w, input, output):
-    previous = input.previous if "previous" in input.keys() else None
+def search_step_spec(w):
+    inputs = search_step_inputs(w)
+    previous = inputs.get("previous")
     return job_spec("search-step", task=w.task, depth=int(w.depth), policy=EXP.search.policy, n_layers=EXP.n_layers,
-                    split=EXP.selection_split(w.task), reference=input.reference,
+                    split=EXP.selection_split(w.task), reference=inputs["reference"],
                     reference_run={"run": EXP.search.reference, "lr": EXP.search.reference_lr}, previous=previous,
-                    candidates=candidate_scores(w.task, previous) if previous else {}, out=output[0])
+                    candidates=candidate_scores(w.task, previous) if previous else {},
+                    out=f"{LAYOUT.search_dir(EXP.search.name, w.task)}/depth{w.depth}.json")
 
 
 def search_depth_files(w):
@@ -263,9 +266,9 @@ def table_score_args(w):
     return [as_run(run, path) for run, path in table_score_runs(w)]
 
 
-def table_spec(w, input, output):
-    return job_spec("table", scores=[input.base, *table_score_args(w)], searches=list(input.searches),
-                    out_dir=os.path.dirname(output.csv), reference=EXP.table_reference, groups=EXP.runs.sweeps,
+def table_spec(w):
+    return job_spec("table", scores=[LAYOUT.base_scores, *table_score_args(w)], searches=search_results(w),
+                    out_dir=LAYOUT.tables, reference=EXP.table_reference, groups=EXP.runs.sweeps,
                     digits=EXP.tables.digits, std=EXP.tables.show_std, bold=EXP.tables.bold_best,
                     # What a complete table holds: the job refuses a partial input list (docs/known-issues.md).
                     expect={"runs": RUNS, "sweeps": SWEEP_VARIANTS, "tasks": TASKS, "seeds": EXP.seeds,
@@ -280,3 +283,11 @@ def loss_curve_files(task):
     """{label: loss.csv} of every configured run on ``task``, at each seed."""
     return {f"{run} seed {seed}" if len(EXP.seeds) > 1 else run: run_file(run, task, seed, "loss.csv")
             for run in RUNS for seed in EXP.seeds}
+
+
+# --- analysis.smk's input functions --------------------------------------------
+
+
+def landscape_model(w):
+    """The model a landscape probes: the base model, or a run's at the landscape seed."""
+    return EXP.base_model_dir if w.run == BASE_ROW else run_file(w.run, w.task, EXP.landscape_seed, "model")

@@ -13,8 +13,8 @@ rule make_data:
     output:
         [LAYOUT.data_file(split) for split in EMBEDDED_SPLITS],
     params:
-        spec=lambda w, output: job_spec("make-data", suites=EXP.embedded_suites, settings=to_dict(EXP.embedded_spec()),
-                                        out_dir=os.path.dirname(output[0])),
+        spec=lambda w: job_spec("make-data", suites=EXP.embedded_suites, settings=to_dict(EXP.embedded_spec()),
+                                out_dir=os.path.dirname(LAYOUT.data_file(EMBEDDED_SPLITS[0]))),
     log:
         log_file("make_data", "make_data"),
     benchmark:

@@ -11,9 +11,9 @@ rule evaluate_base:
         scores=LAYOUT.base_scores,
         predictions=LAYOUT.base_scores.replace(".json", ".predictions.json"),
     params:
-        spec=lambda w, input, output: evaluate_spec([scoring(input.model, EXP.evaluation_suites(TASKS, "test"),
-                                                             {"method": "base", "seed": None}, output.scores,
-                                                             output.predictions)]),
+        spec=lambda w: evaluate_spec([scoring(EXP.base_model_dir, EXP.evaluation_suites(TASKS, "test"),
+                                              {"method": "base", "seed": None}, LAYOUT.base_scores,
+                                              LAYOUT.base_scores.replace(".json", ".predictions.json"))]),
     log:
         log_file("evaluate_base", "base"),
     benchmark:

@@ -10,9 +10,9 @@ rule importance:
         tensors=LAYOUT.importance("{source}"),
         plot=LAYOUT.importance("{source}", "png"),
     params:
-        spec=lambda w, input, output: job_spec("importance", model=input.model, data=input.data,
-                                               options=EXP.importance_options(), prompt=PROMPT, out=output.tensors,
-                                               plot=output.plot, **ON_DEVICE),
+        spec=lambda w: job_spec("importance", model=EXP.base_model_dir, data=EXP.importance_data(w.source),
+                                options=EXP.importance_options(), prompt=PROMPT, out=LAYOUT.importance(w.source),
+                                plot=LAYOUT.importance(w.source, "png"), **ON_DEVICE),
         launcher=launcher,  # several processes where the site's GPUs are asked for (as a finetune job)
     log:
         log_file("importance", "{source}"),

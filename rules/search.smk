@@ -40,8 +40,8 @@ checkpoint search_result:
         table=f"{SEARCH}/table.md",
         tree=multiext(f"{SEARCH}/tree", ".png", ".pdf"),
     params:
-        spec=lambda w, input, output: job_spec("search-report", task=w.task, depth_files=list(input),
-                                               n_layers=EXP.n_layers, out_dir=os.path.dirname(output.result)),
+        spec=lambda w: job_spec("search-report", task=w.task, depth_files=search_depth_files(w), n_layers=EXP.n_layers,
+                                out_dir=LAYOUT.search_dir(EXP.search.name, w.task)),
     log:
         log_file("search_result", EXP.search.name, "{task}"),
     benchmark:

@@ -66,8 +66,7 @@ rule result_plots:
             for c in COLLECTED
         ],
     params:
-        spec=lambda w, input, output: job_spec("plots", table=input.table, out_dir=os.path.dirname(output.uni),
-                                               collect=COLLECTED),
+        spec=lambda w: job_spec("plots", table=rules.main_table.output.csv, out_dir=PLOTS, collect=COLLECTED),
     log:
         log_file("result_plots", "result_plots"),
     benchmark:
@@ -91,8 +90,8 @@ rule loss_curves:
                    labels={"figure": "training loss, {task}"}),
         pdf=f"{PLOTS}/loss_{{task}}.pdf",
     params:
-        spec=lambda w, output: job_spec("loss-curves", curves=loss_curve_files(w.task), title=f"training loss on {w.task}",
-                                        out=output.png[: -len(".png")]),
+        spec=lambda w: job_spec("loss-curves", curves=loss_curve_files(w.task), title=f"training loss on {w.task}",
+                                out=f"{PLOTS}/loss_{w.task}"),
     log:
         log_file("loss_curves", "{task}"),
     benchmark:
@@ -120,10 +119,10 @@ rule claims_table:
         md=f"{TABLES}/claims.md",
         csv=f"{TABLES}/claims.csv",
     params:
-        spec=lambda w, input, output: job_spec(
-            "claims", seeds=input.seeds, searches=list(input.searches), rows=EXP.claim_rows,
-            sharpness=input.sharpness[0] if input.sharpness else None, digits=EXP.tables.digits,
-            out_dir=os.path.dirname(output.md)),
+        spec=lambda w: job_spec(
+            "claims", seeds=rules.main_table.output.seeds, searches=search_results(w), rows=EXP.claim_rows,
+            sharpness=f"{TABLES}/sharpness.csv" if EXP.landscape.runs else None, digits=EXP.tables.digits,
+            out_dir=TABLES),
     log:
         log_file("claims_table", "claims_table"),
     benchmark:
