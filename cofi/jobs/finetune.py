@@ -36,14 +36,9 @@ class FinetuneJob(LoadsModel):
     out: str = option("output model directory")
     curve: str = option("loss curve CSV")
 
-    @property
-    def device(self) -> str:
-        return self.compute.device
-
     @classmethod
     def device_of(cls, values: dict) -> str:
-        compute = values.get("compute") or {}
-        return str(compute.get("device", ComputeSettings.device) if isinstance(compute, dict) else compute.device)
+        return str((values.get("compute") or {}).get("device", ComputeSettings.device))
 
     def execute(self) -> dict:
         return finetune(self)

@@ -22,8 +22,10 @@ default changes no rule's parameters and reruns nothing.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -47,14 +49,15 @@ def option(help: str, default=dataclasses.MISSING, *, flag: str | None = None):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Job:
+class Job(abc.ABC):
     """A workflow job: its options are the fields declared with :func:`option`; :meth:`execute` does the work."""
 
     computes: ClassVar[bool] = False  # loads torch and computes: the command takes --threads, pins CPU kernels
     log: typing.Callable = dataclasses.field(default=print, repr=False, compare=False)
 
+    @abc.abstractmethod
     def execute(self):
-        raise NotImplementedError
+        """Read the job's inputs, write its outputs."""
 
     @classmethod
     def device_of(cls, values: dict) -> str:
@@ -266,11 +269,18 @@ def _is_settings(kind) -> bool:
     return {f.name for f, _ in fields_of(kind)} == {f.name for f in dataclasses.fields(kind)}
 
 
+@functools.cache
+def _validator(kind):
+    """One validator per settings class: every rule's spec is checked at start-up, each job's anew."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema_fragment(kind, defaults=False))
+
+
 def _check_settings(kind, value: dict, where: str) -> None:
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema_fragment(kind, defaults=False)).iter_errors(value))
+    error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(value))
     if error is not None:
         at = ".".join(map(str, error.absolute_path))
         raise JobSpecError(f"{where}{' ' + at if at else ''}: {error.message}")
