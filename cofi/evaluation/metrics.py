@@ -57,12 +57,18 @@ def number(prediction: str, reference: str) -> float:
 GENERATION_METRICS = {"exact_match": exact_match, "rouge_l": rouge_l, "number": number}
 
 
-def corpus_score(metric: str, predictions: list[str], references: list[str]) -> float:
-    """Mean item score of a generation metric, as a percentage."""
+def item_scores(metric: str, predictions: list[str], references: list[str]) -> list[float]:
+    """Each item's score in [0, 1] under a generation metric."""
     if len(predictions) != len(references) or not references:
         raise ValueError("predictions and references must be non-empty and of equal length")
     item = GENERATION_METRICS[metric]
-    return 100.0 * sum(item(p, r) for p, r in zip(predictions, references)) / len(references)
+    return [item(p, r) for p, r in zip(predictions, references)]
+
+
+def corpus_score(metric: str, predictions: list[str], references: list[str]) -> float:
+    """Mean item score of a generation metric, as a percentage."""
+    scores = item_scores(metric, predictions, references)
+    return 100.0 * sum(scores) / len(scores)
 
 
 def accuracy(predicted: list[int], answers: list[int]) -> float:

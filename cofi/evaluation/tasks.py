@@ -37,8 +37,9 @@ class TaskType:
 
     def score(self, model, prompter, records: list[dict], metric: str, batch_size: int,
               generation: dict | None = None) -> dict:
-        """``{"score": 0-100, "predictions": [...]}`` of ``model`` on ``records``, prompts made by ``prompter``
-        (:class:`cofi.data.prompts.Prompter`); ``generation``: decoding options over the model's generation config."""
+        """``{"score": 0-100, "items": [0-1 per item], "predictions": [...]}`` of ``model`` on ``records``, prompts
+        made by ``prompter`` (:class:`cofi.data.prompts.Prompter`); ``generation``: decoding options over the model's
+        generation config. The score is the items' mean, in percent: the items let the tables bootstrap over them."""
         raise TypeError(f"{type(self).__name__} does not score")
 
     def score_response(self, response: str, record: dict, metric: str) -> float:
@@ -49,6 +50,13 @@ class TaskType:
         """The harness task's fields that make it score as :meth:`score` does. A ``process_results`` entry
         names the cofi metric the harness scores each response with (:mod:`cofi.evaluation.lm_eval`)."""
         raise TypeError(f"{type(self).__name__} has no lm-eval export")
+
+
+def scored(items: list[float], predictions: list[str]) -> dict:
+    """A suite's result: the items' mean in percent, each item's score in [0, 1], the predictions."""
+    if not items:
+        raise ValueError("a suite without items has no score")
+    return {"score": 100.0 * sum(items) / len(items), "items": items, "predictions": predictions}
 
 
 class Generation(TaskType):
@@ -66,7 +74,7 @@ class Generation(TaskType):
         # may come after some working: room for a sentence or two.
         max_new = max(len(prompter.response_ids(ref)) for ref in references) + (48 if metric == "number" else 1)
         predictions = generate(model, prompter, records, batch_size, max_new, generation)
-        return {"score": metrics.corpus_score(metric, predictions, references), "predictions": predictions}
+        return scored(metrics.item_scores(metric, predictions, references), predictions)
 
     def score_response(self, response, record, metric):
         from cofi.evaluation import metrics
@@ -94,8 +102,9 @@ class MultipleChoice(TaskType):
 
         loglik = choice_loglikelihoods(model, prompter, records, batch_size)
         predicted = [max(range(len(s)), key=s.__getitem__) for s in loglik]
-        return {"score": metrics.accuracy(predicted, [r["answer"] for r in records]),
-                "predictions": [r["choices"][p] for r, p in zip(records, predicted)]}
+        answers = [r["answer"] for r in records]
+        return scored([float(p == a) for p, a in zip(predicted, answers)],
+                      [r["choices"][p] for r, p in zip(records, predicted)])
 
     def lm_eval_fields(self, max_gen_toks, metric):
         return {"output_type": "multiple_choice", "doc_to_choice": "{{choices}}", "doc_to_target": "{{answer}}",
@@ -115,8 +124,7 @@ class InstructionFollowing(TaskType):
         from cofi.evaluation.generation import generate
 
         predictions = generate(model, prompter, records, batch_size, self.max_new_tokens, generation)
-        passed = [self.score_response(p, r, metric) for p, r in zip(predictions, records)]
-        return {"score": 100.0 * sum(passed) / len(records), "predictions": predictions}
+        return scored([self.score_response(p, r, metric) for p, r in zip(predictions, records)], predictions)
 
     def score_response(self, response, record, metric):
         from cofi.evaluation.instructions import follows

@@ -2,7 +2,9 @@
 
 A score file is JSON: ``labels`` (run, task, seed, split as the workflow named them), ``model``,
 ``spec`` ({task: score}), ``know``, ``reason``, ``instruct``, ``vers``, ``uni`` ({task: score}) and
-``items`` (items scored per suite), all scores in [0, 100]; an evaluator may add its own keys.
+``items`` (items scored per suite), all scores in [0, 100], and ``item_scores`` ({"spec": {task: [...]}, "vers":
+{dimension: [...]}}: each item's score in [0, 1], in the suite's order; the tables' intervals resample them). An
+evaluator may add its own keys; a score file without ``item_scores`` gets intervals from its seeds alone.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def _score(job: EvaluateJob, model, prompter, scoring: Scoring) -> dict:
     from cofi.io import write_json
     from cofi.evaluation.tasks import TASK_TYPES
 
-    results, items, predictions = {"spec": {}, "vers": {}}, {}, {}
+    results, items, item_scores, predictions = {"spec": {}, "vers": {}}, {}, {"spec": {}, "vers": {}}, {}
     suites = [(group, name, suite, TASK_TYPES[suite["type"]]) for group in ("spec", "vers")
               for name, suite in scoring.suites[group].items()]
     records = {name: kind.read(suite["path"])[: job.max_items] for _, name, suite, kind in suites}
@@ -101,11 +103,12 @@ def _score(job: EvaluateJob, model, prompter, scoring: Scoring) -> dict:
         began = time.perf_counter()
         scored = kind.score(model, prompter, records[name], suite["metric"], job.batch_size, job.generation)
         results[group][name], items[name], predictions[name] = scored["score"], len(records[name]), scored["predictions"]
+        item_scores[group][name] = scored["items"]
         done += len(records[name])
         remaining = (time.perf_counter() - started) / done * (total - done)  # by items: suites differ in size
         job.log(f"{which}: {group} {name}: {scored['score']:.1f} on {len(records[name])} items "
                 f"({time.perf_counter() - began:.1f}s; {done}/{total} items, ETA {remaining:.0f}s)")
-    scores = score_file(labels, scoring.model, results["spec"], results["vers"], items)
+    scores = score_file(labels, scoring.model, results["spec"], results["vers"], items, item_scores=item_scores)
     write_json(scoring.out, scores)
     if scoring.predictions:
         write_json(scoring.predictions, predictions, indent=1)

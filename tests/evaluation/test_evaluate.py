@@ -82,6 +82,7 @@ def test_multiple_choice_accuracy_follows_the_likelihoods(tiny_model, tokenizer,
     assert result["predictions"] == best
     hits = sum(b == r["output"] for b, r in zip(best, records))
     assert math.isclose(result["score"], 100 * hits / len(records))
+    assert result["items"] == [float(b == r["output"]) for b, r in zip(best, records)]  # each item, in order
 
 
 def test_generation_suite_scores_references_as_perfect(tiny_model, tokenizer, tiny_world, monkeypatch):
@@ -89,6 +90,12 @@ def test_generation_suite_scores_references_as_perfect(tiny_model, tokenizer, ti
     monkeypatch.setattr("cofi.evaluation.generation.generate", lambda *a, **k: [r["output"] for r in records])
     result = TASK_TYPES["generation"].score(tiny_model, Prompter(tokenizer, TEMPLATE), records, "exact_match", 8)
     assert result["score"] == 100.0
+    assert result["items"] == [1.0] * len(records)
+    wrong_first = [records[1]["output"]] + [r["output"] for r in records[1:]]
+    monkeypatch.setattr("cofi.evaluation.generation.generate", lambda *a, **k: wrong_first)
+    result = TASK_TYPES["generation"].score(tiny_model, Prompter(tokenizer, TEMPLATE), records, "exact_match", 8)
+    assert result["items"] == [0.0] + [1.0] * (len(records) - 1)
+    assert math.isclose(result["score"], 100 * (len(records) - 1) / len(records))
 
 
 def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(tokenizer, tiny_world, tmp_path):
@@ -131,6 +138,13 @@ def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(t
         assert (together / name).read_bytes() == (alone / name).read_bytes(), name
     # the two models answer differently, so a file holding the other model's scores would be caught
     assert (alone / "seed0_test_p.json").read_text() != (alone / "seed1_test_p.json").read_text()
+    # each suite's items are kept, in order, and their mean is the suite's score
+    written = json.loads((alone / "seed0_test.json").read_text())
+    for group in ("spec", "vers"):
+        for name, values in written["item_scores"][group].items():
+            assert len(values) == written["items"][name] == 4
+            score = written["spec"][name] if group == "spec" else written[name]
+            assert math.isclose(100 * sum(values) / len(values), score), name
     assert json.loads((together / "seed1_val.json").read_text())["model"] == str(tmp_path / "seed1")
     short = {k: v for k, v in scoring(1, "test", together).items() if k != "labels"}  # refused before any work
     with pytest.raises(JobSpecError, match=r"key scorings \(--scorings\)\[1\]: missing key\(s\) \['labels'\]"):
