@@ -269,7 +269,8 @@ def table_score_args(w):
 def table_spec(w):
     return job_spec("table", scores=[LAYOUT.base_scores, *table_score_args(w)], searches=search_results(w),
                     out_dir=LAYOUT.tables, reference=EXP.table_reference, groups=EXP.runs.sweeps,
-                    digits=EXP.tables.digits, std=EXP.tables.show_std, bold=EXP.tables.bold_best,
+                    compare_to=[r for r in (EXP.claim_rows.full_tuned,) if r], settings=EXP.tables,
+                    selected_on_test=EXP.selected_on_test(),
                     # What a complete table holds: the job refuses a partial input list (docs/known-issues.md).
                     expect={"runs": RUNS, "sweeps": SWEEP_VARIANTS, "tasks": TASKS, "seeds": EXP.seeds,
                             "searched": TASKS if SEARCH_ON else []})

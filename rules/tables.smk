@@ -30,6 +30,8 @@ rule main_table:
         normalised_tex=f"{TABLES}/normalised.tex",
         tuned_md=f"{TABLES}/tuned.md",
         tuned_tex=f"{TABLES}/tuned.tex",
+        comparisons=f"{TABLES}/comparisons.md",
+        comparisons_csv=f"{TABLES}/comparisons.csv",
         seeds=f"{TABLES}/seeds.csv",
     params:
         spec=table_spec,
@@ -112,7 +114,8 @@ LOSS_CURVES = expand(rules.loss_curves.output, task=TASKS)
 rule claims_table:
     """The papers' claims against this experiment's scores, one line each, with a verdict from a stated rule."""
     input:
-        seeds=rules.main_table.output.seeds,
+        base=LAYOUT.base_scores,
+        scores=table_scores,
         searches=search_results,
         sharpness=[f"{TABLES}/sharpness.csv"] if EXP.landscape.runs else [],
     output:
@@ -120,9 +123,9 @@ rule claims_table:
         csv=f"{TABLES}/claims.csv",
     params:
         spec=lambda w: job_spec(
-            "claims", seeds=rules.main_table.output.seeds, searches=search_results(w), rows=EXP.claim_rows,
-            sharpness=f"{TABLES}/sharpness.csv" if EXP.landscape.runs else None, digits=EXP.tables.digits,
-            out_dir=TABLES),
+            "claims", scores=[LAYOUT.base_scores, *table_score_args(w)], searches=search_results(w),
+            groups=EXP.runs.sweeps, rows=EXP.claim_rows, settings=EXP.tables,
+            sharpness=f"{TABLES}/sharpness.csv" if EXP.landscape.runs else None, out_dir=TABLES),
     log:
         log_file("claims_table", "claims_table"),
     benchmark:

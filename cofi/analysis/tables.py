@@ -1,11 +1,17 @@
 """Result tables, built with pandas from the per-run score files only.
 
-Three views of the same numbers, all on the test split:
+Four views of the same numbers, all on the test split, each value with its 95 % interval (a bootstrap over
+seeds, then items: :mod:`cofi.analysis.intervals`):
 
-- ``main``: per task Spec, Know, Reason, Instruct, Vers, Uni as mean ± std over seeds;
+- ``main``: per task Spec, Know, Reason, Instruct, Vers, Uni, the mean over seeds;
 - ``normalised``: Spec as % of the reference run's (Full SFT), Vers as % of the base model's, the
   change of Vers against the reference in %, and Uni;
+- ``comparisons``: every row's difference from Full SFT (at the shared and at its tuned lr) in Spec, Vers and
+  Uni, paired (the same seeds, the same items);
 - ``seeds.csv``: every score of every seed, for your own analysis.
+
+Each table's caption says the smallest Uni difference it can see: 2.80 times the median standard error of its
+rows' paired differences from the reference (80 % power at the 5 % level).
 
 A sweep (a run with a list of learning rates or Wise-FT α) gets a row per value and a ``tuned``
 row: per task, the value with the highest mean Uni on the **validation** split, shown with its test
@@ -17,10 +23,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from cofi.errors import InputError
+from cofi.analysis.intervals import SUITES, Bootstrap, Cell, detectable_difference, interval, ratio, shared_seeds
 from cofi.config.names import BASE_ROW as BASE, COARSE_ROW as COARSE, tuned_row
+from cofi.config.settings import TablesSettings
+from cofi.errors import InputError
 
 SCORE_COLUMNS = ["spec", "know", "reason", "instruct", "vers", "uni"]
 NORMALISED_COLUMNS = ["spec_pct_ref", "vers_pct_base", "vers_change_pct", "uni"]
@@ -29,8 +38,10 @@ HEADERS = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Inst
 
 
 def score_rows(scores: dict) -> list[dict]:
-    """One row per task scored in a score file (the base model is scored on every task)."""
+    """One row per task scored in a score file (the base model is scored on every task); ``item_scores`` holds
+    each suite's per-item scores ({suite: [0–1, …]}) where the file has them, else None."""
     labels = scores["labels"]
+    items = scores.get("item_scores")
     return [
         {
             "method": labels["method"],
@@ -40,6 +51,7 @@ def score_rows(scores: dict) -> list[dict]:
             "spec": spec,
             **{key: scores[key] for key in ("know", "reason", "instruct", "vers")},
             "uni": scores["uni"][task],
+            "item_scores": {"spec": items["spec"][task], **items["vers"]} if items else None,
         }
         for task, spec in scores["spec"].items()
     ]
@@ -112,9 +124,11 @@ def row_order(methods: list[str], reference: str | None, groups: dict[str, dict[
     return order
 
 
-def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict | None = None) -> pd.DataFrame:
-    """Tidy test-split table: mean and std over seeds per method × task, seed count, detail, and the
-    normalised columns (against ``reference``, e.g. Full SFT, and the base model)."""
+def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict | None = None,
+              bootstrap: Bootstrap | None = None) -> pd.DataFrame:
+    """Tidy test-split table: mean and std over seeds per method × task, seed count, detail, the normalised
+    columns (against ``reference``, e.g. Full SFT, and the base model), and each value's 95 % interval
+    (``<column>_lo``, ``<column>_hi``; ``itemised``: whether items took part, not the seeds alone)."""
     groups = groups or {}
     test = per_seed[per_seed["split"] == "test"]
     grouped = test.groupby(["method", "task"], sort=False)
@@ -137,12 +151,92 @@ def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict
     table["vers_change_pct"] = 100 * (table["vers"] - ref_vers) / ref_vers.where(ref_vers > 0)
     columns = ["method", "task", *SCORE_COLUMNS, *(f"{c}_std" for c in SCORE_COLUMNS), "n_seeds", "detail",
                "spec_pct_ref", "vers_pct_base", "vers_change_pct"]
-    return table[columns]
+    return add_intervals(table[columns], cells_of(per_seed), reference, bootstrap or Bootstrap())
+
+
+def cells_of(per_seed: pd.DataFrame) -> dict[tuple[str, str], Cell]:
+    """{(row, task): its :class:`Cell`} of the test split."""
+    test = per_seed[per_seed["split"] == "test"]
+    grouped: dict = {}
+    for record in test.to_dict("records"):
+        record["seed"] = None if pd.isna(record["seed"]) else int(record["seed"])  # the base model: no seed
+        grouped.setdefault((record["method"], record["task"]), []).append(record)
+    return {(method, task): Cell.of(task, rows) for (method, task), rows in grouped.items()}
+
+
+def add_intervals(table: pd.DataFrame, cells: dict, reference: str | None, bootstrap: Bootstrap) -> pd.DataFrame:
+    """``table`` with the ``_lo``/``_hi`` interval of every score and normalised column, ``itemised``, and
+    ``n_items`` (the items of each suite, e.g. "spec 100, know 150, …")."""
+    bounds = []
+    for method, task in zip(table["method"], table["task"]):
+        cell = cells[method, task]
+        columns = bootstrap.columns(cell)
+        row = {f"{c}{end}": value for c in SCORE_COLUMNS for end, value in zip(("_lo", "_hi"), interval(columns[c]))}
+        normalised = {}
+        if (reference, task) in cells:
+            mine, ref, _ = bootstrap.paired(cell, cells[reference, task])
+            normalised["spec_pct_ref"] = ratio(mine["spec"], ref["spec"])
+            normalised["vers_change_pct"] = ratio(mine["vers"] - ref["vers"], ref["vers"])
+        if (BASE, task) in cells:
+            mine, base, _ = bootstrap.paired(cell, cells[BASE, task])
+            normalised["vers_pct_base"] = ratio(mine["vers"], base["vers"])
+        for column in ("spec_pct_ref", "vers_pct_base", "vers_change_pct"):
+            low_high = interval(normalised[column]) if column in normalised else (float("nan"),) * 2
+            row |= {f"{column}_lo": low_high[0], f"{column}_hi": low_high[1]}
+        row["itemised"] = cell.itemised
+        row["n_items"] = ", ".join(f"{s} {cell.items[s].shape[1]}" for s in SUITES) if cell.itemised else ""
+        bounds.append(row)
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(bounds)], axis=1)
+
+
+def comparisons(per_seed: pd.DataFrame, against: list[str], bootstrap: Bootstrap | None = None,
+                rows: list[str] | None = None) -> pd.DataFrame:
+    """Every row's paired difference from each row of ``against`` (e.g. Full SFT at the shared and at its tuned lr)
+    in Spec, Vers and Uni, per task: the difference of the means, its 95 % interval and the bootstrap standard
+    error (on the seeds both rows have, the same items). ``rows``: which rows and in what order (default: all)."""
+    bootstrap = bootstrap or Bootstrap()
+    cells = cells_of(per_seed)
+    tasks = list(dict.fromkeys(task for _, task in cells))
+    rows = rows or list(dict.fromkeys(method for method, _ in cells))
+    out = []
+    for other in against:
+        for method in rows:
+            for task in tasks:
+                if method == other or (method, task) not in cells or (other, task) not in cells:
+                    continue
+                mine, theirs, seeds = bootstrap.paired(cells[method, task], cells[other, task])
+                entry = {"method": method, "task": task, "against": other, "n_seeds": seeds}
+                observed = _observed_difference(cells[method, task], cells[other, task])
+                for column in ("spec", "vers", "uni"):
+                    difference = mine[column] - theirs[column]
+                    low, high = interval(difference)
+                    entry |= {f"d_{column}": observed[column], f"d_{column}_lo": low, f"d_{column}_hi": high,
+                              f"d_{column}_se": float(np.std(difference, ddof=1))}
+                out.append(entry)
+    return pd.DataFrame(out, columns=None if out else ["method", "task", "against", "n_seeds"])
+
+
+def _observed_difference(a: Cell, b: Cell) -> dict[str, float]:
+    """The two rows' difference of means on their shared seeds (what the paired replicates scatter around)."""
+    seeds = shared_seeds(a, b)
+    mine, theirs = a.on(seeds).means(), b.on(seeds).means()
+    return {column: mine[column] - theirs[column] for column in ("spec", "vers", "uni")}
+
+
+def detectable_uni(compared: pd.DataFrame, reference: str | None, rows: list[str] | None = None) -> float:
+    """The smallest Uni difference from ``reference`` the table detects with 80 % power at the 5 % level: from
+    the median standard error of its fine-tuned rows' paired differences (NaN without such rows)."""
+    if compared.empty or reference is None:
+        return float("nan")
+    mine = compared[(compared["against"] == reference) & (compared["method"] != BASE)]
+    if rows is not None:
+        mine = mine[mine["method"].isin(rows)]
+    return detectable_difference(float(mine["d_uni_se"].median())) if len(mine) else float("nan")
 
 
 def tidy_table(files, reference: str | None = None, groups: dict | None = None, searches=()) -> pd.DataFrame:
     """The tidy summary straight from score files (see :func:`summarise`)."""
-    return summarise(add_tuned_rows(read_score_files(files, searches), groups or {}), reference, groups)
+    return summarise(load_per_seed(files, searches, groups), reference, groups)
 
 
 def _best(tidy: pd.DataFrame, column: str) -> set[tuple[str, str]]:
@@ -153,12 +247,18 @@ def _best(tidy: pd.DataFrame, column: str) -> set[tuple[str, str]]:
     return set(zip(winners["method"], winners["task"]))
 
 
-def formatted(tidy: pd.DataFrame, columns: list[str], digits: int = 1, show_std: bool = True, bold: str | None = "md",
-              signed: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Methods as rows, (task, column) as columns, cells as text: "mean ± std", the best in bold."""
+def formatted(tidy: pd.DataFrame, columns: list[str], settings: TablesSettings = TablesSettings(),
+              bold: str | None = "md", signed: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Methods as rows, (task, column) as columns, cells as text: "mean [low, high]" (and/or "± std"), the best in
+    bold."""
+    digits = settings.digits
     best = {c: _best(tidy, c) for c in columns} if bold else {}
     open_, close = {"md": ("**", "**"), "tex": (r"\textbf{", "}")}.get(bold, ("", ""))
     pm = " ± " if bold != "tex" else r" $\pm$ "
+
+    def number(value: float, column: str) -> str:
+        return f"{value:+.{digits}f}" if column in signed else f"{value:.{digits}f}"
+
     cells = {}
     for row in tidy.itertuples(index=False):
         for column in columns:
@@ -166,10 +266,13 @@ def formatted(tidy: pd.DataFrame, columns: list[str], digits: int = 1, show_std:
             if pd.isna(value):
                 text = "–"
             else:
-                text = f"{value:+.{digits}f}" if column in signed else f"{value:.{digits}f}"
+                text = number(value, column)
                 std = getattr(row, f"{column}_std", float("nan"))
-                if show_std and not pd.isna(std):
+                if settings.show_std and not pd.isna(std):
                     text += f"{pm}{std:.{digits}f}"
+                low, high = getattr(row, f"{column}_lo", float("nan")), getattr(row, f"{column}_hi", float("nan"))
+                if settings.interval and not pd.isna(low):
+                    text += f" [{number(low, column)}, {number(high, column)}]"
                 if (row.method, row.task) in best.get(column, ()):
                     text = f"{open_}{text}{close}"
             cells.setdefault(row.method, {})[(row.task, HEADERS[column])] = text
@@ -187,10 +290,9 @@ def _notes(tidy: pd.DataFrame) -> list[str]:
     return notes
 
 
-def markdown_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, digits: int = 1, show_std: bool = True,
-                   bold_best: bool = True, caption: str = "") -> str:
-    wide = formatted(tidy, columns, digits, show_std, "md" if bold_best else None,
-                     signed=("vers_change_pct",))
+def markdown_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, settings: TablesSettings = TablesSettings(),
+                   caption: str = "") -> str:
+    wide = formatted(tidy, columns, settings, "md" if settings.bold_best else None, signed=("vers_change_pct",))
     wide.columns = [f"{task} {name}" for task, name in wide.columns]
     wide.index.name = "method"
     body = wide.to_markdown(colalign=["left"] + ["right"] * len(wide.columns))
@@ -198,17 +300,38 @@ def markdown_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, digit
     return (f"{caption}\n\n" if caption else "") + body + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
-def latex_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, digits: int = 1, show_std: bool = True,
-                bold_best: bool = True, caption: str = "", label: str = "") -> str:
-    """A booktabs table (``\\usepackage{booktabs}``): tasks as column groups, methods as rows."""
-    def tex(text: str) -> str:
-        return text.replace("_", r"\_").replace("%", r"\%").replace("Δ", r"$\Delta$").replace("±", r"$\pm$")
+def _tex(text: str) -> str:
+    return text.replace("_", r"\_").replace("%", r"\%").replace("Δ", r"$\Delta$").replace("±", r"$\pm$")
 
-    wide = formatted(tidy, columns, digits, show_std, "tex" if bold_best else None, signed=("vers_change_pct",))
-    wide.index = [tex(m) for m in wide.index]
-    wide.columns = pd.MultiIndex.from_tuples([(tex(t), tex(n)) for t, n in wide.columns])
+
+def latex_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, settings: TablesSettings = TablesSettings(),
+                caption: str = "", label: str = "") -> str:
+    """A booktabs table (``\\usepackage{booktabs}``): tasks as column groups, methods as rows."""
+    wide = formatted(tidy, columns, settings, "tex" if settings.bold_best else None, signed=("vers_change_pct",))
+    wide.index = [_tex(m) for m in wide.index]
+    wide.columns = pd.MultiIndex.from_tuples([(_tex(t), _tex(n)) for t, n in wide.columns])
     return wide.to_latex(escape=False, multicolumn=True, multicolumn_format="c", column_format="l" + "r" * wide.shape[1],
-                         caption=tex(caption) or None, label=label or None, position="t")
+                         caption=_tex(caption) or None, label=label or None, position="t")
+
+
+def comparisons_markdown(compared: pd.DataFrame, digits: int = 1) -> str:
+    """Per reference: a row per run, per task ΔSpec, ΔVers, ΔUni with their paired 95 % intervals; a difference
+    whose interval excludes 0 is marked (↑ above the reference, ↓ below)."""
+    parts = []
+    for other, group in compared.groupby("against", sort=False):
+        cells: dict = {}
+        for row in group.itertuples(index=False):
+            for column, name in (("spec", "ΔSpec"), ("vers", "ΔVers"), ("uni", "ΔUni")):
+                value, low, high = (getattr(row, f"d_{column}{end}") for end in ("", "_lo", "_hi"))
+                mark = " ↑" if low > 0 else " ↓" if high < 0 else ""
+                cells.setdefault(row.method, {})[f"{row.task} {name}"] = (
+                    f"{value:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]{mark}")
+        wide = pd.DataFrame.from_dict(cells, orient="index").fillna("–")
+        wide.index.name = "method"
+        seeds = sorted(set(group["n_seeds"]))
+        parts.append(f"Against {other} (paired: the same items, {'/'.join(map(str, seeds))} shared seeds)\n\n"
+                     + wide.to_markdown(colalign=["left"] + ["right"] * len(wide.columns)) + "\n")
+    return "\n".join(parts)
 
 
 def headline(tidy: pd.DataFrame, groups: dict[str, dict[str, str]]) -> pd.DataFrame:
@@ -218,39 +341,95 @@ def headline(tidy: pd.DataFrame, groups: dict[str, dict[str, str]]) -> pd.DataFr
     return tidy[~tidy["method"].isin(variants)].reset_index(drop=True)
 
 
-def write_tables(files, out_dir: str | Path, reference: str | None = None, groups: dict | None = None,
-                 digits: int = 1, show_std: bool = True, bold_best: bool = True, expect: dict | None = None,
-                 searches=()) -> pd.DataFrame:
-    """main.{csv,md,tex}, normalised.{md,tex}, tuned.{md,tex} (:func:`headline`) and seeds.csv in ``out_dir``
-    from score ``files`` (and the
-    ``searches``' result files); returns the tidy table. With ``expect`` (see :func:`check_complete`),
-    a partial set of score files is an error."""
-    groups = groups or {}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def load_per_seed(files, searches=(), groups: dict | None = None, expect: dict | None = None) -> pd.DataFrame:
+    """Every score of every seed from the score ``files`` (and the ``searches``' result files), the sweeps' tuned
+    rows added. With ``expect`` (see :func:`check_complete`), a partial set of score files is an error."""
     per_seed = read_score_files(files, searches)
     if expect is not None:
         check_complete(per_seed, expect)
-    per_seed = add_tuned_rows(per_seed, groups)
-    tidy = summarise(per_seed, reference, groups)
+    return add_tuned_rows(per_seed, groups or {})
+
+
+def _spread(per_seed: pd.DataFrame, tidy: pd.DataFrame, settings: TablesSettings) -> str:
+    """What each cell shows beyond its mean, for the captions."""
     seeds = sorted({int(s) for s in per_seed.loc[per_seed["split"] == "test", "seed"].dropna()})
-    spread = (f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1
-              else f"seed {seeds[0]}" if seeds else "")
-    options = {"digits": digits, "show_std": show_std, "bold_best": bold_best}
-    main_caption = f"Test scores, {spread}; best per column in bold (base model excluded)."
-    norm_caption = (f"Normalised test scores ({spread}): Spec as % of {reference}'s, Vers as % of the base model's, "
-                    f"ΔVers = change of Vers against {reference} in %; best per column in bold (base model excluded).")
-    tidy.to_csv(out / "main.csv", index=False, float_format="%.4f")
-    per_seed.sort_values(["split", "method", "task", "seed"], kind="stable").to_csv(out / "seeds.csv", index=False,
-                                                                                   float_format="%.4f")
-    (out / "main.md").write_text(markdown_table(tidy, SCORE_COLUMNS, caption=main_caption, **options))
+    over = f"over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}" if seeds else ""
+    shown = ["mean " + over]
+    if settings.show_std and len(seeds) > 1:
+        shown.append("± std")
+    if settings.interval:
+        alone = sorted(set(tidy.loc[~tidy["itemised"].astype(bool), "method"]))
+        shown.append("[95 % interval: a bootstrap over seeds, then items" + (
+            f"; items unknown for {', '.join(alone)}: seeds only" if alone else "") + "]")
+    return " ".join(shown)
+
+
+def _sensitivity(compared: pd.DataFrame, tidy: pd.DataFrame, reference: str | None, rows=None) -> str:
+    """The caption's sentence on the smallest Uni difference the table can see."""
+    smallest = detectable_uni(compared, reference, rows)
+    if np.isnan(smallest):
+        return ""
+    counts = sorted(set(tidy.loc[tidy["method"] != BASE, "n_items"]) - {""})
+    seeds = sorted(set(tidy.loc[tidy["method"] != BASE, "n_seeds"]))
+    return (f" The smallest Uni difference from {reference} this table can see is {smallest:.1f} points (80 % power, "
+            f"5 % level: 2.80 × the median standard error of the rows' paired differences; "
+            f"{'/'.join(map(str, seeds))} seeds, items per suite: {' | '.join(counts) or 'unknown'}).")
+
+
+TEST_MARK = " †"  # a row chosen on the test split (selection: test)
+
+
+def flag_test_selection(tidy: pd.DataFrame, selected_on_test: dict) -> tuple[pd.DataFrame, str]:
+    """The rows chosen on a test split, marked †, and the note that says so (``selected_on_test``: {task: rows})."""
+    rows = {row for touched in selected_on_test.values() for row in touched}
+    if not rows & set(tidy["method"]):
+        return tidy, ""
+    marked = tidy.assign(method=[m + TEST_MARK if m in rows else m for m in tidy["method"]])
+    return marked, (f"†: chosen on the test split of {', '.join(selected_on_test)} (selection: test: no validation "
+                    "data), so its test scores are not a held-out estimate.\n")
+
+
+def write_tables(files, out_dir: str | Path, reference: str | None = None, groups: dict | None = None,
+                 settings: TablesSettings = TablesSettings(), expect: dict | None = None, searches=(),
+                 compare_to: tuple[str, ...] = (), selected_on_test: dict | None = None) -> pd.DataFrame:
+    """main.{csv,md,tex}, normalised.{md,tex}, tuned.{md,tex} (:func:`headline`), comparisons.{csv,md} (against
+    ``reference`` and the rows of ``compare_to``) and seeds.csv in ``out_dir`` from score ``files`` (and the
+    ``searches``' result files); returns the tidy table. With ``expect`` (see :func:`check_complete`), a partial set
+    of score files is an error. ``selected_on_test`` ({task: rows}): rows chosen on a test split, marked †."""
+    groups = groups or {}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_seed = load_per_seed(files, searches, groups, expect)
+    bootstrap = Bootstrap(settings.bootstrap, settings.bootstrap_seed)
+    tidy = summarise(per_seed, reference, groups, bootstrap)
+    against = [r for r in dict.fromkeys([reference, *compare_to]) if r is not None and r in set(tidy["method"])]
+    compared = comparisons(per_seed, against, bootstrap, rows=list(dict.fromkeys(tidy["method"])))
+    spread = _spread(per_seed, tidy, settings)
     tuned = headline(tidy, groups)
+    main_caption = (f"Test scores, {spread}; best per column in bold (base model excluded)."
+                    + _sensitivity(compared, tidy, reference))
+    norm_caption = (f"Normalised test scores ({spread}): Spec as % of {reference}'s, Vers as % of the base model's, "
+                    f"ΔVers = change of Vers against {reference} in %; best per column in bold (base model excluded)."
+                    + _sensitivity(compared, tidy, reference))
     tuned_caption = (f"Each method at its own settings: a sweep's row is its value chosen on validation Uni per task "
-                     f"(below), other runs at their one setting; test scores, {spread}; best per column in bold.")
-    (out / "tuned.md").write_text(markdown_table(tuned, SCORE_COLUMNS, caption=tuned_caption, **options))
-    (out / "tuned.tex").write_text(latex_table(tuned, SCORE_COLUMNS, caption=tuned_caption, label="tab:tuned", **options))
-    (out / "normalised.md").write_text(markdown_table(tidy, NORMALISED_COLUMNS, caption=norm_caption, **options))
-    (out / "main.tex").write_text(latex_table(tidy, SCORE_COLUMNS, caption=main_caption, label="tab:main", **options))
-    (out / "normalised.tex").write_text(latex_table(tidy, NORMALISED_COLUMNS, caption=norm_caption,
-                                                    label="tab:normalised", **options))
+                     f"(below), other runs at their one setting; test scores, {spread}; best per column in bold."
+                     + _sensitivity(compared, tidy, reference, list(tuned["method"])))
+    tidy.to_csv(out / "main.csv", index=False, float_format="%.4f")
+    per_seed.drop(columns="item_scores").sort_values(["split", "method", "task", "seed"], kind="stable").to_csv(
+        out / "seeds.csv", index=False, float_format="%.4f")
+    compared.to_csv(out / "comparisons.csv", index=False, float_format="%.4f")
+    (out / "comparisons.md").write_text(
+        "Paired differences in test scores (this row − the reference), mean over the shared seeds [95 % interval: "
+        "a bootstrap over seeds, then items, drawn alike for both rows]; ↑/↓: the interval excludes 0.\n\n"
+        + comparisons_markdown(compared, settings.digits))
+    shown, note = flag_test_selection(tidy, selected_on_test or {})
+    shown_tuned, _ = flag_test_selection(tuned, selected_on_test or {})
+    (out / "main.md").write_text(markdown_table(shown, SCORE_COLUMNS, settings, main_caption) + note)
+    (out / "main.tex").write_text(latex_table(shown, SCORE_COLUMNS, settings, main_caption + note, "tab:main"))
+    (out / "tuned.md").write_text(markdown_table(shown_tuned, SCORE_COLUMNS, settings, tuned_caption) + note)
+    (out / "tuned.tex").write_text(latex_table(shown_tuned, SCORE_COLUMNS, settings, tuned_caption + note,
+                                               "tab:tuned"))
+    (out / "normalised.md").write_text(markdown_table(shown, NORMALISED_COLUMNS, settings, norm_caption) + note)
+    (out / "normalised.tex").write_text(latex_table(shown, NORMALISED_COLUMNS, settings, norm_caption + note,
+                                                    "tab:normalised"))
     return tidy

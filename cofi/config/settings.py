@@ -264,8 +264,11 @@ class TablesSettings:
     reference: str | None = setting(
         None, "run (or a sweep's tuned row, e.g. sft_tuned) the normalised view compares to; null - search.reference")
     digits: int = setting(1, "decimals shown", minimum=0, maximum=4)
-    show_std: bool = setting(True, "mean ± std over seeds (else the mean alone)")
+    interval: bool = setting(True, "each value's 95 % interval [low, high]: a bootstrap over seeds, then items")
+    show_std: bool = setting(False, "± the standard deviation over seeds beside each mean")
     bold_best: bool = setting(True, "mark the best fine-tuned value of each column")
+    bootstrap: int = setting(2000, "bootstrap replicates of every interval", minimum=100)
+    bootstrap_seed: int = setting(0, "the bootstrap's seed (the same tables every time)", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -287,19 +290,25 @@ class ThreadsSettings:
     importance: int = setting(1, "importance", minimum=1)
 
 
+AUTO = "auto"  # a claims row found from the runs (cofi.config.claim_rows)
+
+
 @dataclass(frozen=True)
 class ClaimRows:
-    """Which table rows the claims read (the config's ``claims`` section; cofi.analysis.claims)."""
+    """Which table rows the claims read (the config's ``claims`` section; cofi.analysis.claims). ``auto`` finds the
+    row from the runs (:mod:`cofi.config.claim_rows`); a name reads that row; null leaves its claims untested."""
 
-    cofitune: str | None = setting("cofitune_grad", "the row that stands for CoFiTune (e.g. cofitune_tuned in a study; "
-                                   "null: its claims are not tested)")
-    full: str | None = setting("full", "Full SFT at the shared lr (null: none)")
-    full_tuned: str | None = setting("sft_tuned", "Full SFT at its validation-tuned lr (null: none)")
-    sam: str | None = setting("full_sam", "SAM (null: the SAM claim is not tested)")
-    equal_compute: str | None = setting("full_2x", "AdamW with SAM's compute, twice the steps (null: the SAM claim is "
-                                        "not tested)")
-    old_data: tuple[str, ...] = setting(("replay",), "rows that train on old (versatility) data: left out of 'best "
-                                                     "Uni without old data'")
+    cofitune: str | None = setting(AUTO, "the row that stands for CoFiTune (auto: the run of method cofitune, the "
+                                   "paper's recipe first, a sweep by its tuned row; else the search's pick)")
+    full: str | None = setting(AUTO, "Full SFT at the shared lr (auto: the search's reference)")
+    full_tuned: str | None = setting(AUTO, "Full SFT at its validation-tuned lr (auto: the tuned row of the "
+                                     "reference's sweep, else of the first sweep of method full)")
+    sam: str | None = setting(AUTO, "SAM (auto: a run of method full with sam)")
+    equal_compute: str | None = setting(AUTO, "AdamW with SAM's compute, twice the steps (auto: a run of method "
+                                        "full with equal_compute)")
+    old_data: tuple[str, ...] = setting((), "rows that train on old (versatility) data, left out of 'best Uni without "
+                                            "old data', besides every run of a method that does (replay); a sweep "
+                                            "names all its rows")
     sharpness: str = setting("spec_rise_1d", "the sharpness figure (column of sharpness.csv) of the flatness claim")
     own_rows: tuple[str, ...] = setting((), "CoFiTune's own rows, not its rivals in 'best Uni' (the workflow adds the "
                                             "coarse pick and every run of CoFiTune's method)")

@@ -95,13 +95,16 @@ def search_step(task: str, depth: int, policy: Policy, n_layers: int, reference:
         parent_values = {n["id"]: n["value"] for n in prev["nodes"]} | {"root": ref_value}
         scores, chosen = {}, {}
         for cid, variants in candidate_scores.items():
-            by_lr = {v["lr"]: {**task_scores(v["scores"], task), "run": v["run"]} for v in variants}
+            by_lr = {v["lr"]: {**task_scores(v["scores"], task), "run": v["run"], "score_file": v["scores"]}
+                     for v in variants}
             lr = best_variant(by_lr, policy, ref["spec"])
             variants_by_lr = {format(k, "g"): {m: v[m] for m in ("run", "spec", "vers", "uni")} for k, v in by_lr.items()}
-            scores[cid], chosen[cid] = by_lr[lr], {"lr": lr, "run": by_lr[lr]["run"], "variants": variants_by_lr}
+            scores[cid], chosen[cid] = by_lr[lr], {"lr": lr, "run": by_lr[lr]["run"], "variants": variants_by_lr,
+                                                   "score_file": by_lr[lr]["score_file"]}
         result = step(depth, candidates, scores, parent_values, ref["spec"], policy, n_layers)
         payload = {"nodes": [{**n, **chosen[n["id"]]} for n in result.nodes], "expand": result.expand}
-    payload = {"task": task, "depth": depth, "selection_split": split, "reference_spec": ref["spec"], **payload}
+    payload = {"task": task, "depth": depth, "selection_split": split, "criterion": policy.criterion,
+               "reference_spec": ref["spec"], **payload}
     write_depth(out, payload)
     return payload
 
@@ -115,7 +118,8 @@ def search_report(task: str, depth_files: list[str], n_layers: int, out_dir: str
         with open(path) as handle:
             nodes += json.load(handle)["nodes"]
     with open(depth_files[0]) as handle:
-        split = json.load(handle)["selection_split"]
+        first = json.load(handle)
+    split, criterion = first["selection_split"], first.get("criterion", "uni")
     pick = best_node(nodes, n_layers)
     if pick is None:
         raise ValueError(f"search for {task!r}: no candidate reached the Spec floor; lower search.spec_floor")
@@ -139,7 +143,7 @@ def search_report(task: str, depth_files: list[str], n_layers: int, out_dir: str
         + table.to_markdown(index=False) + "\n")
     plot_tree(nodes, task, out_dir / "tree")
     result = {"task": task, "selected": pick["id"], "run": pick["run"], "lr": pick["lr"], "label": pick["label"],
-              "scores": {k: pick[k] for k in ("spec", "vers", "uni")}, "selection_split": split,
+              "scores": {k: pick[k] for k in ("spec", "vers", "uni")}, "selection_split": split, "criterion": criterion,
               "trained": [n["id"] for n in nodes if n["id"] != "root"],
               "runs": [v["run"] for n in nodes if n["id"] != "root" for v in n["variants"].values()], "nodes": nodes}
     write_json(out_dir / "result.json", result, indent=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cofi.config.settings import ClaimRows
+from cofi.config.settings import ClaimRows, TablesSettings
 from cofi.jobs.interface import Job, option
 
 RUN_FILE_HELP = "RUN=PATH reads a file as run RUN's (a run that trains what another run trains shares its files)"
@@ -18,49 +18,63 @@ class TableJob(Job):
 
     scores: tuple[str, ...] = option("score JSON files (test, and validation for sweeps); " + RUN_FILE_HELP)
     searches: tuple[str, ...] = option("search result.json files: their picks' rows are named cofitune_coarse", ())
-    out_dir: str = option("directory for main.csv/.md/.tex, normalised.md/.tex, tuned.md/.tex, seeds.csv")
-    reference: str | None = option("run the normalised view compares to (e.g. full)", None)
+    out_dir: str = option("directory for main.csv/.md/.tex, normalised.md/.tex, tuned.md/.tex, comparisons.csv/.md, "
+                          "seeds.csv")
+    reference: str | None = option("run the normalised view and the comparisons compare to (e.g. full)", None)
+    compare_to: tuple[str, ...] = option("more rows every row is compared to, paired (e.g. sft_tuned)", ())
     groups: dict = option('{sweep: {variant run: "lr=0.001"}}: a tuned row per sweep', {})
-    digits: int = option("decimals shown (tables.digits)", 1)
-    std: bool = option("show ± std over seeds (tables.show_std)", True)
-    bold: bool = option("mark the best value per column (tables.bold_best)", True)
+    settings: TablesSettings = option("how the tables read (tables)", TablesSettings())
     expect: dict | None = option('{"runs", "sweeps", "tasks", "seeds", "searched"}: refuse a partial table', None)
+    selected_on_test: dict = option("{task: rows}: rows chosen on that task's test split (selection: test), "
+                                    "marked in the tables", {})
 
     def execute(self):
         from cofi.analysis.tables import write_tables
 
-        tidy = write_tables(list(self.scores), self.out_dir, self.reference, self.groups, self.digits, self.std,
-                            self.bold, self.expect, searches=list(self.searches))
+        tidy = write_tables(list(self.scores), self.out_dir, self.reference, self.groups, self.settings, self.expect,
+                            searches=list(self.searches), compare_to=self.compare_to,
+                            selected_on_test=self.selected_on_test)
         self.log(f"wrote {len(tidy)} rows (runs × tasks) to {self.out_dir}: main.csv/.md/.tex, normalised.md/.tex, "
-                 "seeds.csv")
+                 "tuned.md/.tex, comparisons.csv/.md, seeds.csv")
         return tidy
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClaimsJob(Job):
-    """The papers' claims checked against the tables: claims.md and claims.csv."""
+    """The papers' claims checked against the score files: claims.md and claims.csv."""
 
-    seeds: str = option("seeds.csv of the main table (every score of every seed)")
-    searches: tuple[str, ...] = option("search result.json files (the region claim)", ())
+    scores: tuple[str, ...] = option("the table's score files (test, and validation for sweeps); " + RUN_FILE_HELP)
+    searches: tuple[str, ...] = option("search result.json files (the coarse pick's rows, the region claim)", ())
+    groups: dict = option('{sweep: {variant run: "lr=0.001"}}: a tuned row per sweep', {})
     sharpness: str | None = option("sharpness.csv (the flatness claim)", None)
     rows: ClaimRows = option("which rows the claims read (claims)", ClaimRows())
-    digits: int = option("decimals in claims.md (tables.digits)", 1)
+    settings: TablesSettings = option("digits and the bootstrap (tables)", TablesSettings())
     out_dir: str = option("directory for claims.md and claims.csv")
 
     def execute(self) -> list[dict]:
         import pandas as pd
 
         from cofi.analysis.claims import claims_frame, claims_markdown, measure
+        from cofi.analysis.intervals import Bootstrap
+        from cofi.analysis.tables import load_per_seed, score_rows
         from cofi.io import read_json
 
-        claims = measure(pd.read_csv(self.seeds), self.rows, [read_json(p) for p in self.searches],
-                         pd.read_csv(self.sharpness) if self.sharpness else None)
+        searches = [read_json(p) for p in self.searches]
+        search_scores = {}  # the candidates' rows on their task, by score file: the region claim's interval
+        for result in searches:
+            for node in result["nodes"]:
+                path = node.get("score_file")
+                if path and Path(path).exists():
+                    search_scores[path] = next(r for r in score_rows(read_json(path)) if r["task"] == result["task"])
+        claims = measure(load_per_seed(self.scores, self.searches, self.groups), self.rows, searches,
+                         pd.read_csv(self.sharpness) if self.sharpness else None,
+                         Bootstrap(self.settings.bootstrap, self.settings.bootstrap_seed), search_scores)
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "claims.md").write_text("The papers' claims against this experiment (test split)\n\n"
-                                       + claims_markdown(claims, self.digits))
+                                       + claims_markdown(claims, self.settings.digits))
         claims_frame(claims).to_csv(out / "claims.csv", index=False, float_format="%.4f")
-        self.log("; ".join(f"{c['claim']}: {c['verdict']}" for c in claims))
+        self.log("; ".join(f"{c['claim']}: {c['verdict']} (old rule: {c['old_verdict']})" for c in claims))
         return claims
 
 

@@ -4,6 +4,9 @@ import pandas as pd
 import pytest
 
 from cofi.analysis.tables import latex_table, markdown_table, read_score_files, tidy_table, write_tables
+from cofi.config.settings import TablesSettings
+
+STD_ONLY = TablesSettings(show_std=True, interval=False)  # the formatting tests' cells: mean ± std
 
 
 def score_file(path, method, seed, spec, know, reason, instruct, split=None):
@@ -49,9 +52,9 @@ def test_normalised_view(score_files):
 
 
 def test_markdown_marks_the_best_fine_tuned_value_per_column_with_std(score_files, tmp_path):
-    write_tables(score_files, tmp_path, reference="full")
+    write_tables(score_files, tmp_path, reference="full", settings=STD_ONLY)
     text = (tmp_path / "main.md").read_text()
-    assert text.startswith("Test scores, mean ± std over seeds 0, 1; best per column in bold")
+    assert text.startswith("Test scores, mean over seeds 0, 1 ± std; best per column in bold")
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header[:4] == ["method", "bio Spec", "bio Know", "bio Reason"] and "rotate Uni" in header
@@ -101,7 +104,7 @@ def test_search_picks_become_cofitune_coarse_rows(score_files, tmp_path):
 
 def test_latex_is_booktabs_with_escaped_names_and_bold_best(score_files):
     tidy = tidy_table(score_files, reference="full")
-    tex = latex_table(tidy, caption="Scores ± std, 50% of it")
+    tex = latex_table(tidy, settings=STD_ONLY, caption="Scores ± std, 50% of it")
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"\multicolumn{6}{c}{bio}" in tex and r"\textbf{95.0 $\pm$ 7.1}" in tex
     assert r"\caption{Scores $\pm$ std, 50\% of it}" in tex
@@ -141,3 +144,59 @@ def test_a_run_that_shares_another_runs_files_gets_rows_of_its_own_name(score_fi
     assert json.loads((tmp_path / "full0.json").read_text())["labels"]["method"] == "full"  # the file is left alone
     with pytest.raises(FileNotFoundError):  # a folder in the part before "=": a path, not a run name
         read_score_files([str(tmp_path / "sub=dir" / "x.json")])
+
+
+def itemised_file(path, method, seed, correct: dict, n=200, split=None):
+    """A score file with its items: ``correct`` {suite: items passed of n} for spec (task bio), know, reason,
+    instruct; item i passes when i < that count (so a row that passes more passes a superset)."""
+    item_scores = {suite: [float(i < k) for i in range(n)] for suite, k in correct.items()}
+    score = {suite: 100 * k / n for suite, k in correct.items()}
+    vers = (score["know"] + score["reason"] + score["instruct"]) / 3
+    labels = {"method": method, "seed": seed} | ({"split": split} if split else {})
+    path.write_text(json.dumps({
+        "labels": labels, "spec": {"bio": score["spec"]}, **{d: score[d] for d in ("know", "reason", "instruct")},
+        "vers": vers, "uni": {"bio": (score["spec"] + vers) / 2}, "items": {"bio": n, "know": n, "reason": n,
+                                                                             "instruct": n},
+        "item_scores": {"spec": {"bio": item_scores["spec"]},
+                        "vers": {d: item_scores[d] for d in ("know", "reason", "instruct")}}}))
+    return path
+
+
+def test_every_cell_has_its_interval_and_every_row_its_paired_difference_from_full_sft(tmp_path):
+    files = [itemised_file(tmp_path / "base.json", "base", None, {"spec": 0, "know": 190, "reason": 180, "instruct": 170})]
+    for seed, shift in ((0, 0), (1, 6), (2, -4)):
+        files.append(itemised_file(tmp_path / f"full{seed}.json", "full", seed,
+                                   {"spec": 180 + shift, "know": 100, "reason": 90 + shift, "instruct": 80}))
+        files.append(itemised_file(tmp_path / f"l2_{seed}.json", "l2", seed,
+                                   {"spec": 170 + shift, "know": 150, "reason": 140, "instruct": 120 - shift}))
+    tidy = write_tables(files, tmp_path / "out", reference="full").set_index(["method", "task"])
+    for row in tidy.itertuples():
+        for column in ("spec", "vers", "uni", "spec_pct_ref", "vers_pct_base"):
+            low, value, high = getattr(row, f"{column}_lo"), getattr(row, column), getattr(row, f"{column}_hi")
+            assert low <= value + 1e-9 and value <= high + 1e-9, (row.Index, column)
+    full, l2 = tidy.loc[("full", "bio")], tidy.loc[("l2", "bio")]
+    assert full.itemised and full.n_items == "spec 200, know 200, reason 200, instruct 200"
+    assert full.spec_pct_ref_lo == pytest.approx(100.0) and full.spec_pct_ref_hi == pytest.approx(100.0)  # itself
+    assert 0 < l2.uni_hi - l2.uni_lo < 15
+    compared = pd.read_csv(tmp_path / "out" / "comparisons.csv").set_index(["method", "against"])
+    row = compared.loc[("l2", "full")]
+    assert row.d_uni == pytest.approx(l2.uni - full.uni, abs=1e-3) and row.d_uni_lo < row.d_uni < row.d_uni_hi
+    assert row.d_vers_lo > 0 and row.d_spec_hi < 0  # l2 keeps more Vers and learns less Spec, beyond doubt
+    # paired: narrower than the two rows' own intervals side by side
+    assert row.d_uni_hi - row.d_uni_lo < (l2.uni_hi - l2.uni_lo) + (full.uni_hi - full.uni_lo)
+    text = (tmp_path / "out" / "main.md").read_text()
+    smallest = 2.8016 * row.d_uni_se  # the only fine-tuned row against full
+    assert f"The smallest Uni difference from full this table can see is {smallest:.1f} points" in text
+    assert f"{full.spec:.1f} [{full.spec_lo:.1f}, {full.spec_hi:.1f}]" in text
+    md = (tmp_path / "out" / "comparisons.md").read_text()
+    assert "Against full" in md and f"{row.d_vers:+.1f} [{row.d_vers_lo:+.1f}, {row.d_vers_hi:+.1f}] ↑" in md
+
+
+def test_rows_chosen_on_a_test_split_are_flagged(score_files, tmp_path):
+    write_tables(score_files, tmp_path, reference="full", selected_on_test={"bio": ["l2", "sft_tuned"]})
+    for name in ("main.md", "tuned.md", "normalised.md"):
+        text = (tmp_path / name).read_text()
+        assert "| l2 †" in text and "| full " in text and "| full †" not in text, name
+        assert "†: chosen on the test split of bio (selection: test" in text, name
+    write_tables(score_files, tmp_path, reference="full")
+    assert "†" not in (tmp_path / "main.md").read_text()

@@ -10,7 +10,7 @@ import pytest
 
 from cofi.cli import build_parser, main
 from cofi.config.runs import Run
-from cofi.config.settings import BaseTrainSettings, ClaimRows, ComputeSettings, PromptSettings, TrainSettings
+from cofi.config.settings import BaseTrainSettings, ClaimRows, ComputeSettings, PromptSettings, TablesSettings, TrainSettings
 from cofi.data.world import WorldSpec
 from cofi.jobs import JOBS, job_class
 from cofi.jobs.evaluate import EvaluateJob, Scoring
@@ -55,8 +55,10 @@ def test_a_spec_goes_to_the_job_and_back_unchanged():
                                 out="base"),
         job_class("search-step")(task="bio", depth=1, policy=Policy(mode="grid", schedule=("halves",)), n_layers=8,
                                  reference="r.json", previous="d0.json", candidates={"a": []}, out="d1.json"),
-        job_class("claims")(seeds="seeds.csv", searches=("a.json", "b.json"), rows=ClaimRows(), out_dir="t"),
-        job_class("table")(scores=("base.json", "full=x.json"), out_dir="t", std=False, expect={"runs": []}),
+        job_class("claims")(scores=("base.json", "full=x.json"), searches=("a.json", "b.json"),
+                            rows=ClaimRows(full="full", sam=None, old_data=("replay",)), out_dir="t"),
+        job_class("table")(scores=("base.json", "full=x.json"), out_dir="t", settings=TablesSettings(show_std=True),
+                           expect={"runs": []}, selected_on_test={"bio": ["sft_tuned"]}),
     ]
     for job in jobs:
         spec = json.loads(json.dumps(spec_of(job)))
