@@ -29,10 +29,22 @@ def threads(n: int) -> None:
 # --- commands ---------------------------------------------------------------------------------------
 
 def cmd_check_config(args) -> None:
-    from cofi.config.checks import check_config, load_config
+    """Validate the config; then say which rows the claims read and which claims it cannot test."""
+    from cofi.config.checks import checked_experiment, load_config
 
-    config = check_config(load_config(args.config))
+    config = load_config(args.config)
+    experiment = checked_experiment(config)
     log(f"{args.config}: OK (experiment {config['experiment']!r}, tasks {', '.join(config['tasks'])})")
+    rows = experiment.claim_rows
+    print("claims read: " + ", ".join(f"{key} {getattr(rows, key) or '-'}" for key in
+                                      ("cofitune", "full", "full_tuned", "sam", "equal_compute"))
+          + f", old data {', '.join(rows.old_data) or '-'}")
+    untested = experiment.untested_claims
+    for claim, need in untested.items():
+        print(f"claim {claim} not tested: needs {need}" if not need.startswith("only in part")
+              else f"claim {claim} tested {need}")
+    if not untested:
+        print("every claim can be tested")
 
 
 def cmd_methods(args) -> None:

@@ -72,6 +72,7 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     _check_table_reference(experiment)
     _check_landscape(experiment)
     _check_claims(experiment)
+    _check_selection(experiment)
     _check_prompt(experiment, train_records, check_files)
     return experiment
 
@@ -311,12 +312,12 @@ def _check_landscape(experiment: Experiment) -> None:
 
 
 def _check_claims(experiment: Experiment) -> None:
-    """Each claims row the config names, other than its default, is a row of the tables (old_data may name a
-    sweep: all its rows); the sharpness figure is a column of sharpness.csv. A default row the experiment lacks
-    leaves its claim not tested (a config of Full SFT alone has no SAM row to compare)."""
+    """Each claims row the config names (not ``auto``, not null) is a row of the tables (old_data may name a
+    sweep: all its rows); the sharpness figure is a column of sharpness.csv."""
     from cofi.analysis.sharpness import COLUMNS
+    from cofi.config.settings import AUTO
 
-    claims, defaults, rows = experiment.claims, ClaimRows(), experiment.table_rows
+    claims, rows = experiment.claims, experiment.table_rows
     for field in dataclasses.fields(claims):
         key, value = field.name, getattr(claims, field.name)
         if key == "sharpness":
@@ -325,14 +326,27 @@ def _check_claims(experiment: Experiment) -> None:
                                   f"one of {', '.join(COLUMNS)})")
             continue
         listed = isinstance(value, tuple)
-        default = getattr(defaults, key)
-        known = {*rows, *(default if listed else (default,)), *(experiment.runs.sweeps if key == "old_data" else ())}
+        known = {*rows, *(experiment.runs.sweeps if key == "old_data" else ())}
         for index, row in (enumerate(value) if listed else [(None, value)]):
-            if row is None or row in known:
+            if row is None or row == AUTO or row in known:
                 continue
             where = f"claims.{key}" + (f"[{index}]" if index is not None else "")
-            hint = "" if index is not None else "; null leaves its claim untested"
+            hint = "" if index is not None else "; auto finds it from the runs, null leaves its claim untested"
             raise ConfigError(f"config key {where}: {row!r} is not a row of the tables (rows: {', '.join(rows)}{hint})")
+
+
+def _check_selection(experiment: Experiment) -> None:
+    """Selection on validation by default: a search or a sweep's tuned row needs a validation file for every task
+    and versatility suite it reads, unless the config chooses ``selection: test``."""
+    if experiment.config["selection"] == "test" or not experiment.selects:
+        return
+    lacking = sorted({key for task in experiment.tasks for key in experiment.suites_without_val(task)})
+    if lacking:
+        raise ConfigError(
+            f"config keys {', '.join(f'{key}.val' for key in lacking)}: no validation file, so the search and the "
+            "tuned rows would choose on the test split. Give each a val file (JSONL, items the test file does not "
+            "have), or set selection: test to choose on the test split where one is missing (every row it touches "
+            "is flagged in the tables)")
 
 
 def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool) -> None:

@@ -4,7 +4,7 @@ The Snakefile and every job read the same objects: an :class:`Experiment` holds 
 versatility suites with their files, the settings of each section, and, each from its own module,
 its runs (:class:`cofi.config.runs.Runs`: sweeps expanded, options resolved), the search and its
 candidates (:mod:`cofi.config.candidates`), where every output goes (:class:`Layout`) and the claims'
-rows (:func:`cofi.config.names.claim_rows`). Nothing here reads a file; the checks of meaning that need
+rows (:func:`cofi.config.claim_rows.claim_rows`). Nothing here reads a file; the checks of meaning that need
 files or the model are :func:`cofi.config.checks.check_config`'s.
 """
 
@@ -16,7 +16,8 @@ from functools import cached_property
 from cofi.config import settings
 from cofi.config.candidates import Candidates, Search
 from cofi.config.layout import Layout
-from cofi.config.names import BASE_ROW, COARSE_ROW, claim_rows, tuned_row
+from cofi.config.claim_rows import claim_rows, untested_claims
+from cofi.config.names import BASE_ROW, COARSE_ROW, tuned_row
 from cofi.config.runs import Run, Runs, expand_runs, make_run
 from cofi.config.settings import (ClaimRows, ClusterSettings, ComputeSettings, EvaluationSettings, ImportanceSettings,
                                   LandscapeSettings, ModelSettings, PromptSettings, TablesSettings, ThreadsSettings)
@@ -134,7 +135,12 @@ class Experiment:
 
     @property
     def claim_rows(self) -> ClaimRows:
-        return claim_rows(self.claims, self.runs)
+        return claim_rows(self.claims, self.runs, self.search.reference, self.search.enabled)
+
+    @property
+    def untested_claims(self) -> dict[str, str]:
+        """{claim: what it needs} of the claims this config cannot test (or tests only in part)."""
+        return untested_claims(self.claim_rows, self.table_rows, self.search.enabled, list(self.landscape.runs))
 
     def trains_pick(self, name: str) -> bool:
         """The run trains the coarse search's pick (it waits for the search and takes its region)."""
@@ -170,9 +176,29 @@ class Experiment:
         return self.model.path or self.layout.base_model
 
     def selection_split(self, task: str) -> str:
-        """What the search and the tuned rows select on: 'val', or 'test' where a user gave no validation data."""
-        suites = [self.tasks[task], *self.versatility.values()]
-        return "test" if any(suite.selects_on_test() for suite in suites) else "val"
+        """What the search and the tuned rows select on: 'val', or 'test' where a user gave no validation data
+        (allowed only under ``selection: test``: the start-up check refuses it otherwise)."""
+        return "test" if self.suites_without_val(task) else "val"
+
+    def suites_without_val(self, task: str) -> list[str]:
+        """The config keys of the suites a selection on ``task`` reads that have no validation file."""
+        suites = {f"tasks.{task}": self.tasks[task], **{f"versatility.{n}": s for n, s in self.versatility.items()}}
+        return [key for key, suite in suites.items() if suite.selects_on_test()]
+
+    @property
+    def selects(self) -> bool:
+        """Something chooses on the selection split: the search, or a sweep's tuned row."""
+        return self.search.enabled or bool(self.runs.sweeps)
+
+    def selected_on_test(self) -> dict[str, list[str]]:
+        """{task: the rows chosen on its test split}: under ``selection: test``, each task lacking validation data,
+        with the rows that choice touches (each sweep's tuned row, the search's pick and the runs that train it)."""
+        touched = [tuned_row(sweep) for sweep in self.runs.sweeps]
+        if self.search.enabled:
+            touched += [COARSE_ROW, *(name for name in self.runs if self.trains_pick(name))]
+            touched += [tuned_row(s) for s, variants in self.runs.sweeps.items() if any(map(self.trains_pick, variants))]
+        touched = list(dict.fromkeys(touched))
+        return {task: touched for task in self.tasks if self.selection_split(task) == "test" and touched}
 
     def evaluation_suites(self, tasks: list[str], split: str) -> dict:
         """What ``cofi evaluate`` scores: Spec on ``tasks``, Vers on every versatility suite."""

@@ -104,6 +104,7 @@ class Method:
     needs: tuple[Need, ...] = ()
     uses_groups: bool = False
     adds_parameters: bool = False  # trains new parameters (adapters) beside the whole frozen model
+    trains_on_old_data: bool = False  # sees versatility data while training: not a rival in "best Uni without old data"
 
     @property
     def keys(self) -> dict[str, dict]:

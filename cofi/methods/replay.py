@@ -32,6 +32,7 @@ class ReplayConfig:
 
 class Replay(Method):
     name = "replay"
+    trains_on_old_data = True
     description = "Full SFT with a fraction of each batch drawn from versatility training data"
     config = ReplayConfig
     needs = (REPLAY_DATA,)

@@ -137,7 +137,28 @@ def test_a_suite_with_data_of_its_own_must_name_its_type(config, tmp_path):
                                           r"name its type \(one of generation, multiple_choice, instruction_following\)"):
         check_config(config)
     config["versatility"]["know"]["type"] = "multiple_choice"
+    config["versatility"]["know"]["val"] = write_jsonl(tmp_path / "mc_val.jsonl", [mc])
     assert Experiment(check_config(config)).versatility["know"].metric == "accuracy"  # the type's first metric
+
+
+def test_selection_is_on_validation_unless_the_config_chooses_test(config, tmp_path):
+    """A suite without a validation file would make the search and the tuned rows choose on the test split: refused,
+    naming the keys, until the config says selection: test; then the rows that choice touches are known."""
+    record = {"instruction": "say", "input": "x", "output": "y"}
+    config["tasks"]["law"] = {"train": write_jsonl(tmp_path / "law_train.jsonl", [record]),
+                              "test": write_jsonl(tmp_path / "law_test.jsonl", [record]), "type": "generation"}
+    config["versatility"]["instruct"] = {"test": write_jsonl(tmp_path / "if.jsonl", [record]), "type": "generation"}
+    with pytest.raises(ConfigError, match=r"config keys tasks\.law\.val, versatility\.instruct\.val: no validation "
+                                          r"file, so the search and the tuned rows would choose on the test split"):
+        check_config(copy.deepcopy(config))
+    experiment = Experiment(check_config({**copy.deepcopy(config), "selection": "test"}))
+    assert experiment.selection_split("law") == experiment.selection_split("bio") == "test"  # instruct: every task
+    touched = experiment.selected_on_test()["law"]
+    assert {"sft_tuned", "wiseft_tuned", "cofitune_coarse", "cofitune_grad"} <= set(touched) and "full" not in touched
+    config["versatility"]["instruct"]["val"] = write_jsonl(tmp_path / "if_val.jsonl", [record])
+    config["tasks"]["law"]["val"] = write_jsonl(tmp_path / "law_val.jsonl", [record])
+    experiment = Experiment(check_config(config))
+    assert experiment.selection_split("law") == "val" and experiment.selected_on_test() == {}
 
 
 def test_embedded_suites_take_the_embedded_types_and_their_first_metrics(config):
