@@ -39,17 +39,23 @@ run: setup
 real: setup
 	$(call TO_THE_END,--configfile configs/smollm2.yaml)
 
-# Every table and figure again from the score files already there: no training, no evaluation.
+# The experiment CONFIG=file names (config.yaml's, default, without one): a --configfile replaces top-level keys.
+EXPERIMENT = $(shell $(BIN)/python -c 'import sys, yaml; print({k: v for f in sys.argv[1:] for k, v in (yaml.safe_load(open(f)) or {}).items()}.get("experiment", "default"))' config.yaml $(CONFIG))
+
+# Every table and figure again from the score files already there (CONFIG=file: that experiment's): no training,
+# no evaluation.
 tables: setup
-	@start=$$(date +%s%N); $(SNAKEMAKE) tables --forcerun main_table result_plots sharpness_table claims_table --quiet rules && \
+	@start=$$(date +%s%N); $(SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) tables \
+	  --forcerun main_table result_plots sharpness_table claims_table --quiet rules && \
 	echo "tables and figures rebuilt in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
 
-# The HTML report (tables and figures with captions) of the default experiment.
+# The HTML report (tables and figures with captions) of the default experiment, or of CONFIG=file's.
 report: setup
-	$(SNAKEMAKE) --report results/default/report.html
+	$(SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --report results/$(EXPERIMENT)/report.html
 
+# Two workers (pytest-xdist): a file's tests on one, the tiny run's readers together (tests/conftest.py).
 test: setup
-	PATH="$(BIN):$$PATH" python -m pytest -v --durations=25
+	PATH="$(BIN):$$PATH" python -m pytest -v -n 2 --dist loadgroup --durations=25
 
 # The unit tests only (no workflow runs, no multi-process or Snakemake tests): a few minutes.
 test-fast: setup

@@ -31,6 +31,7 @@ from cofi.config.names import BASE_ROW as BASE, COARSE_ROW as COARSE, tuned_row
 from cofi.config.settings import TablesSettings
 from cofi.errors import InputError
 
+TEST_MARK = " †"  # a row chosen on the test split (selection: test)
 SCORE_COLUMNS = ["spec", "know", "reason", "instruct", "vers", "uni"]
 NORMALISED_COLUMNS = ["spec_pct_ref", "vers_pct_base", "vers_change_pct", "uni"]
 HEADERS = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Instruct", "vers": "Vers", "uni": "Uni",
@@ -304,11 +305,25 @@ def _tex(text: str) -> str:
     return text.replace("_", r"\_").replace("%", r"\%").replace("Δ", r"$\Delta$").replace("±", r"$\pm$")
 
 
+def relabelled(tidy: pd.DataFrame, labels: dict | None) -> pd.DataFrame:
+    """Only the rows ``labels`` names, in its order, under its names (a row's † mark kept); all rows without it."""
+    if not labels:
+        return tidy
+    base = tidy["method"].str.removesuffix(TEST_MARK)
+    kept = tidy[base.isin(labels)].copy()
+    kept["method"] = [labels[m.removesuffix(TEST_MARK)] + (TEST_MARK if m.endswith(TEST_MARK) else "")
+                      for m in kept["method"]]
+    order = {labels[row]: i for i, row in enumerate(labels)}
+    return kept.sort_values("method", key=lambda ms: ms.str.removesuffix(TEST_MARK).map(order), kind="stable")
+
+
 def latex_table(tidy: pd.DataFrame, columns: list[str] = SCORE_COLUMNS, settings: TablesSettings = TablesSettings(),
                 caption: str = "", label: str = "") -> str:
-    """A booktabs table (``\\usepackage{booktabs}``): tasks as column groups, methods as rows."""
+    """A booktabs table (``\\usepackage{booktabs}``): tasks as column groups, methods as rows (``tables.labels``:
+    which rows, in what order, under what names)."""
+    tidy = relabelled(tidy, settings.labels)
     wide = formatted(tidy, columns, settings, "tex" if settings.bold_best else None, signed=("vers_change_pct",))
-    wide.index = [_tex(m) for m in wide.index]
+    wide.index = list(wide.index) if settings.labels else [_tex(m) for m in wide.index]  # labels are LaTeX already
     wide.columns = pd.MultiIndex.from_tuples([(_tex(t), _tex(n)) for t, n in wide.columns])
     return wide.to_latex(escape=False, multicolumn=True, multicolumn_format="c", column_format="l" + "r" * wide.shape[1],
                          caption=_tex(caption) or None, label=label or None, position="t")
@@ -374,9 +389,6 @@ def _sensitivity(compared: pd.DataFrame, tidy: pd.DataFrame, reference: str | No
     return (f" The smallest Uni difference from {reference} this table can see is {smallest:.1f} points (80 % power, "
             f"5 % level: 2.80 × the median standard error of the rows' paired differences; "
             f"{'/'.join(map(str, seeds))} seeds, items per suite: {' | '.join(counts) or 'unknown'}).")
-
-
-TEST_MARK = " †"  # a row chosen on the test split (selection: test)
 
 
 def flag_test_selection(tidy: pd.DataFrame, selected_on_test: dict) -> tuple[pd.DataFrame, str]:

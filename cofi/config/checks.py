@@ -284,7 +284,11 @@ def _check_search(experiment: Experiment, n_layers, projection_names, check_file
 
 def _check_table_reference(experiment: Experiment) -> None:
     """The row the normalised tables compare to: tables.reference (a run, or a sweep's tuned row), else
-    the search's reference."""
+    the search's reference; and every row tables.labels names is a row of the tables."""
+    rows = experiment.table_rows
+    for row in experiment.tables.labels or {}:
+        if row not in rows:
+            raise ConfigError(f"config key tables.labels.{row}: not a row of the tables (rows: {', '.join(rows)})")
     reference = experiment.tables.reference
     if reference is None or reference in experiment.runs or reference in map(tuned_row, experiment.runs.sweeps):
         return

@@ -12,6 +12,7 @@ import dataclasses
 import keyword
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cofi.errors import InputError
@@ -43,6 +44,8 @@ def _json_type(annotation) -> dict:
         return {"enum": list(args)}
     if origin is tuple:
         return {"type": "array", "items": _json_type(args[0])}
+    if annotation is Mapping or origin is Mapping:  # an ordered mapping of names to text (YAML keeps its order)
+        return {"type": "object", "additionalProperties": {"type": "string"}}
     simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
     if annotation in simple:
         return {"type": simple[annotation]}
@@ -50,6 +53,8 @@ def _json_type(annotation) -> dict:
 
 
 def _json_value(value):
+    if isinstance(value, Mapping):
+        return dict(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -267,6 +272,8 @@ class TablesSettings:
     interval: bool = setting(True, "each value's 95 % interval [low, high]: a bootstrap over seeds, then items")
     show_std: bool = setting(False, "± the standard deviation over seeds beside each mean")
     bold_best: bool = setting(True, "mark the best fine-tuned value of each column")
+    labels: Mapping[str, str] | None = setting(None, "{row: label} for the LaTeX tables: only these rows, in this "
+                                               "order, under these names (null: every row by its name)")
     bootstrap: int = setting(2000, "bootstrap replicates of every interval", minimum=100)
     bootstrap_seed: int = setting(0, "the bootstrap's seed (the same tables every time)", minimum=0)
 

@@ -200,3 +200,13 @@ def test_rows_chosen_on_a_test_split_are_flagged(score_files, tmp_path):
         assert "†: chosen on the test split of bio (selection: test" in text, name
     write_tables(score_files, tmp_path, reference="full")
     assert "†" not in (tmp_path / "main.md").read_text()
+
+
+def test_labels_choose_order_and_name_the_latex_rows(score_files, tmp_path):
+    labels = {"l2": "L2 to $w_0$", "full": "Full SFT"}
+    write_tables(score_files, tmp_path, reference="full", settings=TablesSettings(labels=labels))
+    tex = (tmp_path / "main.tex").read_text()
+    body = [line.split("&")[0].strip() for line in tex.splitlines() if "&" in line and "multicolumn" not in line
+            and not line.lstrip().startswith("&")]
+    assert body == ["L2 to $w_0$", "Full SFT"]  # base left out, l2 first, renamed
+    assert "| base " in (tmp_path / "main.md").read_text()  # the Markdown tables keep every row by its name

@@ -63,3 +63,15 @@ def test_without_a_cofitune_run_the_search_pick_stands_for_cofitune(config):
     assert found.claim_rows.cofitune is None
     assert {"vers_kept", "spec_kept", "vers_gain", "best_uni", "paper_region", "sharp_forgets"} <= set(
         found.untested_claims)
+
+
+def test_the_7b_example_can_test_every_claim():
+    from cofi.config.checks import checked_experiment, load_config
+
+    from conftest import REPO
+
+    found = checked_experiment(load_config(REPO / "configs" / "llama7b_example.yaml"), check_files=False)
+    assert found.untested_claims == {}
+    rows = found.claim_rows
+    assert (rows.cofitune, rows.full, rows.full_tuned, rows.sam, rows.equal_compute) == (
+        "cofitune", "full", "sft_tuned", "full_sam", "full_2x")
