@@ -39,6 +39,21 @@ def label_heights(points: pd.DataFrame, x: str = "spec", y: str = "vers", width:
     return heights
 
 
+def error_bars(rows: pd.DataFrame, column: str):
+    """The 95 % intervals as matplotlib's (below, above) distances from the mean; ± std in a table without them."""
+    if f"{column}_lo" not in rows:
+        return rows[f"{column}_std"].fillna(0)
+    below = (rows[column] - rows[f"{column}_lo"]).clip(lower=0).fillna(0)
+    above = (rows[f"{column}_hi"] - rows[column]).clip(lower=0).fillna(0)
+    return [list(below), list(above)]
+
+
+def error_bar(rows: pd.DataFrame, column: str, row) -> list | float:
+    """One row's :func:`error_bars` (a point of the Pareto plot)."""
+    bars = error_bars(rows[rows["method"] == row.method], column)
+    return [[bars[0][0]], [bars[1][0]]] if isinstance(bars, list) else float(bars.iloc[0])
+
+
 def plot_pareto(tidy: pd.DataFrame, task: str, stem: Path) -> list[Path]:
     """Spec (x) against Vers (y) for every method on one task; the base model as a star, the front as a line."""
     plt = pyplot()
@@ -48,8 +63,8 @@ def plot_pareto(tidy: pd.DataFrame, task: str, stem: Path) -> list[Path]:
     axis.plot(front["spec"], front["vers"], "-", color="tab:red", lw=1.2, alpha=0.7, zorder=1, label="Pareto front")
     for row in rows.itertuples(index=False):
         is_base = row.method == BASE
-        axis.errorbar(row.spec, row.vers, xerr=0 if pd.isna(row.spec_std) else row.spec_std,
-                      yerr=0 if pd.isna(row.vers_std) else row.vers_std, fmt="*" if is_base else "o",
+        axis.errorbar(row.spec, row.vers, xerr=error_bar(rows, "spec", row), yerr=error_bar(rows, "vers", row),
+                      fmt="*" if is_base else "o",
                       ms=14 if is_base else 6, color="black" if is_base else ("tab:red" if row.method in set(front["method"]) else "tab:blue"),
                       ecolor="0.75", elinewidth=0.8, zorder=2)
     for (x, y), label_y, name in zip(rows[["spec", "vers"]].values, label_heights(rows), rows["method"]):
@@ -57,7 +72,7 @@ def plot_pareto(tidy: pd.DataFrame, task: str, stem: Path) -> list[Path]:
                       arrowprops={"arrowstyle": "-", "color": "0.7", "lw": 0.5} if abs(label_y - y) > 1.5 else None)
     axis.set_xlabel(f"Spec ({task})")
     axis.set_ylabel("Vers (mean of Know, Reason, Instruct)")
-    axis.set_title(f"{task}: speciality vs versatility (base model ★; mean ± std over seeds)")
+    axis.set_title(f"{task}: speciality vs versatility (base model ★; mean and 95 % interval)")
     axis.set_xlim(-3, 103)
     axis.set_ylim(-3, 103)
     axis.grid(alpha=0.3)
@@ -76,7 +91,7 @@ def plot_uni(tidy: pd.DataFrame, stem: Path) -> list[Path]:
     for axis, task in zip(axes[0], tasks):
         rows = tidy[tidy["task"] == task].set_index("method").reindex(methods)
         positions = range(len(methods))
-        axis.barh(positions, rows["uni"], xerr=rows["uni_std"].fillna(0), color=[
+        axis.barh(positions, rows["uni"], xerr=error_bars(rows, "uni"), color=[
             "0.3" if m == BASE else "tab:blue" for m in methods], ecolor="0.5", height=0.7)
         axis.set_title(task)
         axis.set_xlabel("Uni = (Spec + Vers) / 2")

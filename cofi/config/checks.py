@@ -17,7 +17,6 @@ from pathlib import Path
 
 import yaml
 
-from cofi.config.settings import ClaimRows
 from cofi.errors import InputError
 from cofi.config.experiment import Experiment
 from cofi.config.runs import RUN_OPTIONS

@@ -97,7 +97,6 @@ class MultipleChoice(TaskType):
     multiple_choice = True
 
     def score(self, model, prompter, records, metric, batch_size, generation=None):
-        from cofi.evaluation import metrics
         from cofi.evaluation.generation import choice_loglikelihoods
 
         loglik = choice_loglikelihoods(model, prompter, records, batch_size)

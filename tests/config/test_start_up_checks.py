@@ -259,8 +259,9 @@ def test_a_duplicated_sweep_value_is_called_a_duplicate(config):
 
 def test_a_home_relative_path_is_expanded(config, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / "law.jsonl").write_text(json.dumps(GOOD) + "\n")
-    config["tasks"]["law"] = {"train": "~/law.jsonl", "test": "~/law.jsonl", "type": "generation"}
+    for name in ("law.jsonl", "law_val.jsonl"):
+        (tmp_path / name).write_text(json.dumps(GOOD) + "\n")
+    config["tasks"]["law"] = {"train": "~/law.jsonl", "val": "~/law_val.jsonl", "test": "~/law.jsonl", "type": "generation"}
     checked = check_config(config)
     assert checked["tasks"]["law"]["train"] == str(tmp_path / "law.jsonl")
 

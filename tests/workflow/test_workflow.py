@@ -372,9 +372,11 @@ def test_every_baseline_goes_through_the_same_rules(tiny_run):
     config["experiment"] = "baselines"
     config["search"]["enabled"] = False
     config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
-    config["tasks"] = {"rotate": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl"), "type": "generation"}}
-    config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), **kind} for name, kind in [
-        ("know", {"type": "multiple_choice"}), ("reason", {"type": "generation"}), ("instruct", {"type": "generation"})]}
+    config["tasks"] = {"rotate": {"train": str(data / "rotate_train.jsonl"), "val": str(data / "rotate_val.jsonl"),
+                                  "test": str(data / "rotate_test.jsonl"), "type": "generation"}}
+    config["versatility"] = {name: {"test": str(data / f"{name}_test.jsonl"), "val": str(data / f"{name}_val.jsonl"), **kind}
+                             for name, kind in [("know", {"type": "multiple_choice"}), ("reason", {"type": "generation"}),
+                                                ("instruct", {"type": "generation"})]}
     config["runs"] = {
         "full": {},
         "full_sam": {"method": "full", "sam": {"rho": 0.05}},
