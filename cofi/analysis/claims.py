@@ -160,7 +160,8 @@ def measure(per_seed: pd.DataFrame, rows: ClaimRows, searches: list[dict] = (), 
             bootstrap: Bootstrap | None = None, search_scores: dict | None = None) -> list[dict]:
     """Every claim: its statement, its rule, its parts (each with a verdict under the new and the old rule) and
     its overall verdicts. ``per_seed``: the table's per-seed rows (with ``item_scores`` where the files have them).
-    ``search_scores``: {score file path: its rows} of the searches' candidates (the region claim's interval)."""
+    ``search_scores``: {score file path: its row on the search's task} of the searches' candidates (the region
+    claim's interval)."""
     comparer = Comparer(per_seed, bootstrap or Bootstrap())
     test = comparer.test
     tasks = list(dict.fromkeys(test["task"]))

@@ -364,6 +364,9 @@ def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool
         prompts.check_template(prompt.template)
     except InputError as error:
         raise ConfigError(f"config key prompt.template: {error}") from None
+    if prompt.system is not None and not prompt.chat_template:
+        raise ConfigError("config key prompt.system: a system turn needs prompt.chat_template: true (a string "
+                          "template has no turns); set it to null, or use the model's chat template")
     if prompt.chat_template and experiment.embedded_model:
         raise ConfigError("config key prompt.chat_template: the embedded model has no chat template (its prompts are "
                           "prompt.template); set it false, or name a chat model in model.path or model.gguf")

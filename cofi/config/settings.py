@@ -210,6 +210,8 @@ class PromptSettings:
                                   "instruction, a blank line, input; the generation prompt on); template is then unused")
     mask_prompt: bool = setting(True, "loss on the response tokens only")
     max_len: int = setting(32, "tokens per training example (longer ones are cut from the right)", minimum=1)
+    system: str | None = setting(None, "with chat_template: the system turn's text (\"\": an empty one, the "
+                                 "shortest the template allows); null: the template's own default")
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ class Prompter:
     model wants it); the response ends with the template's end-of-turn token, and generation stops there.
     """
 
-    def __init__(self, tokenizer, template: str = PromptSettings.template, chat: bool = False):
-        self.tokenizer, self.template, self.chat = tokenizer, template, chat
+    def __init__(self, tokenizer, template: str = PromptSettings.template, chat: bool = False,
+                 system: str | None = None):
+        self.tokenizer, self.template, self.chat, self.system = tokenizer, template, chat, system
         if chat and not getattr(tokenizer, "chat_template", None):
             from cofi.errors import InputError
 
@@ -46,12 +47,16 @@ class Prompter:
     @classmethod
     def of(cls, tokenizer, settings) -> "Prompter":
         """From :class:`cofi.config.settings.PromptSettings`."""
-        return cls(tokenizer, settings.template, settings.chat_template)
+        return cls(tokenizer, settings.template, settings.chat_template, settings.system)
+
+    def _turns(self, *turns: dict) -> list[dict]:
+        """The conversation: the configured system turn (none: the template's default), then ``turns``."""
+        return ([{"role": "system", "content": self.system}] if self.system is not None else []) + list(turns)
 
     def text(self, record: dict) -> str:
         """The prompt as text, up to where the response begins."""
         if self.chat:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": user_turn(record)}],
+            return self.tokenizer.apply_chat_template(self._turns({"role": "user", "content": user_turn(record)}),
                                                       tokenize=False, add_generation_prompt=True)
         return self.template.format(instruction=record["instruction"], input=record.get("input", ""))
 
@@ -81,7 +86,7 @@ class Prompter:
             return eos
         marker = "cofi-response-end-marker"
         rendered = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}], tokenize=False)
+            self._turns({"role": "user", "content": "x"}, {"role": "assistant", "content": marker}), tokenize=False)
         tail = rendered[rendered.rindex(marker) + len(marker):]
         special = set(self.tokenizer.all_special_ids) | {
             i for i, token in self.tokenizer.added_tokens_decoder.items() if token.special}

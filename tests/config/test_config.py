@@ -357,3 +357,9 @@ def test_settings_at_their_defaults_stay_off_the_command_lines():
     assert non_default(ComputeSettings()) == {} and non_default(PromptSettings()) == {}
     assert non_default(ComputeSettings(tensorboard=True, precision="bf16")) == {"precision": "bf16", "tensorboard": True}
     assert non_default(PromptSettings(chat_template=True, max_len=96)) == {"chat_template": True, "max_len": 96}
+
+
+def test_a_system_turn_needs_the_chat_template(config):
+    config["prompt"]["system"] = "Be brief."
+    with pytest.raises(ConfigError, match=r"config key prompt\.system: a system turn needs prompt\.chat_template: true"):
+        check_config(config)

@@ -50,6 +50,23 @@ def test_chat_prompts_are_the_templates_user_turn_and_responses_end_with_its_end
     assert end in prompter.stop_ids and prompter.prompt_lengths([record]) == [n_prompt]
 
 
+def test_prompt_system_sets_or_empties_the_system_turn(chat_tokenizer):
+    """null keeps the template's own default system turn (if it has one); a text replaces it; "" gives an empty one
+    (the SmolLM2 template cannot drop the turn, only shorten it). The response still ends with the end-of-turn
+    token."""
+    record = {"instruction": "Say the", "input": "cat", "output": "the cat"}
+    default, empty, short = (Prompter(chat_tokenizer, chat=True, system=s) for s in (None, "", "Be brief."))
+    assert "Be brief." in short.text(record) and "Be brief." not in default.text(record)
+    assert short.text(record) == chat_tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say the\n\ncat"}], tokenize=False,
+        add_generation_prompt=True)
+    assert empty.text(record) == chat_tokenizer.apply_chat_template(
+        [{"role": "system", "content": ""}, {"role": "user", "content": "Say the\n\ncat"}], tokenize=False,
+        add_generation_prompt=True) != default.text(record)
+    end = chat_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert empty.example(record, mask_prompt=True, max_len=200)["input_ids"][-1] == end
+
+
 def test_the_string_template_is_unchanged_for_the_embedded_model(tokenizer):
     prompter = Prompter(tokenizer, "{instruction} {input} =")
     example = prompter.example({"instruction": "rotate", "input": "a b c", "output": "b c a"}, True, 32)
