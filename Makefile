@@ -53,9 +53,8 @@ tables: setup
 report: setup
 	$(SNAKEMAKE) $(if $(CONFIG),--configfile $(CONFIG)) --report results/$(EXPERIMENT)/report.html
 
-# Two workers (pytest-xdist): a file's tests on one, the tiny run's readers together (tests/conftest.py).
 test: setup
-	PATH="$(BIN):$$PATH" python -m pytest -v -n 2 --dist loadgroup --durations=25
+	PATH="$(BIN):$$PATH" python -m pytest -v --durations=25
 
 # The unit tests only (no workflow runs, no multi-process or Snakemake tests): a few minutes.
 test-fast: setup

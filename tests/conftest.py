@@ -54,12 +54,6 @@ SLOW = ("tests/training/test_sharding.py", "tests/models/test_cross_machine.py",
         "tests/devtools/", "tests/config/test_start_up_checks.py", "tests/models/test_cluster.py")
 
 
-# make test runs two pytest-xdist workers (`-n 2 --dist loadgroup`). A file's tests stay on one worker (its module
-# fixtures are built once), and the files that read the session's tiny run share one (the run is made once); they go
-# first, as the longest group, so the other worker takes every other file meanwhile.
-TINY_RUN_READERS = ("tests/workflow/test_workflow.py", "tests/workflow/test_slurm.py")
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(item.fspath).relative_to(REPO).as_posix()
@@ -67,8 +61,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
         elif path.startswith(SLOW):
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group("tiny_run" if path.startswith(TINY_RUN_READERS) else path))
-    items.sort(key=lambda item: not Path(item.fspath).relative_to(REPO).as_posix().startswith(TINY_RUN_READERS))
 
 
 def skip_or_fail(reason: str):
