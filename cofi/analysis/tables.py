@@ -126,10 +126,11 @@ def row_order(methods: list[str], reference: str | None, groups: dict[str, dict[
 
 
 def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict | None = None,
-              bootstrap: Bootstrap | None = None) -> pd.DataFrame:
+              bootstrap: Bootstrap | None = None, cells: dict | None = None) -> pd.DataFrame:
     """Tidy test-split table: mean and std over seeds per method × task, seed count, detail, the normalised
     columns (against ``reference``, e.g. Full SFT, and the base model), and each value's 95 % interval
-    (``<column>_lo``, ``<column>_hi``; ``itemised``: whether items took part, not the seeds alone)."""
+    (``<column>_lo``, ``<column>_hi``; ``itemised``: whether items took part, not the seeds alone). ``cells``: the
+    :func:`cells_of` ``per_seed``, where the caller has them already."""
     groups = groups or {}
     test = per_seed[per_seed["split"] == "test"]
     grouped = test.groupby(["method", "task"], sort=False)
@@ -152,7 +153,7 @@ def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict
     table["vers_change_pct"] = 100 * (table["vers"] - ref_vers) / ref_vers.where(ref_vers > 0)
     columns = ["method", "task", *SCORE_COLUMNS, *(f"{c}_std" for c in SCORE_COLUMNS), "n_seeds", "detail",
                "spec_pct_ref", "vers_pct_base", "vers_change_pct"]
-    return add_intervals(table[columns], cells_of(per_seed), reference, bootstrap or Bootstrap())
+    return add_intervals(table[columns], cells or cells_of(per_seed), reference, bootstrap or Bootstrap())
 
 
 def cells_of(per_seed: pd.DataFrame) -> dict[tuple[str, str], Cell]:
@@ -190,13 +191,13 @@ def add_intervals(table: pd.DataFrame, cells: dict, reference: str | None, boots
     return pd.concat([table.reset_index(drop=True), pd.DataFrame(bounds)], axis=1)
 
 
-def comparisons(per_seed: pd.DataFrame, against: list[str], bootstrap: Bootstrap | None = None,
+def comparisons(cells: dict, against: list[str], bootstrap: Bootstrap | None = None,
                 rows: list[str] | None = None) -> pd.DataFrame:
     """Every row's paired difference from each row of ``against`` (e.g. Full SFT at the shared and at its tuned lr)
     in Spec, Vers and Uni, per task: the difference of the means, its 95 % interval and the bootstrap standard
-    error (on the seeds both rows have, the same items). ``rows``: which rows and in what order (default: all)."""
+    error (on the seeds both rows have, the same items). ``cells``: :func:`cells_of` the per-seed rows; ``rows``:
+    which rows and in what order (default: all)."""
     bootstrap = bootstrap or Bootstrap()
-    cells = cells_of(per_seed)
     tasks = list(dict.fromkeys(task for _, task in cells))
     rows = rows or list(dict.fromkeys(method for method, _ in cells))
     out = []
@@ -413,9 +414,10 @@ def write_tables(files, out_dir: str | Path, reference: str | None = None, group
     out.mkdir(parents=True, exist_ok=True)
     per_seed = load_per_seed(files, searches, groups, expect)
     bootstrap = Bootstrap(settings.bootstrap, settings.bootstrap_seed)
-    tidy = summarise(per_seed, reference, groups, bootstrap)
+    cells = cells_of(per_seed)
+    tidy = summarise(per_seed, reference, groups, bootstrap, cells)
     against = [r for r in dict.fromkeys([reference, *compare_to]) if r is not None and r in set(tidy["method"])]
-    compared = comparisons(per_seed, against, bootstrap, rows=list(dict.fromkeys(tidy["method"])))
+    compared = comparisons(cells, against, bootstrap, rows=list(dict.fromkeys(tidy["method"])))
     spread = _spread(per_seed, tidy, settings)
     tuned = headline(tidy, groups)
     main_caption = (f"Test scores, {spread}; best per column in bold (base model excluded)."

@@ -196,8 +196,6 @@ class Experiment:
         touched = [tuned_row(sweep) for sweep in self.runs.sweeps]
         if self.search.enabled:
             touched += [COARSE_ROW, *(name for name in self.runs if self.trains_pick(name))]
-            touched += [tuned_row(s) for s, variants in self.runs.sweeps.items() if any(map(self.trains_pick, variants))]
-        touched = list(dict.fromkeys(touched))
         return {task: touched for task in self.tasks if self.selection_split(task) == "test" and touched}
 
     def evaluation_suites(self, tasks: list[str], split: str) -> dict:
