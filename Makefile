@@ -34,8 +34,10 @@ TO_THE_END = $(WARM_SNAKEMAKE) $(1) || { [ $$? -eq 75 ] && $(WARM_SNAKEMAKE) $(1
 run: setup
 	$(call TO_THE_END,)
 
-# The real chat model (SmolLM2-135M-Instruct, GGUF) through the whole workflow on the CPU budget of
-# configs/smollm2.yaml (docs/real-model.md).
+# The real-model study: SmolLM2-135M-Instruct (GGUF) through the whole workflow, three seeds, on the CPU budget
+# of configs/smollm2.yaml (docs/real-model.md). Its bf16 jobs compute on the CPU's native kernels; the job
+# server starts so too, or each job would start itself again (cofi/models/kernels.py).
+real: export COFI_CPU_KERNELS := native
 real: setup
 	$(call TO_THE_END,--configfile configs/smollm2.yaml)
 

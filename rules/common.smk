@@ -10,6 +10,7 @@ import cofi.models.cluster
 from cofi.config.experiment import SPLITS
 from cofi.config.names import BASE_ROW
 from cofi.jobs import job_class
+from cofi.models.kernels import KERNELS_VARIABLE
 from cofi.models.plan import Architecture
 from cofi.config.settings import to_dict
 
@@ -55,8 +56,11 @@ def job_spec(command, **values):
 def job_command(command, launcher="python"):
     """The shell command that runs job ``command`` with its spec, with the threads Snakemake gives it where it
     computes (the process's, not the job's, so fewer cores rerun nothing), into its log."""
-    threads = " --threads {threads}" if job_class(command).computes else ""
-    return f"{launcher} -m cofi {command} --spec {{params.spec:q}}{threads} > {{log:q}} 2>&1"
+    computes = job_class(command).computes
+    threads = " --threads {threads}" if computes else ""
+    # The kernels' switch travels in the environment: it must be read before torch starts (cofi.models.kernels).
+    kernels = f"{KERNELS_VARIABLE}=native " if computes and EXP.compute.cpu_kernels == "native" else ""
+    return f"{kernels}{launcher} -m cofi {command} --spec {{params.spec:q}}{threads} > {{log:q}} 2>&1"
 
 
 # How every job that loads a model loads it (the config's model section; where, the compute section).
@@ -161,7 +165,8 @@ def scoring(model, suites, labels, scores, predictions):
 def evaluate_spec(scorings):
     """An evaluation job's spec: its score files, scored as the config's evaluation section says."""
     return job_spec("evaluate", scorings=scorings, prompt=PROMPT, generation=EXP.generation,
-                    batch_size=EXP.evaluation.batch_size, max_items=EXP.evaluation.max_items, **ON_DEVICE)
+                    batch_size=EXP.evaluation.batch_size, max_items=EXP.evaluation.max_items,
+                    precision=EXP.compute.precision, **ON_DEVICE)
 
 
 def score_files(run, task, seeds, splits):

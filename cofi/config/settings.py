@@ -148,8 +148,9 @@ class ComputeSettings:
     device: str = setting("auto", "auto (the GPU if one is visible, else the CPU), cpu, cuda or cuda:N; under torchrun "
                           "each process takes its local rank's GPU", pattern="^(auto|cpu|cuda(:[0-9]+)?)$")
     precision: typing.Literal["fp32", "bf16", "fp16"] = setting(
-        "fp32", "training autocast; bf16/fp16 keep float32 copies of the trained weights, fp16 scales the loss (not "
-        "with SAM)")
+        "fp32", "autocast in training and evaluation; bf16/fp16 keep float32 copies of the trained weights, fp16 "
+        "scales the loss (not with SAM); bf16 runs CPU jobs on the CPU's native kernels, not the pinned AVX2 ones "
+        "(those emulate bf16), so its results follow the machine")
     gradient_checkpointing: bool = setting(False, "recompute activations in backward: less memory, about a third more time")
     tensorboard: bool = setting(False, "also write each step's loss, lr and penalty as TensorBoard event files in the "
                                 "run's tensorboard/ directory (needs the tensorboard package)")
@@ -163,6 +164,12 @@ class ComputeSettings:
         "25 GiB at 7B); by default every micro-batch reduce-scatters and a GPU holds only its shards' gradients")
     checkpoint_every: int = setting(0, "a resumable training checkpoint every N optimizer steps (0: none); a rerun job "
                                     "resumes from the latest", minimum=0)
+
+    @property
+    def cpu_kernels(self) -> str:
+        """The CPU kernels jobs compute on (:mod:`cofi.models.kernels`): pinned to AVX2 for results that do not follow
+        the machine, or the CPU's native ones where bf16 needs its instructions."""
+        return "native" if self.precision == "bf16" else "pinned"
 
     def check_run(self, uses_sam: bool, where: str) -> None:
         """What a run may not combine with these settings (:class:`SettingsError` naming ``where``)."""

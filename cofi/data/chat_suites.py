@@ -5,7 +5,7 @@ real one in English, through its chat template:
 
 - ``know``: multiple choice on well-known public facts (capitals, chemical symbols, authors,
   units, science and history), three distractors of the same kind; validation and test are
-  disjoint halves of the fact bank.
+  disjoint halves of the fact bank (206 facts: 103 each, so a test split has over 100 items).
 - ``reason``: arithmetic word problems (one or two steps, small numbers), scored on the number.
 - ``instruct``: IFEval-style verifiable instructions: a short writing task plus a format the
   response must follow (capitals, an ending, bullets, JSON, ...), checked by lm-evaluation-harness's
@@ -54,11 +54,31 @@ CAPITALS = {
     "Austria": "Vienna", "Ireland": "Dublin", "the Netherlands": "Amsterdam", "Belgium": "Brussels", "Turkey": "Ankara",
     "Kenya": "Nairobi", "Peru": "Lima", "Thailand": "Bangkok", "South Korea": "Seoul", "Cuba": "Havana",
     "Hungary": "Budapest", "the Czech Republic": "Prague", "Vietnam": "Hanoi", "Indonesia": "Jakarta", "Iran": "Tehran",
+    "Mexico": "Mexico City", "Chile": "Santiago", "Colombia": "Bogota", "Venezuela": "Caracas", "Ecuador": "Quito",
+    "Uruguay": "Montevideo", "Paraguay": "Asuncion", "Switzerland": "Bern", "Romania": "Bucharest", "Bulgaria": "Sofia",
+    "Serbia": "Belgrade", "Croatia": "Zagreb", "Slovakia": "Bratislava", "Slovenia": "Ljubljana", "Ukraine": "Kyiv",
+    "Belarus": "Minsk", "Lithuania": "Vilnius", "Latvia": "Riga", "Estonia": "Tallinn", "Iceland": "Reykjavik",
+    "Albania": "Tirana", "Morocco": "Rabat", "Algeria": "Algiers", "Tunisia": "Tunis", "Nigeria": "Abuja",
+    "Ghana": "Accra", "Ethiopia": "Addis Ababa", "Uganda": "Kampala", "Senegal": "Dakar", "Sudan": "Khartoum",
+    "Saudi Arabia": "Riyadh", "Iraq": "Baghdad", "Syria": "Damascus", "Jordan": "Amman", "Lebanon": "Beirut",
+    "Afghanistan": "Kabul", "Pakistan": "Islamabad", "Bangladesh": "Dhaka", "Nepal": "Kathmandu",
+    "Malaysia": "Kuala Lumpur", "the Philippines": "Manila", "Mongolia": "Ulaanbaatar", "North Korea": "Pyongyang",
+    "New Zealand": "Wellington", "Qatar": "Doha", "the United Arab Emirates": "Abu Dhabi", "Oman": "Muscat",
+    "Libya": "Tripoli", "Zimbabwe": "Harare", "Zambia": "Lusaka", "Angola": "Luanda", "Mozambique": "Maputo",
+    "Madagascar": "Antananarivo", "Cameroon": "Yaounde", "Jamaica": "Kingston", "Haiti": "Port-au-Prince",
+    "Costa Rica": "San Jose", "Nicaragua": "Managua", "Honduras": "Tegucigalpa", "Georgia": "Tbilisi",
+    "Armenia": "Yerevan", "Azerbaijan": "Baku", "Uzbekistan": "Tashkent", "Cambodia": "Phnom Penh", "Laos": "Vientiane",
+    "the United States": "Washington, D.C.", "Malta": "Valletta", "Cyprus": "Nicosia",
+    "Bosnia and Herzegovina": "Sarajevo", "North Macedonia": "Skopje", "Moldova": "Chisinau",
 }
 SYMBOLS = {
     "hydrogen": "H", "helium": "He", "carbon": "C", "nitrogen": "N", "oxygen": "O", "sodium": "Na", "iron": "Fe",
     "gold": "Au", "silver": "Ag", "copper": "Cu", "lead": "Pb", "potassium": "K", "calcium": "Ca", "mercury": "Hg",
     "zinc": "Zn", "tin": "Sn", "sulfur": "S", "chlorine": "Cl", "neon": "Ne", "uranium": "U",
+    "magnesium": "Mg", "aluminium": "Al", "silicon": "Si", "phosphorus": "P", "fluorine": "F", "argon": "Ar",
+    "lithium": "Li", "nickel": "Ni", "cobalt": "Co", "platinum": "Pt", "iodine": "I", "bromine": "Br",
+    "manganese": "Mn", "chromium": "Cr", "titanium": "Ti", "tungsten": "W", "boron": "B", "beryllium": "Be",
+    "radium": "Ra", "plutonium": "Pu",
 }
 AUTHORS = {
     "Romeo and Juliet": "William Shakespeare", "Pride and Prejudice": "Jane Austen", "Nineteen Eighty-Four":
@@ -66,6 +86,14 @@ AUTHORS = {
     "Oliver Twist": "Charles Dickens", "On the Origin of Species": "Charles Darwin", "Moby-Dick": "Herman Melville",
     "Les Miserables": "Victor Hugo", "Adventures of Huckleberry Finn": "Mark Twain", "Frankenstein": "Mary Shelley",
     "the Divine Comedy": "Dante Alighieri", "Crime and Punishment": "Fyodor Dostoevsky",
+    "Hamlet": "William Shakespeare", "The Great Gatsby": "F. Scott Fitzgerald", "Anna Karenina": "Leo Tolstoy",
+    "Jane Eyre": "Charlotte Bronte", "Wuthering Heights": "Emily Bronte", "The Old Man and the Sea": "Ernest Hemingway",
+    "Great Expectations": "Charles Dickens", "The Hobbit": "J. R. R. Tolkien",
+    "Alice's Adventures in Wonderland": "Lewis Carroll", "Treasure Island": "Robert Louis Stevenson",
+    "Dracula": "Bram Stoker", "The Adventures of Tom Sawyer": "Mark Twain",
+    "One Hundred Years of Solitude": "Gabriel Garcia Marquez", "Faust": "Johann Wolfgang von Goethe",
+    "The Little Prince": "Antoine de Saint-Exupery", "Robinson Crusoe": "Daniel Defoe",
+    "Gulliver's Travels": "Jonathan Swift",
 }
 # (question, answer, three distractors)
 GENERAL = [

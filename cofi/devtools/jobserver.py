@@ -406,13 +406,13 @@ def serving(environment: dict[str, str] | None = None):
     import tempfile
     import time
 
-    from cofi.models.kernels import PINNED
+    from cofi.models import kernels
 
     directory = tempfile.mkdtemp(prefix="cofi-jobserver-")  # mode 0700: only this user's jobs connect
     path = os.path.join(directory, "socket")
-    # Pinned kernels from the start (cofi.models.kernels): the warm process computes as every job must, and the jobs,
-    # whose environment is this one, run in it rather than starting themselves again.
-    environment = {**(os.environ if environment is None else environment), **PINNED, SOCKET_VARIABLE: path}
+    # Pinned kernels from the start (cofi.models.kernels; native ones where the environment asks): the warm process
+    # computes as its jobs must, and the jobs, whose environment is this one, run in it rather than starting again.
+    environment = {**kernels.environment(os.environ if environment is None else environment), SOCKET_VARIABLE: path}
     server = subprocess.Popen([sys.executable, "-m", "cofi.devtools.jobserver", "--serve", path], stdin=subprocess.PIPE,
                               env={**environment, **SINGLE_THREADED})
     try:

@@ -10,9 +10,10 @@ evaluator may add its own keys; a score file without ``item_scores`` gets interv
 from __future__ import annotations
 
 import time
+import typing
 from dataclasses import dataclass
 
-from cofi.config.settings import EvaluationSettings, PromptSettings
+from cofi.config.settings import ComputeSettings, EvaluationSettings, PromptSettings
 from cofi.jobs.interface import OnDevice, option
 
 
@@ -41,6 +42,7 @@ class EvaluateJob(OnDevice):
     batch_size: int = option("evaluation batch size (evaluation.batch_size)", EvaluationSettings.batch_size)
     max_items: int | None = option("the first items of each suite only (evaluation.max_items)", None)
     generation: dict = option("decoding options over the model's generation config (default: greedy)", {})
+    precision: typing.get_type_hints(ComputeSettings)["precision"] = option("compute.precision: bf16 or fp16 score under autocast", ComputeSettings.precision)
 
     def execute(self) -> list[dict]:
         return evaluate(self)
@@ -82,10 +84,21 @@ def evaluate(job: EvaluateJob) -> list[dict]:
             model.eval()
             loaded = (scoring.model, model, Prompter.of(tokenizer, job.prompt))
         started = time.perf_counter()
-        written.append(_score(job, loaded[1], loaded[2], scoring))
+        with _autocast(job.precision, loaded[1]):
+            written.append(_score(job, loaded[1], loaded[2], scoring))
         computed += time.perf_counter() - started
     job.log(compute_line(computed))
     return written
+
+
+def _autocast(precision: str, model):
+    """The same autocast as training's (:class:`cofi.training.loop.Precision`); float32 keeps plain arithmetic."""
+    import torch
+
+    from cofi.training.loop import Precision
+
+    dtype = Precision.DTYPES[precision]
+    return torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def _score(job: EvaluateJob, model, prompter, scoring: Scoring) -> dict:

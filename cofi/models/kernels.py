@@ -24,20 +24,37 @@ PINNED = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN, where torch calls it
 }
 EXPECTED_CAPABILITY = "AVX2"  # what torch reports when the pin took
+# Set to "native" (the workflow does so for compute.precision bf16): the job computes on the CPU's own kernels. The
+# pinned AVX2 paths have no bf16 instructions and emulate them: a SmolLM2 training job ran over 5x slower in bf16
+# than in float32 there, while AVX-512 BF16 made it 1.7x faster. bf16 results follow the machine anyway.
+KERNELS_VARIABLE = "COFI_CPU_KERNELS"
 
 
 def pinned(environ=os.environ) -> bool:
     return all(environ.get(name) == value for name, value in PINNED.items())
 
 
+def wants_native(environ=os.environ) -> bool:
+    return environ.get(KERNELS_VARIABLE) == "native"
+
+
+def environment(environ=os.environ) -> dict[str, str]:
+    """``environ`` as a computing job needs it: the pin added, or, where it asks for native kernels, taken away."""
+    if wants_native(environ):
+        return {name: value for name, value in environ.items() if name not in PINNED}
+    return {**environ, **PINNED}
+
+
 def pin(argv: list[str]) -> None:
-    """Make this process ``python -m cofi ARGV`` under the pinned kernels: return if it is already, else
-    replace it (``os.execve``: the same process id, streams and working directory) by a fresh one that is."""
-    if pinned():
+    """Make this process ``python -m cofi ARGV`` compute under the kernels its environment asks for (pinned, unless
+    :data:`KERNELS_VARIABLE` says native): return if it already does, else replace it (``os.execve``: the same
+    process id, streams and working directory) by a fresh one that does."""
+    wanted = environment()
+    if wanted == dict(os.environ):
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "cofi", *argv], {**os.environ, **PINNED})
+    os.execve(sys.executable, [sys.executable, "-m", "cofi", *argv], wanted)
 
 
 def in_use() -> str:
@@ -46,6 +63,8 @@ def in_use() -> str:
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
+    if wants_native():
+        return f"native CPU kernels ({KERNELS_VARIABLE}=native): torch {capability}; results follow this CPU"
     if capability == EXPECTED_CAPABILITY:
         return f"pinned CPU kernels: torch {capability}, MKL_CBWR={os.environ.get('MKL_CBWR')}"
     return (f"warning: the CPU kernels could not be pinned to {EXPECTED_CAPABILITY} (torch reports {capability}): "
