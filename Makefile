@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.devtools.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam gpu-check gpu-validate
+.PHONY: setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam bench-real gpu-check gpu-validate
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
@@ -73,6 +73,11 @@ bench: setup
 	{ $(call TO_THE_END,$(if $(CONFIG),--configfile $(CONFIG)) --config experiment=$$exp --quiet rules); } && \
 	echo "wall: $$(( $$(date +%s) - start )) s for results/$$exp" && \
 	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-report results/$$exp/benchmarks
+
+# What precision and the system turn cost and change on the real model (after `make real`, from its base model and
+# suites): float32 on the pinned kernels against bf16 on the native ones, a training step and each suite's scoring.
+bench-real: setup
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-precision --model results/smollm2/base_model --data results/smollm2/data
 
 # The fair study (configs/fair_study.yaml): every method at its own validation-tuned settings, the claims table.
 study: setup

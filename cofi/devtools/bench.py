@@ -329,3 +329,80 @@ def sam_overhead(model_dir: str, train_file: str, template: str, rho: float, ste
     table = pd.DataFrame(rows).groupby("optimizer", sort=False)["s_per_step"].median().reset_index()
     table["vs_adamw"] = table["s_per_step"] / table.loc[table["optimizer"] == "AdamW", "s_per_step"].item()
     return table
+
+
+# --- precision and prompt on a real model: what a training step and a scoring cost --------------------------------
+
+
+def measure_precision(model_dir: str, data_dir: str, task: str, precision: str, system: str | None, steps: int,
+                      items: int, batch_size: int) -> dict:
+    """One setting's costs, in this process (its CPU kernels are its environment's): seconds per Full SFT step on
+    ``task``'s training data (8 examples a step, 2 threads, the real trainer; median after one untimed step) and per
+    suite to score the first ``items`` of each versatility test suite (1 thread, as the workflow's evaluations run),
+    with the scores: the same items and model in every setting, so the scores show what the setting changes."""
+    import statistics
+    import tempfile
+    import time
+
+    import torch
+
+    from cofi.config.settings import ComputeSettings, PromptSettings, TrainSettings
+    from cofi.data.chat_suites import SUITE_TYPES
+    from cofi.data.prompts import Prompter
+    from cofi.data.records import load_records
+    from cofi.evaluation.tasks import TASK_TYPES
+    from cofi.jobs.evaluate import _autocast
+    from cofi.models import kernels
+    from cofi.models.loading import load_model
+    from cofi.training.loop import tokenize_dataset, train
+
+    model, tokenizer = load_model(model_dir)
+    prompter = Prompter.of(tokenizer, PromptSettings(chat_template=True, mask_prompt=True, max_len=96, system=system))
+    result = {"precision": precision, "system": "template's" if system is None else repr(system),
+              "kernels": kernels.in_use().split(":")[0]}
+    torch.set_num_threads(1)
+    model.eval()
+    metrics = {"know": "accuracy", "reason": "number", "instruct": "ifeval_strict"}
+    for name, kind in SUITE_TYPES.items():
+        records = TASK_TYPES[kind].read(Path(data_dir) / f"{name}_test.jsonl")[:items]
+        started = time.perf_counter()
+        with _autocast(precision, model):
+            scored = TASK_TYPES[kind].score(model, prompter, records, metrics[name], batch_size)
+        result[f"{name}_s"], result[name] = round(time.perf_counter() - started, 1), round(scored["score"], 1)
+    torch.set_num_threads(2)
+    model.train()
+    examples = tokenize_dataset(load_records(Path(data_dir) / f"{task}_train.jsonl"), prompter, True, 96)
+    result["tokens_per_example"] = round(sum(len(e["input_ids"]) for e in examples) / len(examples), 1)
+    settings = TrainSettings(lr=1e-4, steps=steps + 1, batch_size=8, warmup_ratio=0.0, log_every=10**9)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, examples, settings, 0, tokenizer.pad_token_id, Path(tmp) / "curve.csv",
+              compute=ComputeSettings(device="cpu", precision=precision), log=lambda _: None)
+        seconds = pd.read_csv(Path(tmp) / "curve.csv")["seconds"].diff().dropna()
+    result["step_s"] = round(statistics.median(seconds), 2)
+    return result
+
+
+def precision_table(model_dir: str, data_dir: str, task: str, steps: int, items: int, batch_size: int) -> pd.DataFrame:
+    """float32 on the pinned kernels against bf16 autocast on the native ones, each with the template's system turn
+    and an empty one: each setting in a fresh process (the kernels are chosen before torch starts)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from cofi.models import kernels
+
+    rows = []
+    for precision in ("fp32", "bf16"):
+        environment = {k: v for k, v in os.environ.items() if k not in ("COFI_JOB_SERVER", kernels.KERNELS_VARIABLE)}
+        if precision == "bf16":
+            environment[kernels.KERNELS_VARIABLE] = "native"
+        for system in (None, ""):
+            command = [sys.executable, "-m", "cofi.devtools", "bench-precision-one", "--model", model_dir,
+                       "--data", data_dir, "--task", task, "--precision", precision, "--steps", str(steps),
+                       "--items", str(items), "--batch-size", str(batch_size)] + ([] if system is None else ["--system", system])
+            done = subprocess.run(command, capture_output=True, text=True, env=kernels.environment(environment))
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return pd.DataFrame(rows)

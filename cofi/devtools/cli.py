@@ -50,6 +50,20 @@ def cmd_bench_step(args) -> None:
     print(json.dumps(result))  # one line on stdout: region_vs_full reads it
 
 
+def cmd_bench_precision_one(args) -> None:
+    from cofi.devtools.bench import measure_precision
+
+    print(json.dumps(measure_precision(args.model, args.data, args.task, args.precision, args.system, args.steps,
+                                       args.items, args.batch_size)))
+
+
+def cmd_bench_precision(args) -> None:
+    from cofi.devtools.bench import precision_table
+
+    table = precision_table(args.model, args.data, args.task, args.steps, args.items, args.batch_size)
+    print(table.to_markdown(index=False))
+
+
 def cmd_bench_region(args) -> None:
     from cofi.devtools.bench import region_vs_full
 
@@ -252,6 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="rebuild the model at this hidden size (random weights)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.set_defaults(func=cmd_bench_step)
+
+    for name, helptext in (("bench-precision", "a real model's training step and scoring in fp32 (pinned kernels) and "
+                                                  "bf16 (native), with and without the template's system turn"),
+                           ("bench-precision-one", "(internal) one setting of bench-precision, JSON out")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--model", default="results/smollm2/base_model", help="a chat model directory")
+        p.add_argument("--data", default="results/smollm2/data", help="its chat suites (embedded.suites: chat)")
+        p.add_argument("--task", default="facts", help="the task whose training data the steps take")
+        p.add_argument("--steps", type=int, default=5, help="timed training steps (after one untimed)")
+        p.add_argument("--items", type=int, default=100, help="items of each versatility test suite scored")
+        p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+        if name == "bench-precision-one":
+            p.add_argument("--precision", required=True, choices=["fp32", "bf16"])
+            p.add_argument("--system", default=None, help="the system turn (default: the template's own)")
+        p.set_defaults(func=cmd_bench_precision_one if name == "bench-precision-one" else cmd_bench_precision)
 
     p = sub.add_parser("bench-region", help="step time and memory of a region vs Full SFT, side by side")
     p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")

@@ -151,6 +151,13 @@ def _preload() -> None:
     matplotlib.use("Agg")  # what cofi.io.pyplot does before pyplot's import
     import matplotlib.pyplot  # noqa: F401
 
+    from cofi.evaluation.instructions import registry
+
+    try:  # the IFEval checkers (lm-evaluation-harness, an extra): an instruction suite's evaluation and start-up check
+        registry()
+    except ImportError:
+        pass
+
 
 class Server:
     """Accepts jobs on ``path`` and runs each in a forked child, until its standard input closes."""
@@ -165,7 +172,11 @@ class Server:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)  # clients may connect now; they wait while the imports run
         self.listener.listen(64)
+        before = dict(os.environ)
         _preload()
+        # What the imports set in the environment (torch, transformers, scikit-learn: KMP_INIT_AT_FORK, ...): a job
+        # whose Snakemake process imported them too (a Snakefile that reads a model) carries the same values.
+        self.imported = {k: v for k, v in os.environ.items() if before.get(k) != v}
         self.jobs: dict[int, socket.socket] = {}  # child pid -> its client's connection
         self.selector = selectors.DefaultSelector()
         self.wakeup, wakeup_write = socket.socketpair()
@@ -241,7 +252,9 @@ class Server:
         differs = [key for key in ("python", "cofi") if request.get(key) != self.identity[key]]
         if differs:
             return f"another {' and '.join(differs)} ({', '.join(request.get(k, '?') for k in differs)})"
-        variables = _differences(request.get("env", {}), self.environment)
+        job = request.get("env", {})
+        variables = [name for name in _differences(job, self.environment)
+                     if name not in self.imported or job.get(name) != self.imported[name]]
         if variables:
             return f"its environment differs from the server's in {', '.join(variables[:5])}"
         return ""

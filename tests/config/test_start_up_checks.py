@@ -50,6 +50,8 @@ def test_dry_run_of_every_offline_config_succeeds(dry_run_copy, configfile, prof
         started = time.perf_counter()
         done = snakemake(dry_run_copy, *args, *extra)
         assert done.returncode == 0, (extra, done.stdout[-2000:] + done.stderr[-3000:])
+        if extra == ["-p"]:  # float32 jobs stay on the pinned kernels (cofi/models/kernels.py)
+            assert "python -m cofi finetune --spec" in done.stdout and "COFI_CPU_KERNELS" not in done.stdout
         # A few seconds here (about 20 for the real-model config: it imports transformers and reads the
         # GGUF's header); generous for a loaded machine.
         assert time.perf_counter() - started < (120 if gguf else 60)
@@ -318,9 +320,12 @@ def test_the_gpu_override_merges_over_the_real_model_config(dry_run_copy):
     if not (dry_run_copy / "models").is_dir():
         skip_or_fail("models/ is missing (make setup links the real chat model there)")
     shutil.copytree(REPO / "configs" / "overrides", dry_run_copy / "configs" / "overrides", dirs_exist_ok=True)
-    alone = snakemake(dry_run_copy, "-n", "--configfile", "configs/smollm2.yaml")
+    alone = snakemake(dry_run_copy, "-n", "-p", "--configfile", "configs/smollm2.yaml")
     merged = snakemake(dry_run_copy, "-n", "--configfile", "configs/smollm2.yaml", "configs/overrides/smollm2_gpu.yaml")
     assert alone.returncode == 0 and merged.returncode == 0, merged.stdout[-2000:] + merged.stderr[-2000:]
+    # its bf16 jobs ask for the CPU's native kernels (cofi/models/kernels.py); the tables' jobs compute nothing
+    assert "COFI_CPU_KERNELS=native python -m cofi finetune --spec" in alone.stdout
+    assert "python -m cofi table --spec" in alone.stdout and "native python -m cofi table" not in alone.stdout
     count = lambda done: int(re.search(r"^finetune\s+(\d+)$", done.stdout, re.M)[1])  # noqa: E731
     assert count(merged) == 2 * count(alone)
 

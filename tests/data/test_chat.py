@@ -82,6 +82,7 @@ def test_the_chat_suites_are_seeded_typed_and_keep_held_out_items_out_of_trainin
     assert set(TASK_TYPES) == {"facts", "dates"} and set(SUITE_TYPES) == {"know", "reason", "instruct"}
     asked = lambda split: {r["instruction"] for r in suites[split]}  # noqa: E731
     assert not asked("know_test") & asked("know_val")
+    assert len(suites["know_test"]) >= 100 and len(suites["know_val"]) >= 100  # the real study's 100 test items
     replay = asked("versatility_train")
     for split in ("know_test", "know_val", "reason_test", "reason_val", "instruct_test", "instruct_val"):
         assert not asked(split) & replay, split

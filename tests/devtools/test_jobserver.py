@@ -87,6 +87,26 @@ def test_a_job_whose_environment_differs_runs_in_its_own_process(job):
     assert (root / "rank" / "model" / "model.safetensors").is_file()
 
 
+def test_a_job_carrying_what_the_imports_set_runs_in_the_server(tmp_path):
+    """A Snakefile that reads a model imports torch and transformers, which set variables (KMP_INIT_AT_FORK, ...)
+    that every job then inherits: the server, whose own imports set the same values, still takes such a job; a
+    different value of one of them is still a difference."""
+    found = subprocess.run([sys.executable, "-c", "import json, os; from cofi.devtools.jobserver import _preload; "
+                            "before = dict(os.environ); _preload(); "
+                            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    imported = json.loads(found.stdout)
+    assert imported, "the imports set nothing: this test would not tell"
+    job = quoted([sys.executable, "-m", "cofi", "evaluate", "--spec",
+                  json.dumps({"scorings": [], "prompt": {}, "device": "cpu"})])
+    setting = lambda values: " ".join(f"{k}={v!r}" for k, v in values.items())  # noqa: E731
+    same = under_server(f"env {setting(imported)} {job} 2>&1", tmp_path)
+    assert "cofi: job server process" in same.stdout and "running in this process" not in same.stdout, same.stdout
+    name = sorted(imported)[0]
+    other = under_server(f"env {setting({**imported, name: imported[name] + 'x'})} {job} 2>&1", tmp_path)
+    assert f"its environment differs from the server's in {name}" in other.stdout, other.stdout
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():

@@ -161,3 +161,41 @@ def test_a_model_bigger_than_one_gpu_is_spread_over_the_gpus_for_inference(tiny_
     gib = 2**30
     assert spreads(66 * gib, 79 * gib, 8)  # 33B in bf16 on 80 GB GPUs
     assert not spreads(13 * gib, 79 * gib, 8) and not spreads(66 * gib, 79 * gib, 1)
+
+
+def test_an_evaluation_at_bf16_scores_under_autocast_and_fp32_does_not(tiny_model, tokenizer, tiny_world, tmp_path,
+                                                                      monkeypatch):
+    """compute.precision reaches evaluation: bf16 scores every suite under CPU autocast (as training computes),
+    fp32 in plain float32; the scores stay close on the tiny model."""
+    import json
+
+    import torch
+
+    from cofi.evaluation.tasks import TASK_TYPES
+    from cofi.jobs.evaluate import EvaluateJob
+    from cofi.jobs.interface import job_from
+    from cofi.models.loading import save_model
+
+    save_model(tiny_model, tokenizer, tmp_path / "model")
+    kinds = {"know": "multiple_choice", "reason": "generation", "instruct": "generation"}
+    for name in kinds:
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tiny_world[f"{name}_test"][:8]))
+    suites = {"spec": {}, "vers": {name: {"path": str(tmp_path / f"{name}.jsonl"), "type": kind,
+                                          "metric": "accuracy" if kind == "multiple_choice" else "exact_match"}
+                                   for name, kind in kinds.items()}}
+    seen, score = [], TASK_TYPES["multiple_choice"].score
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(TASK_TYPES["multiple_choice"], "score", spy)
+    results = {}
+    for precision in ("bf16", "fp32"):
+        scoring = {"model": str(tmp_path / "model"), "suites": suites, "labels": {"method": "base"},
+                   "out": str(tmp_path / f"{precision}.json")}
+        job = job_from(EvaluateJob, {"scorings": [scoring], "prompt": {"template": TEMPLATE}, "device": "cpu",
+                                     "precision": precision}, "job", log=lambda *_: None)
+        results[precision] = job.execute()[0]
+    assert seen == [torch.bfloat16, torch.float32]
+    assert abs(results["bf16"]["know"] - results["fp32"]["know"]) <= 25.0  # two of eight items at most

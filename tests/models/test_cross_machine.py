@@ -99,3 +99,37 @@ def test_the_jobs_that_load_torch_are_pinned_and_the_job_server_starts_pinned():
     assert pinned == {"build-base", "import-gguf", "finetune", "evaluate", "importance", "landscape"}
     with serving({**os.environ, "ATEN_CPU_CAPABILITY": "default"}) as environment:
         assert kernels.pinned(environment)
+
+
+def test_bf16_asks_for_native_kernels_and_a_native_job_drops_the_pin():
+    """compute.precision bf16 runs CPU jobs on the CPU's own kernels (the pinned AVX2 paths emulate bf16): the
+    environment a job computes in drops the pin where COFI_CPU_KERNELS says native, and adds it otherwise; a native
+    job server starts without it."""
+    from cofi.config.settings import ComputeSettings
+    from cofi.devtools.jobserver import serving
+    from cofi.models import kernels
+
+    assert ComputeSettings(precision="bf16").cpu_kernels == "native"
+    assert ComputeSettings(precision="fp32").cpu_kernels == ComputeSettings(precision="fp16").cpu_kernels == "pinned"
+    plain = {"HOME": "/home/u", "ATEN_CPU_CAPABILITY": "default"}
+    assert kernels.pinned(kernels.environment(plain)) and kernels.environment(plain)["HOME"] == "/home/u"
+    native = kernels.environment({**plain, **kernels.PINNED, kernels.KERNELS_VARIABLE: "native"})
+    assert native == {"HOME": "/home/u", kernels.KERNELS_VARIABLE: "native"}
+    with serving({**os.environ, kernels.KERNELS_VARIABLE: "native"}) as environment:
+        assert not set(kernels.PINNED) & set(environment)
+
+
+def test_a_job_computes_on_the_kernels_its_environment_asks_for():
+    """A computing job started pinned under COFI_CPU_KERNELS=native starts itself again without the pin, and says
+    so in its log; without the variable it is pinned (here: an evaluation with nothing to score)."""
+    from cofi.models import kernels
+
+    spec = json.dumps({"scorings": [], "prompt": {}, "device": "cpu"})
+    for wanted, line in (("native", "native CPU kernels (COFI_CPU_KERNELS=native)"), (None, "pinned CPU kernels")):
+        environment = {name: value for name, value in os.environ.items()
+                       if name not in (kernels.KERNELS_VARIABLE, "COFI_JOB_SERVER")}
+        environment |= {**kernels.PINNED, **({kernels.KERNELS_VARIABLE: wanted} if wanted else {})}
+        done = subprocess.run([sys.executable, "-m", "cofi", "evaluate", "--spec", spec], env=environment,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert line in done.stdout + done.stderr, (done.stdout + done.stderr)[-1000:]
