@@ -9,7 +9,7 @@ server, which forks a child to run it and sends back its exit status: the child 
 code on the same arguments, writing the same files and log), with the imports already done.
 
 The server and COMMAND start with cofi's pinned CPU kernels (:mod:`cofi.models.kernels`), as every computing
-job must. A job runs in its own process instead, as without a server, wherever the server could differ
+job must (the CPU's own where ``COFI_CPU_KERNELS=native`` asks, as a bf16 config's jobs do). A job runs in its own process instead, as without a server, wherever the server could differ
 from a fresh process: the server is unreachable, another Python or another copy of cofi runs the job (a
 conda environment), or the job's environment differs from the server's in anything but the working
 and temporary directories and the thread counts, which every computing cofi command sets itself

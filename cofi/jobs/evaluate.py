@@ -42,7 +42,8 @@ class EvaluateJob(OnDevice):
     batch_size: int = option("evaluation batch size (evaluation.batch_size)", EvaluationSettings.batch_size)
     max_items: int | None = option("the first items of each suite only (evaluation.max_items)", None)
     generation: dict = option("decoding options over the model's generation config (default: greedy)", {})
-    precision: typing.get_type_hints(ComputeSettings)["precision"] = option("compute.precision: bf16 or fp16 score under autocast", ComputeSettings.precision)
+    precision: typing.get_type_hints(ComputeSettings)["precision"] = option(
+        "compute.precision: bf16 or fp16 score under autocast", ComputeSettings.precision)
 
     def execute(self) -> list[dict]:
         return evaluate(self)

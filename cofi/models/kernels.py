@@ -9,6 +9,8 @@ fine-tuning at a high learning rate or with SAM moved the default's scores by up
 CPU since 2013, every AMD Zen), MKL in its conditional numerical reproducibility mode. They must be set before the libraries start: each
 job that computes (:attr:`cofi.jobs.interface.Job.computes`) starts itself again with them where they are not set (:func:`pin`, from
 ``python -m cofi``), and the job server's warm process starts with them (:mod:`cofi.devtools.jobserver`).
+A job whose environment says ``COFI_CPU_KERNELS=native`` (a bf16 config's: :attr:`ComputeSettings.cpu_kernels`)
+starts itself again without them instead.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ PINNED = {
 }
 EXPECTED_CAPABILITY = "AVX2"  # what torch reports when the pin took
 # Set to "native" (the workflow does so for compute.precision bf16): the job computes on the CPU's own kernels. The
-# pinned AVX2 paths have no bf16 instructions and emulate them: a SmolLM2 training job ran over 5x slower in bf16
-# than in float32 there, while AVX-512 BF16 made it 1.7x faster. bf16 results follow the machine anyway.
+# pinned AVX2 paths have no bf16 instructions and emulate them: twelve SmolLM2 training steps in bf16 did not finish
+# in 300 s there (float32: 2.2 s a step), while AVX-512 BF16 made a step 1.7x faster. bf16 follows the machine anyway.
 KERNELS_VARIABLE = "COFI_CPU_KERNELS"
 
 
