@@ -87,16 +87,20 @@ def test_a_job_whose_environment_differs_runs_in_its_own_process(job):
     assert (root / "rank" / "model" / "model.safetensors").is_file()
 
 
-def test_a_job_carrying_what_the_imports_set_runs_in_the_server(tmp_path):
-    """A Snakefile that reads a model imports torch and transformers, which set variables (KMP_INIT_AT_FORK, ...)
-    that every job then inherits: the server, whose own imports set the same values, still takes such a job; a
-    different value of one of them is still a difference."""
+def test_a_job_carrying_what_the_imports_set_runs_in_the_server(tmp_path, monkeypatch):
+    """A Snakefile that checks an instruction suite imports lm-evaluation-harness, which sets variables
+    (HF_XET_HIGH_PERFORMANCE, KMP_INIT_AT_FORK, ...) that every job then inherits: the server, whose own imports set
+    the same values, still takes such a job; a different value of one of them is still a difference."""
+    # What the imports set, from an environment without them (an earlier test in this process may have set them)
     found = subprocess.run([sys.executable, "-c", "import json, os; from cofi.devtools.jobserver import _preload; "
                             "before = dict(os.environ); _preload(); "
                             "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))"],
-                           cwd=REPO, capture_output=True, text=True, timeout=300)
+                           cwd=REPO, capture_output=True, text=True, timeout=300,
+                           env={name: os.environ[name] for name in ("HOME", "PATH") if name in os.environ})
     imported = json.loads(found.stdout)
     assert imported, "the imports set nothing: this test would not tell"
+    for name in imported:  # the server starts without them, as under a Snakemake that did not import the harness
+        monkeypatch.delenv(name, raising=False)
     job = quoted([sys.executable, "-m", "cofi", "evaluate", "--spec",
                   json.dumps({"scorings": [], "prompt": {}, "device": "cpu"})])
     setting = lambda values: " ".join(f"{k}={v!r}" for k, v in values.items())  # noqa: E731
