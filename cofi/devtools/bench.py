@@ -351,13 +351,14 @@ def measure_precision(model_dir: str, data_dir: str, task: str, precision: str, 
     from cofi.data.prompts import Prompter
     from cofi.data.records import load_records
     from cofi.evaluation.tasks import TASK_TYPES
-    from cofi.jobs.evaluate import _autocast
+    from cofi.jobs.evaluate import scoring_autocast
     from cofi.models import kernels
     from cofi.models.loading import load_model
     from cofi.training.loop import tokenize_dataset, train
 
     model, tokenizer = load_model(model_dir)
-    prompter = Prompter.of(tokenizer, PromptSettings(chat_template=True, mask_prompt=True, max_len=96, system=system))
+    prompt = PromptSettings(chat_template=True, mask_prompt=True, max_len=96, system=system)  # configs/smollm2.yaml's
+    prompter = Prompter.of(tokenizer, prompt)
     result = {"precision": precision, "system": "template's" if system is None else repr(system),
               "kernels": kernels.in_use().split(":")[0]}
     torch.set_num_threads(1)
@@ -366,12 +367,13 @@ def measure_precision(model_dir: str, data_dir: str, task: str, precision: str, 
     for name, kind in SUITE_TYPES.items():
         records = TASK_TYPES[kind].read(Path(data_dir) / f"{name}_test.jsonl")[:items]
         started = time.perf_counter()
-        with _autocast(precision, model):
+        with scoring_autocast(precision, model):
             scored = TASK_TYPES[kind].score(model, prompter, records, metrics[name], batch_size)
         result[f"{name}_s"], result[name] = round(time.perf_counter() - started, 1), round(scored["score"], 1)
     torch.set_num_threads(2)
     model.train()
-    examples = tokenize_dataset(load_records(Path(data_dir) / f"{task}_train.jsonl"), prompter, True, 96)
+    examples = tokenize_dataset(load_records(Path(data_dir) / f"{task}_train.jsonl"), prompter, prompt.mask_prompt,
+                                prompt.max_len)
     result["tokens_per_example"] = round(sum(len(e["input_ids"]) for e in examples) / len(examples), 1)
     settings = TrainSettings(lr=1e-4, steps=steps + 1, batch_size=8, warmup_ratio=0.0, log_every=10**9)
     with tempfile.TemporaryDirectory() as tmp:

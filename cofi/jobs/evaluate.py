@@ -85,15 +85,16 @@ def evaluate(job: EvaluateJob) -> list[dict]:
             model.eval()
             loaded = (scoring.model, model, Prompter.of(tokenizer, job.prompt))
         started = time.perf_counter()
-        with _autocast(job.precision, loaded[1]):
+        with scoring_autocast(job.precision, loaded[1]):
             written.append(_score(job, loaded[1], loaded[2], scoring))
         computed += time.perf_counter() - started
     job.log(compute_line(computed))
     return written
 
 
-def _autocast(precision: str, model):
-    """The same autocast as training's (:class:`cofi.training.loop.Precision`); float32 keeps plain arithmetic."""
+def scoring_autocast(precision: str, model):
+    """What scoring computes under (here and in the benchmarks): the same autocast as training's
+    (:class:`cofi.training.loop.Precision`); float32 keeps plain arithmetic."""
     import torch
 
     from cofi.training.loop import Precision
