@@ -7,6 +7,7 @@ import re
 
 import cofi.jobs.interface
 import cofi.models.cluster
+from cofi.config.candidates import split_of
 from cofi.config.experiment import SPLITS
 from cofi.config.names import BASE_ROW
 from cofi.jobs import job_class
@@ -154,18 +155,20 @@ def launcher(w, resources):
 
 def evaluation_files(tasks, split):
     suites = EXP.evaluation_suites(tasks, split)
-    return [suite["path"] for group in ("spec", "vers") for suite in suites[group].values()]
+    return [suite["path"] for group in ("spec", "vers") for suite in suites[group].values() if "path" in suite]
 
 
-def scoring(model, suites, labels, scores, predictions):
-    """One score file of an evaluation job: its model, suites, labels and outputs."""
-    return {"model": model, "suites": suites, "labels": labels, "out": scores, "predictions": predictions}
+def scoring(model, suites, labels, scores, predictions, subset=None):
+    """One score file of an evaluation job: its model, suites, labels and outputs (and the sample of items, where the
+    search scores a sample: search.eval_items)."""
+    return {"model": model, "suites": suites, "labels": labels, "out": scores, "predictions": predictions,
+            **({"subset": subset} if subset else {})}
 
 
 def evaluate_spec(scorings):
     """An evaluation job's spec: its score files, scored as the config's evaluation section says."""
     return job_spec("evaluate", scorings=scorings, prompt=PROMPT, generation=EXP.generation,
-                    batch_size=EXP.evaluation.batch_size, max_items=EXP.evaluation.max_items,
+                    batch_size=EXP.evaluation.batch_size, max_items=EXP.evaluation.max_items, backend=EXP.evaluation.backend,
                     precision=EXP.compute.precision, **ON_DEVICE)
 
 
@@ -175,11 +178,13 @@ def score_files(run, task, seeds, splits):
             for seed in seeds for split in splits}
 
 
-def run_scorings(w, seeds, splits):
-    """Every score file of a run's evaluation job, each seed's splits together (the job loads each model once)."""
+def run_scorings(w, seeds, stems):
+    """Every score file of a run's evaluation job, each seed's splits together (the job loads each model once). A
+    stem is a split, or a split's seeded sample of items (cofi.config.candidates.split_of)."""
     return [scoring(f"{LAYOUT.run_dir(w.run, w.task, seed)}/model", EXP.evaluation_suites([w.task], split),
-                    {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files)
-            for (seed, split), files in score_files(w.run, w.task, seeds, splits).items()]
+                    {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files, subset)
+            for (seed, stem), files in score_files(w.run, w.task, seeds, stems).items()
+            for split, subset in [split_of(stem)]]
 
 
 # Configured runs with files of their own are scored at every seed in one job (evaluate.smk), on the splits their
@@ -204,15 +209,15 @@ def expanded_ids(depth_file):
 def candidate_scores(task, depth_file):
     """{candidate id: [{lr, run, its validation score file} at each of search.lr]} for the candidates a depth
     file expands to."""
-    return {c: [{"lr": lr, "run": (run := EXP.candidates.name(c, lr)), "scores": run_file(run, task, EXP.search.seed,
-                                                                                      "val_scores.json")}
+    return {c: [{"lr": lr, "run": (run := EXP.candidates.name(c, lr)),
+                 "scores": run_file(run, task, EXP.search.seed, f"{EXP.search.scores_split}_scores.json")}
                 for lr in EXP.search.lrs] for c in expanded_ids(depth_file)}
 
 
 def search_step_inputs(w):
     """Depth 0 reads the reference run's scores; depth d also the previous depth's file (waiting for that
     checkpoint) and the scores of the candidates it expanded to."""
-    inputs = {"reference": run_file(EXP.search.reference, w.task, EXP.search.seed, "val_scores.json")}
+    inputs = {"reference": run_file(EXP.search.reference, w.task, EXP.search.seed, f"{EXP.search.scores_split}_scores.json")}
     if int(w.depth) > 0:
         previous = checkpoints.search_step.get(task=w.task, depth=int(w.depth) - 1).output[0]
         inputs["previous"] = previous

@@ -65,10 +65,11 @@ for name, splits in (("evaluate_run", ("test",)), ("evaluate_sweep", SPLITS)):
 
 
 rule evaluate_model:
-    """One model on one split: a search candidate (or any run's model asked for by path)."""
+    """One model on one split, or on a seeded sample of its items (val_items<N>_seed<S>: search.eval_items): a search
+    candidate (or any run's model asked for by path)."""
     input:
         model=rules.finetune.output.model,
-        data=lambda w: evaluation_files([w.task], w.split),
+        data=lambda w: evaluation_files([w.task], split_of(w.split)[0]),
     output:
         scores=f"{RUN_DIR}/{{split}}_scores.json",
         predictions=f"{RUN_DIR}/{{split}}_predictions.json",

@@ -9,6 +9,7 @@ and the lr looked up by its text among ``search.lr``, never parsed back from it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from cofi.config import settings
@@ -33,11 +34,14 @@ class Search:
     seed: int  # the seed the candidates are trained and selected at
     lrs: tuple[float, ...] = ()  # each candidate trains at each; a candidate scores as its best (search.lr)
     reference_lr: float | None = None  # the reference's lr (None where no run is called so: check_config says so)
+    eval_items: int | None = None  # candidates (and the reference, to compare) scored on this many items per suite
+    eval_seed: int = 0  # which items: a seeded sample
 
     @classmethod
     def of(cls, section: dict, reference: Run | None, first_seed: int) -> "Search":
         """From the config's ``search`` section; ``reference``: the run it names (None where there is none)."""
-        policy_keys = {key: value for key, value in section.items() if key not in ("enabled", "reference", "seed", "lr")}
+        policy_keys = {key: value for key, value in section.items()
+                       if key not in ("enabled", "reference", "seed", "lr", "eval_items", "eval_seed")}
         reference_lr = reference.train.lr if reference else None
         lrs = section["lr"] if section["lr"] is not None else [reference_lr] if reference else []
         if len({value_text(lr) for lr in lrs}) < len(lrs):  # a candidate's name gives its lr by this text
@@ -45,7 +49,8 @@ class Search:
                               "learning rates that differ in their first 6 significant digits")
         return cls(enabled=section["enabled"], policy=settings.from_dict(Policy, policy_keys, "search"),
                    reference=section["reference"], lrs=tuple(lrs), reference_lr=reference_lr,
-                   seed=section["seed"] if section["seed"] is not None else first_seed)
+                   seed=section["seed"] if section["seed"] is not None else first_seed,
+                   eval_items=section["eval_items"], eval_seed=section["eval_seed"])
 
     @property
     def mode(self) -> str:
@@ -55,9 +60,25 @@ class Search:
     def name(self) -> str:
         """Where its files go: the mode, and the lr list where it is not the reference's lr alone (so a
         search over region x lr sits beside the search over regions, and both reuse the same runs)."""
-        if self.lrs in ((), (self.reference_lr,)):
-            return self.mode
-        return f"{self.mode}_lr" + "-".join(value_text(lr) for lr in self.lrs)
+        name = self.mode if self.lrs in ((), (self.reference_lr,)) else f"{self.mode}_lr" + "-".join(map(value_text, self.lrs))
+        return name + (f"_{self.scores_split.partition('_')[2]}" if self.eval_items else "")
+
+    @property
+    def scores_split(self) -> str:
+        """The stem of the score files the search reads: ``val``, or its seeded subset (:func:`split_of`)."""
+        return "val" if self.eval_items is None else f"val_items{self.eval_items}_seed{self.eval_seed}"
+
+
+SUBSET_SPLIT = re.compile(r"(?P<split>[a-z]+)_items(?P<items>[0-9]+)_seed(?P<seed>[0-9]+)")
+
+
+def split_of(stem: str) -> tuple[str, dict | None]:
+    """A score file's stem as (split, subset): ``val`` -> ("val", None); ``val_items50_seed0`` -> ("val", {"items":
+    50, "seed": 0}), the items :func:`cofi.evaluation.subsets.chosen` picks."""
+    match = SUBSET_SPLIT.fullmatch(stem)
+    if match is None:
+        return stem, None
+    return match["split"], {"items": int(match["items"]), "seed": int(match["seed"])}
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,29 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     _check_claims(experiment)
     _check_selection(experiment)
     _check_prompt(experiment, train_records, check_files)
+    _check_backend(experiment)
     return experiment
+
+
+def _check_backend(experiment: Experiment) -> None:
+    """vLLM serves on GPUs: refused where jobs would run on a CPU (no GPU here, and no GPU cluster configured), or
+    where vllm is not installed."""
+    import importlib.util
+
+    if experiment.evaluation.backend != "vllm":
+        return
+    if experiment.compute.device == "cpu":
+        raise ConfigError("config key evaluation.backend: vllm serves on GPUs, and compute.device is cpu; use "
+                          "backend: hf")
+    if not experiment.cluster.has_gpus:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("config key evaluation.backend: vllm serves on GPUs, and this machine has none (nor "
+                              "does cluster.gpus_per_node give the jobs any); use backend: hf")
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("config key evaluation.backend: vllm is not installed (pip install vllm beside cofi; "
+                          "docs/own-model.md), or use backend: hf")
 
 
 def _model_depth(config: dict) -> int | None:
@@ -136,14 +158,21 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
     from cofi.evaluation.tasks import task_type
 
     made_here = suites_module(experiment.embedded_suites)
-    train_records = {}
+    train_records, harness_suites = {}, {}
     for section, suites, embedded in (("tasks", experiment.tasks, made_here.TASK_TYPES),
                                       ("versatility", experiment.versatility, made_here.SUITE_TYPES)):
         for name, suite in suites.items():
             key = f"{section}.{name}"
-            # Null paths: embedded data; or a user suite's missing validation file (its test file serves).
+            # Null paths: embedded data; or a user suite's missing validation file (its test file serves). Harness
+            # tasks are a suite's test split, and its validation split where it has no val file.
             own = {split: path for split, path in suite.paths.items()
-                   if not (path is None and (name in embedded or (split == "val" and suite.paths.get("test"))))}
+                   if not (path is None and (name in embedded or (split == "val" and suite.paths.get("test"))))
+                   and not (suite.harness and split != "train" and path is None)}
+            if suite.harness:
+                harness_suites[key] = suite.harness
+                if suite.type is None:  # harness tasks alone: no JSONL of the suite's type to check
+                    _check_training_file(key, own, train_records, name, check_files, section)
+                    continue
             if missing := next((split for split, path in own.items() if path is None), None):
                 raise ConfigError(f"config key {key}.{missing}: null means the embedded data, but the "
                                   f"{experiment.embedded_suites} suites have no {name!r} (they have "
@@ -153,7 +182,7 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
                 kind.check_metric(key, suite.metric)
             except InputError as error:
                 raise ConfigError(str(error)) from None
-            if name in embedded and suite.embedded and suite.type != embedded[name]:
+            if name in embedded and suite.embedded and not suite.harness and suite.type != embedded[name]:
                 raise ConfigError(f"config key {key}.type: the embedded {name} data is {embedded[name]}, not "
                                   f"{suite.type} (set type: {embedded[name]}, or give your own data paths)")
             for split, path in own.items():
@@ -167,7 +196,30 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
                     train_records[name] = records
             if section == "tasks":
                 train_records.setdefault(name, None)
+    if check_files:
+        from cofi.evaluation.harness import check_suites
+
+        try:
+            check_suites(harness_suites)
+        except InputError as error:
+            raise ConfigError(str(error)) from None
     return train_records
+
+
+def _check_training_file(key: str, own: dict, train_records: dict, name: str, check_files: bool, section: str) -> None:
+    """A harness speciality task's training file (its only JSONL), or its embedded one."""
+    from cofi.data.records import DataError, read_jsonl
+
+    if own.get("train", "") is None:
+        raise ConfigError(f"config key {key}.train: harness tasks are what it is scored on, not trained on; give a "
+                          "JSONL of training examples")
+    if section == "tasks":
+        train_records[name] = None
+        if check_files and own.get("train"):
+            try:
+                train_records[name] = read_jsonl(own["train"])
+            except DataError as error:
+                raise ConfigError(f"config key {key}.train: {error}") from None
 
 
 def _projection_names_once(experiment: Experiment):
@@ -310,6 +362,11 @@ def _check_landscape(experiment: Experiment) -> None:
                               "on the grid")
     if land.radius > land.span:
         raise ConfigError(f"config key landscape.radius: {land.radius} exceeds landscape.span {land.span}")
+    if land.runs and (harness := [name for name, suite in experiment.versatility.items()
+                                  if suite.harness and suite.paths.get("val") is None]):
+        raise ConfigError(f"config key landscape.runs: the landscapes take their versatility loss from each suite's "
+                          f"val JSONL, and versatility.{harness[0]} is harness tasks alone; give it a val file "
+                          "(with its type), or set landscape.runs: []")
     if land.seed is not None and land.seed not in experiment.seeds:
         raise ConfigError(f"config key landscape.seed: {land.seed} is not one of seeds {experiment.seeds}")
 

@@ -36,14 +36,16 @@ class Suite:
     """A speciality task or a versatility suite: its type, metric and data files (null: embedded)."""
 
     name: str
-    type: str
-    metric: str
+    type: str | None
+    metric: str | None
     paths: dict  # split -> the configured path or None (embedded)
     layout: Layout
+    harness: dict | None = None  # lm-eval harness tasks scored as the test split: {"lm_eval", "num_fewshot", "metric", "include"}
 
     @property
     def embedded(self) -> bool:
-        return any(self.paths.get(split) is None for split in ("train", "test") if split in self.paths)
+        splits = ("train",) if self.harness else ("train", "test")
+        return any(self.paths.get(split) is None for split in splits if split in self.paths)
 
     def file(self, split: str) -> str:
         """The file of ``split``; a user suite without validation data is selected on its test file."""
@@ -54,10 +56,15 @@ class Suite:
         return self.layout.data_file(f"{self.name}_{split}")
 
     def selects_on_test(self) -> bool:
+        if self.harness:
+            return self.paths.get("val") is None
         return self.file("val") == self.file("test")
 
     def spec(self, split: str) -> dict:
-        """What an evaluation job needs of it."""
+        """What an evaluation job needs of it: a JSONL file with its type and metric, or harness tasks (the test split;
+        the validation split too where the suite has no val file of its own)."""
+        if self.harness and (split == "test" or self.paths.get("val") is None):
+            return dict(self.harness)
         return {"path": self.file(split), "type": self.type, "metric": self.metric}
 
 
@@ -109,6 +116,12 @@ class Experiment:
 
         paths = {split: entry[split] for split in splits}
         kind = entry["type"]
+        if entry["lm_eval"]:
+            return self._harness_suite(section, name, entry, paths)
+        for key in ("num_fewshot", "include"):
+            if entry[key] is not None:
+                raise ExperimentError(f"config key {section}.{name}.{key}: only for harness tasks (set {section}.{name}"
+                                      ".lm_eval, or remove it)")
         if kind is None and any(path is not None for path in paths.values()):
             raise ExperimentError(f"config key {section}.{name}.type: a suite with data of its own must name its type "
                                   f"(one of {', '.join(TASK_TYPES)})")
@@ -118,6 +131,24 @@ class Experiment:
         if metric is None and kind in TASK_TYPES:
             metric = TASK_TYPES[kind].metrics[0]
         return Suite(name, kind, metric, paths, self.layout)
+
+    def _harness_suite(self, section: str, name: str, entry: dict, paths: dict) -> Suite:
+        """Harness tasks as the test split; a val JSONL of the suite's type, where given, is what selection reads
+        (scored with the type's first metric: ``metric`` is the harness's)."""
+        from cofi.evaluation.tasks import TASK_TYPES
+
+        key = f"{section}.{name}"
+        if paths.get("test") is not None:
+            raise ExperimentError(f"config key {key}.test: the harness tasks in {key}.lm_eval are the test split; "
+                                  "remove test (or lm_eval)")
+        kind = entry["type"]
+        if paths.get("val") is not None and kind is None:
+            raise ExperimentError(f"config key {key}.type: a val file beside harness tasks must name its type (one "
+                                  f"of {', '.join(TASK_TYPES)})")
+        harness = {"lm_eval": list(entry["lm_eval"]), "num_fewshot": entry["num_fewshot"], "metric": entry["metric"],
+                   "include": entry["include"]}
+        metric = TASK_TYPES[kind].metrics[0] if kind in TASK_TYPES else None
+        return Suite(name, kind, metric, paths, self.layout, harness)
 
     # --- runs ---------------------------------------------------------------------------------------
     def run_file(self, run: str, task: str, seed, name: str) -> str:

@@ -46,6 +46,10 @@ class TaskType:
         """One generated response's score in [0, 1] (the lm-eval export scores each harness response so)."""
         raise TypeError(f"{type(self).__name__} does not score single responses")
 
+    def max_new_tokens(self, prompter, records: list[dict], metric: str) -> int:
+        """Tokens a response may take (0: nothing is generated)."""
+        return 0
+
     def lm_eval_fields(self, max_gen_toks: int, metric: str) -> dict:
         """The harness task's fields that make it score as :meth:`score` does. A ``process_results`` entry
         names the cofi metric the harness scores each response with (:mod:`cofi.evaluation.lm_eval`)."""
@@ -70,11 +74,14 @@ class Generation(TaskType):
         from cofi.evaluation.generation import generate
 
         references = [r["output"] for r in records]
+        predictions = generate(model, prompter, records, batch_size, self.max_new_tokens(prompter, records, metric),
+                               generation)
+        return scored(metrics.item_scores(metric, predictions, references), predictions)
+
+    def max_new_tokens(self, prompter, records, metric):
         # Room for the longest reference and its end token; longer answers cannot match anyway. A number
         # may come after some working: room for a sentence or two.
-        max_new = max(len(prompter.response_ids(ref)) for ref in references) + (48 if metric == "number" else 1)
-        predictions = generate(model, prompter, records, batch_size, max_new, generation)
-        return scored(metrics.item_scores(metric, predictions, references), predictions)
+        return max(len(prompter.response_ids(r["output"])) for r in records) + (48 if metric == "number" else 1)
 
     def score_response(self, response, record, metric):
         from cofi.evaluation import metrics
@@ -117,13 +124,17 @@ class InstructionFollowing(TaskType):
     name = "instruction_following"
     metrics = ("ifeval_strict",)
     verifiable = True
-    max_new_tokens = 96  # a few sentences or bullets: what the suites' writing tasks ask for
+    response_tokens = 96  # a few sentences or bullets: what the suites' writing tasks ask for
 
     def score(self, model, prompter, records, metric, batch_size, generation=None):
         from cofi.evaluation.generation import generate
 
-        predictions = generate(model, prompter, records, batch_size, self.max_new_tokens, generation)
+        predictions = generate(model, prompter, records, batch_size, self.max_new_tokens(prompter, records, metric),
+                               generation)
         return scored([self.score_response(p, r, metric) for p, r in zip(predictions, records)], predictions)
+
+    def max_new_tokens(self, prompter, records, metric):
+        return self.response_tokens
 
     def score_response(self, response, record, metric):
         from cofi.evaluation.instructions import follows

@@ -9,6 +9,7 @@ evaluator may add its own keys; a score file without ``item_scores`` gets interv
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import typing
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ class Scoring:
     outputs."""
 
     model: str
-    suites: dict  # {"spec": {task: suite}, "vers": {dimension: suite}}; a suite is {"path", "type", "metric"}
+    suites: dict  # {"spec": {task: suite}, "vers": {dimension: suite}}; a suite is {"path", "type", "metric"}, or
+    # harness tasks {"lm_eval", "num_fewshot", "metric", "include"} (cofi.evaluation.harness)
     labels: dict
     out: str  # the score file
     predictions: str | None = None  # per-item predictions, for inspection
+    subset: dict | None = None  # {"items", "seed"}: a seeded sample of each suite (cofi.evaluation.subsets), else all
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +39,7 @@ class EvaluateJob(OnDevice):
     Each :class:`Scoring` in turn (e.g. every seed of a run on the test and the validation split): one job pays
     the start-up once and loads each model once."""
 
-    scorings: tuple[Scoring, ...] = option('[{"model", "suites", "labels", "out", "predictions"}, ...]: one per '
+    scorings: tuple[Scoring, ...] = option('[{"model", "suites", "labels", "out", "predictions", "subset"}, ...]: one per '
                                            'score file; suites is {"spec": {task: suite}, "vers": {dimension: suite}}')
     prompt: PromptSettings = option("the prompt settings")
     batch_size: int = option("evaluation batch size (evaluation.batch_size)", EvaluationSettings.batch_size)
@@ -44,8 +47,12 @@ class EvaluateJob(OnDevice):
     generation: dict = option("decoding options over the model's generation config (default: greedy)", {})
     precision: typing.get_type_hints(ComputeSettings)["precision"] = option(
         "compute.precision: bf16 or fp16 score under autocast", ComputeSettings.precision)
+    backend: typing.get_type_hints(EvaluationSettings)["backend"] = option(
+        "evaluation.backend: hf, or vllm (every suite through the harness on vLLM)", EvaluationSettings.backend)
 
     def execute(self) -> list[dict]:
+        if self.backend == "vllm":
+            return evaluate_through_harness(self, vllm_factory(self))
         return evaluate(self)
 
 
@@ -83,12 +90,66 @@ def evaluate(job: EvaluateJob) -> list[dict]:
         if loaded is None or loaded[0] != scoring.model:  # each model once: a job lists a model's scorings together
             model, tokenizer = load_model(scoring.model, job.trust_remote_code, job.dtype, job.device, spread=True)
             model.eval()
-            loaded = (scoring.model, model, Prompter.of(tokenizer, job.prompt))
+            loaded = (scoring.model, model, Prompter.of(tokenizer, job.prompt), {})
         started = time.perf_counter()
         with scoring_autocast(job.precision, loaded[1]):
-            written.append(_score(job, loaded[1], loaded[2], scoring))
+            written.append(_score(job, *loaded[1:], scoring))
         computed += time.perf_counter() - started
     job.log(compute_line(computed))
+    return written
+
+
+def vllm_factory(job: EvaluateJob):
+    """A function making the harness's vLLM model of a model directory, over every GPU the job sees (tensor parallel
+    where the heads divide among them); a clear error where there is no GPU or no vLLM."""
+    import importlib.util
+
+    import torch
+
+    from cofi.evaluation.harness import HarnessError, vllm_model_args
+
+    if not torch.cuda.is_available():
+        raise HarnessError("evaluation.backend vllm: this job sees no CUDA GPU (vLLM serves on GPUs); use backend: hf")
+    if importlib.util.find_spec("vllm") is None:
+        raise HarnessError("evaluation.backend vllm: vllm is not installed in this job's environment (pip install vllm)")
+
+    def make(model_dir: str):
+        from lm_eval.models.vllm_causallms import VLLM
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=job.trust_remote_code)
+        heads = (config.num_attention_heads, getattr(config, "num_key_value_heads", None))
+        args = vllm_model_args(model_dir, torch.cuda.device_count(), heads, job.dtype, job.precision, job.batch_size,
+                               job.prompt.chat_template, job.trust_remote_code)
+        job.log(f"vLLM on {args['tensor_parallel_size']} GPU(s): {args}")
+        return VLLM(**args)
+
+    return make
+
+
+def evaluate_through_harness(job: EvaluateJob, make_model) -> list[dict]:
+    """Every scoring through lm-evaluation-harness on the model ``make_model(model_dir)`` gives (vLLM's): harness
+    suites as they are, cofi's JSONL suites as local harness tasks scored by cofi's own metrics
+    (:func:`cofi.evaluation.harness.as_harness_suite`), written in a folder beside the score file."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from cofi.data.prompts import Prompter
+    from cofi.evaluation.harness import as_harness_suite, is_harness
+
+    written, loaded = [], None
+    for scoring in job.scorings:
+        if loaded is None or loaded[0] != scoring.model:
+            tokenizer = AutoTokenizer.from_pretrained(scoring.model, local_files_only=True,
+                                                      trust_remote_code=job.trust_remote_code)
+            loaded = (scoring.model, make_model(scoring.model), Prompter.of(tokenizer, job.prompt))
+        with tempfile.TemporaryDirectory(prefix="cofi-tasks-") as folder:
+            suites = {group: {name: suite if is_harness(suite) else as_harness_suite(
+                          name, suite, loaded[2], job.prompt, folder, job.max_items)
+                          for name, suite in scoring.suites[group].items()} for group in ("spec", "vers")}
+            written.append(_score(job, None, loaded[2], {"harness": loaded[1]},
+                                  dataclasses.replace(scoring, suites=suites)))
     return written
 
 
@@ -103,27 +164,49 @@ def scoring_autocast(precision: str, model):
     return torch.autocast(model.device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def _score(job: EvaluateJob, model, prompter, scoring: Scoring) -> dict:
+def _score(job: EvaluateJob, model, prompter, views: dict, scoring: Scoring) -> dict:
+    """One score file; ``views`` holds the harness's view of ``model``, made once per model where a suite needs it."""
     from cofi.io import write_json
+    from cofi.evaluation import harness
+    from cofi.evaluation.harness import is_harness
     from cofi.evaluation.tasks import TASK_TYPES
 
+    def harness_model():
+        if "harness" not in views:
+            views["harness"] = harness.harness_model(model, scoring.model, job.batch_size, job.prompt.chat_template,
+                                                     job.trust_remote_code)
+        return views["harness"]
+
     results, items, item_scores, predictions = {"spec": {}, "vers": {}}, {}, {"spec": {}, "vers": {}}, {}
-    suites = [(group, name, suite, TASK_TYPES[suite["type"]]) for group in ("spec", "vers")
-              for name, suite in scoring.suites[group].items()]
-    records = {name: kind.read(suite["path"])[: job.max_items] for _, name, suite, kind in suites}
+    suites = [(group, name, suite) for group in ("spec", "vers") for name, suite in scoring.suites[group].items()]
+    records = {name: TASK_TYPES[suite["type"]].read(suite["path"])[: job.max_items]
+               for _, name, suite in suites if not is_harness(suite)}
+    if scoring.subset is not None:
+        from cofi.evaluation.subsets import chosen
+
+        records = {name: [items[i] for i in chosen(len(items), scoring.subset["items"], scoring.subset["seed"])]
+                   for name, items in records.items()}
     total, done, started = sum(map(len, records.values())), 0, time.perf_counter()
     labels = scoring.labels
     which = " ".join(str(labels[key]) for key in ("method", "task", "seed", "split") if labels.get(key) is not None)
-    for group, name, suite, kind in suites:
+    for group, name, suite in suites:
         began = time.perf_counter()
-        scored = kind.score(model, prompter, records[name], suite["metric"], job.batch_size, job.generation)
-        results[group][name], items[name], predictions[name] = scored["score"], len(records[name]), scored["predictions"]
+        if is_harness(suite):
+            scored = harness.score(harness_model(), suite, job.prompt.chat_template, job.prompt.system,
+                                   limit=job.max_items, subset=scoring.subset)
+            progress = f"harness tasks {', '.join(suite['lm_eval'])}"
+        else:
+            kind = TASK_TYPES[suite["type"]]
+            scored = kind.score(model, prompter, records[name], suite["metric"], job.batch_size, job.generation)
+            done += len(records[name])
+            remaining = (time.perf_counter() - started) / done * (total - done)  # by items: suites differ in size
+            progress = f"{done}/{total} items, ETA {remaining:.0f}s"
+        results[group][name], items[name], predictions[name] = scored["score"], len(scored["items"]), scored["predictions"]
         item_scores[group][name] = scored["items"]
-        done += len(records[name])
-        remaining = (time.perf_counter() - started) / done * (total - done)  # by items: suites differ in size
-        job.log(f"{which}: {group} {name}: {scored['score']:.1f} on {len(records[name])} items "
-                f"({time.perf_counter() - began:.1f}s; {done}/{total} items, ETA {remaining:.0f}s)")
-    scores = score_file(labels, scoring.model, results["spec"], results["vers"], items, item_scores=item_scores)
+        job.log(f"{which}: {group} {name}: {scored['score']:.1f} on {len(scored['items'])} items "
+                f"({time.perf_counter() - began:.1f}s; {progress})")
+    extra = {"subset": scoring.subset} if scoring.subset is not None else {}
+    scores = score_file(labels, scoring.model, results["spec"], results["vers"], items, item_scores=item_scores, **extra)
     write_json(scoring.out, scores)
     if scoring.predictions:
         write_json(scoring.predictions, predictions, indent=1)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from cofi.evaluation.subsets import chosen
 from cofi.evaluation.lm_eval import LmEvalError, jinja_template, parse_mapping, scores_from_results
 from cofi.models.loading import build_llama, save_model
 from cofi.config.settings import TrainSettings
@@ -83,6 +84,52 @@ def test_harness_scores_cofi_suites_as_cofi_does(tmp_path, tokenizer, tiny_world
     generated = [ours["spec"]["rotate"], ours["reason"], ours["instruct"]]
     assert any(0 < score < 100 for score in generated), generated  # a comparison that can fail
     assert harness["uni"]["rotate"] == pytest.approx((harness["spec"]["rotate"] + harness["vers"]) / 2)
+    # The same tasks as harness suites of an evaluation job, mixed with a JSONL suite: item for item the same.
+    in_job = harness_suites_agree(tmp_path, scoring, {"rotate": "cofi_rotate", "know": "cofi_know",
+                                                      "instruct": "cofi_instruct"}, {"template": TEMPLATE}, ours)
+    assert in_job["vers"]["reason"]["path"].endswith("reason.jsonl")  # a JSONL suite beside the harness's
+    # evaluation.backend vllm's path: every suite, the JSONL ones as local harness tasks, through the harness's model
+    # (here its Hugging Face one: vLLM needs a GPU): item for item the same again.
+    through = everything_through_the_harness(tmp_path, scoring, {"template": TEMPLATE})
+    for group in ("spec", "vers"):
+        assert through["item_scores"][group] == ours["item_scores"][group]
+
+
+def everything_through_the_harness(tmp_path, scoring: dict, prompt: dict) -> dict:
+    from cofi.evaluation.harness import harness_model
+    from cofi.jobs.evaluate import EvaluateJob, evaluate_through_harness
+    from cofi.jobs.interface import job_from
+    from cofi.models.loading import load_model
+
+    def make(model_dir):
+        model, _ = load_model(model_dir)
+        return harness_model(model.eval(), model_dir, 16, prompt.get("chat_template", False))
+
+    job = job_from(EvaluateJob, {"scorings": [{**scoring, "out": str(tmp_path / "through.json")}], "prompt": prompt,
+                                 "device": "cpu"}, "test")
+    evaluate_through_harness(job, make)
+    return json.loads((tmp_path / "through.json").read_text())
+
+
+def harness_suites_agree(tmp_path, scoring: dict, harness_tasks: dict[str, str], prompt: dict, ours: dict) -> dict:
+    """``cofi evaluate`` with the suites named in ``harness_tasks`` ({suite: local harness task}) scored through the
+    harness: each item's score equals ``ours`` (cofi's own scoring of the same items). Returns the suites used."""
+    suites = {group: {name: {"lm_eval": [harness_tasks[name]], "include": str(tmp_path / "tasks")}
+                      if name in harness_tasks else suite for name, suite in scoring["suites"][group].items()}
+              for group in ("spec", "vers")}
+    sample = {"items": 5, "seed": 1}  # search.eval_items: the same seeded sample of each kind of suite
+    cofi("evaluate", "--prompt", json.dumps(prompt), "--device", "cpu", "--scorings",
+         json.dumps([{**scoring, "suites": suites, "out": str(tmp_path / "in_job.json")},
+                     {**scoring, "suites": suites, "out": str(tmp_path / "sample.json"), "subset": sample}]), cwd=tmp_path)
+    in_job, sampled = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("in_job", "sample"))
+    for group in ("spec", "vers"):
+        for name in scoring["suites"][group]:
+            assert in_job["item_scores"][group][name] == ours["item_scores"][group][name], (group, name)
+            full = ours["item_scores"][group][name]
+            assert sampled["item_scores"][group][name] == [full[i] for i in chosen(len(full), 5, 1)], (group, name)
+    assert sampled["subset"] == sample and set(sampled["items"].values()) == {5}
+    assert {in_job[name] for name in ("know", "reason", "instruct")} == {ours[name] for name in ("know", "reason", "instruct")}
+    return suites
 
 
 def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_path):
@@ -142,3 +189,9 @@ def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_
     scores = lambda s: [s["spec"]["echo"], s["know"], s["reason"], s["instruct"]]  # noqa: E731
     assert scores(harness) == pytest.approx(scores(ours))
     assert sum(0 < score < 100 for score in scores(ours)) >= 2, scores(ours)  # a comparison that can fail
+    # Every suite as harness tasks of an evaluation job (IFEval's checks included), through the chat template.
+    harness_suites_agree(tmp_path, scoring, {"echo": "cofi_echo", "know": "cofi_pick", "reason": "cofi_add",
+                                             "instruct": "cofi_write"}, {"chat_template": True}, ours)
+    through = everything_through_the_harness(tmp_path, scoring, {"chat_template": True})
+    for group in ("spec", "vers"):
+        assert through["item_scores"][group] == ours["item_scores"][group]

@@ -359,6 +359,41 @@ def test_user_model_and_jsonl_paths_take_the_same_rules(tiny_run):
     assert table.iloc[0]["vers"] == tiny.iloc[0]["vers"]
 
 
+def test_versatility_from_harness_tasks_goes_through_the_search_tables_and_claims(tiny_run):
+    """Vers from lm-eval harness tasks (written here over the tiny world's suites, so offline), a speciality task
+    of cofi's own beside them; the search selects on the harness's scores (selection: test). The base row's Vers
+    equals the tiny run's, which cofi scored itself on the same items."""
+    from cofi.evaluation.lm_eval import write_local_task
+
+    data, tasks = tiny_run / "results/tiny/data", tiny_run / "harness_tasks"
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    for name, kind in (("know", "multiple_choice"), ("reason", "generation"), ("instruct", "generation")):
+        write_local_task(tasks, f"tiny_{name}", data / f"{name}_test.jsonl", kind, config["prompt"]["template"],
+                         max_gen_toks=8)
+    config["experiment"] = "harness"
+    config["model"] = {"path": str(tiny_run / "results/tiny/base_model")}
+    config["tasks"] = {"rotate": {"train": str(data / "rotate_train.jsonl"), "test": str(data / "rotate_test.jsonl"),
+                                  "type": "generation"}}
+    config["versatility"] = {name: {"lm_eval": [f"tiny_{name}"], "include": str(tasks)}
+                             for name in ("know", "reason", "instruct")}
+    config["runs"] = {"full": {}}
+    config["selection"] = "test"
+    config["landscape"]["runs"] = []
+    (tiny_run / "harness.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tiny_run, "--configfile", "harness.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tiny_run / "results/harness"
+    base, tiny_base = (json.loads((root / "scores/base.json").read_text()) for root in (results, tiny_run / "results/tiny"))
+    assert base["item_scores"]["vers"] == tiny_base["item_scores"]["vers"]  # item for item
+    table = pd.read_csv(results / "tables/main.csv")
+    assert set(table["method"]) >= {"base", "full", "cofitune_coarse"}
+    assert table.iloc[0]["vers"] == pd.read_csv(tiny_run / "results/tiny/tables/main.csv").iloc[0]["vers"]
+    assert list((results / "search").rglob("*.json")), "the search's trace, from the harness's scores"
+    assert (results / "tables/claims.md").is_file()
+    logs = "".join(p.read_text() for p in (results / "logs").rglob("evaluate*.log"))
+    assert "harness tasks tiny_know" in logs
+
+
 def test_lint_passes():
     done = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
