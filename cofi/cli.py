@@ -11,9 +11,11 @@ import sys
 import time
 
 from cofi import OFFLINE
+from cofi.jobs import ONLINE
 
-for _var, _value in OFFLINE.items():
-    os.environ.setdefault(_var, _value)
+if not (sys.argv[1:2] and sys.argv[1] in ONLINE):  # a fetch goes online unless the environment says otherwise
+    for _var, _value in OFFLINE.items():
+        os.environ.setdefault(_var, _value)
 
 
 def log(message: str) -> None:

@@ -1,5 +1,6 @@
-# The base model where the config names no directory: a GGUF file's import (model.gguf), or the
-# embedded one (tokenizer + small Llama "aligned" on the versatility mixture). One rule makes it.
+# The base model where the config names no directory: a GGUF file's import (model.gguf), a hub id's fetch
+# (model.path: owner/name[@revision]), or the embedded one (tokenizer + small Llama "aligned" on the versatility
+# mixture). One rule makes it.
 
 
 if EXP.model.gguf is not None:
@@ -23,6 +24,33 @@ if EXP.model.gguf is not None:
             runtime=60,
         shell:
             job_command("import-gguf")
+
+
+elif EXP.hub is not None:
+
+    localrules:
+        fetch_model,  # links files from the hub cache: never submitted to a cluster
+
+
+    rule fetch_model:
+        """A model named by its hub id: its snapshot linked from the hub cache into the experiment's model folder, with
+        the commit it came from (cofi/models/hub.py). The one job that may go online, where the cache lacks it."""
+        output:
+            directory(LAYOUT.base_model),
+        params:
+            spec=lambda w: job_spec("fetch-model", repo=EXP.hub[0], revision=EXP.hub[1], out=LAYOUT.base_model),
+        log:
+            log_file("fetch_model", "fetch_model"),
+        benchmark:
+            benchmark_file("fetch_model", "fetch_model")
+        conda:
+            "../envs/cofi.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=120,
+        shell:
+            job_command("fetch-model")
 
 
 else:

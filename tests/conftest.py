@@ -51,7 +51,7 @@ def tiny_run(tmp_path_factory):
 # Unit tests that start several processes, Snakemake or a job server: make test-fast leaves them out with
 # tests/workflow/ (marked e2e); make test runs everything.
 SLOW = ("tests/training/test_sharding.py", "tests/models/test_cross_machine.py", "tests/evaluation/test_lm_eval.py",
-        "tests/evaluation/test_harness_suites.py",
+        "tests/evaluation/test_harness_suites.py", "tests/models/test_hub.py",
         "tests/devtools/", "tests/config/test_start_up_checks.py", "tests/models/test_cluster.py")
 
 

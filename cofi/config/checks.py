@@ -58,8 +58,9 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     except SchemaError as error:
         raise ConfigError(str(error)) from None
     _check_run_entries(config)
+    hub, hub_files = _hub_model(config) if check_files else (None, None)
     try:
-        experiment = Experiment(config, _model_depth(config) if check_files else None)
+        experiment = Experiment(config, _model_depth(config, hub_files) if check_files else None, hub, hub_files)
     except InputError as error:
         raise ConfigError(str(error)) from None
     _check_embedded(experiment)
@@ -98,9 +99,26 @@ def _check_backend(experiment: Experiment) -> None:
                           "docs/own-model.md), or use backend: hf")
 
 
-def _model_depth(config: dict) -> int | None:
-    """The decoder layers of the user's model (a Hugging Face directory, or a GGUF file with its import), read from
-    it before the experiment is built; None for the embedded model (the config says its depth)."""
+def _hub_model(config: dict) -> tuple[tuple[str, str] | None, str | None]:
+    """((repo, revision), where its files are) where model.path is a hub id (``owner/name[@revision]`` that names
+    no directory): the experiment's fetched folder, or the hub cache's snapshot; neither is an error that says how
+    to fetch it (only the fetch may go online)."""
+    from cofi.config.layout import Layout
+    from cofi.models.hub import HubError, model_source, parse_model_id
+
+    path = (config.get("model") or {}).get("path")
+    hub = parse_model_id(path) if isinstance(path, str) else None
+    if hub is None:
+        return None, None
+    try:
+        return hub, str(model_source(*hub, Layout.of(config["experiment"]).base_model))
+    except HubError as error:
+        raise ConfigError(f"config key {error}") from None
+
+
+def _model_depth(config: dict, hub_files: str | None = None) -> int | None:
+    """The decoder layers of the user's model (a Hugging Face directory, a hub id's files, or a GGUF file with its
+    import), read from it before the experiment is built; None for the embedded model (the config says its depth)."""
     from cofi.config.layout import Layout
     from cofi.config.settings import ModelSettings, from_dict
 
@@ -108,7 +126,7 @@ def _model_depth(config: dict) -> int | None:
     if model.path is not None and model.gguf is not None:
         return None  # one of the two: the experiment says so
     if model.path is not None:
-        return _from_model(lambda m: m.model_depth(model.path, model.trust_remote_code))
+        return _from_model(lambda m: m.model_depth(hub_files or model.path, model.trust_remote_code))
     if model.gguf is not None:
         from cofi.models.gguf import checked_header
 
@@ -228,7 +246,7 @@ def _projection_names_once(experiment: Experiment):
 
     def names() -> set[str] | None:
         if "names" not in cache:
-            path = experiment.model.path
+            path = experiment.model_files
             if path is None:
                 cache["names"] = set(PROJECTIONS)  # the embedded model or a GGUF's import (Llama only)
             elif not Path(path, "config.json").is_file():
@@ -466,7 +484,8 @@ def _tokenizer(experiment: Experiment):
     if model.path is None:
         gguf = Path(model.gguf)
         return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    return AutoTokenizer.from_pretrained(model.path, local_files_only=True, trust_remote_code=model.trust_remote_code)
+    return AutoTokenizer.from_pretrained(experiment.model_files, local_files_only=True,
+                                         trust_remote_code=model.trust_remote_code)
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -71,10 +71,13 @@ class Suite:
 class Experiment:
     """One experiment, from a config that :func:`cofi.config.checks.validate_schema` has filled and checked."""
 
-    def __init__(self, config: dict, model_depth: int | None = None):
+    def __init__(self, config: dict, model_depth: int | None = None, hub: tuple[str, str] | None = None,
+                 hub_files: str | None = None):
         """``model_depth``: the decoder layers of a user's model, read from it by the start-up check (None: unknown;
-        the embedded model's come from the config)."""
+        the embedded model's come from the config). ``hub``: (repo, revision) where model.path is a hub id, which the
+        start-up check found in ``hub_files`` (the experiment's fetched folder, or the hub cache's snapshot)."""
         self.config = config
+        self.hub, self._hub_files = hub, hub_files
         self.name: str = config["experiment"]
         self.layout = Layout.of(self.name)
         self.model = settings.from_dict(ModelSettings, config["model"], "model")
@@ -203,8 +206,15 @@ class Experiment:
 
     @property
     def base_model_dir(self) -> str:
-        """The user's checkpoint, or the model a rule makes: the GGUF's import, or the embedded base model."""
-        return self.model.path or self.layout.base_model
+        """The user's checkpoint, or the model a rule makes: the GGUF's import, a hub id's fetch, or the embedded base
+        model."""
+        return self.layout.base_model if self.hub else self.model.path or self.layout.base_model
+
+    @property
+    def model_files(self) -> str | None:
+        """Where the start-up checks read the user's model: its directory, or for a hub id the fetched folder or the
+        cached snapshot (None: a model a rule makes from the config or a GGUF file)."""
+        return self._hub_files if self.hub else self.model.path
 
     def selection_split(self, task: str) -> str:
         """What the search and the tuned rows select on: 'val', or 'test' where a user gave no validation data

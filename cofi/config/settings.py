@@ -225,7 +225,9 @@ class PromptSettings:
 class ModelSettings:
     """Which model every job loads, and how."""
 
-    path: str | None = setting(None, "local Hugging Face causal LM directory; null builds the embedded base model",
+    path: str | None = setting(None, "local Hugging Face causal LM directory, or a hub id owner/name[@revision] (the "
+                               "snapshot from the local hub cache, linked into results/<experiment>/base_model; "
+                               "python -m cofi fetch-model fetches it); null builds the embedded base model",
                                format="path")
     gguf: str | None = setting(None, "a GGUF model file (llama.cpp, ollama) of the Llama family, imported once as a "
                                "Hugging Face directory under results/<experiment>/base_model (instead of path)",

@@ -15,6 +15,7 @@ import importlib
 JOBS = {
     "make-data": "cofi.jobs.base_model:MakeDataJob",
     "import-gguf": "cofi.jobs.base_model:ImportGgufJob",
+    "fetch-model": "cofi.jobs.base_model:FetchModelJob",
     "build-base": "cofi.jobs.base_model:BaseModelJob",
     "finetune": "cofi.jobs.finetune:FinetuneJob",
     "evaluate": "cofi.jobs.evaluate:EvaluateJob",
@@ -28,6 +29,10 @@ JOBS = {
     "loss-curves": "cofi.jobs.tables:LossCurvesJob",
     "sharpness": "cofi.jobs.tables:SharpnessJob",
 }
+
+# The commands that may reach the Hugging Face hub: every other job runs offline (cofi.OFFLINE), and none of these
+# runs in the job server (whose imports read the offline switches once).
+ONLINE = frozenset({"fetch-model"})
 
 
 def job_class(command: str):

@@ -1,5 +1,5 @@
-"""The embedded default's own data and base model (only where the config leaves paths null), and the import of
-a GGUF model file."""
+"""The embedded default's own data and base model (only where the config leaves paths null), the import of a GGUF
+model file, and the fetch of a model named by its hub id."""
 
 from __future__ import annotations
 
@@ -59,6 +59,22 @@ class ImportGgufJob(Job):
         started = time.perf_counter()  # the conversion is the job's work: reading, dequantizing, writing
         import_gguf(self.gguf, self.out, self.dtype, log=self.log)
         self.log(compute_line(time.perf_counter() - started))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchModelJob(Job):
+    """Fetch a model's snapshot from the Hugging Face hub (safetensors, configs, tokenizer) into the hub cache, and
+    link it into the experiment's model folder with the commit it came from. The one job that may go online (where
+    the environment does not say HF_HUB_OFFLINE=1: then it takes the cached snapshot)."""
+
+    repo: str = option("the hub repository, owner/name")
+    revision: str = option("a branch, tag or commit", "main")
+    out: str | None = option("the model folder to write (null: the hub cache only)", None)
+
+    def execute(self) -> None:
+        from cofi.models.hub import fetch
+
+        fetch(self.repo, self.revision, self.out, log=self.log)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -70,8 +70,8 @@ class Architecture:
     @classmethod
     def of(cls, experiment) -> "Architecture":
         """The experiment's model: its config.json, the GGUF file's header, or the embedded base model's settings."""
-        if experiment.model.path is not None:
-            return cls.load(experiment.model.path)
+        if experiment.model_files is not None:
+            return cls.load(experiment.model_files)
         if experiment.model.gguf is not None:
             from cofi.models.gguf import architecture_keys
 
