@@ -180,11 +180,17 @@ def score_files(run, task, seeds, splits):
 
 def run_scorings(w, seeds, stems):
     """Every score file of a run's evaluation job, each seed's splits together (the job loads each model once). A
-    stem is a split, or a split's seeded sample of items (cofi.config.candidates.split_of)."""
-    return [scoring(f"{LAYOUT.run_dir(w.run, w.task, seed)}/model", EXP.evaluation_suites([w.task], split),
-                    {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files, subset)
-            for (seed, stem), files in score_files(w.run, w.task, seeds, stems).items()
-            for split, subset in [split_of(stem)]]
+    stem is a split, or a split's seeded sample of items (cofi.config.candidates.split_of). Under evaluation.lora:
+    adapter, a run whose method saves an adapter is scored as the base model with it."""
+    adapter = EXP.method_of(w.run).adapter if EXP.evaluation.lora == "adapter" else None
+    scorings = []
+    for (seed, stem), files in score_files(w.run, w.task, seeds, stems).items():
+        split, subset = split_of(stem)
+        model = f"{LAYOUT.run_dir(w.run, w.task, seed)}/model"
+        entry = scoring(EXP.base_model_dir if adapter else model, EXP.evaluation_suites([w.task], split),
+                        {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files, subset)
+        scorings.append({**entry, "adapter": f"{model}/{adapter}"} if adapter else entry)
+    return scorings
 
 
 # Configured runs with files of their own are scored at every seed in one job (evaluate.smk), on the splits their

@@ -296,6 +296,10 @@ class EvaluationSettings:
     batch_size: int = setting(128, "items per evaluation batch", minimum=1)
     max_items: int | None = setting(None, "score at most this many items per suite (the first ones); null scores all",
                                     minimum=1)
+    lora: typing.Literal["merged", "adapter"] = setting(
+        "merged", "how LoRA runs are scored: merged (the weights with the adapter folded in, as every other run) or "
+        "adapter (the base model with the run's adapter unmerged, through peft; with backend vllm, vLLM's LoRA), as "
+        "adapters are served")
     backend: typing.Literal["hf", "vllm"] = setting(
         "hf", "hf: Hugging Face transformers (generate, log-likelihoods) on the job's device; vllm: every suite through "
         "lm-evaluation-harness on vLLM (JSONL suites as harness tasks scored by cofi's metrics), tensor-parallel over "

@@ -30,6 +30,7 @@ class Scoring:
     out: str  # the score file
     predictions: str | None = None  # per-item predictions, for inspection
     subset: dict | None = None  # {"items", "seed"}: a seeded sample of each suite (cofi.evaluation.subsets), else all
+    adapter: str | None = None  # a LoRA adapter (peft) applied, unmerged, on ``model``
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,7 @@ class EvaluateJob(OnDevice):
     Each :class:`Scoring` in turn (e.g. every seed of a run on the test and the validation split): one job pays
     the start-up once and loads each model once."""
 
-    scorings: tuple[Scoring, ...] = option('[{"model", "suites", "labels", "out", "predictions", "subset"}, ...]: one per '
+    scorings: tuple[Scoring, ...] = option('[{"model", "suites", "labels", "out", "predictions", "subset", "adapter"}, ...]: one per '
                                            'score file; suites is {"spec": {task: suite}, "vers": {dimension: suite}}')
     prompt: PromptSettings = option("the prompt settings")
     batch_size: int = option("evaluation batch size (evaluation.batch_size)", EvaluationSettings.batch_size)
@@ -87,10 +88,15 @@ def evaluate(job: EvaluateJob) -> list[dict]:
 
     written, computed, loaded = [], 0.0, None
     for scoring in job.scorings:
-        if loaded is None or loaded[0] != scoring.model:  # each model once: a job lists a model's scorings together
+        which = (scoring.model, scoring.adapter)
+        if loaded is None or loaded[0] != which:  # each model once: a job lists a model's scorings together
             model, tokenizer = load_model(scoring.model, job.trust_remote_code, job.dtype, job.device, spread=True)
+            if scoring.adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, scoring.adapter)  # unmerged: the adapter's own forward
             model.eval()
-            loaded = (scoring.model, model, Prompter.of(tokenizer, job.prompt), {})
+            loaded = (which, model, Prompter.of(tokenizer, job.prompt), {})
         started = time.perf_counter()
         with scoring_autocast(job.precision, loaded[1]):
             written.append(_score(job, *loaded[1:], scoring))
@@ -113,14 +119,14 @@ def vllm_factory(job: EvaluateJob):
     if importlib.util.find_spec("vllm") is None:
         raise HarnessError("evaluation.backend vllm: vllm is not installed in this job's environment (pip install vllm)")
 
-    def make(model_dir: str):
+    def make(model_dir: str, adapter: str | None = None):
         from lm_eval.models.vllm_causallms import VLLM
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=job.trust_remote_code)
         heads = (config.num_attention_heads, getattr(config, "num_key_value_heads", None))
         args = vllm_model_args(model_dir, torch.cuda.device_count(), heads, job.dtype, job.precision, job.batch_size,
-                               job.prompt.chat_template, job.trust_remote_code)
+                               job.prompt.chat_template, job.trust_remote_code, adapter)
         job.log(f"vLLM on {args['tensor_parallel_size']} GPU(s): {args}")
         return VLLM(**args)
 
@@ -128,7 +134,7 @@ def vllm_factory(job: EvaluateJob):
 
 
 def evaluate_through_harness(job: EvaluateJob, make_model) -> list[dict]:
-    """Every scoring through lm-evaluation-harness on the model ``make_model(model_dir)`` gives (vLLM's): harness
+    """Every scoring through lm-evaluation-harness on the model ``make_model(model_dir, adapter)`` gives (vLLM's): harness
     suites as they are, cofi's JSONL suites as local harness tasks scored by cofi's own metrics
     (:func:`cofi.evaluation.harness.as_harness_suite`), written in a folder beside the score file."""
     import tempfile
@@ -140,10 +146,11 @@ def evaluate_through_harness(job: EvaluateJob, make_model) -> list[dict]:
 
     written, loaded = [], None
     for scoring in job.scorings:
-        if loaded is None or loaded[0] != scoring.model:
+        if loaded is None or loaded[0] != (scoring.model, scoring.adapter):
             tokenizer = AutoTokenizer.from_pretrained(scoring.model, local_files_only=True,
                                                       trust_remote_code=job.trust_remote_code)
-            loaded = (scoring.model, make_model(scoring.model), Prompter.of(tokenizer, job.prompt))
+            loaded = ((scoring.model, scoring.adapter), make_model(scoring.model, scoring.adapter),
+                      Prompter.of(tokenizer, job.prompt))
         with tempfile.TemporaryDirectory(prefix="cofi-tasks-") as folder:
             suites = {group: {name: suite if is_harness(suite) else as_harness_suite(
                           name, suite, loaded[2], job.prompt, folder, job.max_items)

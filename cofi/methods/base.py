@@ -105,6 +105,7 @@ class Method:
     uses_groups: bool = False
     adds_parameters: bool = False  # trains new parameters (adapters) beside the whole frozen model
     trains_on_old_data: bool = False  # sees versatility data while training: not a rival in "best Uni without old data"
+    adapter: str | None = None  # the folder in a run's model/ holding an adapter it can be scored by, unmerged
 
     @property
     def keys(self) -> dict[str, dict]:

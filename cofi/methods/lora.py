@@ -1,8 +1,9 @@
 """LoRA through ``peft``: low-rank adapters on the chosen projections, on every layer or on a layer range.
 
 The adapter is saved next to the model (``model/adapter/``, loadable with
-``PeftModel.from_pretrained``) and merged into the weights that are saved and evaluated, so LoRA
-runs go through the same evaluation as every other method.
+``PeftModel.from_pretrained``) and merged into the weights that are saved, so LoRA runs go through the
+same evaluation as every other method; ``evaluation.lora: adapter`` scores the base model with the
+adapter unmerged instead, as adapters are served.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class LoRA(Method):
     config = LoRAConfig
 
     adds_parameters = True
+    adapter = "adapter"  # model/adapter/: scored unmerged under evaluation.lora: adapter
 
     def trained_params(self, arch, params, module_groups):
         """r · (in + out) per adapted projection, on the adapted layers."""

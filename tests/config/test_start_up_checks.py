@@ -344,3 +344,21 @@ def test_the_unseen_tokens_override_is_the_older_world_as_an_experiment_of_its_o
     assert checked["experiment"] == "unseen_tokens" and checked["embedded"]["world"]["entities"] == 48
     world = build_world(WorldSpec(**checked["embedded"]["world"]))
     assert not [r for r in world["versatility_train"] if r["instruction"] == "copy"]
+
+
+def test_lora_runs_are_scored_with_their_adapter_unmerged_where_the_config_says_so(dry_run_copy):
+    """evaluation.lora: adapter: a LoRA run's evaluation job loads the base model and its run's adapter; every other
+    run's job loads its own weights as before."""
+    (dry_run_copy / "adapter.yaml").write_text(yaml.safe_dump({**yaml.safe_load((REPO / "config.yaml").read_text()),
+                                                               "evaluation": {"lora": "adapter"}}))
+    done = snakemake(dry_run_copy, "-n", "-p", "--configfile", "adapter.yaml")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    specs = [json.loads(line.split("--spec ", 1)[1].split(" --threads")[0].strip("'"))
+             for line in done.stdout.splitlines() if "python -m cofi evaluate --spec" in line]
+    scorings = [s for spec in specs for s in spec["scorings"]]
+    lora = [s for s in scorings if s["labels"]["method"] == "lora"]
+    assert lora and all(s["model"] == "results/default/base_model" and
+                        s["adapter"] == f"results/default/runs/lora/{s['labels']['task']}/seed{s['labels']['seed']}/model/adapter"
+                        for s in lora)
+    assert all(s.get("adapter") is None and s["model"].endswith("/model") for s in scorings
+               if s["labels"]["method"] not in ("lora", "base"))

@@ -151,7 +151,7 @@ def test_vllm_is_refused_at_start_up_on_a_machine_without_a_gpu(config):
         check_config(edited)
 
 
-def test_vllm_arguments_spread_the_model_over_the_jobs_gpus_as_its_heads_allow():
+def test_vllm_arguments_spread_the_model_over_the_jobs_gpus_as_its_heads_allow(tmp_path):
     from cofi.evaluation.harness import tensor_parallel_size, vllm_model_args
 
     assert [tensor_parallel_size(g, 32) for g in (0, 1, 2, 3, 4, 8)] == [1, 1, 2, 2, 4, 8]
@@ -163,6 +163,9 @@ def test_vllm_arguments_spread_the_model_over_the_jobs_gpus_as_its_heads_allow()
                     "add_bos_token": False, "trust_remote_code": False, "seed": 0}
     assert vllm_model_args("/m", 1, (4, None), "float32", "fp32", 8, chat=False)["dtype"] == "float32"
     assert vllm_model_args("/m", 1, (4, None), "float32", "fp32", 8, chat=False)["add_bos_token"] is True
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 32, "lora_alpha": 64}))
+    with_adapter = vllm_model_args("/m", 1, (4, None), "float32", "fp32", 8, chat=False, adapter=str(tmp_path))
+    assert with_adapter["lora_local_path"] == str(tmp_path) and with_adapter["max_lora_rank"] == 32
 
 
 def test_an_evaluation_job_with_the_vllm_backend_says_it_needs_a_gpu(tmp_path):

@@ -195,3 +195,44 @@ def test_harness_scores_a_chat_model_through_its_chat_template_as_cofi_does(tmp_
     through = everything_through_the_harness(tmp_path, scoring, {"chat_template": True})
     for group in ("spec", "vers"):
         assert through["item_scores"][group] == ours["item_scores"][group]
+
+
+def test_a_lora_run_scores_with_its_adapter_unmerged_as_its_merged_model_item_by_item(tmp_path, tokenizer, tiny_world):
+    """evaluation.lora: adapter: the base model with the run's adapter through peft, unmerged, scores each item as the
+    merged weights do, on cofi's own suites and on a harness suite; the base model alone scores otherwise."""
+    from cofi.config.runs import Run
+    from cofi.methods import METHODS
+
+    base = build_llama(len(tokenizer), TINY_ARCH, seed=0)
+    save_model(base, tokenizer, tmp_path / "base")
+    run = Run(name="lora", method="lora", params={"rank": 4, "alpha": 8, "dropout": 0.0, "range": None,
+                                                  "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]},
+              train=TrainSettings(lr=1e-2, steps=60, batch_size=16, log_every=1000))
+    records = [r for split in ("rotate_test", "know_test", "reason_test") for r in tiny_world[split]]
+    setup = METHODS["lora"].setup(base, run, None)
+    train(setup.model, tokenize_dataset(records, Prompter(tokenizer, TEMPLATE), True, 32), run.train, 0, 0,
+          tmp_path / "loss.csv", log=lambda _: None)
+    (tmp_path / "run").mkdir()
+    save_model(setup.finish(setup.model, tmp_path / "run"), tokenizer, tmp_path / "run" / "model")
+    suites = {"spec": {}, "vers": {}}
+    for group, name, split, kind, metric in (("spec", "rotate", "rotate_test", "generation", "exact_match"),
+                                             ("vers", "know", "know_test", "multiple_choice", "accuracy"),
+                                             ("vers", "reason", "reason_test", "generation", "exact_match")):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in tiny_world[split]))
+        suites[group][name] = {"path": str(path), "type": kind, "metric": metric}
+    cofi("lm-eval-task", "--name", "cofi_know", "--data", str(tmp_path / "know.jsonl"), "--type", "multiple_choice",
+         "--template", TEMPLATE, "--out-dir", str(tmp_path / "tasks"), cwd=tmp_path, module="cofi.devtools")
+    suites["vers"]["instruct"] = {"lm_eval": ["cofi_know"], "include": str(tmp_path / "tasks")}  # through the harness
+    labels = {"method": "lora", "seed": 0}
+    scorings = [{"model": str(tmp_path / "run" / "model"), "suites": suites, "labels": labels,
+                 "out": str(tmp_path / "merged.json")},
+                {"model": str(tmp_path / "base"), "adapter": str(tmp_path / "run" / "adapter"), "suites": suites,
+                 "labels": labels, "out": str(tmp_path / "adapter.json")},
+                {"model": str(tmp_path / "base"), "suites": suites, "labels": labels, "out": str(tmp_path / "base.json")}]
+    cofi("evaluate", "--prompt", json.dumps({"template": TEMPLATE}), "--scorings", json.dumps(scorings),
+         "--device", "cpu", cwd=tmp_path)
+    merged, adapter, untrained = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("merged", "adapter", "base"))
+    assert adapter["item_scores"] == merged["item_scores"]
+    assert untrained["item_scores"] != merged["item_scores"]  # the adapter is what makes the difference
+    assert merged["spec"]["rotate"] > untrained["spec"]["rotate"] or merged["know"] != untrained["know"]
