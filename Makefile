@@ -118,11 +118,16 @@ base-seeds: setup
 # (search.lr = SEARCH_LR): trainings, their time, the picks and their Uni gaps to the widest search's best.
 # Every search reuses the runs the others trained (runs are keyed by region and lr).
 SEARCH_LR ?= 0.0001 0.0003 0.001
+# And the tree on a seeded sample of SEARCH_ITEMS items a suite (search.eval_items): scoring time, pick, its Uni on the
+# whole suites. SEARCHES="tree_items tree" runs just those two (the widest search last: the others' gaps are to its best).
+SEARCH_ITEMS ?= 50
+SEARCHES ?= tree_items tree grid tree_lr grid_lr
 bench-search: setup
-	PATH="$(BIN):$$PATH" python -m cofi.devtools search-configs --config config.yaml --lr $(SEARCH_LR) --out-dir results/bench-configs
-	for name in tree grid tree_lr grid_lr; do $(WARM_SNAKEMAKE) search_all --configfile results/bench-configs/$$name.yaml || exit 1; done
+	PATH="$(BIN):$$PATH" python -m cofi.devtools search-configs --config config.yaml --lr $(SEARCH_LR) \
+	  --eval-items $(SEARCH_ITEMS) --out-dir results/bench-configs
+	for name in $(SEARCHES); do $(WARM_SNAKEMAKE) search_all --configfile results/bench-configs/$$name.yaml || exit 1; done
 	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-search --benchmarks results/default/benchmarks \
-	  $(foreach name,tree grid tree_lr grid_lr,--config $(name)=results/bench-configs/$(name).yaml)
+	  $(foreach name,$(SEARCHES),--config $(name)=results/bench-configs/$(name).yaml)
 
 # Step time and memory of the (N/4, N/2] FFN region vs Full SFT, alternated in one run.
 bench-region: setup

@@ -66,22 +66,31 @@ def benchmark_report(directory: str | Path, logs: str | Path | None = None) -> s
 
 
 def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | None = None,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0, stems: dict[str, str] | None = None, runs: str | Path | None = None) -> pd.DataFrame:
     """Per task and search ({name: its folder}, the widest last, e.g. the grid over region x lr): candidates
     and trainings (a candidate trains once per lr of search.lr), the training time from the finetune jobs'
     benchmark files (``benchmarks``) at the search's ``seed`` (the pick is trained at every seed later: only the
     search's own trainings count), the pick (region at lr) and the Uni gap of its pick to the widest search's
     best, all on the selection (validation) scores the searches used. A negative gap means the pick beats the
-    widest search's best (possible only through the tie rule or a smaller region)."""
+    widest search's best (possible only through the tie rule or a smaller region).
+
+    With ``stems`` ({name: the stem of the score files it read}, e.g. ``val`` or ``val_items50_seed0``: a search on a
+    sample of the items) also the time spent scoring its candidates (the evaluate_model jobs of those files), and,
+    with ``runs`` (results/<experiment>/runs), its pick's validation Uni on the whole suites (``val_scores.json``,
+    where some search scored it so): what a search on a sample saves, and what its pick is worth."""
     import json
 
-    def training_seconds(task: str, runs: list[str]) -> float:
+    def seconds(rule: str, task: str, runs_: list[str], stem: str) -> float:
         if benchmarks is None:
             return float("nan")
-        files = [Path(benchmarks, "finetune", run, task, f"seed{seed}.tsv") for run in runs]
+        files = [Path(benchmarks, rule, run, task, f"seed{seed}{stem}.tsv") for run in runs_]
         if not any(f.is_file() for f in files):
             return float("nan")
         return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files if f.is_file())
+
+    def full_uni(task: str, run: str) -> float:
+        path = Path(runs or "", run, task, f"seed{seed}", "val_scores.json")
+        return json.loads(path.read_text())["uni"][task] if runs is not None and path.is_file() else float("nan")
 
     results = {name: {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}
                for name, folder in searches.items()}
@@ -92,11 +101,15 @@ def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | 
             if task not in by_task:
                 continue
             result = by_task[task]
-            runs = result.get("runs", [f"region-{c}" for c in result["trained"]])  # results before search.lr
-            rows.append({"task": task, "search": name, "candidates": len(result["trained"]), "trainings": len(runs),
-                         "training_s": training_seconds(task, runs),
-                         "pick": f"{result['selected']} @ lr {format(result.get('lr', float('nan')), 'g')}",
-                         "pick_uni": result["scores"]["uni"], "uni_gap": best["scores"]["uni"] - result["scores"]["uni"]})
+            trained = result.get("runs", [f"region-{c}" for c in result["trained"]])  # results before search.lr
+            row = {"task": task, "search": name, "candidates": len(result["trained"]), "trainings": len(trained),
+                   "training_s": seconds("finetune", task, trained, ""),
+                   "pick": f"{result['selected']} @ lr {format(result.get('lr', float('nan')), 'g')}",
+                   "pick_uni": result["scores"]["uni"], "uni_gap": best["scores"]["uni"] - result["scores"]["uni"]}
+            if stems is not None:
+                row["scoring_s"] = seconds("evaluate_model", task, trained, f"_{stems[name]}")
+                row["pick_uni_whole"] = full_uni(task, result.get("run", f"region-{result['selected']}"))
+            rows.append(row)
     if not rows:
         raise FileNotFoundError(f"{searches[widest]}: no search results (run the searches first)")
     return pd.DataFrame(rows)

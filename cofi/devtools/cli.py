@@ -121,7 +121,12 @@ def cmd_search_configs(args) -> None:
         for suffix, lrs in (("", None), ("_lr", args.lr)):
             search = {**config.get("search", {}), "mode": mode, "lr": lrs}
             (out / f"{mode}{suffix}.yaml").write_text(yaml.safe_dump({**config, "search": search}, sort_keys=False))
-    log(f"wrote tree, grid, tree_lr and grid_lr configs to {out}")
+    written = "tree, grid, tree_lr and grid_lr"
+    if args.eval_items:  # the tree again, its candidates scored on a seeded sample of the items
+        search = {**config.get("search", {}), "mode": "tree", "lr": None, "eval_items": args.eval_items}
+        (out / "tree_items.yaml").write_text(yaml.safe_dump({**config, "search": search}, sort_keys=False))
+        written += " and tree_items"
+    log(f"wrote {written} configs to {out}")
 
 
 def cmd_scale(args) -> None:
@@ -166,14 +171,16 @@ def cmd_bench_search(args) -> None:
     from cofi.devtools.bench import search_efficiency
     from cofi.config.checks import checked_experiment, load_config
 
-    folders, seeds = {}, set()
+    folders, seeds, stems, runs = {}, set(), {}, None
     for name, path in args.config:
         experiment = checked_experiment(load_config(path), check_files=False)
         folders[name] = experiment.layout.search_dir(experiment.search.name, "")
         seeds.add(experiment.search.seed)
+        stems[name] = experiment.search.scores_split
+        runs = f"{experiment.layout.root}/runs"
     if len(seeds) != 1:
         raise SystemExit(f"bench-search: the searches ran with different seeds {sorted(seeds)}: their times do not compare")
-    table = search_efficiency(folders, args.benchmarks, seeds.pop())
+    table = search_efficiency(folders, args.benchmarks, seeds.pop(), stems, runs)
     print(table.round(2).to_markdown(index=False))
 
 
@@ -404,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the config (e.g. config.yaml)")
     p.add_argument("--lr", type=float, nargs="+", required=True, help="search.lr of the _lr configs")
     p.add_argument("--out-dir", required=True, help="where tree.yaml, grid.yaml, tree_lr.yaml, grid_lr.yaml go")
+    p.add_argument("--eval-items", type=int, help="also tree_items.yaml: the tree on a sample of this many items")
     p.set_defaults(func=cmd_search_configs)
 
     p = sub.add_parser("bench-report", help="per-rule times from Snakemake benchmark files")

@@ -192,3 +192,15 @@ def test_search_efficiency_counts_the_search_seeds_trainings_and_the_gap_to_the_
     assert rows.loc["tree", "trainings"] == 2 and rows.loc["tree", "training_s"] == 30.0
     assert rows.loc["grid", "training_s"] == 60.0 and rows.loc["tree", "uni_gap"] == 2.5 and rows.loc["grid", "uni_gap"] == 0
     assert search_efficiency({"tree": tmp_path / "tree"}, tmp_path / "benchmarks", seed=1).loc[0, "training_s"] == 3000.0
+    # A search on a sample of the items: the time its scorings took, and its pick's Uni on the whole suites.
+    for run, stem, seconds in (("region-a", "val_items5_seed0", 2), ("region-b", "val_items5_seed0", 3),
+                               ("region-a", "val", 40)):
+        tsv = tmp_path / "benchmarks/evaluate_model" / run / "bio" / f"seed0_{stem}.tsv"
+        tsv.parent.mkdir(parents=True, exist_ok=True)
+        tsv.write_text(f"s\th:m:s\n{seconds}\t0:00:00\n")
+    scores = tmp_path / "runs/region-a/bio/seed0/val_scores.json"
+    scores.parent.mkdir(parents=True)
+    scores.write_text(json.dumps({"uni": {"bio": 88.0}}))
+    sampled = search_efficiency({"tree": tmp_path / "tree"}, tmp_path / "benchmarks", 0, {"tree": "val_items5_seed0"},
+                                tmp_path / "runs").iloc[0]
+    assert sampled["scoring_s"] == 5.0 and sampled["pick_uni_whole"] == 88.0
