@@ -7,6 +7,7 @@ from snakemake.utils import min_version
 from cofi.models.cluster import check_described
 from cofi.config.checks import checked_experiment, load_config
 from cofi.errors import InputError
+from cofi.config.candidates import SCORES_STEM
 from cofi.config.names import RUN_NAME
 
 min_version("9.0")
@@ -43,7 +44,7 @@ onstart:
 
 wildcard_constraints:
     run=RUN_NAME,
-    split=r"test|val",
+    split=SCORES_STEM,
     depth=r"\d{1,2}",
     task=r"[A-Za-z0-9][A-Za-z0-9_-]*",
     seed=r"\d+",

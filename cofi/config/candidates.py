@@ -70,6 +70,7 @@ class Search:
 
 
 SUBSET_SPLIT = re.compile(r"(?P<split>[a-z]+)_items(?P<items>[0-9]+)_seed(?P<seed>[0-9]+)")
+SCORES_STEM = r"(test|val)(_items[0-9]+_seed[0-9]+)?"  # a score file's stem: a split, or a sample of it (the rules')
 
 
 def split_of(stem: str) -> tuple[str, dict | None]:

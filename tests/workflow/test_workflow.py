@@ -378,6 +378,7 @@ def test_versatility_from_harness_tasks_goes_through_the_search_tables_and_claim
                              for name in ("know", "reason", "instruct")}
     config["runs"] = {"full": {}}
     config["selection"] = "test"
+    config["search"]["eval_items"] = 6  # the candidates on a sample of 6 items a suite; the rows on all 12
     config["landscape"]["runs"] = []
     (tiny_run / "harness.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(tiny_run, "--configfile", "harness.yaml")
@@ -388,9 +389,11 @@ def test_versatility_from_harness_tasks_goes_through_the_search_tables_and_claim
     table = pd.read_csv(results / "tables/main.csv")
     assert set(table["method"]) >= {"base", "full", "cofitune_coarse"}
     assert table.iloc[0]["vers"] == pd.read_csv(tiny_run / "results/tiny/tables/main.csv").iloc[0]["vers"]
-    assert list((results / "search").rglob("*.json")), "the search's trace, from the harness's scores"
+    assert list((results / "search/tree_items6_seed0").rglob("result.json")), "the search, on the harness's scores"
+    sampled = [json.loads(p.read_text()) for p in (results / "runs").rglob("val_items6_seed0_scores.json")]
+    assert sampled and all(s["items"] == {"rotate": 6, "know": 6, "reason": 6, "instruct": 6} for s in sampled)
     assert (results / "tables/claims.md").is_file()
-    logs = "".join(p.read_text() for p in (results / "logs").rglob("evaluate*.log"))
+    logs = "".join(p.read_text() for p in (results / "logs").glob("evaluate_*/**/*.log"))
     assert "harness tasks tiny_know" in logs
 
 
