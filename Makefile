@@ -19,7 +19,6 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/pip check
 	$(MAKE) --no-print-directory models/$(SMOLLM2)
 	touch $@
 
