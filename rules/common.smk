@@ -158,18 +158,18 @@ def evaluation_files(tasks, split):
     return [suite["path"] for group in ("spec", "vers") for suite in suites[group].values() if "path" in suite]
 
 
-def scoring(model, suites, labels, scores, predictions, subset=None):
+def scoring(model, suites, labels, scores, predictions, subset=None, adapter=None):
     """One score file of an evaluation job: its model, suites, labels and outputs (and the sample of items, where the
-    search scores a sample: search.eval_items)."""
+    search scores a sample: search.eval_items; the adapter applied unmerged: evaluation.lora)."""
     return {"model": model, "suites": suites, "labels": labels, "out": scores, "predictions": predictions,
-            **({"subset": subset} if subset else {})}
+            **({"subset": subset} if subset else {}), **({"adapter": adapter} if adapter else {})}
 
 
 def evaluate_spec(scorings):
     """An evaluation job's spec: its score files, scored as the config's evaluation section says."""
     return job_spec("evaluate", scorings=scorings, prompt=PROMPT, generation=EXP.generation,
-                    batch_size=EXP.evaluation.batch_size, max_items=EXP.evaluation.max_items, backend=EXP.evaluation.backend,
-                    precision=EXP.compute.precision, **ON_DEVICE)
+                    batch_size=EXP.evaluation.batch_size, max_items=EXP.evaluation.max_items,
+                    backend=EXP.evaluation.backend, precision=EXP.compute.precision, **ON_DEVICE)
 
 
 def score_files(run, task, seeds, splits):
@@ -187,9 +187,9 @@ def run_scorings(w, seeds, stems):
     for (seed, stem), files in score_files(w.run, w.task, seeds, stems).items():
         split, subset = split_of(stem)
         model = f"{LAYOUT.run_dir(w.run, w.task, seed)}/model"
-        entry = scoring(EXP.base_model_dir if adapter else model, EXP.evaluation_suites([w.task], split),
-                        {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files, subset)
-        scorings.append({**entry, "adapter": f"{model}/{adapter}"} if adapter else entry)
+        scorings.append(scoring(EXP.base_model_dir if adapter else model, EXP.evaluation_suites([w.task], split),
+                                {"method": w.run, "task": w.task, "seed": int(seed), "split": split}, *files, subset,
+                                f"{model}/{adapter}" if adapter else None))
     return scorings
 
 
@@ -223,7 +223,8 @@ def candidate_scores(task, depth_file):
 def search_step_inputs(w):
     """Depth 0 reads the reference run's scores; depth d also the previous depth's file (waiting for that
     checkpoint) and the scores of the candidates it expanded to."""
-    inputs = {"reference": run_file(EXP.search.reference, w.task, EXP.search.seed, f"{EXP.search.scores_split}_scores.json")}
+    inputs = {"reference": run_file(EXP.search.reference, w.task, EXP.search.seed,
+                                    f"{EXP.search.scores_split}_scores.json")}
     if int(w.depth) > 0:
         previous = checkpoints.search_step.get(task=w.task, depth=int(w.depth) - 1).output[0]
         inputs["previous"] = previous

@@ -60,7 +60,9 @@ class Search:
     def name(self) -> str:
         """Where its files go: the mode, and the lr list where it is not the reference's lr alone (so a
         search over region x lr sits beside the search over regions, and both reuse the same runs)."""
-        name = self.mode if self.lrs in ((), (self.reference_lr,)) else f"{self.mode}_lr" + "-".join(map(value_text, self.lrs))
+        name = self.mode
+        if self.lrs not in ((), (self.reference_lr,)):
+            name += "_lr" + "-".join(map(value_text, self.lrs))
         return name + (f"_{self.scores_split.partition('_')[2]}" if self.eval_items else "")
 
     @property

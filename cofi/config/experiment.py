@@ -40,7 +40,7 @@ class Suite:
     metric: str | None
     paths: dict  # split -> the configured path or None (embedded)
     layout: Layout
-    harness: dict | None = None  # lm-eval harness tasks scored as the test split: {"lm_eval", "num_fewshot", "metric", "include"}
+    harness: dict | None = None  # harness tasks as the test split: {"lm_eval", "num_fewshot", "metric", "include"}
 
     @property
     def embedded(self) -> bool:

@@ -211,9 +211,9 @@ def tensor_parallel_size(gpus: int, heads: int, kv_heads: int | None = None) -> 
 def vllm_model_args(model_dir: str, gpus: int, heads: tuple[int, int | None], dtype: str, precision: str,
                     batch_size: int, chat: bool, trust_remote_code: bool = False, adapter: str | None = None) -> dict:
     """The harness's ``VLLM`` arguments for one model directory: tensor parallel over the GPUs the job got (a model
-    too large for one GPU spreads over them; ``heads``: its query and key/value heads), the weights in the precision the config computes in (bf16/fp16, else
-    model.dtype), greedy and seeded, BOS first as cofi's prompts have it (a chat template writes its own); a LoRA
-    ``adapter`` served unmerged."""
+    too large for one GPU spreads over them; ``heads``: its query and key/value heads), the weights in the precision
+    the config computes in (bf16/fp16, else model.dtype), greedy and seeded, BOS first as cofi's prompts have it (a
+    chat template writes its own); a LoRA ``adapter`` served unmerged."""
     precisions = {"bf16": "bfloat16", "fp16": "float16"}
     args = {"pretrained": str(model_dir), "tensor_parallel_size": tensor_parallel_size(gpus, *heads),
             "dtype": precisions.get(precision, dtype), "batch_size": batch_size, "add_bos_token": not chat,
@@ -228,8 +228,9 @@ def vllm_model_args(model_dir: str, gpus: int, heads: tuple[int, int | None], dt
 
 
 def as_harness_suite(name: str, suite: dict, prompter, prompt, folder: str, max_items: int | None) -> dict:
-    """One of cofi's JSONL suites as a local harness task in ``folder`` (:func:`cofi.evaluation.lm_eval.write_local_task`),
-    scored by cofi's own metric, with the response length cofi gives it; its first ``max_items`` items only."""
+    """One of cofi's JSONL suites as a local harness task in ``folder``
+    (:func:`cofi.evaluation.lm_eval.write_local_task`), scored by cofi's own metric, with the response length cofi
+    gives it; its first ``max_items`` items only."""
     import json
     from pathlib import Path
 

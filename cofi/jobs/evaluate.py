@@ -1,6 +1,7 @@
 """The evaluation job, and the score file format every evaluator writes (``evaluate``, ``lm-eval``).
 
-A score file is JSON: ``labels`` (run, task, seed, split as the workflow named them), ``model``,
+A score file is JSON: ``labels`` (run, task, seed, split as the workflow named them), ``model`` (and ``adapter``
+where a LoRA adapter was applied unmerged, ``subset`` where a seeded sample of the items was scored),
 ``spec`` ({task: score}), ``know``, ``reason``, ``instruct``, ``vers``, ``uni`` ({task: score}) and
 ``items`` (items scored per suite), all scores in [0, 100], and ``item_scores`` ({"spec": {task: [...]}, "vers":
 {dimension: [...]}}: each item's score in [0, 1], in the suite's order; the tables' intervals resample them). An
@@ -40,8 +41,9 @@ class EvaluateJob(OnDevice):
     Each :class:`Scoring` in turn (e.g. every seed of a run on the test and the validation split): one job pays
     the start-up once and loads each model once."""
 
-    scorings: tuple[Scoring, ...] = option('[{"model", "suites", "labels", "out", "predictions", "subset", "adapter"}, ...]: one per '
-                                           'score file; suites is {"spec": {task: suite}, "vers": {dimension: suite}}')
+    scorings: tuple[Scoring, ...] = option('[{"model", "suites", "labels", "out", "predictions", "subset", "adapter"}, '
+                                           '...]: one per score file; suites is {"spec": {task: suite}, "vers": '
+                                           '{dimension: suite}}')
     prompt: PromptSettings = option("the prompt settings")
     batch_size: int = option("evaluation batch size (evaluation.batch_size)", EvaluationSettings.batch_size)
     max_items: int | None = option("the first items of each suite only (evaluation.max_items)", None)
@@ -134,9 +136,9 @@ def vllm_factory(job: EvaluateJob):
 
 
 def evaluate_through_harness(job: EvaluateJob, make_model) -> list[dict]:
-    """Every scoring through lm-evaluation-harness on the model ``make_model(model_dir, adapter)`` gives (vLLM's): harness
-    suites as they are, cofi's JSONL suites as local harness tasks scored by cofi's own metrics
-    (:func:`cofi.evaluation.harness.as_harness_suite`), written in a folder beside the score file."""
+    """Every scoring through lm-evaluation-harness on the model ``make_model(model_dir, adapter)`` gives (vLLM's):
+    harness suites as they are, cofi's JSONL suites as local harness tasks scored by cofi's own metrics
+    (:func:`cofi.evaluation.harness.as_harness_suite`), written to a temporary folder for the scoring."""
     import tempfile
 
     from transformers import AutoTokenizer
@@ -191,8 +193,8 @@ def _score(job: EvaluateJob, model, prompter, views: dict, scoring: Scoring) -> 
     if scoring.subset is not None:
         from cofi.evaluation.subsets import chosen
 
-        records = {name: [items[i] for i in chosen(len(items), scoring.subset["items"], scoring.subset["seed"])]
-                   for name, items in records.items()}
+        records = {name: [kept[i] for i in chosen(len(kept), scoring.subset["items"], scoring.subset["seed"])]
+                   for name, kept in records.items()}
     total, done, started = sum(map(len, records.values())), 0, time.perf_counter()
     labels = scoring.labels
     which = " ".join(str(labels[key]) for key in ("method", "task", "seed", "split") if labels.get(key) is not None)
@@ -212,7 +214,7 @@ def _score(job: EvaluateJob, model, prompter, views: dict, scoring: Scoring) -> 
         item_scores[group][name] = scored["items"]
         job.log(f"{which}: {group} {name}: {scored['score']:.1f} on {len(scored['items'])} items "
                 f"({time.perf_counter() - began:.1f}s; {progress})")
-    extra = {"subset": scoring.subset} if scoring.subset is not None else {}
+    extra = {key: getattr(scoring, key) for key in ("subset", "adapter") if getattr(scoring, key) is not None}
     scores = score_file(labels, scoring.model, results["spec"], results["vers"], items, item_scores=item_scores, **extra)
     write_json(scoring.out, scores)
     if scoring.predictions:
