@@ -459,8 +459,13 @@ def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool
         words = prompts.Prompter(None, prompt.template)
         lengths = lambda records: [1 + len(words.text(r).split()) for r in records]  # noqa: E731
     else:
+        tokenizer = _tokenizer(experiment)
+        if not prompt.chat_template and getattr(tokenizer, "chat_template", None):
+            print(f"cofi: the model ({experiment.model.path or experiment.model.gguf}) has a chat template, and "
+                  f"prompt.chat_template is false: its prompts are prompt.template ({prompt.template!r}), not the "
+                  "format it was aligned on; set prompt.chat_template: true to use its own", file=sys.stderr)
         try:
-            prompter = prompts.Prompter.of(_tokenizer(experiment), prompt)
+            prompter = prompts.Prompter.of(tokenizer, prompt)
         except InputError as error:
             raise ConfigError(f"{error} (model {experiment.model.path or experiment.model.gguf})") from None
         lengths = prompter.prompt_lengths

@@ -151,7 +151,11 @@ def seven_b_workflow(tmp_path_factory) -> Path:
     preset = PRESETS["llama2-7b"]
     LlamaConfig(**preset).save_pretrained(model)
     save_file({"placeholder": torch.zeros(1)}, str(model / "model.safetensors"))
-    build_word_tokenizer(["q", "a", *map(str, range(10))]).save_pretrained(model)
+    tokenizer = build_word_tokenizer(["q", "a", "[INST]", "[/INST]", *map(str, range(10))])
+    tokenizer.chat_template = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }}"
+                               " [/INST]{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}"
+                               "{% endfor %}")  # Llama-2-chat's turns, as the example config uses the model's template
+    tokenizer.save_pretrained(model)
     config = example_config()
     config.pop("cluster")
     config["model"]["path"] = str(model)

@@ -65,7 +65,7 @@ def test_other_architectures_unreadable_files_and_occupied_outputs_are_refused(t
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
 
-def test_a_config_naming_a_gguf_is_checked_at_start_up(tiny_gguf, tmp_path):
+def test_a_config_naming_a_gguf_is_checked_at_start_up(tiny_gguf, tmp_path, capsys):
     from cofi.config.checks import ConfigError, checked_experiment
 
     config = yaml.safe_load((REPO / "tests" / "tiny_config.yaml").read_text())
@@ -81,6 +81,11 @@ def test_a_config_naming_a_gguf_is_checked_at_start_up(tiny_gguf, tmp_path):
     config["prompt"] = {"chat_template": True, "max_len": 96}
     experiment = checked_experiment(config)
     assert experiment.n_layers == 2 and experiment.base_model_dir.endswith("base_model")
+    capsys.readouterr()
+    checked_experiment({**config, "prompt": {"chat_template": False, "max_len": 96}})  # allowed, and said
+    assert "has a chat template, and prompt.chat_template is false" in capsys.readouterr().err
+    checked_experiment(config)
+    assert "has a chat template" not in capsys.readouterr().err
     with pytest.raises(ConfigError, match="model.path and model.gguf: give one"):
         checked_experiment({**config, "model": {"gguf": str(tiny_gguf[0]), "path": str(tmp_path)}})
     with pytest.raises(ConfigError, match=r"prompt\.max_len: 8 is too short"):
