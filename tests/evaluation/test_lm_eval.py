@@ -101,8 +101,12 @@ def everything_through_the_harness(tmp_path, scoring: dict, prompt: dict) -> dic
     from cofi.jobs.interface import job_from
     from cofi.models.loading import load_model
 
-    def make(model_dir):
+    def make(model_dir, adapter=None):  # what vllm_factory's model is to the harness, on the CPU
         model, _ = load_model(model_dir)
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
         return harness_model(model.eval(), model_dir, 16, prompt.get("chat_template", False))
 
     job = job_from(EvaluateJob, {"scorings": [{**scoring, "out": str(tmp_path / "through.json")}], "prompt": prompt,
