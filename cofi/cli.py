@@ -11,9 +11,9 @@ import sys
 import time
 
 from cofi import OFFLINE
-from cofi.jobs import ONLINE
+from cofi.jobs import online
 
-if not (sys.argv[1:2] and sys.argv[1] in ONLINE):  # a fetch goes online unless the environment says otherwise
+if not online(sys.argv[1:]):  # a fetch goes online unless the environment says otherwise
     for _var, _value in OFFLINE.items():
         os.environ.setdefault(_var, _value)
 

@@ -63,16 +63,20 @@ class Search:
         name = self.mode
         if self.lrs not in ((), (self.reference_lr,)):
             name += "_lr" + "-".join(map(value_text, self.lrs))
-        return name + (f"_{self.scores_split.partition('_')[2]}" if self.eval_items else "")
+        return name + (SAMPLE.format(split="", items=self.eval_items, seed=self.eval_seed) if self.eval_items else "")
 
     @property
     def scores_split(self) -> str:
         """The stem of the score files the search reads: ``val``, or its seeded subset (:func:`split_of`)."""
-        return "val" if self.eval_items is None else f"val_items{self.eval_items}_seed{self.eval_seed}"
+        if self.eval_items is None:
+            return "val"
+        return SAMPLE.format(split="val", items=self.eval_items, seed=self.eval_seed)
 
 
-SUBSET_SPLIT = re.compile(r"(?P<split>[a-z]+)_items(?P<items>[0-9]+)_seed(?P<seed>[0-9]+)")
-SCORES_STEM = r"(test|val)(_items[0-9]+_seed[0-9]+)?"  # a score file's stem: a split, or a sample of it (the rules')
+SAMPLE = "{split}_items{items}_seed{seed}"  # a split's seeded sample of items, as score files and searches name it
+SUBSET_SPLIT = re.compile(SAMPLE.format(split="(?P<split>[a-z]+)", items="(?P<items>[0-9]+)", seed="(?P<seed>[0-9]+)"))
+# A score file's stem, as the rules' split wildcard matches it: a split, or a sample of it.
+SCORES_STEM = "(test|val)(" + SAMPLE.format(split="", items="[0-9]+", seed="[0-9]+") + ")?"
 
 
 def split_of(stem: str) -> tuple[str, dict | None]:

@@ -188,18 +188,20 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
                    and not (suite.harness and split != "train" and path is None)}
             if suite.harness:
                 harness_suites[key] = suite.harness
-                if suite.type is None:  # harness tasks alone: no JSONL of the suite's type to check
-                    _check_training_file(key, own, train_records, name, check_files, section)
-                    continue
+                if own.get("train", "") is None:
+                    raise ConfigError(f"config key {key}.train: harness tasks are what it is scored on, not trained "
+                                      "on; give a JSONL of training examples")
             if missing := next((split for split, path in own.items() if path is None), None):
                 raise ConfigError(f"config key {key}.{missing}: null means the embedded data, but the "
                                   f"{experiment.embedded_suites} suites have no {name!r} (they have "
                                   f"{', '.join(embedded)}); give a JSONL path")
-            try:
-                kind = task_type(key, suite.type)
-                kind.check_metric(key, suite.metric)
-            except InputError as error:
-                raise ConfigError(str(error)) from None
+            kind = None  # harness tasks alone have no file of the suite's type (their training file is instructions)
+            if not (suite.harness and suite.type is None):
+                try:
+                    kind = task_type(key, suite.type)
+                    kind.check_metric(key, suite.metric)
+                except InputError as error:
+                    raise ConfigError(str(error)) from None
             if name in embedded and suite.embedded and not suite.harness and suite.type != embedded[name]:
                 raise ConfigError(f"config key {key}.type: the embedded {name} data is {embedded[name]}, not "
                                   f"{suite.type} (set type: {embedded[name]}, or give your own data paths)")
@@ -222,22 +224,6 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
         except InputError as error:
             raise ConfigError(str(error)) from None
     return train_records
-
-
-def _check_training_file(key: str, own: dict, train_records: dict, name: str, check_files: bool, section: str) -> None:
-    """A harness speciality task's training file (its only JSONL), or its embedded one."""
-    from cofi.data.records import DataError, read_jsonl
-
-    if own.get("train", "") is None:
-        raise ConfigError(f"config key {key}.train: harness tasks are what it is scored on, not trained on; give a "
-                          "JSONL of training examples")
-    if section == "tasks":
-        train_records[name] = None
-        if check_files and own.get("train"):
-            try:
-                train_records[name] = read_jsonl(own["train"])
-            except DataError as error:
-                raise ConfigError(f"config key {key}.train: {error}") from None
 
 
 def _projection_names_once(experiment: Experiment):

@@ -18,9 +18,6 @@ import numbers
 
 from cofi.errors import InputError
 
-# The harness's metrics of a task YAML that lists none (lm_eval.api.registry.DEFAULT_METRIC_REGISTRY).
-DEFAULT_METRICS = {"multiple_choice": ("acc", "acc_norm"), "loglikelihood": ("perplexity", "acc"),
-                   "generate_until": ("exact_match",)}
 NO_FILTER = "none"  # the harness's name of the unfiltered responses
 
 
@@ -86,13 +83,14 @@ def leaf_tasks(index: dict, name: str, key: str) -> list:
 
 def task_metrics(entry) -> dict[str, str] | None:
     """{metric: aggregation} of one task (None for a task defined in Python: its metrics are its code's)."""
+    from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY  # what a task YAML listing no metrics gets
     from lm_eval.tasks._index import Kind
 
     if entry.kind == Kind.PY_TASK:
         return None
     listed = entry.cfg.get("metric_list")
     if not listed:
-        return dict.fromkeys(DEFAULT_METRICS.get(entry.cfg.get("output_type", "generate_until"), ()), "mean")
+        return dict.fromkeys(DEFAULT_METRIC_REGISTRY.get(entry.cfg.get("output_type", "generate_until"), ()), "mean")
     return {m["metric"]: m.get("aggregation", "mean") for m in listed}
 
 
@@ -151,10 +149,8 @@ def score(lm, suite: dict, chat: bool, system: str | None, limit: int | None = N
         from cofi.evaluation.subsets import chosen_documents
 
         leaves = manager.load(tasks)["tasks"]
-        if limit is not None:  # the first documents, as without a subset
-            sizes = {name: min(limit, len(task.eval_docs)) for name, task in leaves.items()}
-        else:
-            sizes = {name: len(task.eval_docs) for name, task in leaves.items()}
+        sizes = {name: len(task.eval_docs) if limit is None else min(limit, len(task.eval_docs))  # limit: the first
+                 for name, task in leaves.items()}
         picked = chosen_documents(sizes, subset["items"], subset["seed"])
         # A task with no document drawn is left out: the harness reads an empty list as "every document".
         tasks = [leaves[name] for name, docs in picked.items() if docs]

@@ -35,6 +35,11 @@ JOBS = {
 ONLINE = frozenset({"fetch-model"})
 
 
+def online(argv: list[str]) -> bool:
+    """``python -m cofi ARGV`` may go online."""
+    return bool(argv[:1]) and argv[0] in ONLINE
+
+
 def job_class(command: str):
     module, _, name = JOBS[command].partition(":")
     return getattr(importlib.import_module(module), name)
