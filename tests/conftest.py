@@ -88,6 +88,20 @@ def tokenizer(tiny_spec):
     return build_word_tokenizer(vocabulary(tiny_spec))
 
 
+@pytest.fixture(scope="session")
+def chat_tokenizer(tmp_path_factory):
+    """The tiny GGUF's tokenizer, imported as a user's would be: byte-level BPE with a ChatML template."""
+    from cofi.models.gguf import import_gguf
+    from cofi.models.loading import load_tokenizer
+
+    from tiny_gguf import write_tiny_gguf
+
+    where = tmp_path_factory.mktemp("chat")
+    write_tiny_gguf(where / "tiny.gguf")
+    import_gguf(where / "tiny.gguf", where / "model", log=lambda _: None)
+    return load_tokenizer(where / "model")
+
+
 @pytest.fixture
 def examples(tokenizer, tiny_world):
     """The tiny world's rotate task as training examples (the embedded template, 32 tokens)."""

@@ -64,7 +64,7 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     except InputError as error:
         raise ConfigError(str(error)) from None
     _check_embedded(experiment)
-    train_records = _check_suites(experiment, check_files)
+    train_records, conversations = _check_suites(experiment, check_files)
     n_layers = experiment.n_layers
     projections = _projection_names_once(experiment)
     for check in (_check_module_groups, _check_runs, _check_importance, _check_search):
@@ -73,18 +73,25 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
     _check_landscape(experiment)
     _check_claims(experiment)
     _check_selection(experiment)
-    _check_prompt(experiment, train_records, check_files)
-    _check_backend(experiment)
+    _check_backend(experiment, conversations)
+    _check_prompt(experiment, train_records, conversations, check_files)
     return experiment
 
 
-def _check_backend(experiment: Experiment) -> None:
+def _check_backend(experiment: Experiment, conversations: dict) -> None:
     """vLLM serves on GPUs: refused where jobs would run on a CPU (no GPU here, and no GPU cluster configured), or
-    where vllm is not installed."""
+    where vllm is not installed; its suites go through the harness, whose prompts are one user turn."""
     import importlib.util
+
+    from cofi.data.prompts import one_exchange
+    from cofi.evaluation.harness import CONVERSATIONS_UNSERVED
 
     if experiment.evaluation.backend != "vllm":
         return
+    for key, (path, records) in conversations.items():
+        if not key.endswith(".train") and (
+                number := next((n for n, record in records if not one_exchange(record)), None)):
+            raise ConfigError(f"config key {key}: {path}, record {number}: {CONVERSATIONS_UNSERVED}")
     if experiment.compute.device == "cpu":
         raise ConfigError("config key evaluation.backend: vllm serves on GPUs, and compute.device is cpu; use "
                           "backend: hf")
@@ -168,15 +175,16 @@ def _check_embedded(experiment: Experiment) -> None:
                           "embedded word-level model cannot read; set model.gguf or model.path, or suites: world")
 
 
-def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[dict] | None]:
+def _check_suites(experiment: Experiment, check_files: bool) -> tuple[dict[str, list[dict] | None], dict]:
     """Each suite's type and metric (:mod:`cofi.evaluation.tasks`), the type of embedded data (:mod:`cofi.data.embedded`), and
-    every file a suite names. Returns each task's training records where the user gave them."""
+    every file a suite names. Returns each task's training records where the user gave them, and the conversation
+    records of every file: {config key: (path, [(record number, record)])}."""
     from cofi.data.records import DataError, read_jsonl
     from cofi.data.embedded import suites_module
     from cofi.evaluation.tasks import task_type
 
     made_here = suites_module(experiment.embedded_suites)
-    train_records, harness_suites = {}, {}
+    train_records, harness_suites, conversations = {}, {}, {}
     for section, suites, embedded in (("tasks", experiment.tasks, made_here.TASK_TYPES),
                                       ("versatility", experiment.versatility, made_here.SUITE_TYPES)):
         for name, suite in suites.items():
@@ -214,6 +222,8 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
                     raise ConfigError(f"config key {key}.{split}: {error}") from None
                 if split == "train":
                     train_records[name] = records
+                if talks := [(number, r) for number, r in enumerate(records, start=1) if r.get("messages")]:
+                    conversations[f"{key}.{split}"] = (path, talks)
             if section == "tasks":
                 train_records.setdefault(name, None)
     if check_files:
@@ -223,7 +233,7 @@ def _check_suites(experiment: Experiment, check_files: bool) -> dict[str, list[d
             check_suites(harness_suites)
         except InputError as error:
             raise ConfigError(str(error)) from None
-    return train_records
+    return train_records, conversations
 
 
 def _projection_names_once(experiment: Experiment):
@@ -413,10 +423,11 @@ def _check_selection(experiment: Experiment) -> None:
             "is flagged in the tables)")
 
 
-def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool) -> None:
+def _check_prompt(experiment: Experiment, train_records: dict, conversations: dict, check_files: bool) -> None:
     """The template (:func:`cofi.data.prompts.check_template`); with ``chat_template`` a model whose tokenizer
-    has one; and every task's training data (and the embedded base model's mixture) has an example whose
-    response starts within ``prompt.max_len`` tokens, else training would find nothing to learn."""
+    has one; conversation records the prompts can make (:func:`_check_conversations`); and every task's training
+    data (and the embedded base model's mixture) has an example whose response starts within ``prompt.max_len``
+    tokens, else training would find nothing to learn."""
     from cofi.data import prompts
     from cofi.data.embedded import suites_module
 
@@ -431,6 +442,8 @@ def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool
     if prompt.chat_template and experiment.embedded_model:
         raise ConfigError("config key prompt.chat_template: the embedded model has no chat template (its prompts are "
                           "prompt.template); set it false, or name a chat model in model.path or model.gguf")
+    if check_files and not prompt.chat_template:
+        _check_conversations(prompts.Prompter(None, prompt.template), conversations)
     if not check_files or not (prompt.mask_prompt or prompt.chat_template):
         return  # without masking the prompt's own tokens are labels as well
     data = {task: records for task, records in train_records.items() if records is not None}
@@ -454,6 +467,8 @@ def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool
             prompter = prompts.Prompter.of(tokenizer, prompt)
         except InputError as error:
             raise ConfigError(f"{error} (model {experiment.model.path or experiment.model.gguf})") from None
+        if prompt.chat_template:
+            _check_conversations(prompter, conversations)
         lengths = prompter.prompt_lengths
     if not prompt.mask_prompt:
         return  # the tokenizer has its chat template; without masking the prompt's tokens are labels too
@@ -463,6 +478,24 @@ def _check_prompt(experiment: Experiment, train_records: dict, check_files: bool
             raise ConfigError(f"config key prompt.max_len: {prompt.max_len} is too short: no training example of "
                               f"{name} keeps a response token (its shortest prompt takes {shortest} tokens); raise "
                               f"prompt.max_len above {shortest}")
+
+
+CONVERSATIONS_CHECKED = 200  # per file: a template that rewrites earlier turns shows on the first long conversation
+
+
+def _check_conversations(prompter, conversations: dict) -> None:
+    """Conversation records the prompts can make: with a string template one exchange and no system turn; with the
+    chat template, examples built turn by turn (a template that rewrites earlier turns cannot place the loss). The
+    first :data:`CONVERSATIONS_CHECKED` of each file, where the chat template renders them."""
+    for key, (path, records) in conversations.items():
+        for number, record in records[:CONVERSATIONS_CHECKED] if prompter.chat else records:
+            try:
+                if prompter.chat:
+                    prompter.example(record, mask_prompt=True, max_len=1)
+                else:
+                    prompter.text(record)
+            except InputError as error:
+                raise ConfigError(f"config key {key}: {path}, record {number}: {error}") from None
 
 
 def _tokenizer(experiment: Experiment):

@@ -214,11 +214,13 @@ class PromptSettings:
 
     template: str = setting("{instruction} {input} =", "Python format string with {instruction} and {input}")
     chat_template: bool = setting(False, "build prompts with the tokenizer's own chat template (one user turn: "
-                                  "instruction, a blank line, input; the generation prompt on); template is then unused")
+                                  "instruction, a blank line, input; or a conversation record's turns; the generation "
+                                  "prompt on); template is then unused")
     mask_prompt: bool = setting(True, "loss on the response tokens only")
     max_len: int = setting(32, "tokens per training example (longer ones are cut from the right)", minimum=1)
-    system: str | None = setting(None, "with chat_template: the system turn's text (\"\": an empty one, the "
-                                 "shortest the template allows); null: the template's own default")
+    system: str | None = setting(None, "with chat_template: the system turn's text, in place of a conversation "
+                                 "record's own (\"\": an empty one, the shortest the template allows); null: the "
+                                 "record's own, else the template's default")
 
 
 @dataclass(frozen=True)

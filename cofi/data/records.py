@@ -5,6 +5,12 @@ absent), ``output`` (str). Multiple-choice items carry ``choices`` (list of at l
 ``answer`` (the index of the right choice, or the right choice's text) and need no ``output``.
 Instruction-following items carry ``checks`` (IFEval checks, :mod:`cofi.evaluation.instructions`); their
 ``output``, a response that passes, is optional.
+
+A training or generation record may instead be a conversation: ``messages`` (a list of ``{"role", "content"}``,
+roles system, user, assistant) or ShareGPT's ``conversations`` (``{"from", "value"}``, from system, human, gpt).
+Both become ``messages`` at load, beside the ``instruction`` (the last user turn) and ``output`` (the last assistant
+turn) that code reading single exchanges uses; :class:`cofi.data.prompts.Prompter` puts the loss on every assistant
+turn.
 """
 
 from __future__ import annotations
@@ -19,9 +25,60 @@ class DataError(InputError):
     """Bad data: the message names the file, the line and what was expected."""
 
 
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+CONVERSATION_FIELDS = {"messages": ("role", "content"), "conversations": ("from", "value")}
+
+
+def _conversation(record: dict, where: str, multiple_choice: bool, verifiable: bool) -> dict:
+    """A ``messages`` or ShareGPT ``conversations`` record as ``messages`` (roles system, user, assistant) with
+    ``instruction``/``output``: an optional system turn, then user and assistant turns in turn, the last an
+    assistant's (the response a generation suite scores, the last the loss falls on)."""
+    given = [field for field in CONVERSATION_FIELDS if field in record]
+    if len(given) > 1:
+        raise DataError(f"{where}: both 'messages' and 'conversations'; give one conversation per record")
+    field = given[0]
+    if multiple_choice or verifiable:
+        raise DataError(f"{where}: {field!r}: conversations are training or generation data; a "
+                        f"{'multiple-choice' if multiple_choice else 'instruction-following'} item needs "
+                        f"{'instruction, choices, answer' if multiple_choice else 'instruction, checks'}")
+    if clash := [key for key in ("instruction", "input", "output") if key in record]:
+        raise DataError(f"{where}: {field!r} beside {', '.join(map(repr, clash))}; give a conversation or "
+                        "instruction/input/output, not both")
+    role_key, content_key = CONVERSATION_FIELDS[field]
+    turns = record[field]
+    if not isinstance(turns, list) or not turns:
+        raise DataError(f"{where}: {field!r} must be a non-empty list of turns")
+    messages = []
+    for number, turn in enumerate(turns, start=1):
+        at = f"{where}: {field}[{number - 1}]"
+        if not isinstance(turn, dict) or not isinstance(turn.get(role_key), str) or not isinstance(
+                turn.get(content_key), str):
+            raise DataError(f"{at}: expected {{{role_key!r}: str, {content_key!r}: str}}, got {turn!r}")
+        role = turn[role_key] if field == "messages" else SHAREGPT_ROLES.get(turn[role_key])
+        if role not in ("system", "user", "assistant"):
+            allowed = "system, user, assistant" if field == "messages" else ", ".join(SHAREGPT_ROLES)
+            raise DataError(f"{at}: {role_key} {turn[role_key]!r} is not one of {allowed} (cofi trains on the "
+                            "user's and the assistant's turns; tool turns are not supported)")
+        messages.append({"role": role, "content": turn[content_key]})
+    dialogue = messages[1:] if messages[0]["role"] == "system" else messages
+    for number, turn in enumerate(dialogue):
+        expected = "user" if number % 2 == 0 else "assistant"
+        if turn["role"] != expected:
+            position = number + len(messages) - len(dialogue)
+            raise DataError(f"{where}: {field}[{position}] is a {turn['role']} turn where a{'n' * (expected[0] == 'a')} "
+                            f"{expected} turn belongs (an optional system turn first, then user and assistant turns "
+                            "in turn)")
+    if not dialogue or dialogue[-1]["role"] != "assistant":
+        raise DataError(f"{where}: {field!r} must end with an assistant turn (the response to learn or to score)")
+    return {"instruction": dialogue[-2]["content"], "input": "", "output": dialogue[-1]["content"],
+            "messages": messages}
+
+
 def _check_record(record: object, where: str, multiple_choice: bool, verifiable: bool = False) -> dict:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if any(field in record for field in CONVERSATION_FIELDS):
+        return _conversation(record, where, multiple_choice, verifiable)
     required = ("instruction", "checks") if verifiable else ("instruction",) if multiple_choice else ("instruction", "output")
     for field in required:
         if field not in record:
@@ -119,6 +176,8 @@ def load_records(path: str | Path, *, multiple_choice: bool = False):
     import datasets  # slow to import; reading a config only validates
 
     records = read_jsonl(path, multiple_choice=multiple_choice)
+    if any("messages" in record for record in records):  # datasets takes its columns from the first record
+        records = [{"messages": None} | record for record in records]
     # Validation normalised the records (input defaults to "", answer to an index); hand those to
     # datasets rather than re-reading the raw file, so both views agree.
     return datasets.Dataset.from_list(records)

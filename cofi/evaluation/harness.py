@@ -223,6 +223,11 @@ def vllm_model_args(model_dir: str, gpus: int, heads: tuple[int, int | None], dt
     return args
 
 
+# A harness task's prompt is one user turn (its doc_to_text); a longer conversation would lose its earlier turns.
+CONVERSATIONS_UNSERVED = ("a conversation with a system turn or more than one exchange cannot be a harness task (its "
+                          "prompt is one user turn); score it with evaluation.backend: hf")
+
+
 def as_harness_suite(name: str, suite: dict, prompter, prompt, folder: str, max_items: int | None) -> dict:
     """One of cofi's JSONL suites as a local harness task in ``folder``
     (:func:`cofi.evaluation.lm_eval.write_local_task`), scored by cofi's own metric, with the response length cofi
@@ -233,8 +238,12 @@ def as_harness_suite(name: str, suite: dict, prompter, prompt, folder: str, max_
     from cofi.evaluation.lm_eval import write_local_task
     from cofi.evaluation.tasks import TASK_TYPES
 
+    from cofi.data.prompts import one_exchange
+
     kind = TASK_TYPES[suite["type"]]
     records = kind.read(suite["path"])[:max_items]
+    if not all(map(one_exchange, records)):
+        raise HarnessError(f"{suite['path']}: {CONVERSATIONS_UNSERVED}")
     data = Path(folder, f"{name}.jsonl")
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     task = f"cofi_{name}"

@@ -107,6 +107,21 @@ def test_a_config_naming_a_latin1_file_stops_with_the_message(config, tmp_path):
         check_config(config)
 
 
+def test_a_conversation_the_string_template_cannot_prompt_is_refused_at_start_up(config, tmp_path):
+    """The embedded model's string template has one instruction and one response: a conversation of one exchange
+    is that, a longer one stops the workflow before any job, naming the key, the file and the record."""
+    turns = [{"role": "user", "content": "rotate a b"}, {"role": "assistant", "content": "b a"}]
+    data = tmp_path / "talk.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in (GOOD, {"messages": turns})))
+    config["tasks"]["law"] = {"train": str(data), "test": str(data), "type": "generation"}
+    config["selection"] = "test"
+    check_config(config)
+    data.write_text("".join(json.dumps(r) + "\n" for r in (GOOD, {"messages": turns + turns})))
+    with pytest.raises(ConfigError, match=r"config key tasks\.law\.train: .*talk\.jsonl, record 2: a conversation "
+                                          r"with a system turn or more than one exchange needs prompt\.chat_template"):
+        check_config(config)
+
+
 # --- 4. duplicate keys ------------------------------------------------------------------------------------------
 
 def test_duplicate_keys_in_a_config_file_are_refused_with_both_lines(tmp_path):

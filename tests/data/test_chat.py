@@ -18,19 +18,6 @@ def suites():
     return build(ChatSuitesSpec(seed=0, test_items=20, countries=6, dates_train=50, replay_items=60))
 
 
-@pytest.fixture(scope="module")
-def chat_tokenizer(tmp_path_factory):
-    from cofi.models.gguf import import_gguf
-    from cofi.models.loading import load_tokenizer
-
-    from tiny_gguf import write_tiny_gguf
-
-    where = tmp_path_factory.mktemp("chat")
-    write_tiny_gguf(where / "tiny.gguf")
-    import_gguf(where / "tiny.gguf", where / "model", log=lambda _: None)
-    return load_tokenizer(where / "model")
-
-
 def test_chat_prompts_are_the_templates_user_turn_and_responses_end_with_its_end_of_turn(chat_tokenizer):
     prompter = Prompter(chat_tokenizer, chat=True)
     record = {"instruction": "Say the", "input": "cat", "output": "the cat"}

@@ -151,6 +151,33 @@ def test_vllm_is_refused_at_start_up_on_a_machine_without_a_gpu(config):
         check_config(edited)
 
 
+def test_a_conversation_suite_longer_than_one_exchange_cannot_go_through_the_harness(config, tmp_path, tokenizer):
+    """vLLM scores every suite as a harness task, whose prompt is one user turn: a multi-turn suite is refused at
+    start-up (and by the job), a single exchange is the task's user turn."""
+    import json
+
+    from cofi.data.prompts import Prompter
+    from cofi.config.settings import PromptSettings
+    from cofi.evaluation.harness import HarnessError, as_harness_suite
+
+    turns = [{"role": "user", "content": "a b"}, {"role": "assistant", "content": "b a"}]
+    talk = tmp_path / "talk.jsonl"
+    talk.write_text(json.dumps({"messages": turns}) + "\n" + json.dumps({"messages": turns * 2}) + "\n")
+    edited = copy.deepcopy(config)
+    edited["evaluation"]["backend"] = "vllm"
+    edited["versatility"]["reason"] = {"test": str(talk), "type": "generation"}
+    edited["selection"] = "test"
+    with pytest.raises(ConfigError, match=r"config key versatility\.reason\.test: .*talk\.jsonl, record 2: a "
+                                          r"conversation with a system turn or more than one exchange cannot be a "
+                                          r"harness task .*backend: hf"):
+        check_config(edited)
+    suite = {"path": str(talk), "type": "generation", "metric": "exact_match"}
+    with pytest.raises(HarnessError, match="cannot be a harness task"):
+        as_harness_suite("reason", suite, Prompter(tokenizer), PromptSettings(), str(tmp_path), None)
+    task = as_harness_suite("reason", suite, Prompter(tokenizer), PromptSettings(), str(tmp_path), 1)
+    assert task["lm_eval"] == ["cofi_reason"]
+
+
 def test_vllm_arguments_spread_the_model_over_the_jobs_gpus_as_its_heads_allow(tmp_path):
     from cofi.evaluation.harness import tensor_parallel_size, vllm_model_args
 

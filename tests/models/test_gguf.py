@@ -1,6 +1,7 @@
 """GGUF import: a tiny Llama written as llama.cpp writes it comes back as the same model, through the same
 loading path as every checkpoint; other architectures and occupied output directories are refused."""
 
+import json
 import subprocess
 import sys
 
@@ -90,6 +91,14 @@ def test_a_config_naming_a_gguf_is_checked_at_start_up(tiny_gguf, tmp_path, caps
         checked_experiment({**config, "model": {"gguf": str(tiny_gguf[0]), "path": str(tmp_path)}})
     with pytest.raises(ConfigError, match=r"prompt\.max_len: 8 is too short"):
         checked_experiment({**config, "prompt": {"chat_template": True, "max_len": 8}})
+    # a multi-turn conversation as training data: the chat template prompts it, a string template cannot
+    talk = [{"role": "user", "content": "Say a"}, {"role": "assistant", "content": "a"}] * 2
+    (tmp_path / "talk.jsonl").write_text(json.dumps({"messages": talk}) + "\n")
+    dates = {"train": str(tmp_path / "talk.jsonl"), "type": "generation", "metric": "exact_match"}
+    checked_experiment({**config, "tasks": {"dates": dates}})
+    with pytest.raises(ConfigError, match=r"tasks\.dates\.train: .*talk\.jsonl, record 1: a conversation .* needs "
+                                          r"prompt\.chat_template: true"):
+        checked_experiment({**config, "tasks": {"dates": dates}, "prompt": {"chat_template": False, "max_len": 96}})
     write_tiny_gguf(tmp_path / "gpt2.gguf", architecture="gpt2")
     with pytest.raises(ConfigError, match="not of the Llama family"):
         checked_experiment({**config, "model": {"gguf": str(tmp_path / "gpt2.gguf")}})
