@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.devtools.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: lock setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam bench-real gpu-check gpu-validate
+.PHONY: lock setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam bench-real bench-answer-room gpu-check gpu-validate
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build. Then the exact
@@ -89,6 +89,11 @@ bench: setup
 # suites): float32 on the pinned kernels against bf16 on the native ones, a training step and each suite's scoring.
 bench-real: setup
 	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-precision --model results/smollm2/base_model --data results/smollm2/data
+
+# The real model's reasoning suite at the answer length of 48 tokens past the reference and at the default (after
+# `make real`, or its base model's import): what the room to work an answer out changes, item by item.
+bench-answer-room: setup
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-answer-room --model results/smollm2/base_model --data results/smollm2/data
 
 # The fair study (configs/fair_study.yaml): every method at its own validation-tuned settings, the claims table.
 study: setup

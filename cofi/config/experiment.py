@@ -41,6 +41,7 @@ class Suite:
     paths: dict  # split -> the configured path or None (embedded)
     layout: Layout
     harness: dict | None = None  # harness tasks as the test split: {"lm_eval", "num_fewshot", "metric", "include"}
+    max_new_tokens: int | None = None  # an answer's length where configured (else the type's default)
 
     @property
     def embedded(self) -> bool:
@@ -65,7 +66,8 @@ class Suite:
         the validation split too where the suite has no val file of its own)."""
         if self.harness and (split == "test" or self.paths.get("val") is None):
             return dict(self.harness)
-        return {"path": self.file(split), "type": self.type, "metric": self.metric}
+        configured = {"max_new_tokens": self.max_new_tokens} if self.max_new_tokens is not None else {}
+        return {"path": self.file(split), "type": self.type, "metric": self.metric} | configured
 
 
 class Experiment:
@@ -120,6 +122,9 @@ class Experiment:
         paths = {split: entry[split] for split in splits}
         kind = entry["type"]
         if entry["lm_eval"]:
+            if entry["max_new_tokens"] is not None:
+                raise ExperimentError(f"config key {section}.{name}.max_new_tokens: harness tasks keep their own "
+                                      "answer lengths (their generation_kwargs); remove it")
             return self._harness_suite(section, name, entry, paths)
         for key in ("num_fewshot", "include"):
             if entry[key] is not None:
@@ -133,7 +138,10 @@ class Experiment:
         metric = entry["metric"]
         if metric is None and kind in TASK_TYPES:
             metric = TASK_TYPES[kind].metrics[0]
-        return Suite(name, kind, metric, paths, self.layout)
+        if entry["max_new_tokens"] is not None and kind in TASK_TYPES and TASK_TYPES[kind].multiple_choice:
+            raise ExperimentError(f"config key {section}.{name}.max_new_tokens: a multiple_choice suite generates "
+                                  "nothing (it compares its choices' log-likelihoods); remove it")
+        return Suite(name, kind, metric, paths, self.layout, max_new_tokens=entry["max_new_tokens"])
 
     def _harness_suite(self, section: str, name: str, entry: dict, paths: dict) -> Suite:
         """Harness tasks as the test split; a val JSONL of the suite's type, where given, is what selection reads

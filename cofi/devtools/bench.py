@@ -397,6 +397,50 @@ def measure_precision(model_dir: str, data_dir: str, task: str, precision: str, 
     return result
 
 
+def answer_room(model_dir: str, data_dir: str, suite: str, rooms: list[int | None], batch_size: int,
+                precision: str = "bf16") -> pd.DataFrame:
+    """A chat model's ``number`` suite scored at several answer lengths (``None``: the default room past the
+    reference; an int: that many tokens), on the same items: each length's score with its 95 % interval over items,
+    the paired difference from the first length, the time, and how many answers ran into the length."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from cofi.analysis.intervals import interval
+    from cofi.config.settings import PromptSettings
+    from cofi.data.prompts import Prompter
+    from cofi.evaluation.tasks import TASK_TYPES
+    from cofi.jobs.evaluate import scoring_autocast
+    from cofi.models.loading import load_model
+
+    model, tokenizer = load_model(model_dir)
+    model.eval()
+    prompter = Prompter.of(tokenizer, PromptSettings(chat_template=True, system=""))  # configs/smollm2.yaml's prompts
+    kind = TASK_TYPES["generation"]
+    records = kind.read(Path(data_dir) / f"{suite}_test.jsonl")
+    draws = np.random.default_rng(0).integers(0, len(records), (2000, len(records)))  # the same draws for every row
+    rows, first = [], None
+    for room in rooms:
+        length = kind.max_new_tokens(prompter, records, "number", room)
+        started = time.perf_counter()
+        with torch.no_grad(), scoring_autocast(precision, model):
+            scored = kind.score(model, prompter, records, "number", batch_size, None, room)
+        items = np.asarray(scored["items"])
+        first = items if first is None else first
+        spent = [len(tokenizer.encode(p, add_special_tokens=False)) for p in scored["predictions"]]
+        rows.append({"max_new_tokens": f"{length} ({'default' if room is None else 'set'})",
+                     "score": round(scored["score"], 1),
+                     "95 % interval": "[{:.1f}, {:.1f}]".format(*interval(100 * items[draws].mean(axis=1))),
+                     "vs first": "{:+.1f} [{:+.1f}, {:+.1f}]".format(100 * (items - first).mean(),
+                                                                     *interval(100 * (items - first)[draws].mean(axis=1))),
+                     "right only here / only first": f"{int(((items == 1) & (first == 0)).sum())} / "
+                                                     f"{int(((items == 0) & (first == 1)).sum())}",
+                     "answers at the length": sum(n >= length - 1 for n in spent),
+                     "seconds": round(time.perf_counter() - started, 1)})
+    return pd.DataFrame(rows)
+
+
 def precision_table(model_dir: str, data_dir: str, task: str, steps: int, items: int, batch_size: int) -> pd.DataFrame:
     """float32 on the pinned kernels against bf16 autocast on the native ones, each with the template's system turn
     and an empty one: each setting in a fresh process (the kernels are chosen before torch starts)."""

@@ -64,6 +64,13 @@ def cmd_bench_precision(args) -> None:
     print(table.to_markdown(index=False))
 
 
+def cmd_bench_answer_room(args) -> None:
+    from cofi.devtools.bench import answer_room
+
+    rooms = [None if room == "default" else int(room) for room in args.lengths]
+    print(answer_room(args.model, args.data, args.suite, rooms, args.batch_size).to_markdown(index=False))
+
+
 def cmd_bench_region(args) -> None:
     from cofi.devtools.bench import region_vs_full
 
@@ -288,6 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--precision", required=True, choices=["fp32", "bf16"])
             p.add_argument("--system", default=None, help="the system turn (default: the template's own)")
         p.set_defaults(func=cmd_bench_precision_one if name == "bench-precision-one" else cmd_bench_precision)
+
+    p = sub.add_parser("bench-answer-room", help="a chat model's number suite at several answer lengths, paired")
+    p.add_argument("--model", default="results/smollm2/base_model", help="a chat model directory")
+    p.add_argument("--data", default="results/smollm2/data", help="its chat suites (embedded.suites: chat)")
+    p.add_argument("--suite", default="reason", help="a generation suite scored by the number metric")
+    p.add_argument("--lengths", nargs="+", default=["51", "default"],
+                   help="answer lengths in tokens, or default (the suite's own); the first is what the rest are paired "
+                        "with (51: the reasoning suite's longest reference, 3 tokens, plus 48)")
+    p.add_argument("--batch-size", type=int, default=64, help="evaluation batch size")
+    p.set_defaults(func=cmd_bench_answer_room)
 
     p = sub.add_parser("bench-region", help="step time and memory of a region vs Full SFT, side by side")
     p.add_argument("--model", required=True, help="model directory (e.g. results/default/base_model)")

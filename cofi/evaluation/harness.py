@@ -248,7 +248,8 @@ def as_harness_suite(name: str, suite: dict, prompter, prompt, folder: str, max_
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     task = f"cofi_{name}"
     write_local_task(folder, task, data, suite["type"], prompt.template,
-                     max_gen_toks=max(kind.max_new_tokens(prompter, records, suite["metric"]), 1),
+                     max_gen_toks=max(kind.max_new_tokens(prompter, records, suite["metric"],
+                                                         suite.get("max_new_tokens")), 1),
                      chat_template=prompt.chat_template, metric=suite["metric"])
     return {"lm_eval": [task], "num_fewshot": None, "include": str(folder),
             "metric": "acc" if kind.multiple_choice else suite["metric"]}

@@ -36,18 +36,20 @@ class TaskType:
         return read_jsonl(path, multiple_choice=self.multiple_choice, verifiable=self.verifiable)
 
     def score(self, model, prompter, records: list[dict], metric: str, batch_size: int,
-              generation: dict | None = None) -> dict:
+              generation: dict | None = None, max_new_tokens: int | None = None) -> dict:
         """``{"score": 0-100, "items": [0-1 per item], "predictions": [...]}`` of ``model`` on ``records``, prompts
         made by ``prompter`` (:class:`cofi.data.prompts.Prompter`); ``generation``: decoding options over the model's
-        generation config. The score is the items' mean, in percent: the items let the tables bootstrap over them."""
+        generation config; ``max_new_tokens``: the suite's answer length (None: :meth:`max_new_tokens`'s default).
+        The score is the items' mean, in percent: the items let the tables bootstrap over them."""
         raise TypeError(f"{type(self).__name__} does not score")
 
     def score_response(self, response: str, record: dict, metric: str) -> float:
         """One generated response's score in [0, 1] (the lm-eval export scores each harness response so)."""
         raise TypeError(f"{type(self).__name__} does not score single responses")
 
-    def max_new_tokens(self, prompter, records: list[dict], metric: str) -> int:
-        """Tokens a response may take (0: nothing is generated)."""
+    def max_new_tokens(self, prompter, records: list[dict], metric: str, configured: int | None = None) -> int:
+        """Tokens a response may take: the suite's ``max_new_tokens`` where configured, else the type's default (0:
+        nothing is generated)."""
         return 0
 
     def lm_eval_fields(self, max_gen_toks: int, metric: str) -> dict:
@@ -68,20 +70,24 @@ class Generation(TaskType):
 
     name = "generation"
     metrics = ("exact_match", "rouge_l", "number")
+    reasoning_tokens = 256  # past the longest reference, for ``number``: lm-evaluation-harness's GSM8K max_gen_toks
 
-    def score(self, model, prompter, records, metric, batch_size, generation=None):
+    def score(self, model, prompter, records, metric, batch_size, generation=None, max_new_tokens=None):
         from cofi.evaluation import metrics
         from cofi.evaluation.generation import generate
 
         references = [r["output"] for r in records]
-        predictions = generate(model, prompter, records, batch_size, self.max_new_tokens(prompter, records, metric),
-                               generation)
+        predictions = generate(model, prompter, records, batch_size,
+                               self.max_new_tokens(prompter, records, metric, max_new_tokens), generation)
         return scored(metrics.item_scores(metric, predictions, references), predictions)
 
-    def max_new_tokens(self, prompter, records, metric):
+    def max_new_tokens(self, prompter, records, metric, configured=None):
         # Room for the longest reference and its end token; longer answers cannot match anyway. A number
-        # may come after some working: room for a sentence or two.
-        return max(len(prompter.response_ids(r["output"])) for r in records) + (48 if metric == "number" else 1)
+        # may come after its working (GSM8K-style reasoning): the harness's GSM8K room past the reference.
+        if configured is not None:
+            return configured
+        return max(len(prompter.response_ids(r["output"])) for r in records) + (
+            self.reasoning_tokens if metric == "number" else 1)
 
     def score_response(self, response, record, metric):
         from cofi.evaluation import metrics
@@ -103,7 +109,7 @@ class MultipleChoice(TaskType):
     metrics = ("accuracy",)
     multiple_choice = True
 
-    def score(self, model, prompter, records, metric, batch_size, generation=None):
+    def score(self, model, prompter, records, metric, batch_size, generation=None, max_new_tokens=None):
         from cofi.evaluation.generation import choice_loglikelihoods
 
         loglik = choice_loglikelihoods(model, prompter, records, batch_size)
@@ -126,15 +132,15 @@ class InstructionFollowing(TaskType):
     verifiable = True
     response_tokens = 96  # a few sentences or bullets: what the suites' writing tasks ask for
 
-    def score(self, model, prompter, records, metric, batch_size, generation=None):
+    def score(self, model, prompter, records, metric, batch_size, generation=None, max_new_tokens=None):
         from cofi.evaluation.generation import generate
 
-        predictions = generate(model, prompter, records, batch_size, self.max_new_tokens(prompter, records, metric),
-                               generation)
+        predictions = generate(model, prompter, records, batch_size,
+                               self.max_new_tokens(prompter, records, metric, max_new_tokens), generation)
         return scored([self.score_response(p, r, metric) for p, r in zip(predictions, records)], predictions)
 
-    def max_new_tokens(self, prompter, records, metric):
-        return self.response_tokens
+    def max_new_tokens(self, prompter, records, metric, configured=None):
+        return self.response_tokens if configured is None else configured
 
     def score_response(self, response, record, metric):
         from cofi.evaluation.instructions import follows

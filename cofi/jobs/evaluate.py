@@ -25,8 +25,9 @@ class Scoring:
     outputs."""
 
     model: str
-    suites: dict  # {"spec": {task: suite}, "vers": {dimension: suite}}; a suite is {"path", "type", "metric"}, or
-    # harness tasks {"lm_eval", "num_fewshot", "metric", "include"} (cofi.evaluation.harness)
+    suites: dict  # {"spec": {task: suite}, "vers": {dimension: suite}}; a suite is {"path", "type", "metric"} (and
+    # "max_new_tokens" where configured), or harness tasks {"lm_eval", "num_fewshot", "metric", "include"}
+    # (cofi.evaluation.harness)
     labels: dict
     out: str  # the score file
     predictions: str | None = None  # per-item predictions, for inspection
@@ -206,7 +207,8 @@ def _score(job: EvaluateJob, model, prompter, views: dict, scoring: Scoring) -> 
             progress = f"harness tasks {', '.join(suite['lm_eval'])}"
         else:
             kind = TASK_TYPES[suite["type"]]
-            scored = kind.score(model, prompter, records[name], suite["metric"], job.batch_size, job.generation)
+            scored = kind.score(model, prompter, records[name], suite["metric"], job.batch_size, job.generation,
+                                suite.get("max_new_tokens"))
             done += len(records[name])
             remaining = (time.perf_counter() - started) / done * (total - done)  # by items: suites differ in size
             progress = f"{done}/{total} items, ETA {remaining:.0f}s"

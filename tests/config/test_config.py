@@ -363,3 +363,25 @@ def test_a_system_turn_needs_the_chat_template(config):
     config["prompt"]["system"] = "Be brief."
     with pytest.raises(ConfigError, match=r"config key prompt\.system: a system turn needs prompt\.chat_template: true"):
         check_config(config)
+
+
+def test_a_suites_answer_length_reaches_its_evaluation_spec_where_it_is_set(config, tmp_path):
+    """Left out, the spec is as before (no job's params change); set, every split's spec carries it; a multiple-choice
+    suite or harness tasks refuse it."""
+    plain = Experiment(check_config(copy.deepcopy(config)))
+    edited = copy.deepcopy(config)
+    edited["tasks"]["bio"]["max_new_tokens"] = 300
+    experiment = Experiment(check_config(edited))
+    assert experiment.tasks["bio"].spec("test")["max_new_tokens"] == 300
+    assert experiment.tasks["bio"].spec("val")["max_new_tokens"] == 300
+    assert "max_new_tokens" not in plain.tasks["bio"].spec("test")
+    refused = copy.deepcopy(config)
+    refused["versatility"]["know"]["max_new_tokens"] = 5
+    with pytest.raises(ConfigError, match=r"config key versatility\.know\.max_new_tokens: a multiple_choice suite "
+                                          "generates nothing"):
+        check_config(refused)
+    harness = copy.deepcopy(config)
+    harness["versatility"]["reason"] = {"lm_eval": ["gsm8k"], "max_new_tokens": 5}
+    with pytest.raises(ConfigError, match=r"config key versatility\.reason\.max_new_tokens: harness tasks keep their "
+                                          "own answer lengths"):
+        check_config(harness)

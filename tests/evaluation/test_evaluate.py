@@ -98,6 +98,28 @@ def test_generation_suite_scores_references_as_perfect(tiny_model, tokenizer, ti
     assert math.isclose(result["score"], 100 * (len(records) - 1) / len(records))
 
 
+def test_an_answer_may_take_the_suites_length_or_its_types_room_past_the_reference(tiny_model, tokenizer,
+                                                                                     tiny_world, monkeypatch):
+    """Exact answers get one token past the longest reference; a number gets room for its working (256 past it, as
+    the harness's GSM8K); IFEval-style items 96 tokens; a suite's max_new_tokens overrides each, and reaches
+    generation."""
+    records, prompter = tiny_world["rotate_test"], Prompter(tokenizer, TEMPLATE)
+    longest = max(len(prompter.response_ids(r["output"])) for r in records)
+    generation, instructions = TASK_TYPES["generation"], TASK_TYPES["instruction_following"]
+    assert generation.max_new_tokens(prompter, records, "exact_match") == longest + 1
+    assert generation.max_new_tokens(prompter, records, "number") == longest + 256
+    assert instructions.max_new_tokens(prompter, records, "ifeval_strict") == 96
+    assert [kind.max_new_tokens(prompter, records, metric, 700) for kind, metric in (
+        (generation, "number"), (generation, "rouge_l"), (instructions, "ifeval_strict"))] == [700] * 3
+    asked = []
+    monkeypatch.setattr("cofi.evaluation.generation.generate",
+                        lambda model, prompter, records, batch, length, options: asked.append(length) or
+                        [r["output"] for r in records])
+    generation.score(tiny_model, prompter, records, "exact_match", 8)
+    generation.score(tiny_model, prompter, records, "exact_match", 8, None, 700)
+    assert asked == [longest + 1, 700]
+
+
 def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(tokenizer, tiny_world, tmp_path):
     """The evaluation job of a run (every seed, test and validation split, one process) writes the files one
     job per model and split writes, byte for byte, each with its own model's scores."""
