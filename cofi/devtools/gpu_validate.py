@@ -15,7 +15,10 @@ spent is recorded as skipped):
    step time against Full SFT's and peak memory against the plan;
 7. ``loss``: one loss and its backward at a 128k vocabulary: time and peak memory against the plan's loss path;
 8. ``generation``: greedy generation by the fine-tuned 1.1B model: new tokens per second;
-9. ``landscape``: the landscape job on the smallest grid (3 points, 3 × 3): seconds per point.
+9. ``landscape``: the landscape job on the smallest grid (3 points, 3 × 3): seconds per point;
+10. ``backends``: the evaluate job on the fine-tuned 1.1B model with ``backend: hf`` and ``backend: vllm`` (where
+    vLLM is installed), the same suites (generation and multiple choice): each job's seconds, and the items the
+    two score alike.
 
 ``--smoke`` runs the same steps on the CPU with tiny shapes, each job's command line in this process
 (``tests/devtools/test_gpu_validate.py``), so the script cannot rot between the times a GPU is available. Peak memory is
@@ -39,11 +42,11 @@ SEVEN_B_SLICE = {"layers": 4, "hidden": 4096, "intermediate": 11008, "heads": 32
 SIZES = {
     "gpu": {"model": ONE_B, "slice": SEVEN_B_SLICE, "batch": 8, "seq": 1024, "steps": 30, "warmup": 10,
             "method_steps": 8, "method_warmup": 3, "loss_vocab": 128256, "loss_tokens": 8 * 1024, "gen_batch": 32,
-            "gen_tokens": 128, "budget_s": 420},
+            "gen_tokens": 128, "eval_items": 256, "budget_s": 420},
     "smoke": {"model": {"layers": 2, "hidden": 64, "intermediate": 128, "heads": 4, "kv_heads": 2, "vocab": 300},
               "slice": {"layers": 2, "hidden": 96, "intermediate": 160, "heads": 4, "kv_heads": 4, "vocab": 300},
               "batch": 4, "seq": 32, "steps": 4, "warmup": 1, "method_steps": 3, "method_warmup": 1,
-              "loss_vocab": 4096, "loss_tokens": 64, "gen_batch": 2, "gen_tokens": 4, "budget_s": 600},
+              "loss_vocab": 4096, "loss_tokens": 64, "gen_batch": 2, "gen_tokens": 4, "eval_items": 4, "budget_s": 600},
 }
 GIB = 2**30
 PROMPT = {"template": "{instruction} {input} :", "mask_prompt": True}
@@ -364,9 +367,43 @@ def step_landscape(ctx: Context) -> dict:
     return {"job_s": seconds, "points": points, "s_per_point_upper_bound": seconds / points}
 
 
+def step_backends(ctx: Context) -> dict:
+    """The evaluate job as the workflow runs it, through Hugging Face and through vLLM (the harness), on the same items;
+    vLLM only where it can run (a GPU, vllm installed): elsewhere its part is recorded as not run."""
+    import importlib.util
+
+    from cofi.devtools.gpu_check import write_suites
+
+    (ctx.work / "suites").mkdir(exist_ok=True)
+    suites = write_suites(ctx.work / "suites", n=ctx.size["eval_items"], vocab=ctx.size["model"]["vocab"], seed=1)
+    model = ctx.made.get("tuned") or ctx.made["model"]
+    found, items = {"items_per_suite": ctx.size["eval_items"]}, {}
+    for backend in ("hf", "vllm"):
+        if backend == "vllm" and not (ctx.cuda and importlib.util.find_spec("vllm")):
+            found["vllm"] = "not run: " + ("no GPU (smoke mode)" if not ctx.cuda else "vllm is not installed")
+            continue
+        out = ctx.work / f"scores_{backend}.json"
+        scoring = {"model": str(model), "suites": suites, "labels": {"run": "full", "task": "gen", "seed": 0,
+                                                                    "split": "test"}, "out": str(out)}
+        started = time.perf_counter()
+        _job(ctx, ["evaluate", "--scorings", json.dumps([scoring]), "--prompt", json.dumps(ctx.prompt),
+                   "--batch-size", str(ctx.size["gen_batch"]), "--dtype", ctx.dtype, "--device", ctx.device,
+                   "--precision", ctx.precision, "--backend", backend])
+        found[f"{backend}_job_s"] = time.perf_counter() - started
+        scores = json.loads(out.read_text())
+        found[f"{backend}_scores"] = {"gen": scores["spec"]["gen"], "know": scores["know"]}
+        items[backend] = scores["item_scores"]
+    if len(items) == 2:
+        pairs = [(a, b) for group in ("spec", "vers") for name in items["hf"][group]
+                 for a, b in zip(items["hf"][group][name], items["vllm"][group][name])]
+        found["items_alike"], found["items_compared"] = sum(a == b for a, b in pairs), len(pairs)
+        found["vllm_speedup"] = found["hf_job_s"] / found["vllm_job_s"]
+    return found
+
+
 STEPS = {"environment": step_environment, "models": step_models, "finetune": step_finetune, "fsdp": step_fsdp,
          "checkpoint": step_checkpoint, "methods": step_methods, "loss": step_loss, "generation": step_generation,
-         "landscape": step_landscape}
+         "landscape": step_landscape, "backends": step_backends}
 
 
 def validate(work_dir: str | Path, smoke: bool = False, budget_s: float | None = None, log=print) -> dict:

@@ -20,7 +20,7 @@ def test_every_step_of_the_gpu_validation_runs_in_smoke_mode(tmp_path):
     failed = {name: step.get("error", "") + step.get("detail", "") for name, step in steps.items() if step["status"] != "ok"}
     assert done.returncode == 0 and not failed, (failed, done.stderr[-3000:])
     assert list(steps) == ["environment", "models", "finetune", "fsdp", "checkpoint", "methods", "loss", "generation",
-                           "landscape"]
+                           "landscape", "backends"]
     assert steps["finetune"]["tokens_per_s"] > 0 and math.isfinite(steps["finetune"]["last_loss"])
     assert steps["checkpoint"]["tensors_differing"] == [] and steps["checkpoint"]["logits_equal"]
     methods = steps["methods"]
@@ -29,3 +29,6 @@ def test_every_step_of_the_gpu_validation_runs_in_smoke_mode(tmp_path):
     assert all(methods[name]["planned_gib"] > 0 for name in ("full", "region_softmask", "sam", "l2", "lora"))
     assert steps["generation"]["new_tokens"] == 2 * 4
     assert "| landscape | ok |" in summary.read_text()
+    backends = steps["backends"]
+    assert backends["hf_job_s"] > 0 and 0 <= backends["hf_scores"]["gen"] <= 100
+    assert backends["vllm"] == "not run: no GPU (smoke mode)"
