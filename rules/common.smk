@@ -140,7 +140,17 @@ def finetune_spec(w):
     run_dir = LAYOUT.run_dir(w.run, w.task, w.seed)
     return job_spec("finetune", model=EXP.base_model_dir, train_data=EXP.tasks[w.task].file("train"),
                     run=run_spec(w), seed=int(w.seed), prompt=PROMPT, compute=EXP.compute, inputs=method_inputs(w),
-                    checkpoint_dir=checkpoint_dir(w), out=f"{run_dir}/model", curve=f"{run_dir}/loss.csv", **LOADING)
+                    forgetting=EXP.forgetting_samples(w.run, w.task), checkpoint_dir=checkpoint_dir(w),
+                    out=f"{run_dir}/model", curve=f"{run_dir}/loss.csv", **LOADING)
+
+
+def forgetting_inputs(w):
+    """The files a run that watches its forgetting measures on (training.kl_every)."""
+    samples = EXP.forgetting_samples(w.run, w.task)
+    if samples is None:
+        return {}
+    return {"forgetting_task": samples["task"]["path"],
+            **{f"forgetting_{name}": suite["path"] for name, suite in samples["vers"].items()}}
 
 
 def launcher(w, resources):

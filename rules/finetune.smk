@@ -4,6 +4,7 @@
 rule finetune:
     input:
         unpack(method_inputs),
+        unpack(forgetting_inputs),
         model=EXP.base_model_dir,
         train=lambda w: EXP.tasks[w.task].file("train"),
     output:

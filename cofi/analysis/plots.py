@@ -119,20 +119,26 @@ def write_plots(table_csv: str | Path, out_dir: str | Path, collect: dict[str, s
 
 def plot_loss_curves(curves: dict[str, str | Path], title: str, stem: str | Path) -> list[Path]:
     """Training loss against the step of each run (``{label: loss.csv}``); runs that do not train
-    (their curve file holds only the header) are left out. PNG and PDF."""
+    (their curve file holds only the header) are left out. Where runs measured their forgetting
+    (``training.kl_every``), its two curves beside the loss: KL(base ‖ model) on the task's held-out prompts,
+    and the change in versatility cross-entropy. PNG and PDF."""
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    drawn = 0
-    for label, path in curves.items():
-        curve = pd.read_csv(path)
-        if curve.empty:
-            continue
-        axis.plot(curve["step"], curve["loss"], label=label, linewidth=1.2)
-        drawn += 1
-    axis.set_xlabel("optimizer step")
-    axis.set_ylabel("training loss (response tokens)")
-    axis.set_title(title)
-    if drawn:
-        axis.legend(fontsize=7, ncol=2 if drawn > 8 else 1)
+    read = {label: pd.read_csv(path) for label, path in curves.items()}
+    read = {label: curve for label, curve in read.items() if not curve.empty}
+    watched = any("kl" in curve and curve["kl"].notna().any() for curve in read.values())
+    panels = [("loss", "training loss (response tokens)"), ("kl", "KL(base ‖ model), task prompts"),
+              ("vers_ce_delta", "Δ cross-entropy, versatility")][:3 if watched else 1]
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels) * 0.72 if watched else 7, 4.2), squeeze=False)
+    for axis, (column, label_text) in zip(axes[0], panels):
+        for label, curve in read.items():
+            if column in curve and curve[column].notna().any():
+                points = curve.dropna(subset=[column])
+                axis.plot(points["step"], points[column], label=label, linewidth=1.2,
+                          marker="." if column != "loss" else None)
+        axis.set_xlabel("optimizer step")
+        axis.set_ylabel(label_text)
+    axes[0][0].set_title(title)
+    if read:
+        axes[0][0].legend(fontsize=7, ncol=2 if len(read) > 8 else 1)
     figure.tight_layout()
     return save_figure(figure, stem)

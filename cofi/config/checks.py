@@ -298,8 +298,22 @@ def _check_runs(experiment: Experiment, n_layers, projection_names, check_files:
             key = f"runs.{run.sweep or name}"
             METHODS[run.method].check(key, run, context)
             experiment.compute.check_run(run.sam_rho is not None, f"config key compute.precision (run {name})")
+            _check_forgetting(experiment, key, run)
     except InputError as error:
         raise ConfigError(str(error)) from None
+
+
+def _check_forgetting(experiment: Experiment, key: str, run) -> None:
+    """``max_kl`` is a budget on what ``kl_every`` measures; the KL is measured on each task's validation file."""
+    train = run.train
+    if train.max_kl is not None and not train.kl_every:
+        raise ConfigError(f"config key {key}.max_kl (or training.max_kl): a KL budget needs the KL measured; set "
+                          "kl_every (e.g. 10)")
+    if train.kl_every:
+        for task, suite in experiment.tasks.items():
+            if suite.harness and suite.paths.get("val") is None:
+                raise ConfigError(f"config key tasks.{task}.val: kl_every measures the KL on the task's held-out "
+                                  "prompts and their references; harness tasks have none here, give a val JSONL")
 
 
 def _check_importance(experiment: Experiment, n_layers, projection_names, check_files: bool) -> None:

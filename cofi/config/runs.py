@@ -43,7 +43,7 @@ class Run:
         """JSON-ready: everything the fine-tuning job needs to know of the run (``params`` adds to its
         own, e.g. the search's pick for CoFiTune)."""
         return {"name": self.name, "method": self.method, "params": {**self.params, **params},
-                "train": settings.to_dict(self.train), "sam_rho": self.sam_rho, "equal_compute": self.equal_compute}
+                "train": self.train.spec(), "sam_rho": self.sam_rho, "equal_compute": self.equal_compute}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "Run":

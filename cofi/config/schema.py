@@ -62,7 +62,8 @@ def _fill_settings(node):
             for key, prop in schema_fragment(cls, defaults=False)["properties"].items():
                 if key in sweepable(cls):
                     item = {k: v for k, v in prop.items() if k != "description"}
-                    prop = {**prop, "type": [prop["type"], "array"], "minItems": 1, "items": item,
+                    kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]  # null already in
+                    prop = {**prop, "type": [*kinds, "array"], "minItems": 1, "items": item,
                             "description": prop["description"] + "; a list gives a run per value and a tuned row"}
                 properties[key] = prop
         node["properties"] = {key: _fill_settings(value) for key, value in properties.items()}

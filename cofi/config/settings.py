@@ -117,8 +117,8 @@ def non_default(settings) -> dict:
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """What a run's optimisation is: AdamW, linear warm-up then cosine decay, response-only loss."""
+class Optimisation:
+    """AdamW, linear warm-up then cosine decay, response-only loss: what every training here is."""
 
     lr: float = setting(3e-4, "AdamW's peak learning rate", sweep=True, exclusiveMinimum=0)
     steps: int = setting(200, "optimizer steps", minimum=1)
@@ -131,7 +131,28 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
-class BaseTrainSettings(TrainSettings):
+class TrainSettings(Optimisation):
+    """What a run's training is: its optimisation, and the forgetting it watches for (cofi.training.forgetting)."""
+
+    kl_every: int = setting(0, "every N steps, KL(base || model) on the task's held-out prompts and the change in "
+                            "cross-entropy on a versatility sample, into loss.csv (0: never)", minimum=0)
+    kl_items: int = setting(32, "examples in each of the two samples kl_every measures (the first of the task's "
+                            "validation file; the versatility suites' validation files in turn)", minimum=1)
+    max_kl: float | None = setting(None, "a forgetting budget: where the KL passes it, the run stops and keeps its "
+                                   "weights of the last measurement under it (needs kl_every); null: no budget",
+                                   sweep=True, exclusiveMinimum=0)
+
+    # Written into a run's spec only when set: a run that does not watch keeps the spec (and the outputs) it had.
+    OMITTED_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ("kl_every", "kl_items", "max_kl")
+
+    def spec(self) -> dict:
+        """The run's training keys as its spec holds them."""
+        return {key: value for key, value in to_dict(self).items()
+                if key not in self.OMITTED_AT_DEFAULT or value != getattr(TrainSettings, key)}
+
+
+@dataclass(frozen=True)
+class BaseTrainSettings(Optimisation):
     """The embedded base model's training on the versatility mixture: a run's keys, with the defaults that
     align it (every key defaults on its own: setting one keeps the others')."""
 

@@ -32,6 +32,8 @@ class FinetuneJob(LoadsModel):
     compute: ComputeSettings = option("how it computes: device, precision, gradient_checkpointing, checkpoint_every, "
                                       "...", ComputeSettings())
     inputs: dict = option("{name: path} of the files the method needs (python -m cofi methods lists them)", {})
+    forgetting: dict | None = option('with training.kl_every: what it measures on, {"task": {"path", "type"}, "vers": '
+                                     '{dimension: {"path", "type"}}} (validation files)', None)
     checkpoint_dir: str | None = option("where checkpoints go and are resumed from (removed when the run is done)", None)
     out: str = option("output model directory")
     curve: str = option("loss curve CSV")
@@ -76,7 +78,7 @@ def finetune(job: FinetuneJob) -> dict:
     from cofi.data.prompts import Prompter
     from cofi.training.sam import SAM
     from cofi.models.weights import save_beside_weights
-    from cofi.training.loop import enable_gradient_checkpointing, tokenize_dataset, train
+    from cofi.training.loop import CURVE_COLUMNS, enable_gradient_checkpointing, tokenize_dataset, train
 
     run, prompt = job.run, job.prompt
     job.compute.check_run(run.sam_rho is not None, f"run {run.name}")
@@ -108,7 +110,7 @@ def finetune(job: FinetuneJob) -> dict:
             started = time.perf_counter()
             method.build(job.model, out, run, inputs, DTYPES[job.dtype])
             save_beside_weights(job.model, tokenizer, out, DTYPES[job.dtype], job.trust_remote_code)
-            Path(job.curve).write_text("step,loss,penalty,sam_loss,lr,tokens,seconds\n")  # no training, no curve
+            Path(job.curve).write_text(",".join(CURVE_COLUMNS) + "\n")  # no training, no curve
             record |= {"trainable": [], "steps": 0, "seconds": time.perf_counter() - started}
             log(compute_line(record["seconds"]))
     else:
@@ -142,7 +144,8 @@ def finetune(job: FinetuneJob) -> dict:
         began = time.perf_counter()  # this process's training (a resumed run's summary counts earlier ones too)
         summary = train(trained, examples, run.train, job.seed, tokenizer.pad_token_id, job.curve,
                         compute=job.compute, extensions=extensions, batches=batches, log=log,
-                        checkpoint_dir=job.checkpoint_dir, identity=identity)
+                        checkpoint_dir=job.checkpoint_dir, identity=identity,
+                        forgetting=forgetting_probe(job, Prompter.of(tokenizer, prompt), tokenizer.pad_token_id))
         log(compute_line(time.perf_counter() - began))
         finishing = setup
         if sharded:
@@ -163,6 +166,38 @@ def finetune(job: FinetuneJob) -> dict:
     distributed.barrier()
     distributed.finish()
     return record
+
+
+def forgetting_probe(job: FinetuneJob, prompter, pad_id: int):
+    """The fixed samples ``training.kl_every`` measures on: the first ``kl_items`` examples of the task's validation
+    file, and as many of the versatility suites' (taken from each in turn), each with its reference response (a
+    multiple-choice item's right choice); prompts masked, as the loss sees them. None for a run that does not watch."""
+    from cofi.data.prompts import IGNORE_INDEX
+    from cofi.evaluation.tasks import TASK_TYPES
+    from cofi.training import distributed
+    from cofi.training.forgetting import ForgettingProbe
+    from cofi.training.loop import collate
+
+    settings = job.run.train
+    if not settings.kl_every:
+        return None
+    if not job.forgetting:
+        raise ValueError("training.kl_every needs the samples it measures on (the job's forgetting option)")
+
+    def examples(records):
+        made = (prompter.example(r, mask_prompt=True, max_len=job.prompt.max_len) for r in records if r["output"])
+        return [e for e in made if any(label != IGNORE_INDEX for label in e["labels"][1:])][:settings.kl_items]
+
+    def batches(made):
+        size = settings.batch_size
+        return [collate(made[i:i + size], pad_id) for i in range(0, len(made), size)
+                if len(made[i:i + size]) >= distributed.world_size()]  # every process gets a row
+
+    read = lambda suite: TASK_TYPES[suite["type"]].read(suite["path"])  # noqa: E731
+    suites = [examples(read(suite)) for suite in job.forgetting["vers"].values()]
+    in_turn = [e for row in zip(*suites) for e in row] if suites else []
+    return ForgettingProbe(batches(examples(read(job.forgetting["task"]))), batches(in_turn[:settings.kl_items]),
+                           settings.kl_every, settings.max_kl)
 
 
 def _quiet(inputs):

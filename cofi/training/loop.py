@@ -25,7 +25,7 @@ from cofi.data.prompts import IGNORE_INDEX
 from cofi.training.sharding import gradient_bytes, is_sharded, local, set_gradient_sync, whole
 from cofi.config.settings import ComputeSettings, TrainSettings, to_dict
 
-CURVE_COLUMNS = ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds"]
+CURVE_COLUMNS = ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds", "kl", "vers_ce_delta"]
 
 
 def tokenize_dataset(records, prompter, mask_prompt: bool, max_len: int) -> list[dict]:
@@ -253,22 +253,29 @@ def _read(fields: dict) -> dict:
 
 
 def _curve_row(step: int, fields: dict, elapsed: float) -> list:
-    sam_loss = fields.get("sam_loss")
-    return [step, f"{fields['loss']:.6f}", f"{fields['penalty']:.6g}", "" if sam_loss is None else f"{sam_loss:.6f}",
-            f"{fields['lr']:.6g}", fields["tokens"], f"{elapsed:.3f}"]
+    def optional(name: str, form: str) -> str:  # measured on some steps only
+        return "" if fields.get(name) is None else format(fields[name], form)
+
+    return [step, f"{fields['loss']:.6f}", f"{fields['penalty']:.6g}", optional("sam_loss", ".6f"),
+            f"{fields['lr']:.6g}", fields["tokens"], f"{elapsed:.3f}", optional("kl", ".6g"),
+            optional("vers_ce_delta", ".6g")]
 
 
 def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_id: int, curve_path: str | Path, *,
           compute: ComputeSettings = ComputeSettings(), extensions=(), batches: Iterator[dict] | None = None,
-          log=print, checkpoint_dir: str | Path | None = None, identity: dict | None = None) -> dict:
+          log=print, checkpoint_dir: str | Path | None = None, identity: dict | None = None,
+          forgetting=None) -> dict:
     """Train the parameters that require grad; write a loss curve CSV; return a summary.
 
     ``extensions`` act in every step (:class:`~cofi.methods.base.Extension`). ``batches`` replaces
     the default seeded stream over ``examples`` (e.g. replay mixing); it yields global batches, of
     which each process (under ``torchrun``) trains its share. With ``compute.checkpoint_every`` > 0
     and a ``checkpoint_dir``, a checkpoint is written every that many steps, and a checkpoint there
-    of the same ``identity`` (what the run is) is resumed (:mod:`cofi.training.checkpoint`).
+    of the same ``identity`` (what the run is) is resumed (:mod:`cofi.training.checkpoint`). ``forgetting``
+    (:class:`cofi.training.forgetting.ForgettingProbe`) measures KL to the starting model and the versatility
+    cross-entropy's change every ``forgetting.every`` steps, and stops the run where its budget is passed.
     """
+    from cofi.training.forgetting import REFERENCE_FILE, Monitor
     from cofi.training import checkpoint
 
     torch.manual_seed(seed)
@@ -291,6 +298,13 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
         log(f"resuming from {path} (step {state['step']} of {settings.steps})")
     elif checkpointing and (why := checkpoint.mismatch(checkpoint_dir, identity)):
         log(why)
+    monitor = None
+    if forgetting is not None and forgetting.every:  # before the first step: the model is still the one it started as
+        monitor = Monitor(forgetting, model, trainer.precision.autocast)
+        stored = Path(checkpoint_dir) / REFERENCE_FILE if checkpointing else None
+        if resume is None and stored is not None:
+            stored.unlink(missing_ok=True)  # another run's: this one starts afresh
+        monitor.reference(stored)
 
     model.train()
     log(f"training {sum(p.numel() for p in trainer.params):,} parameters for {settings.steps} steps"
@@ -309,15 +323,20 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
             read = _read(values)
             rows.append(_curve_row(step, read, elapsed))
             if board is not None:
-                for name in ("loss", "lr", "penalty", "sam_loss", "tokens"):
+                for name in ("loss", "lr", "penalty", "sam_loss", "tokens", "kl", "vers_ce_delta"):
                     if read.get(name) is not None:
                         board.add_scalar(f"train/{name}", read[name], step)
         pending.clear()
         return read
 
+    stopped_at = None
     for step in range(first_step, settings.steps + 1):
         stepped = trainer.step([next(stream) for _ in range(settings.grad_accum)])
-        logging = step % settings.log_every == 0 or step == settings.steps
+        if monitor is not None and monitor.due(step, settings.steps):
+            stepped = {**stepped, **monitor.measure(step)}
+            if stepped.pop("over_budget", False):
+                stopped_at = step
+        logging = step % settings.log_every == 0 or step == settings.steps or stopped_at is not None
         saving = checkpointing and step % compute.checkpoint_every == 0 and step < settings.steps
         if logging or saving:
             stepped = _read(stepped)  # waits for the device, so this step's time below is its end
@@ -329,8 +348,13 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
             extra = (f"  penalty {fields['penalty']:.4g}" if trainer.has_penalty else "") + (
                 f"  loss at w+eps {fields['sam_loss']:.6f}" if "sam_loss" in fields else "")
             remaining = elapsed / step * (settings.steps - step)
+            extra += f"  KL {fields['kl']:.4g}  vers CE {fields['vers_ce_delta']:+.4g}" if "kl" in fields else ""
             log(f"step {step}/{settings.steps}  loss {fields['loss']:.4f}{extra}  lr {fields['lr']:.2e}  "
                 f"{elapsed:.1f}s  (ETA {remaining:.0f}s)")
+        if stopped_at is not None:
+            log(f"KL {fields['kl']:.4g} passed training.max_kl {forgetting.max_kl:g} at step {step}: stopping, with the "
+                f"weights of step {monitor.kept_step}, the last measurement under it")
+            break
         if saving:
             trainer.save_checkpoint(checkpoint_dir, step, identity, rows, elapsed)
     if board is not None:
@@ -345,6 +369,9 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
     model.eval()
     summary = {"steps": settings.steps, "seconds": time.perf_counter() - started, "final_loss": fields["loss"],
                "resumed_at_step": first_step - 1 if resume is not None else None}
+    if monitor is not None:
+        summary["forgetting"] = {"measurements": monitor.measurements, "seconds": monitor.seconds,
+                                 "stopped_at_step": stopped_at, "kept_step": monitor.kept_step}
     if trainer.sharded:
         summary["gradient_mb_after_first_micro_batch"] = distributed.gather(trainer.gradient_mb_after_first_micro_batch)
     if trainer.device.type == "cuda":

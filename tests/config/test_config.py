@@ -26,7 +26,8 @@ def test_minimal_config_gets_the_defaults():
     config = check_config({"experiment": "x", "tasks": {"bio": {"type": "generation", "metric": "rouge_l"}}})
     assert config["runs"] == {"full": {}}
     assert config["training"] == {"lr": 0.0003, "steps": 200, "batch_size": 32, "grad_accum": 1,
-                                  "warmup_ratio": 0.05, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 25}
+                                  "warmup_ratio": 0.05, "weight_decay": 0.0, "max_grad_norm": 1.0, "log_every": 25,
+                                  "kl_every": 0, "kl_items": 32, "max_kl": None}
     assert config["importance"]["source"] == "speciality" and config["importance"]["dropout"] == 0.003
     know = Experiment(config).versatility["know"]  # the embedded data's type, and that type's first metric
     assert (know.type, know.metric) == ("multiple_choice", "accuracy")
@@ -385,3 +386,23 @@ def test_a_suites_answer_length_reaches_its_evaluation_spec_where_it_is_set(conf
     with pytest.raises(ConfigError, match=r"config key versatility\.reason\.max_new_tokens: harness tasks keep their "
                                           "own answer lengths"):
         check_config(harness)
+
+
+def test_forgetting_keys_are_run_keys_left_out_of_a_spec_that_does_not_set_them(config):
+    """kl_every and max_kl are training keys a run may set (max_kl sweeps); a run that sets neither keeps the spec
+    it had before they existed, so its outputs are not rerun; a budget without measurements is refused."""
+    plain = Experiment(check_config(copy.deepcopy(config)))
+    assert not {"kl_every", "kl_items", "max_kl"} & set(plain.runs["full"].spec()["train"])
+    assert plain.forgetting_samples("full", "bio") is None
+    edited = copy.deepcopy(config)
+    edited["runs"]["budget"] = {"method": "full", "kl_every": 10, "max_kl": [1.0, 2.0]}
+    experiment = Experiment(check_config(edited))
+    assert [(n, r.train.max_kl) for n, r in experiment.runs.items() if n.startswith("budget")] == [
+        ("budget_max_kl1", 1.0), ("budget_max_kl2", 2.0)]
+    assert experiment.runs["budget_max_kl1"].spec()["train"]["kl_every"] == 10
+    samples = experiment.forgetting_samples("budget_max_kl1", "bio")
+    assert samples["task"]["path"].endswith("bio_val.jsonl") and set(samples["vers"]) == {"know", "reason", "instruct"}
+    refused = copy.deepcopy(config)
+    refused["training"]["max_kl"] = 1.0
+    with pytest.raises(ConfigError, match=r"max_kl \(or training\.max_kl\): a KL budget needs the KL measured"):
+        check_config(refused)

@@ -74,7 +74,8 @@ def test_training_lowers_the_loss_and_writes_a_curve(tiny_model, tokenizer, tiny
     examples = tokenize_dataset(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), True, 32)
     run(tiny_model, examples, tmp_path, "curve", steps=40, lr=3e-3, batch_size=8)
     curve = pd.read_csv(tmp_path / "curve.csv")
-    assert list(curve.columns) == ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds"]
+    assert list(curve.columns) == ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds", "kl", "vers_ce_delta"]
+    assert curve["kl"].isna().all()  # measured only under training.kl_every
     assert curve["step"].tolist() == list(range(1, 41))
     assert curve["loss"].iloc[-5:].mean() < 0.7 * curve["loss"].iloc[:5].mean()
 

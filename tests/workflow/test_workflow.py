@@ -66,8 +66,10 @@ def test_outputs_are_real_hugging_face_models(tiny_run):
     assert model.config.num_hidden_layers == 4
     curve = pd.read_csv(run / "loss.csv")
     assert len(curve) == 10
+    watched = curve.dropna(subset=["kl"])  # training.kl_every: 5
+    assert list(watched["step"]) == [5, 10] and (watched["kl"] > 0).all() and watched["vers_ce_delta"].notna().all()
     log = (tiny_run / "results/tiny/logs/finetune/full/bio/seed0.log").read_text()
-    assert "step 10/10" in log
+    assert "step 10/10" in log and "KL " in log
     assert (tiny_run / "results/tiny/benchmarks/finetune/full/bio/seed0.tsv").is_file()
 
 
