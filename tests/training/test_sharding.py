@@ -50,27 +50,32 @@ def files(tmp_path_factory, tokenizer, tiny_world):
     root = tmp_path_factory.mktemp("sharding")
     model = build_llama(len(tokenizer), ARCH, seed=0).double()
     save_model(model, tokenizer, root / "base")
-    with open(root / "train.jsonl", "w") as handle:
-        for record in tiny_world["rotate_train"][:30]:
-            handle.write(json.dumps(record) + "\n")
+    for name, records in (("train", tiny_world["rotate_train"][:30]), ("val", tiny_world["rotate_val"]),
+                          ("reason", tiny_world["reason_val"])):
+        with open(root / f"{name}.jsonl", "w") as handle:
+            for record in records:
+                handle.write(json.dumps(record) + "\n")
     batches = prompt_batches(tiny_world["rotate_train"], Prompter(tokenizer, TEMPLATE), 4, 2, 32, seed=0)
     raw = accumulate_importance(model.float(), batches, dropout=0.1, seed=0)
     save_importance(root / "importance.safetensors", raw, model.config, {})
     return root
 
 
-def finetune(root: Path, name: str, method: str, params: dict, processes: int, compute=None) -> dict[str, torch.Tensor]:
+def finetune(root: Path, name: str, method: str, params: dict, processes: int, compute=None,
+             forgetting: dict | None = None) -> dict[str, torch.Tensor]:
     out = root / f"{name}-{processes}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] \
         if processes > 1 else [sys.executable]
     params = dict(params)
-    run = Run(name=name, method=method, train=TrainSettings(**TRAIN), sam_rho=params.pop("sam_rho", None), params=params)
+    train = TrainSettings(**TRAIN, kl_every=2 if forgetting else 0)
+    run = Run(name=name, method=method, train=train, sam_rho=params.pop("sam_rho", None), params=params)
     prompt = {"template": TEMPLATE, "mask_prompt": True, "max_len": 32}
     command = [*launcher, "-m", "cofi", "finetune", "--model", str(root / "base"), "--run-spec", json.dumps(run.spec()),
                "--train", str(root / "train.jsonl"), "--seed", "0", "--prompt", json.dumps(prompt),
                "--compute", json.dumps({"device": "cpu", **(compute or {})}), "--dtype", "float64",
                "--out", str(out / "model"), "--curve", str(out / "loss.csv"),
-               "--inputs", json.dumps({"importance": str(root / "importance.safetensors")})]
+               "--inputs", json.dumps({"importance": str(root / "importance.safetensors")})] + (
+        ["--forgetting", json.dumps(forgetting)] if forgetting else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -105,6 +110,24 @@ def test_sharded_training_gives_one_process_weights(files, single, case, process
     if case in ("region", "grad_mask", "update_mask"):  # frozen weights stay bit-equal to the base, in both
         frozen = [name for name in one if name not in moved]
         assert frozen and all(torch.equal(many[name], base[name]) for name in frozen)
+
+
+def test_sharded_training_measures_the_forgetting_one_process_measures_and_trains_the_same(files, single):
+    """training.kl_every under FSDP2 (two processes, no second model): the KL and versatility cross-entropy curves of
+    one process, and the weights of a run that does not measure."""
+    import pandas as pd
+
+    samples = {"task": {"path": str(files / "val.jsonl"), "type": "generation"},
+               "vers": {"reason": {"path": str(files / "reason.jsonl"), "type": "generation"}}}
+    one = finetune(files, "watched", "full", {}, processes=1, forgetting=samples)
+    many = finetune(files, "watched", "full", {}, processes=2, forgetting=samples)
+    for name in one:
+        torch.testing.assert_close(one[name], single["full"][name], **TOLERANCE, msg=name)  # measuring changes nothing
+        torch.testing.assert_close(many[name], one[name], **TOLERANCE, msg=name)
+    curves = [pd.read_csv(files / f"watched-{n}" / "loss.csv").dropna(subset=["kl"]) for n in (1, 2)]
+    assert list(curves[0]["step"]) == list(curves[1]["step"]) == [2, 4] and (curves[0]["kl"] > 0).all()
+    for column in ("kl", "vers_ce_delta"):
+        assert curves[1][column].to_numpy() == pytest.approx(curves[0][column].to_numpy(), rel=1e-6)
 
 
 def processes_of(marker: str) -> list[int]:
