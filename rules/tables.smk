@@ -33,6 +33,8 @@ rule main_table:
         comparisons=f"{TABLES}/comparisons.md",
         comparisons_csv=f"{TABLES}/comparisons.csv",
         seeds=f"{TABLES}/seeds.csv",
+        format_md=f"{TABLES}/format.md",
+        format_csv=f"{TABLES}/format.csv",
     params:
         spec=table_spec,
     log:

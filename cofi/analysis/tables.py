@@ -8,6 +8,8 @@ seeds, then items: :mod:`cofi.analysis.intervals`):
   change of Vers against the reference in %, and Uni;
 - ``comparisons``: every row's difference from Full SFT (at the shared and at its tuned lr) in Spec, Vers and
   Uni, paired (the same seeds, the same items);
+- ``format``: each generation suite's drop from the base model scored strictly and leniently, and the share of
+  it that is format (:mod:`cofi.analysis.format_drop`);
 - ``seeds.csv``: every score of every seed, for your own analysis.
 
 Each table's caption says the smallest Uni difference it can see: 2.80 times the median standard error of its
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cofi.analysis.format_drop import format_markdown, format_table
 from cofi.analysis.intervals import SUITES, Bootstrap, Cell, detectable_difference, interval, ratio, shared_seeds
 from cofi.config.names import BASE_ROW as BASE, COARSE_ROW as COARSE, tuned_row
 from cofi.config.settings import TablesSettings
@@ -40,9 +43,10 @@ HEADERS = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Inst
 
 def score_rows(scores: dict) -> list[dict]:
     """One row per task scored in a score file (the base model is scored on every task); ``item_scores`` holds
-    each suite's per-item scores ({suite: [0–1, …]}) where the file has them, else None."""
+    each suite's per-item scores ({suite: [0–1, …]}) where the file has them, else None; ``item_scores_lenient`` the
+    generation suites' lenient ones (:func:`cofi.evaluation.metrics.lenient`), else None."""
     labels = scores["labels"]
-    items = scores.get("item_scores")
+    items, lenient = scores.get("item_scores"), scores.get("item_scores_lenient")
     return [
         {
             "method": labels["method"],
@@ -53,6 +57,8 @@ def score_rows(scores: dict) -> list[dict]:
             **{key: scores[key] for key in ("know", "reason", "instruct", "vers")},
             "uni": scores["uni"][task],
             "item_scores": {"spec": items["spec"][task], **items["vers"]} if items else None,
+            "item_scores_lenient": ({**({"spec": lenient["spec"][task]} if task in lenient["spec"] else {}),
+                                     **lenient["vers"]} if lenient else None),
         }
         for task, spec in scores["spec"].items()
     ]
@@ -406,7 +412,8 @@ def write_tables(files, out_dir: str | Path, reference: str | None = None, group
                  settings: TablesSettings = TablesSettings(), expect: dict | None = None, searches=(),
                  compare_to: tuple[str, ...] = (), selected_on_test: dict | None = None) -> pd.DataFrame:
     """main.{csv,md,tex}, normalised.{md,tex}, tuned.{md,tex} (:func:`headline`), comparisons.{csv,md} (against
-    ``reference`` and the rows of ``compare_to``) and seeds.csv in ``out_dir`` from score ``files`` (and the
+    ``reference`` and the rows of ``compare_to``), format.{csv,md} (:mod:`cofi.analysis.format_drop`) and seeds.csv in
+    ``out_dir`` from score ``files`` (and the
     ``searches``' result files); returns the tidy table. With ``expect`` (see :func:`check_complete`), a partial set
     of score files is an error. ``selected_on_test`` ({task: rows}): rows chosen on a test split, marked †."""
     groups = groups or {}
@@ -429,9 +436,12 @@ def write_tables(files, out_dir: str | Path, reference: str | None = None, group
                      f"(below), other runs at their one setting; test scores, {spread}; best per column in bold."
                      + _sensitivity(compared, tidy, reference, list(tuned["method"])))
     tidy.to_csv(out / "main.csv", index=False, float_format="%.4f")
-    per_seed.drop(columns="item_scores").sort_values(["split", "method", "task", "seed"], kind="stable").to_csv(
+    per_seed.drop(columns=["item_scores", "item_scores_lenient"]).sort_values(["split", "method", "task", "seed"], kind="stable").to_csv(
         out / "seeds.csv", index=False, float_format="%.4f")
     compared.to_csv(out / "comparisons.csv", index=False, float_format="%.4f")
+    formats = format_table(per_seed, bootstrap)
+    formats.to_csv(out / "format.csv", index=False, float_format="%.4f")
+    (out / "format.md").write_text(format_markdown(formats, settings.digits))
     (out / "comparisons.md").write_text(
         "Paired differences in test scores (this row − the reference), mean over the shared seeds [95 % interval: "
         "a bootstrap over seeds, then items, drawn alike for both rows]; ↑/↓: the interval excludes 0.\n\n"

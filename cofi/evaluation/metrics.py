@@ -57,12 +57,43 @@ def number(prediction: str, reference: str) -> float:
 GENERATION_METRICS = {"exact_match": exact_match, "rouge_l": rouge_l, "number": number}
 
 
+def _contains(prediction: str, reference: str) -> bool:
+    """The normalised reference inside the normalised prediction, on word boundaries ("4" is not found in "42")."""
+    import re
+
+    target = normalize(reference)
+    return bool(target) and re.search(rf"(?<!\w){re.escape(target)}(?!\w)", normalize(prediction)) is not None
+
+
+def _numbers(text: str) -> list[float]:
+    import re
+
+    return [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", text.replace(",", ""))]
+
+
+def lenient(metric: str, prediction: str, reference: str) -> float:
+    """The item's score with the answer allowed anywhere in the response: the normalised reference found in it
+    (exact_match; rouge_l counts it as 1, else its own score), or the reference's number among the response's
+    numbers (number). Never below the strict score: what it adds is the answers said in another form."""
+    if metric == "number":
+        return float(_last_number(reference) in _numbers(prediction))
+    strict = GENERATION_METRICS[metric](prediction, reference)
+    return max(strict, float(_contains(prediction, reference)))
+
+
 def item_scores(metric: str, predictions: list[str], references: list[str]) -> list[float]:
     """Each item's score in [0, 1] under a generation metric."""
     if len(predictions) != len(references) or not references:
         raise ValueError("predictions and references must be non-empty and of equal length")
     item = GENERATION_METRICS[metric]
     return [item(p, r) for p, r in zip(predictions, references)]
+
+
+def lenient_item_scores(metric: str, predictions: list[str], references: list[str]) -> list[float]:
+    """Each item's :func:`lenient` score in [0, 1]."""
+    if len(predictions) != len(references) or not references:
+        raise ValueError("predictions and references must be non-empty and of equal length")
+    return [lenient(metric, p, r) for p, r in zip(predictions, references)]
 
 
 def corpus_score(metric: str, predictions: list[str], references: list[str]) -> float:

@@ -59,7 +59,8 @@ class TaskType:
 
 
 def scored(items: list[float], predictions: list[str]) -> dict:
-    """A suite's result: the items' mean in percent, each item's score in [0, 1], the predictions."""
+    """A suite's result: the items' mean in percent, each item's score in [0, 1], the predictions (a generation suite
+    adds ``lenient``: each item's score with the answer allowed anywhere in the response)."""
     if not items:
         raise ValueError("a suite without items has no score")
     return {"score": 100.0 * sum(items) / len(items), "items": items, "predictions": predictions}
@@ -79,7 +80,8 @@ class Generation(TaskType):
         references = [r["output"] for r in records]
         predictions = generate(model, prompter, records, batch_size,
                                self.max_new_tokens(prompter, records, metric, max_new_tokens), generation)
-        return scored(metrics.item_scores(metric, predictions, references), predictions)
+        return scored(metrics.item_scores(metric, predictions, references), predictions) | {
+            "lenient": metrics.lenient_item_scores(metric, predictions, references)}
 
     def max_new_tokens(self, prompter, records, metric, configured=None):
         # Room for the longest reference and its end token; longer answers cannot match anyway. A number

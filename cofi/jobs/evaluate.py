@@ -4,8 +4,10 @@ A score file is JSON: ``labels`` (run, task, seed, split as the workflow named t
 where a LoRA adapter was applied unmerged, ``subset`` where a seeded sample of the items was scored),
 ``spec`` ({task: score}), ``know``, ``reason``, ``instruct``, ``vers``, ``uni`` ({task: score}) and
 ``items`` (items scored per suite), all scores in [0, 100], and ``item_scores`` ({"spec": {task: [...]}, "vers":
-{dimension: [...]}}: each item's score in [0, 1], in the suite's order; the tables' intervals resample them). An
-evaluator may add its own keys; a score file without ``item_scores`` gets intervals from its seeds alone.
+{dimension: [...]}}: each item's score in [0, 1], in the suite's order; the tables' intervals resample them), and
+``item_scores_lenient`` (the same for generation suites, scored with the answer allowed anywhere in the response:
+:func:`cofi.evaluation.metrics.lenient`). An evaluator may add its own keys; a score file without ``item_scores``
+gets intervals from its seeds alone.
 """
 
 from __future__ import annotations
@@ -188,6 +190,7 @@ def _score(job: EvaluateJob, model, prompter, views: dict, scoring: Scoring) -> 
         return views["harness"]
 
     results, items, item_scores, predictions = {"spec": {}, "vers": {}}, {}, {"spec": {}, "vers": {}}, {}
+    lenient = {"spec": {}, "vers": {}}  # generation suites: the answer anywhere in the response
     suites = [(group, name, suite) for group in ("spec", "vers") for name, suite in scoring.suites[group].items()]
     records = {name: TASK_TYPES[suite["type"]].read(suite["path"])[: job.max_items]
                for _, name, suite in suites if not is_harness(suite)}
@@ -214,9 +217,13 @@ def _score(job: EvaluateJob, model, prompter, views: dict, scoring: Scoring) -> 
             progress = f"{done}/{total} items, ETA {remaining:.0f}s"
         results[group][name], items[name], predictions[name] = scored["score"], len(scored["items"]), scored["predictions"]
         item_scores[group][name] = scored["items"]
+        if "lenient" in scored:
+            lenient[group][name] = scored["lenient"]
         job.log(f"{which}: {group} {name}: {scored['score']:.1f} on {len(scored['items'])} items "
                 f"({time.perf_counter() - began:.1f}s; {progress})")
     extra = {key: getattr(scoring, key) for key in ("subset", "adapter") if getattr(scoring, key) is not None}
+    if lenient["spec"] or lenient["vers"]:
+        extra["item_scores_lenient"] = lenient
     scores = score_file(labels, scoring.model, results["spec"], results["vers"], items, item_scores=item_scores, **extra)
     write_json(scoring.out, scores)
     if scoring.predictions:

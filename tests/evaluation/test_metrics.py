@@ -60,3 +60,20 @@ def test_aggregate_vers_and_uni():
 def test_aggregate_needs_all_three_dimensions():
     with pytest.raises(ValueError, match="instruct"):
         metrics.aggregate({"bio": 1.0}, {"know": 1.0, "reason": 1.0})
+
+
+def test_the_lenient_score_finds_the_reference_inside_a_longer_answer():
+    from cofi.evaluation.metrics import lenient, lenient_item_scores
+
+    said_otherwise = "Sure! The capital of Zembla is  Paris, of course."
+    assert metrics.exact_match(said_otherwise, "paris") == 0.0 and lenient("exact_match", said_otherwise, "paris") == 1.0
+    assert lenient("exact_match", "b c a", "b c a") == 1.0  # never below the strict score
+    assert lenient("exact_match", "the answer is 42", "4") == 0.0  # whole words only
+    assert lenient("exact_match", "nothing like it", "paris") == 0.0
+    assert lenient("rouge_l", said_otherwise, "Paris") == 1.0
+    assert lenient("rouge_l", "red green", "red blue") == metrics.rouge_l("red green", "red blue") == 0.5
+    # a number anywhere in the response, where the strict score takes the last one
+    working = "12 apples, then 3 more: 15. Recount: 12 + 3 = 16"
+    assert lenient("number", working, "15") == 1.0 and metrics.number(working, "15") == 0.0
+    assert lenient("number", "1,200 in all", "1200") == 1.0 and lenient("number", "about 7", "8") == 0.0
+    assert lenient_item_scores("exact_match", [said_otherwise, "no"], ["paris", "yes"]) == [1.0, 0.0]

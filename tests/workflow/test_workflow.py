@@ -195,6 +195,12 @@ def test_tables_figures_and_landscapes(tiny_run):
     for name in ("main.md", "main.tex", "normalised.md", "normalised.tex", "seeds.csv", "sharpness.md", "sharpness_correlation.csv"):
         assert (tables / name).stat().st_size > 100, name
     assert r"\toprule" in (tables / "main.tex").read_text() and "Spec % ref" in (tables / "normalised.md").read_text()
+    # every suite of the tiny world is generation but know: each fine-tuned row has its format rows, strict and lenient
+    formats = pd.read_csv(tables / "format.csv")
+    assert {("full", "bio", "spec"), ("full", "bio", "reason"), ("full", "rotate", "instruct")} <= set(
+        zip(formats["method"], formats["task"], formats["suite"]))
+    assert (formats["lenient"] >= formats["strict"] - 1e-9).all() and "know" not in set(formats["suite"])
+    assert "| full | bio | Reason |" in (tables / "format.md").read_text()
     for name in ("uni", "pareto_bio", "pareto_rotate", "landscape_bio"):
         assert (plots / f"{name}.png").stat().st_size > 10_000 and (plots / f"{name}.pdf").is_file(), name
     assert {"search_tree_bio.png", "importance_rotate.png"} <= {p.name for p in plots.iterdir()}
