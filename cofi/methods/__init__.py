@@ -9,7 +9,9 @@ of any file it reads) and one entry in :data:`METHODS`.
 from __future__ import annotations
 
 from cofi.methods.base import CheckContext, Extension, Inputs, Method, MethodError, Need, Setup
+from cofi.methods.asft import ASFT
 from cofi.methods.cofitune.method import CoFiTune
+from cofi.methods.dft import DFT
 from cofi.methods.full import Full
 from cofi.methods.lora import LoRA
 from cofi.methods.penalty import L1, L2
@@ -19,7 +21,7 @@ from cofi.methods.vsoftmask import VSoftMask
 from cofi.methods.wiseft import WiseFT
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Full(), RegionMethod(), CoFiTune(), VSoftMask(), LoRA(), L1(), L2(), WiseFT(), Replay(),
+    Full(), RegionMethod(), CoFiTune(), VSoftMask(), LoRA(), L1(), L2(), WiseFT(), Replay(), DFT(), ASFT(),
 )}
 
 

@@ -11,6 +11,9 @@ class Extension:
       SAM calls it twice around its ascent;
     - :meth:`penalty`, inside every computation, a scalar tensor that joins the objective once;
     - :meth:`after_backward` once per step, after the last gradients and before clipping.
+
+    :meth:`token_loss` replaces the summed cross-entropy of each micro-batch (at most one extension of a run may
+    define it: DFT's and ASFT's objectives).
     """
 
     def attach(self, optimizer) -> None:
@@ -24,3 +27,9 @@ class Extension:
 
     def after_backward(self) -> None:
         pass
+
+    def token_loss(self, logits, targets, batch):
+        """The micro-batch's summed loss over its labelled positions, in place of their cross-entropy:
+        ``logits`` (positions × vocabulary, float32) and ``targets`` (positions) at the labelled positions, ``batch``
+        the micro-batch (for a method that needs another model's view of it); None keeps the cross-entropy."""
+        return None

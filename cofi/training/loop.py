@@ -69,21 +69,26 @@ def batch_stream(examples: list[dict], batch_size: int, pad_id: int, seed: int) 
         yield collate(batch, pad_id)
 
 
-def token_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over labelled tokens, and their count."""
+def token_loss_sum(model, batch: dict, objective=None) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over labelled tokens (or ``objective``'s loss: an
+    :meth:`Extension.token_loss <cofi.training.extension.Extension.token_loss>`), and their count."""
     device = next(model.parameters()).device
     batch = {key: value.to(device) for key, value in batch.items()}
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]
     if logits.dtype in (torch.bfloat16, torch.float16):
         logits = logits.float()  # the loss in float32 (a float64 model keeps float64)
+    count = int((targets != IGNORE_INDEX).sum())
+    if objective is not None:
+        labelled = targets != IGNORE_INDEX
+        return objective(logits[:, :-1][labelled], targets[labelled], batch), count
     loss = F.cross_entropy(
         logits[:, :-1].reshape(-1, logits.size(-1)),
         targets.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
-    return loss, int((targets != IGNORE_INDEX).sum())
+    return loss, count
 
 
 class Precision:
@@ -155,6 +160,10 @@ class Trainer:
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, round(settings.warmup_ratio * settings.steps),
                                                          settings.steps)
         self.has_penalty = any(type(e).penalty is not Extension.penalty for e in self.extensions)
+        objectives = [e.token_loss for e in self.extensions if type(e).token_loss is not Extension.token_loss]
+        if len(objectives) > 1:
+            raise ValueError("two extensions replace the token loss; a run takes one objective")
+        self.objective = objectives[0] if objectives else None
 
     def _compute(self, micro_batches: list[dict], n_tokens: int) -> dict:
         """Gradients of the step's objective — token-mean cross-entropy over the global batch's
@@ -165,7 +174,7 @@ class Trainer:
             if self.sharded:
                 set_gradient_sync(self.model, i == len(micro_batches) - 1, self.accumulate_unsharded)
             with self.precision.autocast():
-                loss_sum, _ = token_loss_sum(self.model, distributed.shard(batch))
+                loss_sum, _ = token_loss_sum(self.model, distributed.shard(batch), self.objective)
             self.precision.backward(loss_sum / n_tokens)
             total += loss_sum.detach().double()
             if self.sharded and self.gradient_mb_after_first_micro_batch is None:

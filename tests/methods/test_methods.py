@@ -11,7 +11,7 @@ from cofi.methods import METHODS, Inputs
 from cofi.methods.penalty import DistanceToInit
 from cofi.methods.wiseft import interpolate
 from cofi.models.weights import save_beside_weights
-from cofi.config.settings import TrainSettings, to_dict
+from cofi.config.settings import TrainSettings
 from cofi.training.loop import tokenize_dataset, train
 
 from conftest import REPO, TEMPLATE
@@ -168,9 +168,9 @@ def test_sweeps_expand_into_one_run_per_value_and_options_resolve():
                     "full_2x": {"method": "full", "equal_compute": True}, "wiseft": {"alpha": [0.25, 0.5]}})
     assert list(runs) == ["full", "full_sam", "full_2x", "wiseft_alpha0.25", "wiseft_alpha0.5"]
     assert runs["wiseft_alpha0.25"].method == "wiseft" and runs["wiseft_alpha0.25"].params == {"alpha": 0.25, "source": "full"}
-    assert to_dict(runs["full"].train) == TRAIN and runs["full"].sam_rho is None and not runs["full"].equal_compute
-    assert runs["full_sam"].sam_rho == 0.1 and to_dict(runs["full_sam"].train) == TRAIN
-    assert runs["full_2x"].equal_compute and to_dict(runs["full_2x"].train) == {**TRAIN, "steps": 8}
+    assert runs["full"].train.spec() == TRAIN and runs["full"].sam_rho is None and not runs["full"].equal_compute
+    assert runs["full_sam"].sam_rho == 0.1 and runs["full_sam"].train.spec() == TRAIN
+    assert runs["full_2x"].equal_compute and runs["full_2x"].train.spec() == {**TRAIN, "steps": 8}
     assert runs["wiseft_alpha0.5"].sweep == "wiseft" and runs["wiseft_alpha0.5"].sweep_label == "alpha=0.5"
     assert Run.from_spec(runs["full_sam"].spec()) == runs["full_sam"]  # what the finetune job gets back
 
@@ -302,6 +302,7 @@ def test_a_method_added_in_one_place_is_checked_planned_and_trained(tmp_path, mo
 
     monkeypatch.setitem(METHODS, FinalNorm.name, FinalNorm())
     config = yaml.safe_load((REPO / "tests/tiny_config.yaml").read_text())
+    config["training"].pop("kl_every")  # the job below is given no forgetting samples
     config["runs"] = {"mine": {"method": "final_norm", "gain_lr_scale": 2.0, "steps": 3, "batch_size": 4}}
     config["search"] = {"enabled": False, "reference": "mine"}
     config["landscape"] = {"runs": []}
