@@ -307,6 +307,15 @@ def search_results(w):
     return [checkpoints.search_result.get(task=task).output.result for task in (TASKS if SEARCH_ON else [])]
 
 
+def forecast_curves():
+    """The loss curves of the runs that measure their KL (training.kl_every), each with its steps: the forecast
+    claim's inputs."""
+    return [{"method": run, "task": task, "seed": seed, "steps": EXP.run(run).train.steps,
+             "path": run_file(run, task, seed, "loss.csv")}
+            for run in RUNS if EXP.forgetting_samples(run, TASKS[0]) is not None
+            for task in TASKS for seed in EXP.seeds]
+
+
 def loss_curve_files(task):
     """{label: loss.csv} of every configured run on ``task``, at each seed."""
     return {f"{run} seed {seed}" if len(EXP.seeds) > 1 else run: run_file(run, task, seed, "loss.csv")

@@ -120,6 +120,7 @@ rule claims_table:
         scores=table_scores,
         searches=search_results,
         sharpness=[f"{TABLES}/sharpness.csv"] if EXP.landscape.runs else [],
+        curves=lambda w: [curve["path"] for curve in forecast_curves()],
     output:
         md=f"{TABLES}/claims.md",
         csv=f"{TABLES}/claims.csv",
@@ -127,7 +128,8 @@ rule claims_table:
         spec=lambda w: job_spec(
             "claims", scores=[LAYOUT.base_scores, *table_score_args(w)], searches=search_results(w),
             groups=EXP.runs.sweeps, rows=EXP.claim_rows, settings=EXP.tables,
-            sharpness=f"{TABLES}/sharpness.csv" if EXP.landscape.runs else None, out_dir=TABLES),
+            sharpness=f"{TABLES}/sharpness.csv" if EXP.landscape.runs else None, curves=forecast_curves(),
+            out_dir=TABLES),
     log:
         log_file("claims_table", "claims_table"),
     benchmark:

@@ -157,11 +157,13 @@ class Comparer:
 
 
 def measure(per_seed: pd.DataFrame, rows: ClaimRows, searches: list[dict] = (), sharpness: pd.DataFrame | None = None,
-            bootstrap: Bootstrap | None = None, search_scores: dict | None = None) -> list[dict]:
+            bootstrap: Bootstrap | None = None, search_scores: dict | None = None,
+            forecast: pd.DataFrame | None = None) -> list[dict]:
     """Every claim: its statement, its rule, its parts (each with a verdict under the new and the old rule) and
     its overall verdicts. ``per_seed``: the table's per-seed rows (with ``item_scores`` where the files have them).
     ``search_scores``: {score file path: its row on the search's task} of the searches' candidates (the region
-    claim's interval)."""
+    claim's interval). ``forecast``: each run's early KL per task and seed (:func:`cofi.analysis.forecast.forecast_frame`;
+    the forecast claim)."""
     comparer = Comparer(per_seed, bootstrap or Bootstrap())
     test = comparer.test
     tasks = list(dict.fromkeys(test["task"]))
@@ -244,7 +246,32 @@ def measure(per_seed: pd.DataFrame, rows: ClaimRows, searches: list[dict] = (), 
     add("sharp_forgets", "Sharper speciality landscapes go with more forgetting",
         f"Spearman ρ of {rows.sharpness} with the Vers drop over the landscapes' runs; holds if ρ ≥ the one-sided "
         "5 % permutation critical value, fails if ρ ≤ 0", flat_parts, verdict_of=flat_verdict)
+
+    add("kl_forecast", "KL to the base model at 20 % of training ranks the runs by their final Vers drop",
+        "Spearman ρ of each run's KL(base ‖ run) on the task's held-out prompts at 20 % of its steps (mean over seeds) "
+        "with its Vers drop from the base model (test, mean over seeds), over every run that measured it "
+        "(training.kl_every); holds if ρ ≥ the one-sided 5 % permutation critical value, fails if ρ ≤ 0",
+        _forecast_parts(forecast, test, tasks), verdict_of=flat_verdict)
     return claims
+
+
+def _forecast_parts(forecast: pd.DataFrame | None, test: pd.DataFrame, tasks: list[str]) -> list[Part]:
+    """Per task, Spearman's ρ of the runs' early KL with their Vers drop."""
+    if forecast is None or forecast["kl_early"].notna().sum() == 0:
+        return [Part(task, "runs", note="no run measured its KL (training.kl_every)") for task in tasks]
+    parts = []
+    for task in tasks:
+        base = test[(test["method"] == BASE) & (test["task"] == task)]["vers"]
+        kl = forecast[forecast["task"] == task].groupby("method")["kl_early"].mean().dropna()
+        vers = test[(test["task"] == task) & test["method"].isin(kl.index)].groupby("method")["vers"].mean()
+        runs = sorted(set(kl.index) & set(vers.index))
+        if base.empty or len(runs) < 3:
+            parts.append(Part(task, f"{len(runs)} runs", note="fewer than 3 runs with a KL curve and test scores"))
+            continue
+        rho = spearman([kl[r] for r in runs], [float(base.mean()) - vers[r] for r in runs])
+        parts.append(Part(task, f"{len(runs)} runs", () if math.isnan(rho) else (rho,),
+                          note="" if not math.isnan(rho) else "no spread", runs=len(runs)))
+    return parts
 
 
 def _region_parts(searches: list[dict], tasks: list[str], search_scores: dict, bootstrap: Bootstrap) -> list[Part]:

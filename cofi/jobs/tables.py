@@ -47,6 +47,8 @@ class ClaimsJob(Job):
     searches: tuple[str, ...] = option("search result.json files (the coarse pick's rows, the region claim)", ())
     groups: dict = option('{sweep: {variant run: "lr=0.001"}}: a tuned row per sweep', {})
     sharpness: str | None = option("sharpness.csv (the flatness claim)", None)
+    curves: tuple[dict, ...] = option('[{"method", "task", "seed", "steps", "path"}, ...]: loss.csv of each run that '
+                                      "measured its KL (training.kl_every; the forecast claim)", ())
     rows: ClaimRows = option("which rows the claims read (claims)", ClaimRows())
     settings: TablesSettings = option("digits and the bootstrap (tables)", TablesSettings())
     out_dir: str = option("directory for claims.md and claims.csv")
@@ -55,6 +57,7 @@ class ClaimsJob(Job):
         import pandas as pd
 
         from cofi.analysis.claims import claims_frame, claims_markdown, measure
+        from cofi.analysis.forecast import forecast_frame
         from cofi.analysis.intervals import Bootstrap
         from cofi.analysis.tables import load_per_seed, score_rows
         from cofi.io import read_json
@@ -68,7 +71,8 @@ class ClaimsJob(Job):
                     search_scores[path] = next(r for r in score_rows(read_json(path)) if r["task"] == result["task"])
         claims = measure(load_per_seed(self.scores, self.searches, self.groups), self.rows, searches,
                          pd.read_csv(self.sharpness) if self.sharpness else None,
-                         Bootstrap(self.settings.bootstrap, self.settings.bootstrap_seed), search_scores)
+                         Bootstrap(self.settings.bootstrap, self.settings.bootstrap_seed), search_scores,
+                         forecast_frame(list(self.curves)) if self.curves else None)
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "claims.md").write_text("The papers' claims against this experiment (test split)\n\n"

@@ -168,12 +168,34 @@ def test_the_flatness_claim_by_spearman_and_its_permutation_critical_value():
     assert spearman_critical(8) == critical  # seeded
 
 
+def test_the_forecast_claim_ranks_early_kl_against_the_vers_drop(tmp_path):
+    from cofi.analysis.forecast import early_kl, forecast_frame
+
+    # the KL measured every 10 of 100 steps: 20 % of training is step 20
+    curve = pd.DataFrame({"step": range(1, 101), "kl": [k / 10 if k % 10 == 0 else np.nan for k in range(1, 101)]})
+    assert early_kl(curve, 100) == 2.0 and early_kl(curve, 100, 0.25) == 3.0 and np.isnan(early_kl(curve.head(15), 100))
+    drops = {f"r{i}": d for i, d in enumerate([5.0, 10.0, 20.0, 30.0, 45.0, 60.0])}
+    per_seed = frame({run: {"bio": [(50.0, 100.0 - drop)] * 2} for run, drop in drops.items()}, {"bio": (0.0, 100.0)})
+    curves = []
+    for run, drop in drops.items():
+        for seed in (0, 1):
+            path = tmp_path / f"{run}-{seed}.csv"
+            pd.DataFrame({"step": [10, 20, 30], "kl": [0.0, drop / 100 + seed * 0.001, 9.0]}).to_csv(path, index=False)
+            curves.append({"method": run, "task": "bio", "seed": seed, "steps": 100, "path": str(path)})
+    forecast = forecast_frame(curves)
+    assert len(forecast) == 12 and forecast.set_index(["method", "seed"]).loc[("r2", 1), "kl_early"] == 0.201
+    assert verdicts(per_seed, forecast=forecast)["kl_forecast"] == "holds"
+    backwards = forecast.assign(kl_early=-forecast["kl_early"])
+    assert verdicts(per_seed, forecast=backwards)["kl_forecast"] == "fails"
+    assert verdicts(per_seed)["kl_forecast"] == "not tested"  # no run measured its KL
+
+
 def test_the_table_writes_every_claim_with_its_rule_and_a_long_csv():
     per_seed = frame({"cofitune_grad": {"bio": [(95.0, 99.0), (96.0, 98.0)]},
                       "full": {"bio": [(100.0, 40.0), (100.0, 45.0)]}}, {"bio": (0.0, 100.0)})
     claims = measure(per_seed, ROWS)
     text = claims_markdown(claims)
-    assert sum(line.startswith("| ") for line in text.splitlines()) == 1 + 7  # header + 7 claims
+    assert sum(line.startswith("| ") for line in text.splitlines()) == 1 + 8  # header + 8 claims
     assert text.startswith("**How to read the verdicts.**") and "keeps ≥ 95 %" in text
     part = next(c for c in claims if c["claim"] == "vers_kept")["parts"][0]["part"]
     assert f"bio vs base model: 98.5 [{part.low:.1f}, {part.high:.1f}] (holds)" in text

@@ -391,8 +391,11 @@ def test_a_suites_answer_length_reaches_its_evaluation_spec_where_it_is_set(conf
 def test_forgetting_keys_are_run_keys_left_out_of_a_spec_that_does_not_set_them(config):
     """kl_every and max_kl are training keys a run may set (max_kl sweeps); a run that sets neither keeps the spec
     it had before they existed, so its outputs are not rerun; a budget without measurements is refused."""
-    plain = Experiment(check_config(copy.deepcopy(config)))
+    unwatched = copy.deepcopy(config)
+    unwatched["training"].pop("kl_every")  # the default config watches: kl_every 10
+    plain = Experiment(check_config(unwatched))
     assert not {"kl_every", "kl_items", "max_kl"} & set(plain.runs["full"].spec()["train"])
+    assert Experiment(check_config(copy.deepcopy(config))).runs["full"].spec()["train"]["kl_every"] == 10
     assert plain.forgetting_samples("full", "bio") is None
     edited = copy.deepcopy(config)
     edited["runs"]["budget"] = {"method": "full", "kl_every": 10, "max_kl": [1.0, 2.0]}
@@ -402,7 +405,7 @@ def test_forgetting_keys_are_run_keys_left_out_of_a_spec_that_does_not_set_them(
     assert experiment.runs["budget_max_kl1"].spec()["train"]["kl_every"] == 10
     samples = experiment.forgetting_samples("budget_max_kl1", "bio")
     assert samples["task"]["path"].endswith("bio_val.jsonl") and set(samples["vers"]) == {"know", "reason", "instruct"}
-    refused = copy.deepcopy(config)
+    refused = copy.deepcopy(unwatched)
     refused["training"]["max_kl"] = 1.0
     with pytest.raises(ConfigError, match=r"max_kl \(or training\.max_kl\): a KL budget needs the KL measured"):
         check_config(refused)
