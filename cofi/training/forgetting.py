@@ -27,6 +27,12 @@ from cofi.training.sharding import local
 REFERENCE_FILE = "forgetting_reference.safetensors"
 
 
+def reference_file(directory) -> Path:
+    """Where this process stores its reference (each process measures its own rows of each batch)."""
+    name = REFERENCE_FILE if not distributed.active() else f"rank{distributed.rank()}_{REFERENCE_FILE}"
+    return Path(directory) / name
+
+
 @dataclass
 class ForgettingProbe:
     """The two fixed samples (collated batches) and how often they are measured."""
@@ -86,9 +92,10 @@ class Monitor:
         self.measurements = 0
 
     @torch.no_grad()
-    def reference(self, stored: Path | None = None) -> None:
-        """π₀'s log-probabilities and versatility cross-entropy: read from ``stored`` where it exists, else computed
-        now (and written there, where given)."""
+    def reference(self, stored: Path | None = None, step: int = 0) -> None:
+        """π₀'s log-probabilities and versatility cross-entropy: read from ``stored`` where it exists (a resumed run
+        at ``step``), else computed now (and written there, where given). Under a budget, the weights now are the
+        first kept."""
         from safetensors.torch import load_file, save_file
 
         if stored is not None and stored.is_file():
@@ -104,7 +111,7 @@ class Monitor:
                 save_file({**{f"task{i}": t.contiguous() for i, t in enumerate(self.base_log_probs)},
                            "vers_ce": torch.tensor(self.base_vers_ce)}, stored)
         if self.probe.max_kl is not None:
-            self._keep(0)
+            self._keep(step)
 
     def _evaluating(self):
         """Eval mode (no dropout) and the run's autocast while measuring; train mode again after."""
@@ -131,6 +138,7 @@ class Monitor:
         import time
 
         started = time.perf_counter()
+
         def divergences():
             for batch, base in zip(self.probe.task_batches, self.base_log_probs):
                 batch, mask = _labelled(batch)

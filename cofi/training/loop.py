@@ -284,7 +284,7 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
     (:class:`cofi.training.forgetting.ForgettingProbe`) measures KL to the starting model and the versatility
     cross-entropy's change every ``forgetting.every`` steps, and stops the run where its budget is passed.
     """
-    from cofi.training.forgetting import REFERENCE_FILE, Monitor
+    from cofi.training.forgetting import Monitor, reference_file
     from cofi.training import checkpoint
 
     torch.manual_seed(seed)
@@ -310,10 +310,10 @@ def train(model, examples: list[dict], settings: TrainSettings, seed: int, pad_i
     monitor = None
     if forgetting is not None and forgetting.every:  # before the first step: the model is still the one it started as
         monitor = Monitor(forgetting, model, trainer.precision.autocast)
-        stored = Path(checkpoint_dir) / REFERENCE_FILE if checkpointing else None
+        stored = reference_file(checkpoint_dir) if checkpointing else None
         if resume is None and stored is not None:
             stored.unlink(missing_ok=True)  # another run's: this one starts afresh
-        monitor.reference(stored)
+        monitor.reference(stored, first_step - 1)
 
     model.train()
     log(f"training {sum(p.numel() for p in trainer.params):,} parameters for {settings.steps} steps"
