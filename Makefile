@@ -8,7 +8,7 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile 
 # docs/job-server.md): a job of the default starts in ~0.3 s instead of ~4 s.
 WARM_SNAKEMAKE := PATH="$(BIN):$$PATH" python -m cofi.devtools.jobserver snakemake --cores $(CORES) --workflow-profile workflow/profiles/local
 
-.PHONY: lock setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam bench-real bench-answer-room gpu-check gpu-validate
+.PHONY: lock setup run real study scale base-seeds test test-fast docs tables report bench bench-search bench-region bench-softmask bench-sam bench-real bench-answer-room bench-kl gpu-check gpu-validate
 setup: $(VENV)/.installed
 
 # torch first, pinned: the machine's cached CPU wheel; a looser pin would pull a multi-GB CUDA build. Then the exact
@@ -89,6 +89,11 @@ bench: setup
 # suites): float32 on the pinned kernels against bf16 on the native ones, a training step and each suite's scoring.
 bench-real: setup
 	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-precision --model results/smollm2/base_model --data results/smollm2/data
+
+# What training.kl_every costs on the default's Full SFT (bio): no measuring, every 10 steps, every step.
+bench-kl: setup
+	$(SNAKEMAKE) results/default/base_model results/default/data/bio_val.jsonl
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-kl --config config.yaml --run full --task bio
 
 # The real model's reasoning suite at the answer length of 48 tokens past the reference and at the default (after
 # `make real`, or its base model's import): what the room to work an answer out changes, item by item.

@@ -441,6 +441,46 @@ def answer_room(model_dir: str, data_dir: str, suite: str, rooms: list[int | Non
     return pd.DataFrame(rows)
 
 
+def forgetting_cost(config_file: str, run: str, task: str, everies: list[int], repeats: int, work_dir: str,
+                    model_dir: str | None = None) -> pd.DataFrame:
+    """What ``training.kl_every`` costs: ``run`` of the config trained on ``task`` by the finetune job at each
+    measuring interval in turn (0: none), ``repeats`` times alternating; the training's seconds and each
+    measurement's."""
+    import dataclasses
+    import statistics
+
+    import torch
+
+    from cofi.config.checks import check_config, load_config
+    from cofi.config.experiment import Experiment
+    from cofi.jobs.finetune import FinetuneJob, finetune
+
+    torch.set_num_threads(1)
+    experiment = Experiment(check_config(load_config(config_file)))
+    configured = experiment.run(run)
+    measured: dict[int, list[dict]] = {every: [] for every in everies}
+    for _ in range(repeats):
+        for every in everies:
+            trained = dataclasses.replace(configured, train=dataclasses.replace(configured.train, kl_every=every))
+            samples = {"task": {"path": experiment.tasks[task].file("val"), "type": experiment.tasks[task].type},
+                       "vers": {n: {"path": s.file("val"), "type": s.type} for n, s in experiment.versatility.items()}}
+            record = finetune(FinetuneJob(
+                model=model_dir or experiment.base_model_dir, train_data=experiment.tasks[task].file("train"),
+                run=trained, seed=0, prompt=experiment.prompt, compute=experiment.compute,
+                forgetting=samples if every else None, out=f"{work_dir}/kl{every}/model",
+                curve=f"{work_dir}/kl{every}/loss.csv", log=lambda _: None))
+            measured[every].append(record)
+    rows = []
+    for every, records in measured.items():
+        watched = [r["forgetting"] for r in records if r.get("forgetting")]
+        rows.append({"kl_every": every, "steps": configured.train.steps,
+                     "training s (each repeat)": ", ".join(f"{r['seconds']:.2f}" for r in records),
+                     "measurements": watched[0]["measurements"] if watched else 0,
+                     "ms per measurement (median)": round(statistics.median(
+                         1000 * w["seconds"] / w["measurements"] for w in watched), 1) if watched else None})
+    return pd.DataFrame(rows)
+
+
 def precision_table(model_dir: str, data_dir: str, task: str, steps: int, items: int, batch_size: int) -> pd.DataFrame:
     """float32 on the pinned kernels against bf16 autocast on the native ones, each with the template's system turn
     and an empty one: each setting in a fresh process (the kernels are chosen before torch starts)."""

@@ -71,6 +71,13 @@ def cmd_bench_answer_room(args) -> None:
     print(answer_room(args.model, args.data, args.suite, rooms, args.batch_size).to_markdown(index=False))
 
 
+def cmd_bench_kl(args) -> None:
+    from cofi.devtools.bench import forgetting_cost
+
+    print(forgetting_cost(args.config, args.run, args.task, args.every, args.repeats, args.work_dir,
+                          args.model).to_markdown(index=False))
+
+
 def cmd_bench_region(args) -> None:
     from cofi.devtools.bench import region_vs_full
 
@@ -295,6 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--precision", required=True, choices=["fp32", "bf16"])
             p.add_argument("--system", default=None, help="the system turn (default: the template's own)")
         p.set_defaults(func=cmd_bench_precision_one if name == "bench-precision-one" else cmd_bench_precision)
+
+    p = sub.add_parser("bench-kl", help="what training.kl_every costs: one run trained at several intervals, alternating")
+    p.add_argument("--config", default="config.yaml", help="the experiment's config")
+    p.add_argument("--run", default="full", help="the configured run to train")
+    p.add_argument("--task", default="bio", help="the task it trains on")
+    p.add_argument("--every", type=int, nargs="+", default=[0, 10, 1], help="measuring intervals (0: none)")
+    p.add_argument("--repeats", type=int, default=2, help="rounds over the intervals")
+    p.add_argument("--work-dir", default="results/bench-kl", help="where the runs are written")
+    p.add_argument("--model", default=None, help="the base model directory (default: the experiment's)")
+    p.set_defaults(func=cmd_bench_kl)
 
     p = sub.add_parser("bench-answer-room", help="a chat model's number suite at several answer lengths, paired")
     p.add_argument("--model", default="results/smollm2/base_model", help="a chat model directory")
