@@ -1,4 +1,5 @@
-"""Format or knowledge: how much of a fine-tuned row's drop on a generation suite is the answer said in another form.
+"""Format or knowledge: how much of a fine-tuned row's drop on a versatility generation suite is the answer said in
+another form.
 
 Every generation suite is scored twice (:func:`cofi.evaluation.metrics.lenient`): strictly, and with the answer
 allowed anywhere in the response. Against the base model, per row, task and suite:
@@ -22,6 +23,7 @@ from cofi.analysis.intervals import SUITES, Bootstrap, Cell, interval, ratio
 from cofi.config.names import BASE_ROW as BASE
 
 COLUMNS = ["strict_drop", "lenient_drop", "format_share"]
+VERSATILITY = ("know", "reason", "instruct")  # what forgetting is measured on (Spec is what the run learns)
 SUITE_NAMES = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Instruct"}
 
 
@@ -45,7 +47,7 @@ def _cells(per_seed: pd.DataFrame) -> dict[tuple[str, str], tuple[Cell, Cell, se
 
 
 def format_table(per_seed: pd.DataFrame, bootstrap: Bootstrap | None = None) -> pd.DataFrame:
-    """Per fine-tuned row, task and generation suite: the strict and lenient scores, the strict and lenient drops
+    """Per fine-tuned row, task and versatility generation suite: the strict and lenient scores, the strict and lenient drops
     from the base model and the format share, each with its ``_lo``/``_hi`` interval (empty without lenient
     scores)."""
     bootstrap = bootstrap or Bootstrap()
@@ -60,7 +62,7 @@ def format_table(per_seed: pd.DataFrame, bootstrap: Bootstrap | None = None) -> 
         means = {name: cell.on(seeds).means() for name, cell in (("strict", strict), ("lenient", lenient),
                                                                   ("base_strict", base_strict),
                                                                   ("base_lenient", base_lenient))}
-        for suite in [s for s in SUITES if s in suites and s in base_suites]:
+        for suite in [s for s in VERSATILITY if s in suites and s in base_suites]:
             strict_drop = base_s[suite] - mine_s[suite]
             lenient_drop = base_l[suite] - mine_l[suite]
             share = ratio(strict_drop - lenient_drop, strict_drop)
