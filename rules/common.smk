@@ -309,10 +309,10 @@ def search_results(w):
 
 def forecast_curves():
     """The loss curves of the runs that measure their KL (training.kl_every), each with its steps: the forecast
-    claim's inputs."""
+    claim's inputs (a run that trains exactly what an earlier one trains is that run, not a second point)."""
     return [{"method": run, "task": task, "seed": seed, "steps": EXP.run(run).train.steps,
              "path": run_file(run, task, seed, "loss.csv")}
-            for run in RUNS if EXP.forgetting_samples(run, TASKS[0]) is not None
+            for run in RUNS if EXP.forgetting_samples(run, TASKS[0]) is not None and EXP.runs.storage(run) == run
             for task in TASKS for seed in EXP.seeds]
 
 
