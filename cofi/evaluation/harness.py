@@ -228,10 +228,12 @@ CONVERSATIONS_UNSERVED = ("a conversation with a system turn or more than one ex
                           "prompt is one user turn); score it with evaluation.backend: hf")
 
 
-def as_harness_suite(name: str, suite: dict, prompter, prompt, folder: str, max_items: int | None) -> dict:
+def as_harness_suite(name: str, suite: dict, prompter, prompt, folder: str, max_items: int | None,
+                     context: int | None = None) -> dict:
     """One of cofi's JSONL suites as a local harness task in ``folder``
     (:func:`cofi.evaluation.lm_eval.write_local_task`), scored by cofi's own metric, with the response length cofi
-    gives it; its first ``max_items`` items only."""
+    gives it (within the model's ``context`` positions: the harness model's ``max_length``); its first ``max_items``
+    items only."""
     import json
     from pathlib import Path
 
@@ -249,7 +251,7 @@ def as_harness_suite(name: str, suite: dict, prompter, prompt, folder: str, max_
     task = f"cofi_{name}"
     write_local_task(folder, task, data, suite["type"], prompt.template,
                      max_gen_toks=max(kind.max_new_tokens(prompter, records, suite["metric"],
-                                                         suite.get("max_new_tokens")), 1),
+                                                         suite.get("max_new_tokens"), context), 1),
                      chat_template=prompt.chat_template, metric=suite["metric"])
     return {"lm_eval": [task], "num_fewshot": None, "include": str(folder),
             "metric": "acc" if kind.multiple_choice else suite["metric"]}

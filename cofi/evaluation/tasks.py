@@ -47,15 +47,29 @@ class TaskType:
         """One generated response's score in [0, 1] (the lm-eval export scores each harness response so)."""
         raise TypeError(f"{type(self).__name__} does not score single responses")
 
-    def max_new_tokens(self, prompter, records: list[dict], metric: str, configured: int | None = None) -> int:
+    def max_new_tokens(self, prompter, records: list[dict], metric: str, configured: int | None = None,
+                       context: int | None = None) -> int:
         """Tokens a response may take: the suite's ``max_new_tokens`` where configured, else the type's default (0:
-        nothing is generated)."""
+        nothing is generated); at most what a model of ``context`` positions holds after the longest prompt."""
         return 0
 
     def lm_eval_fields(self, max_gen_toks: int, metric: str) -> dict:
         """The harness task's fields that make it score as :meth:`score` does. A ``process_results`` entry
         names the cofi metric the harness scores each response with (:mod:`cofi.evaluation.lm_eval`)."""
         raise TypeError(f"{type(self).__name__} has no lm-eval export")
+
+
+def context_of(model) -> int | None:
+    """The positions a model holds (prompt and answer together), where its config says."""
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
+
+def fitted(length: int, prompter, records: list[dict], context: int | None) -> int:
+    """``length`` new tokens, or fewer where the longest prompt and the answer would not fit ``context`` positions
+    (the harness refuses more; past them a model's answer means little)."""
+    if context is None:
+        return length
+    return max(1, min(length, context - max(prompter.prompt_lengths(records))))
 
 
 def scored(items: list[float], predictions: list[str]) -> dict:
@@ -79,17 +93,18 @@ class Generation(TaskType):
 
         references = [r["output"] for r in records]
         predictions = generate(model, prompter, records, batch_size,
-                               self.max_new_tokens(prompter, records, metric, max_new_tokens), generation)
+                               self.max_new_tokens(prompter, records, metric, max_new_tokens, context_of(model)),
+                               generation)
         return scored(metrics.item_scores(metric, predictions, references), predictions) | {
             "lenient": metrics.lenient_item_scores(metric, predictions, references)}
 
-    def max_new_tokens(self, prompter, records, metric, configured=None):
+    def max_new_tokens(self, prompter, records, metric, configured=None, context=None):
         # Room for the longest reference and its end token; longer answers cannot match anyway. A number
         # may come after its working (GSM8K-style reasoning): the harness's GSM8K room past the reference.
-        if configured is not None:
-            return configured
-        return max(len(prompter.response_ids(r["output"])) for r in records) + (
-            self.reasoning_tokens if metric == "number" else 1)
+        if configured is None:
+            configured = max(len(prompter.response_ids(r["output"])) for r in records) + (
+                self.reasoning_tokens if metric == "number" else 1)
+        return fitted(configured, prompter, records, context)
 
     def score_response(self, response, record, metric):
         from cofi.evaluation import metrics
@@ -138,11 +153,12 @@ class InstructionFollowing(TaskType):
         from cofi.evaluation.generation import generate
 
         predictions = generate(model, prompter, records, batch_size,
-                               self.max_new_tokens(prompter, records, metric, max_new_tokens), generation)
+                               self.max_new_tokens(prompter, records, metric, max_new_tokens, context_of(model)),
+                               generation)
         return scored([self.score_response(p, r, metric) for p, r in zip(predictions, records)], predictions)
 
-    def max_new_tokens(self, prompter, records, metric, configured=None):
-        return self.response_tokens if configured is None else configured
+    def max_new_tokens(self, prompter, records, metric, configured=None, context=None):
+        return fitted(self.response_tokens if configured is None else configured, prompter, records, context)
 
     def score_response(self, response, record, metric):
         from cofi.evaluation.instructions import follows

@@ -157,8 +157,9 @@ def evaluate_through_harness(job: EvaluateJob, make_model) -> list[dict]:
             loaded = ((scoring.model, scoring.adapter), make_model(scoring.model, scoring.adapter),
                       Prompter.of(tokenizer, job.prompt))
         with tempfile.TemporaryDirectory(prefix="cofi-tasks-") as folder:
+            context = getattr(loaded[1], "max_length", None)  # the harness model's positions
             suites = {group: {name: suite if is_harness(suite) else as_harness_suite(
-                          name, suite, loaded[2], job.prompt, folder, job.max_items)
+                          name, suite, loaded[2], job.prompt, folder, job.max_items, context)
                           for name, suite in scoring.suites[group].items()} for group in ("spec", "vers")}
             written.append(_score(job, None, loaded[2], {"harness": loaded[1]},
                                   dataclasses.replace(scoring, suites=suites)))

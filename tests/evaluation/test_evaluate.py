@@ -116,8 +116,10 @@ def test_an_answer_may_take_the_suites_length_or_its_types_room_past_the_referen
                         lambda model, prompter, records, batch, length, options: asked.append(length) or
                         [r["output"] for r in records])
     generation.score(tiny_model, prompter, records, "exact_match", 8)
+    generation.score(tiny_model, prompter, records, "exact_match", 8, None, 12)
     generation.score(tiny_model, prompter, records, "exact_match", 8, None, 700)
-    assert asked == [longest + 1, 700]
+    # at most what the model's positions hold after the longest prompt (the tiny model has 32)
+    assert asked == [longest + 1, 12, 32 - max(prompter.prompt_lengths(records))]
 
 
 def test_one_evaluation_job_scores_several_models_and_splits_as_single_jobs_do(tokenizer, tiny_world, tmp_path):

@@ -80,6 +80,11 @@ def test_a_speciality_task_may_be_harness_tasks_with_its_own_tasks_directory(con
     write_local_task(tmp_path / "tasks", "my_law", tmp_path / "law.jsonl", "generation", "{instruction} {input} =")
     edited = harness_config(config)
     edited["tasks"]["law"] = {"train": str(tmp_path / "law.jsonl"), "lm_eval": ["my_law"]}
+    watching = copy.deepcopy(edited)
+    watching["tasks"]["law"]["include"] = str(tmp_path / "tasks")
+    with pytest.raises(ConfigError, match=r"tasks\.law\.val: kl_every measures the KL on the task's held-out prompts"):
+        check_config(watching)  # the default config measures the KL: a harness task then needs a val JSONL
+    edited["training"].pop("kl_every")
     with pytest.raises(ConfigError, match=r"tasks\.law\.lm_eval: the harness has no task, group or tag 'my_law'.*"
                                           r"its YAML's directory in tasks\.law\.include"):
         check_config(copy.deepcopy(edited))
