@@ -22,21 +22,16 @@ import pandas as pd
 from cofi.analysis.intervals import SUITES, Bootstrap, Cell, interval, ratio
 from cofi.config.names import BASE_ROW as BASE
 
-COLUMNS = ["strict_drop", "lenient_drop", "format_share"]
 VERSATILITY = ("know", "reason", "instruct")  # what forgetting is measured on (Spec is what the run learns)
-SUITE_NAMES = {"spec": "Spec", "know": "Know", "reason": "Reason", "instruct": "Instruct"}
 
 
 def _cells(per_seed: pd.DataFrame) -> dict[tuple[str, str], tuple[Cell, Cell, set[str]]]:
     """{(row, task): (strict cell, lenient cell, the suites scored leniently)} of the test split's rows whose every
     seed has lenient scores (the lenient cell takes the strict items of suites without lenient ones)."""
-    test = per_seed[(per_seed["split"] == "test")]
-    grouped: dict = {}
-    for record in test.to_dict("records"):
-        record["seed"] = None if pd.isna(record["seed"]) else int(record["seed"])
-        grouped.setdefault((record["method"], record["task"]), []).append(record)
+    from cofi.analysis.tables import test_records
+
     cells = {}
-    for key, rows in grouped.items():
+    for key, rows in test_records(per_seed).items():
         if not all(r.get("item_scores") and r.get("item_scores_lenient") for r in rows):
             continue
         suites = set.intersection(*(set(r["item_scores_lenient"]) for r in rows)) & set(SUITES)
@@ -58,7 +53,7 @@ def format_table(per_seed: pd.DataFrame, bootstrap: Bootstrap | None = None) -> 
         base_strict, base_lenient, base_suites = cells[BASE, task]
         mine_s, base_s, _ = bootstrap.paired(strict, base_strict)
         mine_l, base_l, _ = bootstrap.paired(lenient, base_lenient)
-        seeds = tuple(s for s in strict.seeds)
+        seeds = strict.seeds
         means = {name: cell.on(seeds).means() for name, cell in (("strict", strict), ("lenient", lenient),
                                                                   ("base_strict", base_strict),
                                                                   ("base_lenient", base_lenient))}
@@ -92,16 +87,17 @@ def format_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     if table.empty:
         return caption + "No run has lenient scores (no generation suite, or score files from before they existed).\n"
 
-    def cell(row, column: str, unit: str = "") -> str:
+    from cofi.analysis.tables import HEADERS
+
+    def cell(row, column: str) -> str:
         if pd.isna(row[column]):
             return "—"
-        return (f"{row[column]:+.{digits}f}{unit} [{row[f'{column}_lo']:+.{digits}f}, "
-                f"{row[f'{column}_hi']:+.{digits}f}]")
+        return f"{row[column]:+.{digits}f} [{row[f'{column}_lo']:+.{digits}f}, {row[f'{column}_hi']:+.{digits}f}]"
 
     lines = ["| row | task | suite | strict | lenient | strict drop | lenient drop | format share (%) |",
              "| --- | --- | --- | --: | --: | --: | --: | --: |"]
     for row in table.to_dict("records"):
-        lines.append(f"| {row['method']} | {row['task']} | {SUITE_NAMES[row['suite']]} | {row['strict']:.{digits}f} | "
+        lines.append(f"| {row['method']} | {row['task']} | {HEADERS[row['suite']]} | {row['strict']:.{digits}f} | "
                      f"{row['lenient']:.{digits}f} | {cell(row, 'strict_drop')} | {cell(row, 'lenient_drop')} | "
                      f"{cell(row, 'format_share')} |")
     return caption + "\n".join(lines) + "\n"

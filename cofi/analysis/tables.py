@@ -162,14 +162,19 @@ def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict
     return add_intervals(table[columns], cells or cells_of(per_seed), reference, bootstrap or Bootstrap())
 
 
-def cells_of(per_seed: pd.DataFrame) -> dict[tuple[str, str], Cell]:
-    """{(row, task): its :class:`Cell`} of the test split."""
+def test_records(per_seed: pd.DataFrame) -> dict[tuple[str, str], list[dict]]:
+    """{(row, task): its per-seed records} of the test split."""
     test = per_seed[per_seed["split"] == "test"]
     grouped: dict = {}
     for record in test.to_dict("records"):
         record["seed"] = None if pd.isna(record["seed"]) else int(record["seed"])  # the base model: no seed
         grouped.setdefault((record["method"], record["task"]), []).append(record)
-    return {(method, task): Cell.of(task, rows) for (method, task), rows in grouped.items()}
+    return grouped
+
+
+def cells_of(per_seed: pd.DataFrame) -> dict[tuple[str, str], Cell]:
+    """{(row, task): its :class:`Cell`} of the test split."""
+    return {(method, task): Cell.of(task, rows) for (method, task), rows in test_records(per_seed).items()}
 
 
 def add_intervals(table: pd.DataFrame, cells: dict, reference: str | None, bootstrap: Bootstrap) -> pd.DataFrame:
