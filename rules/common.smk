@@ -312,7 +312,7 @@ def forecast_curves():
     claim's inputs (a run that trains exactly what an earlier one trains is that run, not a second point)."""
     return [{"method": run, "task": task, "seed": seed, "steps": EXP.run(run).train.steps,
              "path": run_file(run, task, seed, "loss.csv")}
-            for run in RUNS if EXP.forgetting_samples(run, TASKS[0]) is not None and EXP.runs.storage(run) == run
+            for run in RUNS if EXP.watches_forgetting(run) and EXP.runs.storage(run) == run
             for task in TASKS for seed in EXP.seeds]
 
 

@@ -252,17 +252,22 @@ class Experiment:
         return {"spec": {t: self.tasks[t].spec(split) for t in tasks},
                 "vers": {name: suite.spec(split) for name, suite in self.versatility.items()}}
 
-    def forgetting_samples(self, run: str, task: str) -> dict | None:
-        """What a run that watches its forgetting (``training.kl_every``) measures on
-        (:class:`cofi.jobs.finetune.FinetuneJob`): the task's validation file, and each versatility suite's that has
-        a JSONL one (harness tasks without a val file have no references to score); None for a run that does not
-        (or does not train: Wise-FT builds its weights)."""
-        if not self.run(run).train.kl_every or not self.method_of(run).trains:
-            return None
+    def watches_forgetting(self, run: str) -> bool:
+        """The run measures its KL while it trains (``training.kl_every``; Wise-FT builds its weights, no training)."""
+        return bool(self.run(run).train.kl_every) and self.method_of(run).trains
+
+    def forgetting_files(self, task: str) -> dict:
+        """What a run watching its forgetting measures on (:class:`cofi.jobs.finetune.FinetuneJob`): the task's
+        validation file, and each versatility suite's that has a JSONL one (harness tasks without a val file have
+        no references to score)."""
         jsonl = lambda suite: {"path": suite.file("val"), "type": suite.type}  # noqa: E731
         return {"task": jsonl(self.tasks[task]),
                 "vers": {name: jsonl(suite) for name, suite in self.versatility.items()
                          if not suite.harness or suite.paths.get("val") is not None}}
+
+    def forgetting_samples(self, run: str, task: str) -> dict | None:
+        """:meth:`forgetting_files` for a run that watches its forgetting, else None."""
+        return self.forgetting_files(task) if self.watches_forgetting(run) else None
 
     def importance_source(self, task: str) -> str:
         """Importance is estimated per task on its own inputs, or once on the versatility set."""

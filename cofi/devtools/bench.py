@@ -462,12 +462,10 @@ def forgetting_cost(config_file: str, run: str, task: str, everies: list[int], r
     for _ in range(repeats):
         for every in everies:
             trained = dataclasses.replace(configured, train=dataclasses.replace(configured.train, kl_every=every))
-            samples = {"task": {"path": experiment.tasks[task].file("val"), "type": experiment.tasks[task].type},
-                       "vers": {n: {"path": s.file("val"), "type": s.type} for n, s in experiment.versatility.items()}}
             record = finetune(FinetuneJob(
                 model=model_dir or experiment.base_model_dir, train_data=experiment.tasks[task].file("train"),
                 run=trained, seed=0, prompt=experiment.prompt, compute=experiment.compute,
-                forgetting=samples if every else None, out=f"{work_dir}/kl{every}/model",
+                forgetting=experiment.forgetting_files(task) if every else None, out=f"{work_dir}/kl{every}/model",
                 curve=f"{work_dir}/kl{every}/loss.csv", log=lambda _: None))
             measured[every].append(record)
     rows = []

@@ -172,11 +172,10 @@ def forgetting_probe(job: FinetuneJob, prompter, pad_id: int):
     """The fixed samples ``training.kl_every`` measures on: the first ``kl_items`` examples of the task's validation
     file, and as many of the versatility suites' (taken from each in turn), each with its reference response (a
     multiple-choice item's right choice); prompts masked, as the loss sees them. None for a run that does not watch."""
-    from cofi.data.prompts import IGNORE_INDEX
     from cofi.evaluation.tasks import TASK_TYPES
     from cofi.training import distributed
     from cofi.training.forgetting import ForgettingProbe
-    from cofi.training.loop import collate
+    from cofi.training.loop import collate, keeps_a_response
 
     settings = job.run.train
     if not settings.kl_every:
@@ -186,7 +185,7 @@ def forgetting_probe(job: FinetuneJob, prompter, pad_id: int):
 
     def examples(records):
         made = (prompter.example(r, mask_prompt=True, max_len=job.prompt.max_len) for r in records if r["output"])
-        return [e for e in made if any(label != IGNORE_INDEX for label in e["labels"][1:])][:settings.kl_items]
+        return [e for e in made if keeps_a_response(e)][:settings.kl_items]
 
     def batches(made):
         size = settings.batch_size

@@ -14,6 +14,7 @@ and the run stops at the first measurement over it, with the copy put back.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,21 +114,15 @@ class Monitor:
         if self.probe.max_kl is not None:
             self._keep(step)
 
+    @contextmanager
     def _evaluating(self):
         """Eval mode (no dropout) and the run's autocast while measuring; train mode again after."""
-        model, autocast = self.model, self.autocast
-
-        class Scope:
-            def __enter__(self):
-                model.eval()
-                self.cast = autocast()
-                self.cast.__enter__()
-
-            def __exit__(self, *exc):
-                self.cast.__exit__(*exc)
-                model.train()
-
-        return Scope()
+        self.model.eval()
+        try:
+            with self.autocast():
+                yield
+        finally:
+            self.model.train()
 
     def due(self, step: int, last: int) -> bool:
         return self.probe.every > 0 and (step % self.probe.every == 0 or step == last)

@@ -28,10 +28,15 @@ from cofi.config.settings import ComputeSettings, TrainSettings, to_dict
 CURVE_COLUMNS = ["step", "loss", "penalty", "sam_loss", "lr", "tokens", "seconds", "kl", "vers_ce_delta"]
 
 
+def keeps_a_response(example: dict) -> bool:
+    """The example has a labelled token to learn after the first (one that ``max_len`` did not cut away)."""
+    return any(label != IGNORE_INDEX for label in example["labels"][1:])
+
+
 def tokenize_dataset(records, prompter, mask_prompt: bool, max_len: int) -> list[dict]:
     """Training examples of ``records`` (:meth:`cofi.data.prompts.Prompter.example`), those that keep a response token."""
     examples = [prompter.example(r, mask_prompt, max_len) for r in records]
-    usable = [e for e in examples if any(label != IGNORE_INDEX for label in e["labels"][1:])]
+    usable = [e for e in examples if keeps_a_response(e)]
     if not usable:
         raise ValueError(f"no training example keeps a response token within max_len={max_len}")
     return usable
