@@ -55,6 +55,10 @@ real: setup
 # The experiment CONFIG=file names (config.yaml's, default, without one): a --configfile replaces top-level keys.
 EXPERIMENT = $(shell $(BIN)/python -c 'import sys, yaml; print({k: v for f in sys.argv[1:] for k, v in (yaml.safe_load(open(f)) or {}).items()}.get("experiment", "default"))' config.yaml $(CONFIG))
 
+# The CPU kernels its jobs compute on (cofi/models/kernels.py): a bf16 experiment's are the CPU's native ones, and the
+# job server must start so too.
+KERNELS = $(shell $(BIN)/python -c 'import sys, yaml; c = {k: v for f in sys.argv[1:] for k, v in (yaml.safe_load(open(f)) or {}).items()}; print("native" if (c.get("compute") or {}).get("precision") == "bf16" else "pinned")' config.yaml $(CONFIG))
+
 # Every table and figure again from the score files already there (CONFIG=file: that experiment's): no training,
 # no evaluation.
 tables: setup
@@ -123,20 +127,24 @@ base-seeds: setup
 	PATH="$(BIN):$$PATH" python -m cofi.devtools base-seeds $(foreach seed,$(BASE_SEEDS),--config results/base-seeds/configs/base$(seed).yaml) \
 	  --out-dir results/base-seeds
 
-# The tree search and the exhaustive grid on the default, each over regions alone and over region x lr
-# (search.lr = SEARCH_LR): trainings, their time, the picks and their Uni gaps to the widest search's best.
-# Every search reuses the runs the others trained (runs are keyed by region and lr).
+# The tree search and the exhaustive grid on the default (or CONFIG=file's experiment), each over regions alone and
+# over region x lr (search.lr = SEARCH_LR), and the signal-to-noise pick (snr: no training; its pick trained and
+# scored after, as a candidate would be): trainings, their time, the picks and their Uni gaps to the widest search's
+# best. Every search reuses the runs the others trained (runs are keyed by region and lr).
 SEARCH_LR ?= 0.0001 0.0003 0.001
 # And the tree on a seeded sample of SEARCH_ITEMS items a suite (search.eval_items): scoring time, pick, its Uni on the
 # whole suites. SEARCHES="tree_items tree" runs just those two (the widest search last: the others' gaps are to its best).
 SEARCH_ITEMS ?= 50
-SEARCHES ?= tree_items tree grid tree_lr grid_lr
+# On the real model: make bench-search CONFIG=configs/smollm2.yaml SEARCHES="snr tree" (after make real).
+SEARCHES ?= snr tree_items tree grid tree_lr grid_lr
+bench-search: export COFI_CPU_KERNELS := $(KERNELS)
 bench-search: setup
-	PATH="$(BIN):$$PATH" python -m cofi.devtools search-configs --config config.yaml --lr $(SEARCH_LR) \
-	  --eval-items $(SEARCH_ITEMS) --out-dir results/bench-configs
-	for name in $(SEARCHES); do $(WARM_SNAKEMAKE) search_all --configfile results/bench-configs/$$name.yaml || exit 1; done
-	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-search --benchmarks results/default/benchmarks \
-	  $(foreach name,$(SEARCHES),--config $(name)=results/bench-configs/$(name).yaml)
+	PATH="$(BIN):$$PATH" python -m cofi.devtools search-configs --config $(or $(CONFIG),config.yaml) --lr $(SEARCH_LR) \
+	  --eval-items $(SEARCH_ITEMS) --out-dir results/bench-configs/$(EXPERIMENT)
+	for name in $(SEARCHES); do $(WARM_SNAKEMAKE) search_all search_picks_scored \
+	  --configfile results/bench-configs/$(EXPERIMENT)/$$name.yaml || exit 1; done
+	PATH="$(BIN):$$PATH" python -m cofi.devtools bench-search --benchmarks results/$(EXPERIMENT)/benchmarks \
+	  $(foreach name,$(SEARCHES),--config $(name)=results/bench-configs/$(EXPERIMENT)/$(name).yaml)
 
 # Step time and memory of the (N/4, N/2] FFN region vs Full SFT, alternated in one run.
 bench-region: setup

@@ -7,6 +7,7 @@ import re
 
 import cofi.jobs.interface
 import cofi.models.cluster
+import cofi.search.policy
 from cofi.config.candidates import split_of
 from cofi.config.experiment import SPLITS
 from cofi.config.names import BASE_ROW
@@ -261,6 +262,22 @@ def search_depth_files(w):
         if not expanded_ids(path):
             return files
         depth += 1
+
+
+def search_result_inputs(w):
+    """The depth files of a trained search; the base model's matrix SNR for search.mode snr."""
+    return [SNR_FILE] if EXP.search.mode == "snr" else search_depth_files(w)
+
+
+def search_result_spec(w):
+    out_dir = LAYOUT.search_dir(EXP.search.name, w.task)
+    if EXP.search.mode == "snr":
+        regions = cofi.search.policy.first_candidates(EXP.search.policy, EXP.n_layers)
+        return job_spec("search-snr", task=w.task, snr=SNR_FILE, policy=EXP.search.policy, groups=EXP.module_groups,
+                        n_layers=EXP.n_layers, lr=EXP.search.reference_lr, out_dir=out_dir,
+                        runs={c["id"]: EXP.candidates.name(c["id"], EXP.search.reference_lr) for c in regions})
+    return job_spec("search-report", task=w.task, depth_files=search_depth_files(w), n_layers=EXP.n_layers,
+                    out_dir=out_dir)
 
 
 def search_result(task):

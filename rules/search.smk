@@ -2,7 +2,9 @@
 # Candidates are runs named region-<id> (and region-<id>_lr<lr> at another lr than the reference's: search.lr),
 # so a wider beam, a deeper search or a longer lr list reuses finished ones.
 
-SEARCH = LAYOUT.search_dir(EXP.search.name, "{task}")  # tree and grid side by side
+SEARCH = LAYOUT.search_dir(EXP.search.name, "{task}")  # tree, grid and snr side by side
+SNR_FILE = f"{LAYOUT.search_dir('snr', 'matrix_snr.csv')}"  # the base model's, whatever the task
+SEARCH_RESULT_JOB = "search-snr" if EXP.search.mode == "snr" else "search-report"
 
 
 localrules:
@@ -31,17 +33,39 @@ checkpoint search_step:
         job_command("search-step")
 
 
+# search.mode snr trains nothing: the base model's matrices' SNR (once per experiment, on a compute node: singular
+# values of every projection) ranks the grid's regions, and the result takes the tree's place.
+rule matrix_snr:
+    input:
+        EXP.base_model_dir,
+    output:
+        SNR_FILE,
+    params:
+        spec=job_spec("matrix-snr", model=EXP.base_model_dir, out=SNR_FILE),
+    log:
+        log_file("matrix_snr"),
+    benchmark:
+        benchmark_file("matrix_snr")
+    conda:
+        "../envs/cofi.yaml"
+    threads: EXP.threads.importance
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        job_command("matrix-snr")
+
+
 checkpoint search_result:
     input:
-        search_depth_files,
+        search_result_inputs,
     output:
         result=f"{SEARCH}/result.json",
         trace=f"{SEARCH}/trace.csv",
         table=f"{SEARCH}/table.md",
         tree=multiext(f"{SEARCH}/tree", ".png", ".pdf"),
     params:
-        spec=lambda w: job_spec("search-report", task=w.task, depth_files=search_depth_files(w), n_layers=EXP.n_layers,
-                                out_dir=LAYOUT.search_dir(EXP.search.name, w.task)),
+        spec=search_result_spec,
     log:
         log_file("search_result", EXP.search.name, "{task}"),
     benchmark:
@@ -53,10 +77,18 @@ checkpoint search_result:
         mem_mb=1000,
         runtime=5,
     shell:
-        job_command("search-report")
+        job_command(SEARCH_RESULT_JOB)
 
 
 rule search_all:
     """Target: every task's search result (without rebuilding the tables)."""
     input:
         expand(f"{SEARCH}/result.json", task=TASKS if SEARCH_ON else []),
+
+
+rule search_picks_scored:
+    """Target: every task's pick scored as the searches score candidates (selection split, search seed): what an snr
+    pick, which trains nothing while searching, is worth beside a trained search's (make bench-search)."""
+    input:
+        lambda w: [run_file(search_result(task)["run"], task, EXP.search.seed, f"{EXP.search.scores_split}_scores.json")
+                   for task in (TASKS if SEARCH_ON else [])],

@@ -283,6 +283,9 @@ def _region_parts(searches: list[dict], tasks: list[str], search_scores: dict, b
         return [Part(task, "the search", note="no search") for task in tasks]
     parts = []
     for result in searches:
+        if result.get("criterion") == "snr":  # ranked by the weights' SNR: no candidate has a selection value
+            parts.append(Part(result["task"], f"pick {result['selected']}", note="search.mode snr trains no candidate"))
+            continue
         nodes = {n["id"]: n for n in result["nodes"] if n["id"] != "root"}
         if PAPER_REGION not in nodes:
             parts.append(Part(result["task"], f"{len(nodes)} candidates", note=f"{PAPER_REGION} not trained"))

@@ -359,6 +359,14 @@ def _check_search(experiment: Experiment, n_layers, projection_names, check_file
                           "not train; name a Full SFT run")
     if experiment.config["search"]["seed"] is not None and search.seed not in experiment.seeds:
         raise ConfigError(f"config key search.seed: {search.seed} is not one of seeds {experiment.seeds}")
+    if search.mode == "snr":  # ranks without training: nothing to train at other lrs, nothing to score
+        if search.lrs != (search.reference_lr,):
+            raise ConfigError(f"config key search.lr: {list(search.lrs)} under search.mode snr, which trains no "
+                              f"candidate; its pick trains at the reference's lr ({search.reference_lr:g}): leave "
+                              "search.lr null")
+        if search.eval_items is not None:
+            raise ConfigError("config key search.eval_items: set under search.mode snr, which scores no candidate; "
+                              "leave it null")
 
 
 def _check_table_reference(experiment: Experiment) -> None:

@@ -69,7 +69,8 @@ def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | 
                       seed: int = 0, stems: dict[str, str] | None = None, runs: str | Path | None = None) -> pd.DataFrame:
     """Per task and search ({name: its folder}, the widest last, e.g. the grid over region x lr): candidates
     and trainings (a candidate trains once per lr of search.lr), the training time from the finetune jobs'
-    benchmark files (``benchmarks``) at the search's ``seed`` (the pick is trained at every seed later: only the
+    benchmark files (``benchmarks``) at the search's ``seed`` (search.mode snr: none, and the seconds of its
+    singular values instead) (the pick is trained at every seed later: only the
     search's own trainings count), the pick (region at lr) and the Uni gap of its pick to the widest search's
     best, all on the selection (validation) scores the searches used. A negative gap means the pick beats the
     widest search's best (possible only through the tie rule or a smaller region).
@@ -88,9 +89,18 @@ def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | 
             return float("nan")
         return sum(float(pd.read_csv(f, sep="\t")["s"].iloc[-1]) for f in files if f.is_file())
 
-    def full_uni(task: str, run: str) -> float:
-        path = Path(runs or "", run, task, f"seed{seed}", "val_scores.json")
+    def snr_seconds() -> float:
+        path = Path(benchmarks or "", "matrix_snr.tsv")
+        return float(pd.read_csv(path, sep="\t")["s"].iloc[-1]) if benchmarks is not None and path.is_file() else float("nan")
+
+    def uni(task: str, run: str, stem: str = "val") -> float:
+        path = Path(runs or "", run, task, f"seed{seed}", f"{stem}_scores.json")
         return json.loads(path.read_text())["uni"][task] if runs is not None and path.is_file() else float("nan")
+
+    def pick_uni(result: dict, stem: str) -> float:
+        """The pick's selection Uni: the search's own, or (search.mode snr, which scores nothing) its run's scores
+        where another search trained and scored it."""
+        return result["scores"]["uni"] if result.get("scores") else uni(result["task"], result["run"], stem)
 
     results = {name: {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}
                for name, folder in searches.items()}
@@ -104,11 +114,14 @@ def search_efficiency(searches: dict[str, str | Path], benchmarks: str | Path | 
             trained = result.get("runs", [f"region-{c}" for c in result["trained"]])  # results before search.lr
             row = {"task": task, "search": name, "candidates": len(result["trained"]), "trainings": len(trained),
                    "training_s": seconds("finetune", task, trained, ""),
+                   # what snr spends instead: the base model's singular values, once for every task
+                   "snr_s": snr_seconds() if result.get("criterion") == "snr" else float("nan"),
                    "pick": f"{result['selected']} @ lr {format(result.get('lr', float('nan')), 'g')}",
-                   "pick_uni": result["scores"]["uni"], "uni_gap": best["scores"]["uni"] - result["scores"]["uni"]}
+                   "pick_uni": (value := pick_uni(result, (stems or {}).get(name, "val"))),
+                   "uni_gap": pick_uni(best, (stems or {}).get(widest, "val")) - value}
             if stems is not None:
                 row["scoring_s"] = seconds("evaluate_model", task, trained, f"_{stems[name]}")
-                row["pick_uni_whole"] = full_uni(task, result.get("run", f"region-{result['selected']}"))
+                row["pick_uni_whole"] = uni(task, result.get("run", f"region-{result['selected']}"))
             rows.append(row)
     if not rows:
         raise FileNotFoundError(f"{searches[widest]}: no search results (run the searches first)")

@@ -121,7 +121,8 @@ def cmd_bench_sam(args) -> None:
 
 
 def cmd_search_configs(args) -> None:
-    """The config with the search as tree and grid, each over regions alone and over region x lr."""
+    """The config with the search as tree and grid, each over regions alone and over region x lr, and as snr (no
+    training)."""
     from pathlib import Path
 
     import yaml
@@ -135,7 +136,9 @@ def cmd_search_configs(args) -> None:
         for suffix, lrs in (("", None), ("_lr", args.lr)):
             search = {**config.get("search", {}), "mode": mode, "lr": lrs}
             (out / f"{mode}{suffix}.yaml").write_text(yaml.safe_dump({**config, "search": search}, sort_keys=False))
-    written = "tree, grid, tree_lr and grid_lr"
+    search = {**config.get("search", {}), "mode": "snr", "lr": None, "eval_items": None}
+    (out / "snr.yaml").write_text(yaml.safe_dump({**config, "search": search}, sort_keys=False))
+    written = "snr, tree, grid, tree_lr and grid_lr"
     if args.eval_items:  # the tree again, its candidates scored on a seeded sample of the items
         search = {**config.get("search", {}), "mode": "tree", "lr": None, "eval_items": args.eval_items}
         (out / "tree_items.yaml").write_text(yaml.safe_dump({**config, "search": search}, sort_keys=False))
@@ -444,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search-configs", help="a config's search as tree and grid, over regions and region x lr")
     p.add_argument("--config", required=True, help="the config (e.g. config.yaml)")
     p.add_argument("--lr", type=float, nargs="+", required=True, help="search.lr of the _lr configs")
-    p.add_argument("--out-dir", required=True, help="where tree.yaml, grid.yaml, tree_lr.yaml, grid_lr.yaml go")
+    p.add_argument("--out-dir", required=True, help="where snr.yaml, tree.yaml, grid.yaml, tree_lr.yaml, grid_lr.yaml go")
     p.add_argument("--eval-items", type=int, help="also tree_items.yaml: the tree on a sample of this many items")
     p.set_defaults(func=cmd_search_configs)
 

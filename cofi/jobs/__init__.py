@@ -23,6 +23,8 @@ JOBS = {
     "landscape": "cofi.jobs.analysis:LandscapeJob",
     "search-step": "cofi.jobs.search:SearchStepJob",
     "search-report": "cofi.jobs.search:SearchReportJob",
+    "matrix-snr": "cofi.jobs.search:MatrixSnrJob",
+    "search-snr": "cofi.jobs.search:SearchSnrJob",
     "table": "cofi.jobs.tables:TableJob",
     "claims": "cofi.jobs.tables:ClaimsJob",
     "plots": "cofi.jobs.tables:PlotsJob",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from cofi.io import write_json
 from cofi.jobs.interface import Job, option
@@ -54,6 +55,110 @@ class SearchReportJob(Job):
         self.log(f"{self.task}: selected {result['label']} ({result['selected']}) after training "
                  f"{len(result['trained'])} candidates")
         return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatrixSnrJob(Job):
+    """Spectrum's signal-to-noise ratio of every decoder-layer projection matrix of a model, read tensor by tensor
+    from its weight files (no model is built)."""
+
+    computes: ClassVar[bool] = True  # singular values: threads help
+    model: str = option("the model directory")
+    out: str = option("output CSV: layer, projection, shape, SNR and what it rests on")
+
+    def execute(self) -> None:
+        import pandas as pd
+
+        from cofi.models.weights import stored_weights
+        from cofi.search.regions import layer_projection
+        from cofi.search.snr import matrix_snr
+
+        rows = []
+        with stored_weights(self.model) as weights:
+            for name in weights.names():
+                found = layer_projection(name)
+                if found is None or not name.endswith(".weight") or len(weights.shape_and_dtype(name)[0]) != 2:
+                    continue
+                tensor = weights.tensor(name)
+                rows.append({"layer": found[0], "projection": found[1], "name": name,
+                             "shape": "x".join(map(str, tensor.shape)), **matrix_snr(tensor)})
+        if not rows:
+            raise ValueError(f"{self.model}: no decoder-layer projection matrices (names like model.layers.0.mlp.up_proj.weight)")
+        frame = pd.DataFrame(rows).sort_values(["layer", "projection"])
+        Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(self.out, index=False, float_format="%.6g")
+        self.log(f"SNR of {len(frame)} matrices in {frame['layer'].nunique()} layers -> {self.out}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSnrJob(Job):
+    """The search's pick by signal-to-noise ratio (search.mode: snr): the grid's regions ranked by their matrices'
+    SNR, no candidate trained; the result, trace, table and a ranking figure where the tree's go."""
+
+    task: str = option("speciality task (each task's result holds the same pick: the SNR is the base model's)")
+    snr: str = option("the matrices' SNR (the matrix-snr job's CSV)")
+    policy: Policy = option("the search policy (search): its root_modules and min_layers")
+    groups: dict = option("module groups: {group: [projection, ...]} (module_groups)")
+    n_layers: int = option("decoder layers of the model")
+    runs: dict = option("{region id: the run that trains it at lr} for every candidate")
+    lr: float = option("the lr the pick trains at (the reference run's)")
+    out_dir: str = option("directory for result.json, trace.csv, table.md, tree.png/pdf")
+
+    def execute(self) -> dict:
+        result = snr_report(self.task, self.snr, self.policy, self.groups, self.n_layers, self.runs, self.lr,
+                            self.out_dir)
+        self.log(f"{self.task}: selected {result['label']} ({result['selected']}), mean SNR percentile "
+                 f"{result['nodes'][0]['value']:.3f} of {len(result['nodes'])} regions; nothing trained")
+        return result
+
+
+def snr_report(task: str, snr_file: str, policy: Policy, groups: dict, n_layers: int, runs: dict, lr: float,
+               out_dir: str | Path) -> dict:
+    import pandas as pd
+
+    from cofi.search.policy import first_candidates
+    from cofi.search.snr import rank_regions
+
+    frame = pd.read_csv(snr_file)
+    snr = {(int(r.layer), str(r.projection)): float(r.snr) for r in frame.itertuples()}
+    ranked = rank_regions([c["region"] for c in first_candidates(policy, n_layers)], snr, groups, n_layers)
+    pick = ranked[0]
+    nodes = [{**row, "selected": row is pick, "status": "selected" if row is pick else "ranked"} for row in ranked]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trace = pd.DataFrame(nodes).assign(layers=lambda t: t["layers"].map(lambda ls: " ".join(map(str, ls))),
+                                       modules=lambda t: t["modules"].map("+".join))
+    trace[SNR_TRACE_COLUMNS].to_csv(out_dir / "trace.csv", index=False, float_format="%.4f")
+    table = trace[["rank", "label", "matrices", "value", "snr"]].rename(
+        columns={"value": "mean SNR percentile", "snr": "mean SNR"})
+    (out_dir / "table.md").write_text(
+        f"Signal-to-noise pick for {task} ({len(table)} regions of the base model ranked by their matrices' mean "
+        f"SNR percentile within each projection; nothing trained)\n\n" + table.to_markdown(index=False, floatfmt=".3f")
+        + "\n")
+    plot_ranking(nodes, task, out_dir / "tree")
+    result = {"task": task, "selected": pick["id"], "run": runs[pick["id"]], "lr": lr, "label": pick["label"],
+              "scores": None, "selection_split": None, "criterion": "snr", "trained": [], "runs": [], "nodes": nodes}
+    write_json(out_dir / "result.json", result, indent=1)
+    return result
+
+
+SNR_TRACE_COLUMNS = ["rank", "id", "label", "layers", "modules", "matrices", "value", "snr", "selected"]
+
+
+def plot_ranking(nodes: list[dict], task: str, stem: Path) -> None:
+    """The regions' mean SNR percentile, best at the top; the pick in red."""
+    from cofi.io import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(nodes) + 1.2))
+    ys = range(len(nodes))[::-1]
+    ax.barh(list(ys), [n["value"] for n in nodes], color=["tab:red" if n["selected"] else "0.6" for n in nodes])
+    ax.set_yticks(list(ys), [n["label"] for n in nodes], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean SNR percentile of the region's matrices (within each projection)")
+    ax.set_title(f"Signal-to-noise pick for {task} (pick in red; nothing trained)")
+    fig.tight_layout()
+    save_figure(fig, stem)
 
 
 def task_scores(path: str | Path, task: str) -> dict:

@@ -4,7 +4,8 @@ The paper's walk (reconstructed; its Algorithm 1 is not public): three half-dept
 both module groups, then the two quarters of the best half, then each module group alone in the
 best quarter. Generalised here to a per-depth expansion *schedule*, a *beam*, a selection
 *criterion* under a Spec floor relative to Full SFT, and stop rules. ``grid`` mode scores the
-whole space in one depth. The workflow wires these functions to Snakemake checkpoints, one per
+whole space in one depth; ``snr`` mode ranks the same space without training
+(:mod:`cofi.search.snr`). The workflow wires these functions to Snakemake checkpoints, one per
 depth; nothing here reads files or trains.
 """
 
@@ -26,7 +27,9 @@ QUARTERS = [(Fraction(i, 4), Fraction(i + 1, 4)) for i in range(4)]
 class Policy:
     """The search's settings (the config's ``search`` section, less enabled/reference/seed)."""
 
-    mode: Literal["tree", "grid"] = setting("tree", "tree (the paper's walk, generalised) or grid (all 21 candidates)")
+    mode: Literal["tree", "grid", "snr"] = setting(
+        "tree", "tree (the paper's walk, generalised), grid (all 21 candidates), or snr (the grid's candidates ranked by "
+                "their weights' signal-to-noise ratio, none trained)")
     schedule: tuple[str, ...] = setting(("halves", "split", "modules"),
                                         "expansion per depth: halves, split (alias quarters), modules", minItems=1)
     beam: int = setting(1, "candidates kept per depth (1: the paper's greedy walk)", minimum=1)
@@ -39,7 +42,7 @@ class Policy:
 
     @property
     def depth_limit(self) -> int:
-        if self.mode == "grid":
+        if self.mode in ("grid", "snr"):
             return 1
         return min(self.max_depth or len(self.schedule), len(self.schedule))
 
@@ -99,7 +102,7 @@ def check_policy(policy: Policy, groups: dict, n_layers: int | None) -> None:
 
 def first_candidates(policy: Policy, n_layers: int) -> list[dict]:
     """Depth-1 candidates, each as ``{"id", "parent", "region"}``; the root's scores are the reference's."""
-    if policy.mode == "grid":
+    if policy.mode in ("grid", "snr"):
         regions = grid(policy.root_modules, n_layers, policy.min_layers)
     else:
         regions = children(root(policy), policy.schedule[0], n_layers, policy.min_layers)

@@ -117,6 +117,8 @@ GOOD_RECORD = {"instruction": "a", "input": "b", "output": "c"}
         (lambda c, d: c["runs"]["full"].update(lr=[0.1, -0.2]), r"runs\.full\.lr\.1: -0\.2 is less than or equal to the minimum of 0"),
         (lambda c, d: c["search"].update(min_layers=5), r"search\.min_layers: no first-depth candidate keeps 5 layers of 8"),
         (lambda c, d: c["search"].update(criterion="loss"), r"search\.criterion: 'loss' is not one of"),
+        (lambda c, d: c["search"].update(mode="snr", lr=[0.001, 0.003]), r"search\.lr: \[0\.001, 0\.003\] under search\.mode snr, which trains no candidate"),
+        (lambda c, d: c["search"].update(mode="snr", eval_items=50), r"search\.eval_items: set under search\.mode snr"),
         (lambda c, d: (d / "empty").mkdir() or c["model"].update(path=str(d / "empty")), r"model\.path '.*empty': no config\.json"),
         (lambda c, d: c["claims"].update(cofitune="no_such_run"), r"config key claims\.cofitune: 'no_such_run' is not a row of the tables \(rows: base, full, "),
         (lambda c, d: c["claims"].update(full_tuned="full_tuned"), r"claims\.full_tuned: 'full_tuned' is not a row"),
