@@ -59,6 +59,7 @@ include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/search.smk"
 include: "rules/tables.smk"
+include: "rules/realign.smk"
 include: "rules/analysis.smk"
 include: "rules/completion.smk"
 
@@ -67,6 +68,7 @@ rule all:
     input:
         TABLE_OUTPUTS,
         LOSS_CURVES,
+        rules.realign_table.output if EXP.realign.runs else [],
         # Requested here too so every task's search starts at once (not one after another).
         rules.search_all.input,
     default_target: True

@@ -85,17 +85,14 @@ if ARCHITECTURE is not None:
 
 
 @functools.cache
-def training_request(run, attempt):
-    return cofi.models.cluster.training_request(EXP, ARCHITECTURE, EXP.run(run), attempt)
-
-
-def training_resources(mem_mb, runtime):
-    """A finetune job's resources: from the plan for its run where the site describes GPUs (cofi.models.cluster: a key the
-    run does not need is None, which Snakemake leaves out), else ``mem_mb`` and ``runtime`` for a workstation."""
+def training_resources(mem_mb, runtime, run_of=lambda w: EXP.run(w.run)):
+    """A finetune job's resources: from the plan for its run (``run_of(wildcards)``) where the site describes GPUs
+    (cofi.models.cluster: a key the run does not need is None, which Snakemake leaves out), else ``mem_mb`` and
+    ``runtime`` for a workstation."""
     if not EXP.cluster.has_gpus:
         return {"mem_mb": mem_mb, "runtime": runtime}
-    return {key: lambda w, attempt, key=key: training_request(w.run, attempt).get(key)
-            for key in cofi.models.cluster.REQUEST_KEYS}
+    request = lambda w, attempt: cofi.models.cluster.training_request(EXP, ARCHITECTURE, run_of(w), attempt)
+    return {key: lambda w, attempt, key=key: request(w, attempt).get(key) for key in cofi.models.cluster.REQUEST_KEYS}
 
 
 def model_resources(job="single"):
@@ -284,6 +281,35 @@ def search_result(task):
     """The task's finished search result (waits for the search)."""
     with open(checkpoints.search_result.get(task=task).output.result) as handle:
         return json.load(handle)
+
+
+# --- realign.smk's input functions ---------------------------------------------
+
+
+def realign_spec(w):
+    """The probe's training: the row's model (or the base model), a few steps of method full on the examples."""
+    return job_spec("finetune", model=EXP.realign_source(w.row, w.task, w.seed), train_data=REALIGN_DATA,
+                    run=EXP.realign_run.spec(), seed=int(w.seed), prompt=PROMPT, compute=EXP.compute,
+                    out=LAYOUT.realigned(w.row, w.task, w.seed, "model"),
+                    curve=LAYOUT.realigned(w.row, w.task, w.seed, "loss.csv"), **LOADING)
+
+
+def realigned_scoring(w):
+    """The probed model scored as the row was: its task's Spec and every Vers suite, test split."""
+    files = [LAYOUT.realigned(w.row, w.task, w.seed, f"test_{kind}.json") for kind in ("scores", "predictions")]
+    return evaluate_spec([scoring(LAYOUT.realigned(w.row, w.task, w.seed, "model"), EXP.evaluation_suites([w.task], "test"),
+                                  {"method": w.row, "task": w.task, "seed": int(w.seed), "split": "test"}, *files)])
+
+
+def realign_before_runs():
+    """(run, test score file) of each probed row at every task and seed."""
+    return [(run, run_file(run, task, seed, "test_scores.json"))
+            for run in EXP.realign.runs for task in TASKS for seed in EXP.seeds]
+
+
+def realign_after_files():
+    return [LAYOUT.realigned(row, task, seed, "test_scores.json")
+            for row in EXP.realign_rows for task in TASKS for seed in EXP.seeds]
 
 
 # --- tables.smk's input functions ----------------------------------------------

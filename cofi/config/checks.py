@@ -71,6 +71,7 @@ def checked_experiment(config: dict, check_files: bool = True) -> Experiment:
         check(experiment, n_layers, projections, check_files)
     _check_table_reference(experiment)
     _check_landscape(experiment)
+    _check_realign(experiment)
     _check_claims(experiment)
     _check_selection(experiment)
     _check_backend(experiment, conversations)
@@ -405,6 +406,20 @@ def _check_landscape(experiment: Experiment) -> None:
                           "(with its type), or set landscape.runs: []")
     if land.seed is not None and land.seed not in experiment.seeds:
         raise ConfigError(f"config key landscape.seed: {land.seed} is not one of seeds {experiment.seeds}")
+
+
+def _check_realign(experiment: Experiment) -> None:
+    """The probed rows are configured runs, each once, and some versatility suite has examples to realign on."""
+    runs = experiment.realign.runs
+    for i, run in enumerate(runs):
+        if run not in experiment.runs:
+            hint = " (the base model is always probed: it is the control)" if run == "base" else ""
+            raise ConfigError(f"config key realign.runs[{i}]: {run!r} is not a configured run{hint}")
+        if run in runs[:i]:
+            raise ConfigError(f"config key realign.runs[{i}]: {run!r} is listed twice")
+    if runs and not experiment.versatility_val_files():
+        raise ConfigError("config key realign.runs: the probe trains on the versatility suites' val JSONL files, and "
+                          "no suite has one; give one (with its type), or set realign.runs: []")
 
 
 def _check_claims(experiment: Experiment) -> None:

@@ -20,7 +20,8 @@ from cofi.config.claim_rows import claim_rows, untested_claims
 from cofi.config.names import BASE_ROW, COARSE_ROW, tuned_row
 from cofi.config.runs import Run, Runs, expand_runs, make_run
 from cofi.config.settings import (ClaimRows, ClusterSettings, ComputeSettings, EvaluationSettings, ImportanceSettings,
-                                  LandscapeSettings, ModelSettings, PromptSettings, TablesSettings, ThreadsSettings)
+                                  LandscapeSettings, ModelSettings, PromptSettings, RealignSettings, TablesSettings,
+                                  ThreadsSettings)
 from cofi.data.embedded import suites_module
 from cofi.errors import InputError
 
@@ -104,6 +105,12 @@ class Experiment:
         self.threads = settings.from_dict(ThreadsSettings, config["threads"], "threads")
         self.runs = Runs((name, make_run(name, entry, config["training"], self.module_groups))
                          for name, entry in expand_runs(config["runs"]).items())
+        self.realign = settings.from_dict(RealignSettings, config["realign"], "realign")
+        # The probe's training: every weight, a few steps, no warm-up, nothing watched (a run of method full).
+        realign = {"method": "full", "steps": self.realign.steps, "lr": self.realign.lr or config["training"]["lr"],
+                   "batch_size": min(self.realign.examples, config["training"]["batch_size"]), "grad_accum": 1,
+                   "warmup_ratio": 0.0, "kl_every": 0, "max_kl": None}
+        self.realign_run = make_run("realign", realign, config["training"], self.module_groups)
         reference = self.runs.get(config["search"]["reference"])  # a missing one is check_config's to report
         self.search = Search.of(config["search"], reference, self.seeds[0])
         self.candidates = Candidates(self.search, reference, self.module_groups)
@@ -258,12 +265,27 @@ class Experiment:
 
     def forgetting_files(self, task: str) -> dict:
         """What a run watching its forgetting measures on (:class:`cofi.jobs.finetune.FinetuneJob`): the task's
-        validation file, and each versatility suite's that has a JSONL one (harness tasks without a val file have
-        no references to score)."""
-        jsonl = lambda suite: {"path": suite.file("val"), "type": suite.type}  # noqa: E731
-        return {"task": jsonl(self.tasks[task]),
-                "vers": {name: jsonl(suite) for name, suite in self.versatility.items()
-                         if not suite.harness or suite.paths.get("val") is not None}}
+        validation file, and the versatility suites' (:meth:`versatility_val_files`)."""
+        task_suite = self.tasks[task]
+        return {"task": {"path": task_suite.file("val"), "type": task_suite.type}, "vers": self.versatility_val_files()}
+
+    def versatility_val_files(self) -> dict:
+        """{suite: {"path", "type"}} of each versatility suite with a JSONL validation file, whose items have
+        references (a harness task without one has none to read): the forgetting sample and the realignment
+        probe's examples."""
+        return {name: {"path": suite.file("val"), "type": suite.type} for name, suite in self.versatility.items()
+                if not suite.harness or suite.paths.get("val") is not None}
+
+    @property
+    def realign_rows(self) -> list[str]:
+        """The rows the realignment probe scores again: the base model (the control), then realign.runs."""
+        return [BASE_ROW, *self.realign.runs] if self.realign.runs else []
+
+    def realign_source(self, row: str, task: str, seed) -> str:
+        """The model a row's probe starts from: the base model, or the row's model at that task and seed."""
+        if row == BASE_ROW:
+            return self.base_model_dir
+        return self.layout.run_file(self.runs.storage(row), task, seed, "model")
 
     def forgetting_samples(self, run: str, task: str) -> dict | None:
         """:meth:`forgetting_files` for a run that watches its forgetting, else None."""

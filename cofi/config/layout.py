@@ -34,6 +34,10 @@ class Layout:
     def run_file(self, run: str, task: str, seed, name: str) -> str:
         return f"{self.run_dir(run, task, seed)}/{name}"
 
+    def realigned(self, row: str, task: str, seed, name: str) -> str:
+        """A file of the realignment probe of ``row`` (a run, or the base model) at ``task`` and ``seed``."""
+        return f"{self.root}/realign/{row}/{task}/seed{seed}/{name}"
+
     def importance(self, source: str, suffix: str = "safetensors") -> str:
         return f"{self.root}/importance/{source}.{suffix}"
 

@@ -297,6 +297,20 @@ class LandscapeSettings:
 
 
 @dataclass(frozen=True)
+class RealignSettings:
+    """The realignment probe (spurious forgetting): each chosen run's models, and the base model alike, trained a few
+    steps on a handful of versatility examples, then scored again (cofi.analysis.realign)."""
+
+    runs: tuple[str, ...] = setting(
+        (), "configured runs (or sweep variants) to probe, at every seed; the base model is probed alike as the "
+            "control; [] (the default) turns the probe off")
+    examples: int = setting(8, "versatility examples trained on: the first of each suite's validation file, in turn "
+                               "(a multiple-choice item with its right choice as the response)", minimum=1)
+    steps: int = setting(10, "optimizer steps on them (every weight trained, AdamW, no warm-up)", minimum=1)
+    lr: float | None = setting(None, "learning rate (null - training.lr)", exclusiveMinimum=0)
+
+
+@dataclass(frozen=True)
 class TablesSettings:
     """How the result tables read; changing these rebuilds the tables and plots only, never a run."""
 

@@ -25,6 +25,8 @@ JOBS = {
     "search-report": "cofi.jobs.search:SearchReportJob",
     "matrix-snr": "cofi.jobs.search:MatrixSnrJob",
     "search-snr": "cofi.jobs.search:SearchSnrJob",
+    "realign-data": "cofi.jobs.realign:RealignDataJob",
+    "realign-table": "cofi.jobs.tables:RealignTableJob",
     "table": "cofi.jobs.tables:TableJob",
     "claims": "cofi.jobs.tables:ClaimsJob",
     "plots": "cofi.jobs.tables:PlotsJob",

@@ -130,3 +130,30 @@ class SharpnessJob(Job):
         self.log(f"sharpness of {len(table)} models; Spearman with the Vers drop:\n"
                  f"{correlations.round(3).to_string(index=False)}")
         return table
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealignTableJob(Job):
+    """The realignment probe's table: each probed row's drop, what its probe recovered, and the base model's own
+    change from the same steps (realign.md and realign.csv)."""
+
+    before: tuple[str, ...] = option("the probed rows' test score files and the base model's; " + RUN_FILE_HELP)
+    after: tuple[str, ...] = option("their score files after the probe (the base model's at each seed)")
+    steps: int = option("the probe's steps (realign.steps), for the caption")
+    examples: int = option("its examples (realign.examples), for the caption")
+    settings: TablesSettings = option("digits and the bootstrap (tables)", TablesSettings())
+    out_dir: str = option("directory for realign.md and realign.csv")
+
+    def execute(self):
+        from cofi.analysis.intervals import Bootstrap
+        from cofi.analysis.realign import realign_markdown, realign_table
+        from cofi.analysis.tables import read_score_files
+
+        table = realign_table(read_score_files(list(self.before)), read_score_files(list(self.after)),
+                              Bootstrap(self.settings.bootstrap, self.settings.bootstrap_seed))
+        out = Path(self.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "realign.md").write_text(realign_markdown(table, self.steps, self.examples, self.settings.digits))
+        table.to_csv(out / "realign.csv", index=False, float_format="%.4f")
+        self.log(f"realignment probe: {table['method'].nunique() if len(table) else 0} rows -> {out}/realign.md")
+        return table

@@ -14,6 +14,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
+from cofi.search.regions import parse_region_id
 from conftest import REPO, copy_workflow, snakemake, snakemake_environment
 
 pytestmark = pytest.mark.e2e
@@ -188,6 +189,55 @@ def test_the_search_over_region_and_lr_trains_each_candidate_at_each_lr_and_reus
     grid = json.loads((results / "search/grid_lr0.001-0.003/bio/result.json").read_text())
     assert len(grid["trained"]) == 21 and len(grid["runs"]) == 42 and set(result["runs"]) <= set(grid["runs"])
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+
+
+def test_the_snr_search_trains_nothing_and_its_pick_reaches_the_cofitune_run(tiny_run):
+    """search.mode snr: the base model's matrix SNR once, each task's ranking of the grid's regions, no candidate
+    trained; the CoFiTune run then trains the snr pick (a dry run: the tiny run's own models stay as they are)."""
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    (tiny_run / "snr.yaml").write_text(yaml.safe_dump({**config, "search": {**config["search"], "mode": "snr"}}))
+    done = snakemake(tiny_run, "search_all", "--configfile", "snr.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not finetuned_runs(done.stdout + done.stderr)
+    results = tiny_run / "results/tiny/search/snr"
+    snr = pd.read_csv(results / "matrix_snr.csv")
+    assert len(snr) == 7 * config["embedded"]["base"]["layers"] and (snr["snr"] > 0).all()
+    result = json.loads((results / "bio/result.json").read_text())
+    assert result["criterion"] == "snr" and result["trained"] == [] and result["run"] == f"region-{result['selected']}"
+    assert json.loads((results / "rotate/result.json").read_text())["selected"] == result["selected"]  # the model's
+    planned = snakemake(tiny_run, "-n", "-p", "--forcerun", "finetune", "--configfile", "snr.yaml",
+                        "results/tiny/runs/cofitune_update/bio/seed0/model")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    region = parse_region_id(result["selected"])
+    spec = next(json.loads(re.search(r"--spec '(.*?)'", line).group(1)) for line in planned.stdout.splitlines()
+                if "cofi finetune" in line and "cofitune_update" in line)
+    assert spec["run"]["params"]["range"] == [str(region.lo), str(region.hi)]
+    assert spec["run"]["params"]["modules"] == list(region.modules)
+
+
+def test_the_realignment_probe_scores_each_rows_models_again_beside_the_base_models(tiny_run):
+    """realign.runs: the run's models and the base model's, a few steps on the Vers examples, scored again; the
+    table pairs them. The probe starts from the run's model (it keeps the task it learnt: its Spec stays above the
+    realigned base model's), trains the configured steps, and leaves no model behind."""
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["realign"] = {"runs": ["full"], "examples": 4, "steps": 3}
+    (tiny_run / "realign.yaml").write_text(yaml.safe_dump(config))
+    done = snakemake(tiny_run, "realign_table", "--configfile", "realign.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not finetuned_runs(done.stdout + done.stderr)  # no run trained again: only the probes
+    realign = tiny_run / "results/tiny/realign"
+    assert len((tiny_run / "results/tiny/data/realign_examples.jsonl").read_text().splitlines()) == 4
+    for row in ("base", "full"):
+        curve = pd.read_csv(realign / row / "bio/seed0/loss.csv")
+        assert curve["step"].max() == 3 and not (realign / row / "bio/seed0/model").exists()
+    after = {row: json.loads((realign / row / "bio/seed0/test_scores.json").read_text()) for row in ("base", "full")}
+    assert after["full"]["spec"]["bio"] > after["base"]["spec"]["bio"]
+    table = pd.read_csv(tiny_run / "results/tiny/tables/realign.csv").set_index(["method", "task", "suite"])
+    assert set(table.index) == {("full", t, s) for t in ("bio", "rotate") for s in ("know", "reason", "instruct", "vers")}
+    main = pd.read_csv(tiny_run / "results/tiny/tables/main.csv").set_index(["method", "task"])
+    assert table.loc[("full", "bio", "reason"), "before"] == pytest.approx(main.loc[("full", "bio"), "reason"], abs=1e-3)
+    assert table.loc[("full", "bio", "reason"), "after"] == pytest.approx(after["full"]["reason"], abs=1e-6)
+    assert "Realignment probe" in (tiny_run / "results/tiny/tables/realign.md").read_text()
 
 
 def test_tables_figures_and_landscapes(tiny_run):
@@ -390,6 +440,7 @@ def test_versatility_from_harness_tasks_goes_through_the_search_tables_and_claim
     config["runs"] = {"full": {}}
     config["selection"] = "test"
     config["search"]["eval_items"] = 6  # the candidates on a sample of 6 items a suite; the rows on all 12
+    config["search"]["schedule"] = ["halves"]  # one depth: selecting on the harness's scores is what is tested
     config["landscape"]["runs"] = []
     (tiny_run / "harness.yaml").write_text(yaml.safe_dump(config))
     done = snakemake(tiny_run, "--configfile", "harness.yaml")
