@@ -87,17 +87,12 @@ def format_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     if table.empty:
         return caption + "No run has lenient scores (no generation suite, or score files from before they existed).\n"
 
-    from cofi.analysis.tables import HEADERS
-
-    def cell(row, column: str) -> str:
-        if pd.isna(row[column]):
-            return "—"
-        return f"{row[column]:+.{digits}f} [{row[f'{column}_lo']:+.{digits}f}, {row[f'{column}_hi']:+.{digits}f}]"
+    from cofi.analysis.tables import HEADERS, signed_cell
 
     lines = ["| row | task | suite | strict | lenient | strict drop | lenient drop | format share (%) |",
              "| --- | --- | --- | --: | --: | --: | --: | --: |"]
     for row in table.to_dict("records"):
+        measured = " | ".join(signed_cell(row, column, digits) for column in ("strict_drop", "lenient_drop", "format_share"))
         lines.append(f"| {row['method']} | {row['task']} | {HEADERS[row['suite']]} | {row['strict']:.{digits}f} | "
-                     f"{row['lenient']:.{digits}f} | {cell(row, 'strict_drop')} | {cell(row, 'lenient_drop')} | "
-                     f"{cell(row, 'format_share')} |")
+                     f"{row['lenient']:.{digits}f} | {measured} |")
     return caption + "\n".join(lines) + "\n"

@@ -79,16 +79,11 @@ def realign_markdown(table: pd.DataFrame, steps: int, examples: int, digits: int
     if table.empty:
         return caption + "No probed row has scores before and after (realign.runs is empty).\n"
 
-    from cofi.analysis.tables import HEADERS
-
-    def cell(row, column: str) -> str:
-        if pd.isna(row[column]):
-            return "—"
-        return f"{row[column]:+.{digits}f} [{row[f'{column}_lo']:+.{digits}f}, {row[f'{column}_hi']:+.{digits}f}]"
+    from cofi.analysis.tables import HEADERS, signed_cell
 
     lines = ["| row | task | suite | before | after | drop | recovered | control (base) | beyond control | "
              "share of drop (%) |", "| --- | --- | --- | --: | --: | --: | --: | --: | --: | --: |"]
     for row in table.to_dict("records"):
         lines.append(f"| {row['method']} | {row['task']} | {HEADERS[row['suite']]} | {row['before']:.{digits}f} | "
-                     f"{row['after']:.{digits}f} | " + " | ".join(cell(row, m) for m in MEASURES) + " |")
+                     f"{row['after']:.{digits}f} | " + " | ".join(signed_cell(row, m, digits) for m in MEASURES) + " |")
     return caption + "\n".join(lines) + "\n"

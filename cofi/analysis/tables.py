@@ -162,6 +162,14 @@ def summarise(per_seed: pd.DataFrame, reference: str | None = None, groups: dict
     return add_intervals(table[columns], cells or cells_of(per_seed), reference, bootstrap or Bootstrap())
 
 
+def signed_cell(row: dict, column: str, digits: int) -> str:
+    """A signed estimate with its interval, "+1.2 [-0.3, +2.5]", from ``column`` and its ``_lo``/``_hi``; "—" where
+    there is none."""
+    if pd.isna(row[column]):
+        return "—"
+    return f"{row[column]:+.{digits}f} [{row[f'{column}_lo']:+.{digits}f}, {row[f'{column}_hi']:+.{digits}f}]"
+
+
 def test_records(per_seed: pd.DataFrame) -> dict[tuple[str, str], list[dict]]:
     """{(row, task): its per-seed records} of the test split."""
     test = per_seed[per_seed["split"] == "test"]
