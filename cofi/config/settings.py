@@ -348,9 +348,10 @@ class ThreadsSettings:
     """Threads per job (torch threads = the rule's threads)."""
 
     base: int = setting(2, "build_base and import_gguf", minimum=1)
-    finetune: int = setting(1, "finetune (per process)", minimum=1)
-    evaluate: int = setting(1, "evaluate_base, evaluate_run, evaluate_sweep, evaluate_model, landscape", minimum=1)
-    importance: int = setting(1, "importance", minimum=1)
+    finetune: int = setting(1, "finetune and realign (per process)", minimum=1)
+    evaluate: int = setting(1, "evaluate_base, evaluate_run, evaluate_sweep, evaluate_model, evaluate_realigned, landscape",
+                            minimum=1)
+    importance: int = setting(1, "importance, and matrix_snr (search.mode snr)", minimum=1)
 
 
 AUTO = "auto"  # a claims row found from the runs (cofi.config.claim_rows)
