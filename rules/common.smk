@@ -1,6 +1,5 @@
 # Shared by every rules/*.smk file. The experiment, where its files go, how a job loads a model, and the
 # input functions of each rule file (Snakemake's linter keeps functions apart from rules), by file.
-import functools
 import json
 import os
 import re
@@ -84,15 +83,24 @@ if ARCHITECTURE is not None:
         raise SystemExit(f"cofi: {error}")
 
 
-@functools.cache
+_TRAINING_REQUESTS = {}  # (run name, attempt) -> the plan's request: planned once, asked for each key
+
+
+def training_request(run, attempt):
+    key = (run.name, attempt)
+    if key not in _TRAINING_REQUESTS:
+        _TRAINING_REQUESTS[key] = cofi.models.cluster.training_request(EXP, ARCHITECTURE, run, attempt)
+    return _TRAINING_REQUESTS[key]
+
+
 def training_resources(mem_mb, runtime, run_of=lambda w: EXP.run(w.run)):
     """A finetune job's resources: from the plan for its run (``run_of(wildcards)``) where the site describes GPUs
     (cofi.models.cluster: a key the run does not need is None, which Snakemake leaves out), else ``mem_mb`` and
     ``runtime`` for a workstation."""
     if not EXP.cluster.has_gpus:
         return {"mem_mb": mem_mb, "runtime": runtime}
-    request = lambda w, attempt: cofi.models.cluster.training_request(EXP, ARCHITECTURE, run_of(w), attempt)
-    return {key: lambda w, attempt, key=key: request(w, attempt).get(key) for key in cofi.models.cluster.REQUEST_KEYS}
+    return {key: lambda w, attempt, key=key: training_request(run_of(w), attempt).get(key)
+            for key in cofi.models.cluster.REQUEST_KEYS}
 
 
 def model_resources(job="single"):
