@@ -124,12 +124,13 @@ rule claims_table:
     output:
         md=f"{TABLES}/claims.md",
         csv=f"{TABLES}/claims.csv",
+        forecast=multiext(f"{PLOTS}/kl_forecast", ".png", ".pdf"),
     params:
         spec=lambda w: job_spec(
             "claims", scores=[LAYOUT.base_scores, *table_score_args(w)], searches=search_results(w),
             groups=EXP.runs.sweeps, rows=EXP.claim_rows, settings=EXP.tables,
             sharpness=f"{TABLES}/sharpness.csv" if EXP.landscape.runs else None, curves=forecast_curves(),
-            out_dir=TABLES),
+            out_dir=TABLES, forecast_plot=f"{PLOTS}/kl_forecast"),
     log:
         log_file("claims_table", "claims_table"),
     benchmark:

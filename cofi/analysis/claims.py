@@ -259,18 +259,17 @@ def _forecast_parts(forecast: pd.DataFrame | None, test: pd.DataFrame, tasks: li
     """Per task, Spearman's ρ of the runs' early KL with their Vers drop."""
     if forecast is None or forecast["kl_early"].notna().sum() == 0:
         return [Part(task, "runs", note="no run measured its KL (training.kl_every)") for task in tasks]
+    from cofi.analysis.forecast import forecast_points
+
     parts = []
     for task in tasks:
-        base = test[(test["method"] == BASE) & (test["task"] == task)]["vers"]
-        kl = forecast[forecast["task"] == task].groupby("method")["kl_early"].mean().dropna()
-        vers = test[(test["task"] == task) & test["method"].isin(kl.index)].groupby("method")["vers"].mean()
-        runs = sorted(set(kl.index) & set(vers.index))
-        if base.empty or len(runs) < 3:
-            parts.append(Part(task, f"{len(runs)} runs", note="fewer than 3 runs with a KL curve and test scores"))
+        points = forecast_points(forecast, test, task, BASE)
+        if len(points) < 3:
+            parts.append(Part(task, f"{len(points)} runs", note="fewer than 3 runs with a KL curve and test scores"))
             continue
-        rho = spearman([kl[r] for r in runs], [float(base.mean()) - vers[r] for r in runs])
-        parts.append(Part(task, f"{len(runs)} runs", () if math.isnan(rho) else (rho,),
-                          note="" if not math.isnan(rho) else "no spread", runs=len(runs)))
+        rho = spearman(points["kl_early"].tolist(), points["vers_drop"].tolist())
+        parts.append(Part(task, f"{len(points)} runs", () if math.isnan(rho) else (rho,),
+                          note="" if not math.isnan(rho) else "no spread", runs=len(points)))
     return parts
 
 

@@ -52,12 +52,14 @@ class ClaimsJob(Job):
     rows: ClaimRows = option("which rows the claims read (claims)", ClaimRows())
     settings: TablesSettings = option("digits and the bootstrap (tables)", TablesSettings())
     out_dir: str = option("directory for claims.md and claims.csv")
+    forecast_plot: str | None = option("path without suffix of the forecast figure (PNG and PDF): each run's early KL "
+                                       "against its Vers drop, per task", None)
 
     def execute(self) -> list[dict]:
         import pandas as pd
 
         from cofi.analysis.claims import claims_frame, claims_markdown, measure
-        from cofi.analysis.forecast import forecast_frame
+        from cofi.analysis.forecast import forecast_frame, forecast_points, plot_forecast
         from cofi.analysis.intervals import Bootstrap
         from cofi.analysis.tables import load_per_seed, score_rows
         from cofi.io import read_json
@@ -69,10 +71,16 @@ class ClaimsJob(Job):
                 path = node.get("score_file")
                 if path and Path(path).exists():
                     search_scores[path] = next(r for r in score_rows(read_json(path)) if r["task"] == result["task"])
-        claims = measure(load_per_seed(self.scores, self.searches, self.groups), self.rows, searches,
-                         pd.read_csv(self.sharpness) if self.sharpness else None,
-                         Bootstrap(self.settings.bootstrap, self.settings.bootstrap_seed), search_scores,
-                         forecast_frame(list(self.curves)) if self.curves else None)
+        per_seed = load_per_seed(self.scores, self.searches, self.groups)
+        forecast = forecast_frame(list(self.curves)) if self.curves else None
+        claims = measure(per_seed, self.rows, searches, pd.read_csv(self.sharpness) if self.sharpness else None,
+                         Bootstrap(self.settings.bootstrap, self.settings.bootstrap_seed), search_scores, forecast)
+        if self.forecast_plot:
+            rho = {part["part"].task: part["part"].mean for claim in claims if claim["claim"] == "kl_forecast"
+                   for part in claim["parts"] if part["part"].values}
+            test = per_seed[per_seed["split"] == "test"]
+            tasks = sorted(set(test["task"]))  # every panel, a run or none
+            plot_forecast({task: forecast_points(forecast, test, task) for task in tasks}, rho, self.forecast_plot)
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "claims.md").write_text("The papers' claims against this experiment (test split)\n\n"
