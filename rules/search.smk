@@ -33,15 +33,16 @@ checkpoint search_step:
         job_command("search-step")
 
 
-# search.mode snr trains nothing: the base model's matrices' SNR (once per experiment, on a compute node: singular
-# values of every projection) ranks the grid's regions, and the result takes the tree's place.
+# search.mode snr trains nothing: the base model's matrices' SNR (once per experiment, on a compute node and its GPU
+# where the site has them: singular values of every projection) ranks the grid's regions; the result takes the tree's
+# place.
 rule matrix_snr:
     input:
         EXP.base_model_dir,
     output:
         SNR_FILE,
     params:
-        spec=job_spec("matrix-snr", model=EXP.base_model_dir, out=SNR_FILE),
+        spec=job_spec("matrix-snr", model=EXP.base_model_dir, device=EXP.compute.device, out=SNR_FILE),
     log:
         log_file("matrix_snr"),
     benchmark:
@@ -52,6 +53,7 @@ rule matrix_snr:
     resources:
         mem_mb=4000,
         runtime=60,
+        **model_resources(),  # one GPU where the site has them: hours of singular values on a CPU at 7B
     shell:
         job_command("matrix-snr")
 
