@@ -5,11 +5,13 @@ Per row, task and versatility suite (and Vers), on the test split, each model's 
 
 - the drop, base − row (what the tables show);
 - recovered, row after − row before: the points the probe brings back;
-- the control, base after − base before: what the same steps teach a model that forgot nothing (learning the
-  suite's form from the examples, or losing some of it);
-- recovered beyond the control, recovered − control: what came back because it was still there; as a share of
-  the drop where the drop is real (its interval above 0). Near 100 %: the drop was format, spurious; near 0 %:
-  the answers are gone.
+- the control, base after − base before: what the same steps do to a model that forgot nothing (teach it the
+  suite's form from the examples, or cost it some);
+- beyond, recovered − the control where the control is a gain: what came back that the steps do not teach anyone.
+  A control that is a loss is not added back: a row already at the floor cannot lose what the base model loses
+  (on the real model 10 steps of bare answers cost the base model 14 Reason points, and Full SFT had 1 left);
+- the share of the drop beyond accounts for, where the drop is real (its interval above 0): near 100 %, the drop
+  was the form of the answers (spurious); near 0 %, the answers are gone.
 
 Intervals: the tables' bootstrap (:mod:`cofi.analysis.intervals`), the four cells drawn alike (the same seeds and
 items), so each difference is paired.
@@ -66,7 +68,7 @@ def _measures(scores: dict, column: str) -> dict:
     recovered = scores["row_after"][column] - scores["row_before"][column]
     control = scores["base_after"][column] - scores["base_before"][column]
     return {"drop": scores["base_before"][column] - scores["row_before"][column], "recovered": recovered,
-            "control": control, "beyond": recovered - control}
+            "control": control, "beyond": recovered - np.maximum(control, 0)}
 
 
 def realign_markdown(table: pd.DataFrame, steps: int, examples: int, digits: int = 1) -> str:
@@ -74,14 +76,15 @@ def realign_markdown(table: pd.DataFrame, steps: int, examples: int, digits: int
     caption = (f"Realignment probe: each row's models and the base model trained {steps} steps on {examples} "
                "versatility examples (every weight), then scored again; test split, mean over seeds [95 % interval: a "
                "bootstrap over seeds, then items, all four scores drawn alike]. Recovered = after − before; control = "
-               "the base model's own change from the same steps; beyond = recovered − control, also as a share of the "
-               "drop where the drop's interval is above 0 (near 100 %: the drop was format; near 0 %: answers lost).\n\n")
+               "the base model's own change from the same steps; beyond = recovered − the control where the control is a gain "
+               "(a loss is not added back: a row at the floor cannot lose it), also as a share of the drop where the "
+               "drop's interval is above 0 (near 100 %: the drop was format; near 0 %: answers lost).\n\n")
     if table.empty:
         return caption + "No probed row has scores before and after (realign.runs is empty).\n"
 
     from cofi.analysis.tables import HEADERS, signed_cell
 
-    lines = ["| row | task | suite | before | after | drop | recovered | control (base) | beyond control | "
+    lines = ["| row | task | suite | before | after | drop | recovered | control (base) | beyond the base's gain | "
              "share of drop (%) |", "| --- | --- | --- | --: | --: | --: | --: | --: | --: | --: |"]
     for row in table.to_dict("records"):
         lines.append(f"| {row['method']} | {row['task']} | {HEADERS[row['suite']]} | {row['before']:.{digits}f} | "

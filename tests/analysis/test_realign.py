@@ -44,6 +44,19 @@ def test_what_comes_back_beyond_the_base_models_own_gain_is_the_share_of_the_dro
     assert "realign.runs is empty" in realign_markdown(realign_table(pd.DataFrame(before), pd.DataFrame(after[:1])), 10, 8)
 
 
+def test_what_the_steps_cost_the_base_model_is_not_credited_to_a_row_at_the_floor():
+    """The probe costs the base model 6 items (it answers in the examples' form); a row that had lost them already
+    cannot lose them again. Adding the base model's loss back would call its whole drop format."""
+    knows = [1.0] * 16 + [0.0] * 4
+    floor = [0.0] * 20
+    before = [row("base", None, knows)] + [row("full", seed, floor) for seed in range(3)]
+    after = [row("base", seed, [0.0] * 6 + knows[6:]) for seed in range(3)] + [row("full", seed, floor)
+                                                                               for seed in range(3)]
+    full = realign_table(pd.DataFrame(before), pd.DataFrame(after), Bootstrap(500, 0)).set_index("suite").loc["reason"]
+    assert full["drop"] == pytest.approx(80.0) and full["control"] == pytest.approx(-30.0)
+    assert full["recovered"] == 0 and full["beyond"] == 0 and full["share"] == 0 and full["share_hi"] == 0
+
+
 def test_the_examples_are_the_suites_first_items_in_turn_with_their_references(tmp_path):
     from cofi.jobs.realign import realign_records
 
