@@ -205,8 +205,8 @@ def test_the_snr_search_trains_nothing_and_its_pick_reaches_the_cofitune_run(tin
     result = json.loads((results / "bio/result.json").read_text())
     assert result["criterion"] == "snr" and result["trained"] == [] and result["run"] == f"region-{result['selected']}"
     assert json.loads((results / "rotate/result.json").read_text())["selected"] == result["selected"]  # the model's
-    planned = snakemake(tiny_run, "-n", "-p", "--forcerun", "finetune", "--configfile", "snr.yaml",
-                        "results/tiny/runs/cofitune_update/bio/seed0/model")
+    planned = snakemake(tiny_run, "results/tiny/runs/cofitune_update/bio/seed0/model", "-n", "-p", "--forcerun",
+                        "finetune", "--configfile", "snr.yaml")  # the target first: --configfile takes every value after it
     assert planned.returncode == 0, planned.stderr[-3000:]
     region = parse_region_id(result["selected"])
     spec = next(json.loads(re.search(r"--spec '(.*?)'", line).group(1)) for line in planned.stdout.splitlines()
@@ -217,8 +217,8 @@ def test_the_snr_search_trains_nothing_and_its_pick_reaches_the_cofitune_run(tin
 
 def test_the_realignment_probe_scores_each_rows_models_again_beside_the_base_models(tiny_run):
     """realign.runs: the run's models and the base model's, a few steps on the Vers examples, scored again; the
-    table pairs them. The probe starts from the run's model (it keeps the task it learnt: its Spec stays above the
-    realigned base model's), trains the configured steps, and leaves no model behind."""
+    table pairs them. The probe starts from the run's model (the same first batch at the same seed has another loss
+    than the base model's probe), trains the configured steps, and leaves no model behind."""
     config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     config["realign"] = {"runs": ["full"], "examples": 4, "steps": 3}
     (tiny_run / "realign.yaml").write_text(yaml.safe_dump(config))
@@ -227,11 +227,11 @@ def test_the_realignment_probe_scores_each_rows_models_again_beside_the_base_mod
     assert not finetuned_runs(done.stdout + done.stderr)  # no run trained again: only the probes
     realign = tiny_run / "results/tiny/realign"
     assert len((tiny_run / "results/tiny/data/realign_examples.jsonl").read_text().splitlines()) == 4
-    for row in ("base", "full"):
-        curve = pd.read_csv(realign / row / "bio/seed0/loss.csv")
-        assert curve["step"].max() == 3 and not (realign / row / "bio/seed0/model").exists()
+    curves = {row: pd.read_csv(realign / row / "bio/seed0/loss.csv") for row in ("base", "full")}
+    assert all(curve["step"].max() == 3 for curve in curves.values())
+    assert not any((realign / row / "bio/seed0/model").exists() for row in curves)
+    assert curves["full"]["loss"].iloc[0] != pytest.approx(curves["base"]["loss"].iloc[0], rel=1e-3)
     after = {row: json.loads((realign / row / "bio/seed0/test_scores.json").read_text()) for row in ("base", "full")}
-    assert after["full"]["spec"]["bio"] > after["base"]["spec"]["bio"]
     table = pd.read_csv(tiny_run / "results/tiny/tables/realign.csv").set_index(["method", "task", "suite"])
     assert set(table.index) == {("full", t, s) for t in ("bio", "rotate") for s in ("know", "reason", "instruct", "vers")}
     main = pd.read_csv(tiny_run / "results/tiny/tables/main.csv").set_index(["method", "task"])
