@@ -39,8 +39,7 @@ def realign_records(suites: dict, examples: int) -> list[dict]:
 
     per_suite = [[as_training(r) for r in TASK_TYPES[s["type"]].read(s["path"]) if r.get("output")]
                  for s in suites.values()]
-    in_turn = [r for i in range(max(map(len, per_suite), default=0)) for items in per_suite if i < len(items)
-               for r in [items[i]]]
+    in_turn = [items[i] for i in range(max(map(len, per_suite), default=0)) for items in per_suite if i < len(items)]
     if not in_turn:
         raise ValueError(f"no versatility item with a reference to realign on in {[s['path'] for s in suites.values()]}")
     return in_turn[:examples]
