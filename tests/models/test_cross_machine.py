@@ -96,7 +96,7 @@ def test_the_jobs_that_load_torch_are_pinned_and_the_job_server_starts_pinned():
     from cofi.jobs import JOBS, job_class
 
     pinned = {command for command in JOBS if job_class(command).computes}
-    assert pinned == {"build-base", "import-gguf", "finetune", "evaluate", "importance", "landscape"}
+    assert pinned == {"build-base", "import-gguf", "finetune", "evaluate", "importance", "landscape", "matrix-snr"}
     with serving({**os.environ, "ATEN_CPU_CAPABILITY": "default"}) as environment:
         assert kernels.pinned(environment)
 
