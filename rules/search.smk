@@ -3,7 +3,7 @@
 # so a wider beam, a deeper search or a longer lr list reuses finished ones.
 
 SEARCH = LAYOUT.search_dir(EXP.search.name, "{task}")  # tree, grid and snr side by side
-SNR_FILE = f"{LAYOUT.search_dir('snr', 'matrix_snr.csv')}"  # the base model's, whatever the task
+SNR_FILE = LAYOUT.search_dir("snr", "matrix_snr.csv")  # the base model's, whatever the task
 SEARCH_RESULT_JOB = "search-snr" if EXP.search.mode == "snr" else "search-report"
 
 

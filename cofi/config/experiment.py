@@ -285,7 +285,7 @@ class Experiment:
         """The model a row's probe starts from: the base model, or the row's model at that task and seed."""
         if row == BASE_ROW:
             return self.base_model_dir
-        return self.layout.run_file(self.runs.storage(row), task, seed, "model")
+        return self.run_file(row, task, seed, "model")
 
     def forgetting_samples(self, run: str, task: str) -> dict | None:
         """:meth:`forgetting_files` for a run that watches its forgetting, else None."""
