@@ -75,4 +75,4 @@ rule sharpness_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        job_command("sharpness")
+        job_command("sharpness", spec_on_stdin=True)

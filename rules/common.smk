@@ -54,13 +54,19 @@ def job_spec(command, **values):
     return cofi.jobs.interface.spec_json(job_class(command), values, f"the {command} job's spec")
 
 
-def job_command(command, launcher="python"):
+def job_command(command, launcher="python", spec_on_stdin=False):
     """The shell command that runs job ``command`` with its spec, with the threads Snakemake gives it where it
-    computes (the process's, not the job's, so fewer cores rerun nothing), into its log."""
+    computes (the process's, not the job's, so fewer cores rerun nothing), into its log.
+
+    ``spec_on_stdin``: for a job whose spec lists every run's files (a table's), which grows past what Linux lets
+    one argument of a program hold (128 KiB; the fair study's claims spec is 150 KB): the shell's own printf, a
+    builtin that starts no program, pipes the spec in."""
     computes = job_class(command).computes
     threads = " --threads {threads}" if computes else ""
     # The kernels' switch travels in the environment: it must be read before torch starts (cofi.models.kernels).
     kernels = f"{KERNELS_VARIABLE}=native " if computes and EXP.compute.cpu_kernels == "native" else ""
+    if spec_on_stdin:
+        return f"printf '%s' {{params.spec:q}} | {kernels}{launcher} -m cofi {command} --spec -{threads} > {{log:q}} 2>&1"
     return f"{kernels}{launcher} -m cofi {command} --spec {{params.spec:q}}{threads} > {{log:q}} 2>&1"
 
 

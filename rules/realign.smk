@@ -106,4 +106,4 @@ rule realign_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        job_command("realign-table")
+        job_command("realign-table", spec_on_stdin=True)

@@ -48,7 +48,7 @@ rule main_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        job_command("table")
+        job_command("table", spec_on_stdin=True)
 
 
 rule result_plots:
@@ -82,7 +82,7 @@ rule result_plots:
         mem_mb=1000,
         runtime=5,
     shell:
-        job_command("plots")
+        job_command("plots", spec_on_stdin=True)
 
 
 rule loss_curves:
@@ -107,7 +107,7 @@ rule loss_curves:
         mem_mb=1000,
         runtime=5,
     shell:
-        job_command("loss-curves")
+        job_command("loss-curves", spec_on_stdin=True)
 
 
 LOSS_CURVES = expand(rules.loss_curves.output, task=TASKS)
@@ -142,7 +142,7 @@ rule claims_table:
         mem_mb=1000,
         runtime=5,
     shell:
-        job_command("claims")
+        job_command("claims", spec_on_stdin=True)
 
 
 # Everything the `tables` target rebuilds from the score files (no training, no evaluation).

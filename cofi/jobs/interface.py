@@ -132,6 +132,28 @@ def json_value(text: str):
 
 json_value.__name__ = "JSON"  # argparse names the type in its message
 
+# ``--spec -``: the spec is read from standard input. A job whose spec lists every run's files (the tables, the
+# claims) outgrows what Linux lets one argument hold (128 KiB) in a large study; a shell builtin pipes it instead.
+SPEC_ON_STDIN = "-"
+
+
+def spec_value(text: str):
+    """argparse type of --spec: JSON, or ``-`` (kept as is: standard input is read once, by the job itself)."""
+    return text if text == SPEC_ON_STDIN else json_value(text)
+
+
+spec_value.__name__ = "JSON"
+
+
+def _spec_from_stdin() -> dict:
+    # A fresh reader on descriptor 0: a job forked by the job server gets its client's stdin there.
+    with open(0, encoding="utf-8", closefd=False) as stdin:
+        text = stdin.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise JobSpecError(f"--spec - (standard input): not valid JSON ({error.msg} at column {error.colno})") from None
+
 
 # --- the command line -------------------------------------------------------------------------------------------
 
@@ -141,8 +163,8 @@ def add_job_command(subparsers, command: str, cls) -> argparse.ArgumentParser:
     summary = " ".join((cls.__doc__ or command).strip().split("\n\n")[0].split())
     parser = subparsers.add_parser(command, help=summary, description=summary + " Flags set or override keys of "
                                    "--spec; the rules pass the whole job as --spec.")
-    parser.add_argument("--spec", type=json_value, default={}, help="JSON object of the job's keys: the name after "
-                        "each flag below")
+    parser.add_argument("--spec", type=spec_value, default={}, help="JSON object of the job's keys: the name after "
+                        "each flag below; - reads it from standard input")
     for field, annotation in job_fields(cls):
         kind, _ = _optional(annotation)
         default = _default(field)
@@ -185,6 +207,8 @@ def device_of(argv: list[str]) -> str:
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             args = commands._name_parser_map[argv[0]].parse_args(argv[1:])
+        if args.spec == SPEC_ON_STDIN:  # the job's to read, not the asker's: its device is its default one
+            return cls.device_of({})
         values = values_of(args, cls)
     except (SystemExit, JobSpecError):
         return "auto"
@@ -192,7 +216,9 @@ def device_of(argv: list[str]) -> str:
 
 
 def values_of(args: argparse.Namespace, cls) -> dict:
-    """The job's keys from parsed arguments: --spec, then the flags given."""
+    """The job's keys from parsed arguments: --spec (read from standard input where it is -), then the flags given."""
+    if args.spec == SPEC_ON_STDIN:
+        args.spec = _spec_from_stdin()
     if not isinstance(args.spec, dict):
         raise JobSpecError(f"--spec: expected a JSON object, got {type(args.spec).__name__}")
     given = {field.name: getattr(args, field.name) for field, _ in job_fields(cls) if hasattr(args, field.name)}

@@ -198,3 +198,25 @@ def test_a_gpu_job_runs_as_its_own_process(monkeypatch):
     assert not jobserver.wants_gpu(finetune(), {"CUDA_VISIBLE_DEVICES": ""})  # hidden: the CPU
     monkeypatch.setenv("COFI_JOB_SERVER", "/nonexistent/socket")
     assert jobserver.delegate(finetune(device="cuda")) is None  # never sent to the server
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["alone", "in the server"])
+def test_a_spec_too_long_for_an_argument_reaches_the_job_on_stdin(tmp_path, server):
+    """The tables' rules pipe their spec (job_command's spec_on_stdin): 200 KB, past Linux's 128 KiB for one
+    argument, reaches the job whole, alone and forked by the job server (which must not read it first); the job
+    then names both of its keys, the one before the padding and the one after it."""
+    spec = json.dumps({"a_padding": "x" * 200_000, "zz_last": 1})
+    script = tmp_path / "job.sh"  # Snakemake too runs a long command from a script file
+    script.write_text(f"printf '%s' '{spec}' | {sys.executable} -m cofi claims --spec -; echo status $?\n")
+    if server:
+        done = under_server(f"bash {script}", tmp_path)
+        assert "cofi: job server process" in done.stderr, done.stderr[-2000:]
+    else:
+        done = subprocess.run(["bash", str(script)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "COFI_JOB_SERVER"})
+    assert "status 2" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "unknown key(s) ['a_padding', 'zz_last']" in done.stderr, done.stderr[-2000:]
+    if not server:  # the limit this works around: the same spec as an argument
+        script.write_text(f"{sys.executable} -m cofi claims --spec '{spec}'\n")
+        as_argument = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
+        assert as_argument.returncode == 126 and "Argument list too long" in as_argument.stderr
