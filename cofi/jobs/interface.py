@@ -217,12 +217,11 @@ def device_of(argv: list[str]) -> str:
 
 def values_of(args: argparse.Namespace, cls) -> dict:
     """The job's keys from parsed arguments: --spec (read from standard input where it is -), then the flags given."""
-    if args.spec == SPEC_ON_STDIN:
-        args.spec = _spec_from_stdin()
-    if not isinstance(args.spec, dict):
-        raise JobSpecError(f"--spec: expected a JSON object, got {type(args.spec).__name__}")
+    spec = _spec_from_stdin() if args.spec == SPEC_ON_STDIN else args.spec
+    if not isinstance(spec, dict):
+        raise JobSpecError(f"--spec: expected a JSON object, got {type(spec).__name__}")
     given = {field.name: getattr(args, field.name) for field, _ in job_fields(cls) if hasattr(args, field.name)}
-    return {**args.spec, **given}
+    return {**spec, **given}
 
 
 # --- spec <-> job ----------------------------------------------------------------------------------------------
